@@ -1,0 +1,120 @@
+//! Stage 1, access: one SSH key pair per lab (made at create time on the first node, never
+//! stored in the image), installed for postgres on every node, and sshd running, so that `ssh
+//! pgha2` works between nodes as the course uses it and pgBackRest can reach every node.
+
+use std::time::Duration;
+
+use super::{Ctx, Facts, Owner, wait_for};
+use crate::error::{Error, Result};
+use crate::spec::Stage;
+
+const SSH_DIR: &str = "/var/lib/postgresql/.ssh";
+
+pub async fn run(ctx: &Ctx<'_>, _facts: &[Facts]) -> Result<String> {
+    let first = &ctx.lab.nodes[0].name;
+    // The key stays the lab's own across reruns: node 1 keeps it.
+    let keygen = format!(
+        "set -e; umask 077; mkdir -p {SSH_DIR}; \
+         [ -s {SSH_DIR}/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -C 'pgha-lab {lab}' \
+         -f {SSH_DIR}/id_ed25519; cat {SSH_DIR}/id_ed25519.pub; echo '-----'; \
+         cat {SSH_DIR}/id_ed25519",
+        lab = ctx.lab.name
+    );
+    let out = ctx
+        .must(
+            Stage::Access,
+            first,
+            "postgres",
+            &keygen,
+            Duration::from_secs(30),
+            None,
+        )
+        .await?;
+    let Some((public, private)) = out.split_once("-----\n") else {
+        return Err(ctx
+            .failure(
+                Stage::Access,
+                first,
+                "ssh-keygen produced no key pair".into(),
+                None,
+            )
+            .await);
+    };
+    futures_util::future::try_join_all(ctx.lab.nodes.iter().map(|n| async move {
+        ctx.must(
+            Stage::Access,
+            &n.name,
+            "root",
+            &format!("install -d -m 700 -o postgres -g postgres {SSH_DIR} && startSshd"),
+            Duration::from_secs(30),
+            None,
+        )
+        .await?;
+        for (file, content, mode) in [
+            ("id_ed25519", private, 0o600),
+            ("id_ed25519.pub", public, 0o644),
+            ("authorized_keys", public, 0o600),
+        ] {
+            ctx.upload(
+                &n.name,
+                &format!("{SSH_DIR}/{file}"),
+                content.to_string(),
+                mode,
+                Owner::Postgres,
+            )
+            .await?;
+        }
+        Ok::<_, Error>(())
+    }))
+    .await?;
+    verify(ctx).await?;
+    Ok(format!(
+        "the lab's key pair is installed for postgres on {} node(s); every node reaches every \
+         other with ssh",
+        ctx.lab.nodes.len()
+    ))
+}
+
+/// Every node logs in to every node (itself included) as postgres, without a password.
+async fn verify(ctx: &Ctx<'_>) -> Result<()> {
+    let names = ctx.lab.node_names().join(" ");
+    let script = format!(
+        "for h in {names}; do err=$(ssh -n -o BatchMode=yes -o ConnectTimeout=5 $h true 2>&1) \
+         || echo \"$h unreachable: $err\"; done"
+    );
+    futures_util::future::try_join_all(ctx.lab.nodes.iter().map(|node| {
+        let script = &script;
+        async move {
+            // sshd on the other nodes may still be starting.
+            let seen = wait_for(
+                Duration::from_secs(20),
+                Duration::from_millis(500),
+                || async {
+                    let out = ctx
+                        .sh(&node.name, "postgres", script, Duration::from_secs(60))
+                        .await?;
+                    let failed = out.stdout.trim();
+                    Ok(if failed.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(failed.to_string())
+                    })
+                },
+            )
+            .await?;
+            match seen {
+                Ok(()) => Ok(()),
+                Err(seen) => Err(ctx
+                    .failure(
+                        Stage::Access,
+                        &node.name,
+                        format!("ssh as postgres does not reach every node:\n{seen}"),
+                        None,
+                    )
+                    .await),
+            }
+        }
+    }))
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! Stage 4, backup: the pgBackRest repository on the last node (pgbackrest1), the configuration
+//! on it and on every PostgreSQL node, stanza-create, archive_command set through Patroni's
+//! dynamic configuration, check, and a first full backup; done when `pgbackrest info` reports
+//! status ok with that backup.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::facts::of;
+use super::{Ctx, Facts, Owner, patroni, wait_for};
+use crate::error::{Error, Result};
+use crate::render::{ARCHIVE_COMMAND, PATRONI_CONF, PGBACKREST_CONF, STANZA};
+use crate::spec::Stage;
+
+const LOGS: &str = "/var/log/pgbackrest/pgha-*.log";
+
+/// What `pgbackrest info` says of the stanza.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Info {
+    pub status: String,
+    pub full_backups: usize,
+    /// The newest backup: (label, type).
+    pub last: Option<(String, String)>,
+}
+
+impl Info {
+    pub fn ok(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
+pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
+    let Some(repo) = ctx.lab.repo_node().map(|n| n.name.clone()) else {
+        return Err(Error::Invalid(format!(
+            "lab {} has no repository node (no node has the repo role)",
+            ctx.lab.name
+        )));
+    };
+    let mut targets: Vec<String> = ctx.lab.postgres_nodes().map(|n| n.name.clone()).collect();
+    if !targets.contains(&repo) {
+        targets.push(repo.clone());
+    }
+    for node in &targets {
+        if !of(facts, node).pgbackrest_config {
+            let conf = ctx.cluster.pgbackrest_conf(ctx.member(node));
+            ctx.upload(node, PGBACKREST_CONF, conf, 0o640, Owner::Postgres)
+                .await?;
+        }
+    }
+
+    if let Some(info) = info(ctx, &repo).await?
+        && info.ok()
+        && info.full_backups > 0
+        && archive_command_set(ctx).await?
+    {
+        return Ok(describe(&info));
+    }
+
+    pgbackrest(ctx, &repo, "stanza-create", Duration::from_secs(120)).await?;
+    set_archive_command(ctx).await?;
+    pgbackrest(ctx, &repo, "check", Duration::from_secs(180)).await?;
+    let has_full = info(ctx, &repo).await?.is_some_and(|i| i.full_backups > 0);
+    if !has_full {
+        pgbackrest(ctx, &repo, "--type=full backup", Duration::from_secs(900)).await?;
+    }
+    match info(ctx, &repo).await? {
+        Some(info) if info.ok() && info.full_backups > 0 => Ok(describe(&info)),
+        seen => Err(ctx
+            .failure(
+                Stage::Backup,
+                &repo,
+                format!(
+                    "pgbackrest info does not report status ok with a full backup ({})",
+                    seen.map(|i| format!("status {}, {} full", i.status, i.full_backups))
+                        .unwrap_or_else(|| "no answer".into())
+                ),
+                Some(LOGS),
+            )
+            .await),
+    }
+}
+
+fn describe(info: &Info) -> String {
+    let last = info
+        .last
+        .as_ref()
+        .map(|(label, kind)| format!(", newest {label} ({kind})"))
+        .unwrap_or_default();
+    format!(
+        "stanza {STANZA} status {}, {} full backup(s){last}; WAL archived to pgbackrest1",
+        info.status, info.full_backups
+    )
+}
+
+async fn pgbackrest(ctx: &Ctx<'_>, repo: &str, command: &str, timeout: Duration) -> Result<()> {
+    ctx.must(
+        Stage::Backup,
+        repo,
+        "postgres",
+        &format!("pgbackrest --stanza={STANZA} {command}"),
+        timeout,
+        Some(LOGS),
+    )
+    .await
+    .map(drop)
+}
+
+/// `pgbackrest info` from the repository host, or None when it cannot say.
+pub async fn info(ctx: &Ctx<'_>, repo: &str) -> Result<Option<Info>> {
+    let out = ctx
+        .sh(
+            repo,
+            "postgres",
+            &format!("pgbackrest --stanza={STANZA} info --output=json"),
+            Duration::from_secs(60),
+        )
+        .await?;
+    Ok(parse_info(&out.stdout))
+}
+
+#[derive(Deserialize)]
+struct Stanza {
+    status: StanzaStatus,
+    #[serde(default)]
+    backup: Vec<Backup>,
+}
+
+#[derive(Deserialize)]
+struct StanzaStatus {
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct Backup {
+    label: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+fn parse_info(json: &str) -> Option<Info> {
+    let stanzas: Vec<Stanza> = serde_json::from_str(json.trim()).ok()?;
+    let stanza = stanzas.into_iter().next()?;
+    Some(Info {
+        status: stanza.status.message,
+        full_backups: stanza.backup.iter().filter(|b| b.kind == "full").count(),
+        last: stanza
+            .backup
+            .last()
+            .map(|b| (b.label.clone(), b.kind.clone())),
+    })
+}
+
+/// Whether every PostgreSQL node runs with pgBackRest's archive_command.
+async fn archive_command_set(ctx: &Ctx<'_>) -> Result<bool> {
+    for node in ctx.lab.postgres_nodes() {
+        if archive_command(ctx, &node.name).await?.as_deref() != Some(ARCHIVE_COMMAND) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+async fn archive_command(ctx: &Ctx<'_>, node: &str) -> Result<Option<String>> {
+    let out = ctx
+        .sh(
+            node,
+            "postgres",
+            "psql -XAtc 'SHOW archive_command'",
+            Duration::from_secs(15),
+        )
+        .await?;
+    Ok(out.ok().then(|| out.stdout.trim().to_string()))
+}
+
+/// Sets archive_command in Patroni's dynamic configuration (as the course does with
+/// `patronictl edit-config`) and waits until every node has reloaded it.
+async fn set_archive_command(ctx: &Ctx<'_>) -> Result<()> {
+    let nodes: Vec<String> = ctx.lab.postgres_nodes().map(|n| n.name.clone()).collect();
+    let healthy = patroni::wait_healthy(ctx, &nodes, Duration::from_secs(60)).await?;
+    let primary = &healthy.primary;
+    if archive_command(ctx, primary).await?.as_deref() != Some(ARCHIVE_COMMAND) {
+        let set = ctx
+            .engine
+            .exec(
+                primary,
+                "postgres",
+                &[
+                    "patronictl",
+                    "-c",
+                    PATRONI_CONF,
+                    "edit-config",
+                    "--force",
+                    "-p",
+                    &format!("archive_command={ARCHIVE_COMMAND}"),
+                ],
+                Duration::from_secs(60),
+            )
+            .await?;
+        if !set.ok() {
+            return Err(ctx
+                .failure(
+                    Stage::Backup,
+                    primary,
+                    format!("patronictl edit-config failed: {}", set.said()),
+                    Some(patroni::LOG),
+                )
+                .await);
+        }
+    }
+    for node in &nodes {
+        let applied = wait_for(
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            || async {
+                Ok(match archive_command(ctx, node).await? {
+                    Some(c) if c == ARCHIVE_COMMAND => Ok(()),
+                    other => Err(other.unwrap_or_else(|| "no answer from psql".into())),
+                })
+            },
+        )
+        .await?;
+        if let Err(seen) = applied {
+            return Err(ctx
+                .failure(
+                    Stage::Backup,
+                    node,
+                    format!("archive_command is still {seen:?} after 60 s"),
+                    Some(patroni::LOG),
+                )
+                .await);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_reports_status_and_full_backups() {
+        let json = r#"[{"archive":[{"database":{"id":1},"id":"17-1","max":"000000010000000000000005","min":"000000010000000000000001"}],
+            "backup":[{"label":"20251122-064336F","type":"full","info":{"size":1}},
+                      {"label":"20251122-064336F_20251122-070000I","type":"incr"}],
+            "cipher":"none","db":[{"id":1,"system-id":7575415324175827441,"version":"17"}],
+            "name":"pgha","repo":[{"cipher":"none","key":1,"status":{"code":0,"message":"ok"}}],
+            "status":{"code":0,"lock":{"backup":{"held":false}},"message":"ok"}}]"#;
+        let info = parse_info(json).unwrap();
+        assert!(info.ok());
+        assert_eq!(info.full_backups, 1);
+        assert_eq!(
+            info.last,
+            Some(("20251122-064336F_20251122-070000I".into(), "incr".into()))
+        );
+    }
+
+    #[test]
+    fn a_stanza_without_backups_is_not_ok() {
+        let json =
+            r#"[{"backup":[],"name":"pgha","status":{"code":2,"message":"no valid backups"}}]"#;
+        let info = parse_info(json).unwrap();
+        assert!(!info.ok());
+        assert_eq!(info.full_backups, 0);
+        assert_eq!(parse_info("not json"), None);
+        assert_eq!(parse_info("[]"), None);
+    }
+}

@@ -1,0 +1,268 @@
+//! Stage 2, etcd: /pgha/config/etcd.yaml on every member, etcd started everywhere, done when
+//! every member reports healthy and exactly one leads. Also the etcd view `lab status` and the
+//! drills read.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::facts::of;
+use super::{Ctx, Facts, Owner, wait_for};
+use crate::error::Result;
+use crate::render::ETCD_CONF;
+use crate::spec::{Stage, quorum};
+
+pub const LOG: &str = "/var/log/etcd/etcd-standalone.log";
+
+/// The etcd cluster as its members report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub healthy: Vec<String>,
+    /// (member, why)
+    pub unhealthy: Vec<(String, String)>,
+    pub leader: Option<String>,
+}
+
+impl View {
+    pub fn members(&self) -> usize {
+        self.healthy.len() + self.unhealthy.len()
+    }
+
+    /// "5 members: quorum 3, tolerates 2 failures; 5 up, leader pgha2"
+    pub fn describe(&self) -> String {
+        let n = self.members();
+        let (q, f) = quorum(n);
+        let up = self.healthy.len();
+        let state = match &self.leader {
+            _ if up < q => format!("{up} up, no quorum — Patroni cannot elect a leader"),
+            Some(l) => format!("{up} up, leader {l}"),
+            None => format!("{up} up, no leader yet"),
+        };
+        format!("{n} members: quorum {q}, tolerates {f} failure(s) (N = 2F + 1); {state}")
+    }
+}
+
+pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
+    let members: Vec<_> = ctx.lab.etcd_nodes().collect();
+    futures_util::future::try_join_all(members.iter().map(|n| async move {
+        // A configuration already there (written by hand, or by an earlier run) is kept.
+        if !of(facts, &n.name).etcd_config {
+            let yaml = ctx.cluster.etcd_yaml(ctx.member(&n.name));
+            ctx.upload(&n.name, ETCD_CONF, yaml, 0o644, Owner::Postgres)
+                .await?;
+        }
+        ctx.must(
+            Stage::Etcd,
+            &n.name,
+            "postgres",
+            "startEtcd",
+            Duration::from_secs(30),
+            Some(LOG),
+        )
+        .await
+    }))
+    .await?;
+    let view = wait_healthy(ctx, Duration::from_secs(60)).await?;
+    Ok(view.describe())
+}
+
+/// Waits until every member is healthy and one leads.
+pub async fn wait_healthy(ctx: &Ctx<'_>, deadline: Duration) -> Result<View> {
+    let waited = wait_for(deadline, Duration::from_millis(300), || async {
+        let view = view(ctx).await?;
+        Ok(if view.unhealthy.is_empty() && view.leader.is_some() {
+            Ok(view)
+        } else {
+            Err(view)
+        })
+    })
+    .await?;
+    match waited {
+        Ok(view) => Ok(view),
+        Err(view) => {
+            let (node, why) = view
+                .unhealthy
+                .first()
+                .cloned()
+                .unwrap_or_else(|| (ctx.lab.nodes[0].name.clone(), "no leader".into()));
+            Err(ctx
+                .failure(
+                    Stage::Etcd,
+                    &node,
+                    format!(
+                        "the etcd cluster is not healthy after {} s ({}); {node}: {why}",
+                        deadline.as_secs(),
+                        view.describe()
+                    ),
+                    Some(LOG),
+                )
+                .await)
+        }
+    }
+}
+
+/// The cluster's health and leader, asked from the first running node that reaches a member.
+pub async fn view(ctx: &Ctx<'_>) -> Result<View> {
+    let endpoints = ctx.cluster.etcd_endpoints();
+    let script = format!(
+        "etcdctl --endpoints={endpoints} --dial-timeout=2s --command-timeout=3s endpoint \
+         health -w json 2>/dev/null; echo '-----'; etcdctl --endpoints={endpoints} --dial-timeout=2s \
+         --command-timeout=3s endpoint status -w json 2>/dev/null; true"
+    );
+    let mut last = None;
+    for node in ctx.lab.nodes.iter().filter(|n| n.running()) {
+        let out = ctx
+            .sh(&node.name, "postgres", &script, Duration::from_secs(30))
+            .await?;
+        let (health, status) = out.stdout.split_once("-----").unwrap_or(("", ""));
+        let view = parse(ctx, health, status);
+        if !view.healthy.is_empty() {
+            return Ok(view);
+        }
+        last = Some(view);
+    }
+    Ok(last.unwrap_or_else(|| View {
+        healthy: vec![],
+        unhealthy: ctx
+            .lab
+            .etcd_nodes()
+            .map(|n| (n.name.clone(), "node not running".into()))
+            .collect(),
+        leader: None,
+    }))
+}
+
+#[derive(Deserialize)]
+struct Health {
+    endpoint: String,
+    health: bool,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Status {
+    #[serde(rename = "Endpoint")]
+    endpoint: String,
+    #[serde(rename = "Status")]
+    status: StatusBody,
+}
+
+#[derive(Deserialize)]
+struct StatusBody {
+    header: Header,
+    leader: u64,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    member_id: u64,
+}
+
+fn parse(ctx: &Ctx<'_>, health: &str, status: &str) -> View {
+    let name_of = |endpoint: &str| {
+        ctx.cluster
+            .members
+            .iter()
+            .find(|m| endpoint.trim_start_matches("http://") == format!("{}:2379", m.ip))
+            .map(|m| m.name.clone())
+            .unwrap_or_else(|| endpoint.to_string())
+    };
+    let names: Vec<String> = ctx.lab.etcd_nodes().map(|n| n.name.clone()).collect();
+    view_from(&names, health, status, name_of)
+}
+
+/// Builds the view from `etcdctl endpoint health -w json` and `endpoint status -w json`;
+/// members that appear in neither are unhealthy.
+fn view_from(
+    members: &[String],
+    health: &str,
+    status: &str,
+    name_of: impl Fn(&str) -> String,
+) -> View {
+    let health: Vec<Health> = serde_json::from_str(health.trim()).unwrap_or_default();
+    let status: Vec<Status> = serde_json::from_str(status.trim()).unwrap_or_default();
+    let mut healthy = Vec::new();
+    let mut unhealthy = Vec::new();
+    for member in members {
+        match health.iter().find(|h| &name_of(&h.endpoint) == member) {
+            Some(h) if h.health => healthy.push(member.clone()),
+            Some(h) => unhealthy.push((
+                member.clone(),
+                h.error.clone().unwrap_or_else(|| "unhealthy".into()),
+            )),
+            None => unhealthy.push((member.clone(), "no answer".into())),
+        }
+    }
+    let leaders: Vec<String> = status
+        .iter()
+        .filter(|s| s.status.leader != 0 && s.status.header.member_id == s.status.leader)
+        .map(|s| name_of(&s.endpoint))
+        .collect();
+    View {
+        healthy,
+        unhealthy,
+        leader: match leaders.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Vec<String> {
+        (1..=3).map(|i| format!("pgha{i}")).collect()
+    }
+
+    fn name_of(endpoint: &str) -> String {
+        match endpoint {
+            "10.0.0.10:2379" => "pgha1".into(),
+            "10.0.0.11:2379" => "pgha2".into(),
+            "10.0.0.12:2379" => "pgha3".into(),
+            other => other.into(),
+        }
+    }
+
+    const HEALTH: &str = r#"[{"endpoint":"10.0.0.10:2379","health":true,"took":"1ms"},
+        {"endpoint":"10.0.0.11:2379","health":true,"took":"1ms"},
+        {"endpoint":"10.0.0.12:2379","health":false,"took":"3s","error":"context deadline exceeded"}]"#;
+    const STATUS: &str = r#"[{"Endpoint":"10.0.0.10:2379","Status":{"header":{"cluster_id":1,"member_id":11,"revision":5,"raft_term":2},"version":"3.5.16","leader":22}},
+        {"Endpoint":"10.0.0.11:2379","Status":{"header":{"cluster_id":1,"member_id":22,"revision":5,"raft_term":2},"version":"3.5.16","leader":22}}]"#;
+
+    #[test]
+    fn health_and_leader_are_read() {
+        let v = view_from(&names(), HEALTH, STATUS, name_of);
+        assert_eq!(v.healthy, ["pgha1", "pgha2"]);
+        assert_eq!(
+            v.unhealthy,
+            [("pgha3".to_string(), "context deadline exceeded".to_string())]
+        );
+        assert_eq!(v.leader.as_deref(), Some("pgha2"));
+        assert_eq!(
+            v.describe(),
+            "3 members: quorum 2, tolerates 1 failure(s) (N = 2F + 1); 2 up, leader pgha2"
+        );
+    }
+
+    #[test]
+    fn silence_means_unhealthy_and_no_quorum() {
+        let v = view_from(&names(), "", "", name_of);
+        assert!(v.healthy.is_empty());
+        assert_eq!(v.unhealthy.len(), 3);
+        assert_eq!(v.leader, None);
+        assert!(
+            v.describe()
+                .ends_with("0 up, no quorum — Patroni cannot elect a leader")
+        );
+    }
+
+    #[test]
+    fn huge_member_ids_parse() {
+        let status = r#"[{"Endpoint":"10.0.0.10:2379","Status":{"header":{"member_id":17196340209185994919},"leader":17196340209185994919}}]"#;
+        let v = view_from(&names(), HEALTH, status, name_of);
+        assert_eq!(v.leader.as_deref(), Some("pgha1"));
+    }
+}

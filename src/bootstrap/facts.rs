@@ -1,0 +1,101 @@
+//! What is configured and running on a node, read in one exec: the ground the bootstrap, `lab
+//! start` and `lab stop` decide from, so that nothing done by hand or by an earlier run is
+//! redone or overwritten.
+
+/// The probe: one word per fact that holds.
+pub const PROBE: &str = "\
+[ -s /var/lib/postgresql/.ssh/authorized_keys ] && echo ssh_keys
+[ -s /etc/ssh/ssh_host_ed25519_key ] && echo host_keys
+pgrep -x sshd >/dev/null && echo sshd_running
+[ -s /pgha/config/etcd.yaml ] && echo etcd_config
+[ -d /pgha/data/etcd/member ] && echo etcd_data
+pgrep -x etcd >/dev/null && echo etcd_running
+[ -s /pgha/config/patroni.yaml ] && echo patroni_config
+[ -s /pgha/config/createRoles.sh ] && echo create_roles
+[ -f /pgdata/17/data/PG_VERSION ] && echo pg_data
+pgrep -x patroni >/dev/null && echo patroni_running
+[ -s /pgha/config/pgbackrest.conf ] && echo pgbackrest_config
+true";
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    pub node: String,
+    pub ssh_keys: bool,
+    pub host_keys: bool,
+    pub sshd_running: bool,
+    pub etcd_config: bool,
+    pub etcd_data: bool,
+    pub etcd_running: bool,
+    pub patroni_config: bool,
+    pub create_roles: bool,
+    pub pg_data: bool,
+    pub patroni_running: bool,
+    pub pgbackrest_config: bool,
+}
+
+impl Facts {
+    pub fn parse(node: &str, output: &str) -> Facts {
+        let mut f = Facts {
+            node: node.to_string(),
+            ..Facts::default()
+        };
+        for word in output.split_whitespace() {
+            let flag = match word {
+                "ssh_keys" => &mut f.ssh_keys,
+                "host_keys" => &mut f.host_keys,
+                "sshd_running" => &mut f.sshd_running,
+                "etcd_config" => &mut f.etcd_config,
+                "etcd_data" => &mut f.etcd_data,
+                "etcd_running" => &mut f.etcd_running,
+                "patroni_config" => &mut f.patroni_config,
+                "create_roles" => &mut f.create_roles,
+                "pg_data" => &mut f.pg_data,
+                "patroni_running" => &mut f.patroni_running,
+                "pgbackrest_config" => &mut f.pgbackrest_config,
+                _ => continue,
+            };
+            *flag = true;
+        }
+        f
+    }
+}
+
+/// The facts of `node` among all.
+pub fn of<'a>(all: &'a [Facts], node: &str) -> &'a Facts {
+    all.iter()
+        .find(|f| f.node == node)
+        .expect("facts are read for every node")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_become_flags() {
+        let f = Facts::parse("pgha1", "etcd_config\netcd_running\npg_data\nnoise\n");
+        assert!(f.etcd_config && f.etcd_running && f.pg_data);
+        assert!(!f.patroni_running && !f.ssh_keys);
+        assert_eq!(f.node, "pgha1");
+    }
+
+    #[test]
+    fn the_probe_names_every_flag() {
+        for word in [
+            "ssh_keys",
+            "host_keys",
+            "sshd_running",
+            "etcd_config",
+            "etcd_data",
+            "etcd_running",
+            "patroni_config",
+            "create_roles",
+            "pg_data",
+            "patroni_running",
+            "pgbackrest_config",
+        ] {
+            assert!(PROBE.contains(&format!("echo {word}\n")), "{word}");
+            assert_ne!(Facts::parse("n", word), Facts::parse("n", ""), "{word}");
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! The HA stack, bootstrapped through exec and file upload, one stage after another: access
+//! (SSH between nodes), etcd, patroni, backup. Each stage ends only when its effect is observed,
+//! skips what is already in place (so `lab bootstrap` can finish a lab, twice if need be), and
+//! on failure names the node and shows the end of the log that says why.
+
+mod access;
+mod backup;
+pub mod etcd;
+mod facts;
+pub mod patroni;
+pub mod services;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
+
+use crate::engine::{Engine, ExecOutput, UploadFile};
+use crate::error::{Error, Result};
+use crate::lab::Lab;
+use crate::progress::{Progress, seconds};
+use crate::render::{Cluster, Member};
+use crate::spec::{Credentials, Stage};
+pub use facts::Facts;
+
+/// What the bootstrap works with: the lab, its topology for rendering, and the way to reach it.
+pub struct Ctx<'a> {
+    pub engine: &'a Engine,
+    pub lab: &'a Lab,
+    pub cluster: Cluster,
+    pub progress: &'a Progress,
+    postgres_ids: OnceCell<(u64, u64)>,
+}
+
+/// Who owns an uploaded file.
+#[derive(Clone, Copy)]
+pub enum Owner {
+    Root,
+    Postgres,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(engine: &'a Engine, lab: &'a Lab, progress: &'a Progress) -> Ctx<'a> {
+        let cluster = Cluster {
+            lab: lab.name.clone(),
+            members: lab
+                .nodes
+                .iter()
+                .map(|n| Member {
+                    name: n.name.clone(),
+                    ip: n
+                        .ip(&lab.network)
+                        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                    roles: n.roles,
+                })
+                .collect(),
+        };
+        Ctx {
+            engine,
+            lab,
+            cluster,
+            progress,
+            postgres_ids: OnceCell::new(),
+        }
+    }
+
+    pub fn member(&self, node: &str) -> &Member {
+        self.cluster
+            .members
+            .iter()
+            .find(|m| m.name == node)
+            .expect("members mirror the lab's nodes")
+    }
+
+    /// Runs a bash script on a node.
+    pub async fn sh(
+        &self,
+        node: &str,
+        user: &str,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
+        self.engine
+            .exec(node, user, &["bash", "-c", script], timeout)
+            .await
+    }
+
+    /// Runs a bash script that must succeed; its failure becomes the stage's error, with the
+    /// end of `log` when one is named.
+    pub async fn must(
+        &self,
+        stage: Stage,
+        node: &str,
+        user: &str,
+        script: &str,
+        timeout: Duration,
+        log: Option<&str>,
+    ) -> Result<String> {
+        let out = self.sh(node, user, script, timeout).await?;
+        if out.ok() {
+            return Ok(out.stdout);
+        }
+        Err(self
+            .failure(
+                stage,
+                node,
+                format!(
+                    "`{}` exited with {}: {}",
+                    first_line(script),
+                    out.code,
+                    out.said()
+                ),
+                log,
+            )
+            .await)
+    }
+
+    /// A stage error for `node`, with the end of `log` read from it.
+    pub async fn failure(
+        &self,
+        stage: Stage,
+        node: &str,
+        message: String,
+        log: Option<&str>,
+    ) -> Error {
+        let log = match log {
+            Some(path) => Some((path.to_string(), self.tail(node, path).await)),
+            None => None,
+        };
+        Error::Stage {
+            stage: stage.name().into(),
+            node: node.into(),
+            message,
+            log,
+        }
+    }
+
+    /// The last lines of a log file on a node (a glob picks the newest match).
+    pub async fn tail(&self, node: &str, path: &str) -> String {
+        let script = format!(
+            "f=$(ls -t {path} 2>/dev/null | head -n 1); [ -n \"$f\" ] && tail -n 25 \"$f\""
+        );
+        self.sh(node, "root", &script, Duration::from_secs(10))
+            .await
+            .map(|o| o.stdout)
+            .unwrap_or_default()
+    }
+
+    /// Places a file on a node.
+    pub async fn upload(
+        &self,
+        node: &str,
+        path: &str,
+        content: String,
+        mode: u32,
+        owner: Owner,
+    ) -> Result<()> {
+        let (uid, gid) = match owner {
+            Owner::Root => (0, 0),
+            Owner::Postgres => self.postgres_ids().await?,
+        };
+        self.engine
+            .upload(
+                node,
+                &[UploadFile {
+                    path: path.into(),
+                    content: content.into_bytes(),
+                    mode,
+                    uid,
+                    gid,
+                }],
+            )
+            .await
+    }
+
+    /// The postgres user's uid and gid in the image (the same on every node).
+    async fn postgres_ids(&self) -> Result<(u64, u64)> {
+        let node = &self.lab.nodes[0].name;
+        self.postgres_ids
+            .get_or_try_init(|| async {
+                let out = self
+                    .sh(
+                        node,
+                        "root",
+                        "id -u postgres; id -g postgres",
+                        Duration::from_secs(10),
+                    )
+                    .await?;
+                let ids: Vec<u64> = out
+                    .stdout
+                    .split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect();
+                match ids.as_slice() {
+                    [uid, gid] => Ok((*uid, *gid)),
+                    _ => Err(Error::Invalid(format!(
+                        "node {node} has no postgres user ({}); is {} a lab image?",
+                        out.said(),
+                        node
+                    ))),
+                }
+            })
+            .await
+            .copied()
+    }
+
+    /// What is configured and running on every running node (a stopped one has nothing
+    /// running and is left out).
+    pub async fn facts(&self) -> Result<Vec<Facts>> {
+        futures_util::future::try_join_all(self.lab.nodes.iter().filter(|n| n.running()).map(
+            |n| async move {
+                let out = self
+                    .sh(&n.name, "root", facts::PROBE, Duration::from_secs(20))
+                    .await?;
+                Ok::<_, Error>(Facts::parse(&n.name, &out.stdout))
+            },
+        ))
+        .await
+    }
+}
+
+fn first_line(script: &str) -> &str {
+    script.lines().next().unwrap_or(script).trim()
+}
+
+/// Polls `probe` every `every` until it yields a value or `deadline` passes; on timeout returns
+/// the last thing it observed. Engine errors end the wait at once.
+pub async fn wait_for<T, S, F, Fut>(
+    deadline: Duration,
+    every: Duration,
+    mut probe: F,
+) -> Result<std::result::Result<T, S>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<std::result::Result<T, S>>>,
+{
+    let started = Instant::now();
+    loop {
+        match probe().await? {
+            Ok(value) => return Ok(Ok(value)),
+            Err(seen) if started.elapsed() >= deadline => return Ok(Err(seen)),
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
+}
+
+/// Runs every stage up to `target`, skipping what is done; returns each stage's time.
+pub async fn run(
+    engine: &Engine,
+    progress: &Progress,
+    lab: &Lab,
+    target: Stage,
+) -> Result<Vec<(Stage, Duration)>> {
+    let stopped: Vec<&str> = lab
+        .nodes
+        .iter()
+        .filter(|n| !n.running())
+        .map(|n| n.name.as_str())
+        .collect();
+    if !stopped.is_empty() {
+        return Err(Error::Invalid(format!(
+            "lab {} has stopped nodes ({}); the bootstrap needs them all. Run `lab start --name \
+             {}` first.",
+            lab.name,
+            stopped.join(", "),
+            lab.name
+        )));
+    }
+    let ctx = Ctx::new(engine, lab, progress);
+    let mut timings = Vec::new();
+    for stage in [Stage::Access, Stage::Etcd, Stage::Patroni, Stage::Backup] {
+        if stage > target {
+            break;
+        }
+        let step = progress.step(stage.name());
+        let facts = ctx.facts().await?;
+        let summary = match stage {
+            Stage::Access => access::run(&ctx, &facts).await?,
+            Stage::Etcd => etcd::run(&ctx, &facts).await?,
+            Stage::Patroni => patroni::run(&ctx, &facts).await?,
+            Stage::Backup => backup::run(&ctx, &facts).await?,
+            Stage::Containers => unreachable!("not a bootstrap stage"),
+        };
+        timings.push((stage, step.done(summary)));
+    }
+    if !timings.is_empty() {
+        let total: Duration = timings.iter().map(|(_, d)| *d).sum();
+        let parts: Vec<String> = timings
+            .iter()
+            .map(|(s, d)| format!("{} {}", s.name(), seconds(*d)))
+            .collect();
+        progress.line(format!(
+            "bootstrap: {} (total {})",
+            parts.join(", "),
+            seconds(total)
+        ));
+    }
+    Ok(timings)
+}
+
+/// Reads the lab's credentials from its first node.
+pub async fn credentials(ctx: &Ctx<'_>) -> Result<Credentials> {
+    let node = &ctx.lab.nodes[0].name;
+    let out = ctx
+        .sh(
+            node,
+            "root",
+            &format!("cat {}", Credentials::PATH),
+            Duration::from_secs(10),
+        )
+        .await?;
+    serde_json::from_str(&out.stdout).map_err(|_| {
+        Error::Invalid(format!(
+            "node {node} has no readable {} ({}); the lab was not made by this version of \
+             lab. Recreate it with `lab create --replace --name {}`.",
+            Credentials::PATH,
+            out.said(),
+            ctx.lab.name
+        ))
+    })
+}

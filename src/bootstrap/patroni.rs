@@ -1,0 +1,338 @@
+//! Stage 3, patroni: patroni.yaml and createRoles.sh on every PostgreSQL node, validated by
+//! Patroni itself; the first node started and waited for as primary, then the others, each
+//! waited for until it streams. The state is read live from every node's REST API, not from
+//! the DCS copy that refreshes only every loop_wait.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::facts::of;
+use super::{Ctx, Facts, Owner, wait_for};
+use crate::error::{Error, Result};
+use crate::render::{CREATE_ROLES, PATRONI_CONF, create_roles};
+use crate::spec::Stage;
+
+pub const LOG: &str = "/var/log/patroni/patroni.log";
+
+/// A member as its REST API (`GET /patroni`) describes itself.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct MemberState {
+    pub state: String,
+    pub role: String,
+    #[serde(default)]
+    pub timeline: Option<u64>,
+    #[serde(default)]
+    pub replication_state: Option<String>,
+    #[serde(default)]
+    pub database_system_identifier: Option<String>,
+}
+
+impl MemberState {
+    pub fn is_primary(&self) -> bool {
+        self.role == "primary" && self.state == "running"
+    }
+
+    pub fn is_streaming(&self) -> bool {
+        self.role == "replica" && self.replication_state.as_deref() == Some("streaming")
+    }
+
+    /// "replica streaming", "primary running", ...
+    pub fn describe(&self) -> String {
+        match &self.replication_state {
+            Some(r) if self.role == "replica" => format!("replica {r}"),
+            _ => format!("{} {}", self.role, self.state),
+        }
+    }
+}
+
+/// The healthy cluster: its primary and its streaming replicas.
+#[derive(Debug, Clone)]
+pub struct Healthy {
+    pub primary: String,
+    pub timeline: Option<u64>,
+    pub system: Option<String>,
+    pub replicas: Vec<String>,
+}
+
+impl Healthy {
+    pub fn describe(&self) -> String {
+        let replicas = if self.replicas.is_empty() {
+            "no replicas".to_string()
+        } else {
+            format!("{} streaming", self.replicas.join(", "))
+        };
+        format!(
+            "{} primary (timeline {}, system {}); {replicas}",
+            self.primary,
+            self.timeline
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "?".into()),
+            self.system.as_deref().unwrap_or("?"),
+        )
+    }
+}
+
+pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
+    let nodes: Vec<String> = ctx.lab.postgres_nodes().map(|n| n.name.clone()).collect();
+    let credentials = super::credentials(ctx).await?;
+    futures_util::future::try_join_all(nodes.iter().map(|node| {
+        let credentials = &credentials;
+        async move {
+            let f = of(facts, node);
+            // What is already there (written by hand, or by an earlier run) is kept.
+            if !f.patroni_config {
+                let yaml = ctx.cluster.patroni_yaml(ctx.member(node), credentials);
+                ctx.upload(node, PATRONI_CONF, yaml, 0o600, Owner::Postgres)
+                    .await?;
+            }
+            if !f.create_roles {
+                ctx.upload(
+                    node,
+                    CREATE_ROLES,
+                    create_roles(credentials),
+                    0o700,
+                    Owner::Postgres,
+                )
+                .await?;
+            }
+            ctx.must(
+                Stage::Patroni,
+                node,
+                "postgres",
+                &format!("patroni --validate-config {PATRONI_CONF}"),
+                Duration::from_secs(30),
+                None,
+            )
+            .await?;
+            Ok::<_, Error>(())
+        }
+    }))
+    .await?;
+
+    let primary = match current_primary(ctx, &nodes).await? {
+        Some(primary) => primary,
+        None => {
+            // A node that already holds data leads; on a fresh lab, the first.
+            let first = nodes
+                .iter()
+                .find(|n| of(facts, n).pg_data)
+                .unwrap_or(&nodes[0])
+                .clone();
+            start(ctx, &first).await?;
+            wait_primary(ctx, &first, Duration::from_secs(120)).await?;
+            first
+        }
+    };
+    futures_util::future::try_join_all(
+        nodes
+            .iter()
+            .filter(|n| **n != primary)
+            .map(|n| start(ctx, n)),
+    )
+    .await?;
+    let healthy = wait_healthy(ctx, &nodes, Duration::from_secs(180)).await?;
+    Ok(healthy.describe())
+}
+
+/// Starts Patroni on a node (nothing happens when it runs already).
+pub async fn start(ctx: &Ctx<'_>, node: &str) -> Result<()> {
+    ctx.must(
+        Stage::Patroni,
+        node,
+        "postgres",
+        "startPatroni",
+        Duration::from_secs(30),
+        Some(LOG),
+    )
+    .await
+    .map(drop)
+}
+
+/// The member's own account of itself, or None when its REST API does not answer.
+pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
+    let out = ctx
+        .sh(
+            node,
+            "postgres",
+            "curl -s --max-time 3 http://localhost:8008/patroni",
+            Duration::from_secs(15),
+        )
+        .await?;
+    Ok(serde_json::from_str(&out.stdout).ok())
+}
+
+async fn current_primary(ctx: &Ctx<'_>, nodes: &[String]) -> Result<Option<String>> {
+    for node in nodes {
+        if member(ctx, node).await?.is_some_and(|m| m.is_primary()) {
+            return Ok(Some(node.clone()));
+        }
+    }
+    Ok(None)
+}
+
+async fn wait_primary(ctx: &Ctx<'_>, node: &str, deadline: Duration) -> Result<()> {
+    let waited = wait_for(deadline, Duration::from_millis(500), || async {
+        Ok(match member(ctx, node).await? {
+            Some(m) if m.is_primary() => Ok(()),
+            Some(m) => Err(m.describe()),
+            None => Err("the REST API does not answer".into()),
+        })
+    })
+    .await?;
+    match waited {
+        Ok(()) => Ok(()),
+        Err(seen) => Err(ctx
+            .failure(
+                Stage::Patroni,
+                node,
+                format!(
+                    "it is not a running primary after {} s ({seen})",
+                    deadline.as_secs()
+                ),
+                Some(LOG),
+            )
+            .await),
+    }
+}
+
+/// Waits until exactly one of `nodes` is a running primary and every other one streams.
+pub async fn wait_healthy(ctx: &Ctx<'_>, nodes: &[String], deadline: Duration) -> Result<Healthy> {
+    let waited = wait_for(deadline, Duration::from_millis(500), || async {
+        let mut states = Vec::new();
+        for node in nodes {
+            states.push((node.clone(), member(ctx, node).await?));
+        }
+        Ok(healthy(&states))
+    })
+    .await?;
+    match waited {
+        Ok(h) => Ok(h),
+        Err(seen) => {
+            let node = seen.split(':').next().unwrap_or(&nodes[0]).to_string();
+            let node = if nodes.contains(&node) {
+                node
+            } else {
+                nodes[0].clone()
+            };
+            Err(ctx
+                .failure(
+                    Stage::Patroni,
+                    &node,
+                    format!(
+                        "the cluster is not healthy after {} s: {seen}",
+                        deadline.as_secs()
+                    ),
+                    Some(LOG),
+                )
+                .await)
+        }
+    }
+}
+
+/// One primary and every other member streaming, or what is wrong (first the node).
+fn healthy(states: &[(String, Option<MemberState>)]) -> std::result::Result<Healthy, String> {
+    let primaries: Vec<&(String, Option<MemberState>)> = states
+        .iter()
+        .filter(|(_, s)| s.as_ref().is_some_and(|s| s.is_primary()))
+        .collect();
+    let [(primary, Some(p))] = primaries.as_slice() else {
+        let names: Vec<&str> = primaries.iter().map(|(n, _)| n.as_str()).collect();
+        let first = states.first().map(|(n, _)| n.as_str()).unwrap_or("");
+        return Err(format!(
+            "{first}: {} running primaries ({})",
+            names.len(),
+            summary(states)
+        ));
+    };
+    for (node, state) in states {
+        if node == primary {
+            continue;
+        }
+        match state {
+            Some(s) if s.is_streaming() => {}
+            _ => return Err(format!("{node}: not streaming yet ({})", summary(states))),
+        }
+    }
+    Ok(Healthy {
+        primary: primary.clone(),
+        timeline: p.timeline,
+        system: p.database_system_identifier.clone(),
+        replicas: states
+            .iter()
+            .filter(|(n, _)| n != primary)
+            .map(|(n, _)| n.clone())
+            .collect(),
+    })
+}
+
+fn summary(states: &[(String, Option<MemberState>)]) -> String {
+    states
+        .iter()
+        .map(|(n, s)| {
+            format!(
+                "{n} {}",
+                s.as_ref()
+                    .map(|s| s.describe())
+                    .unwrap_or_else(|| "not answering".into())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(json: &str) -> Option<MemberState> {
+        Some(serde_json::from_str(json).unwrap())
+    }
+
+    const PRIMARY: &str = r#"{"state":"running","postmaster_start_time":"x","role":"primary",
+        "server_version":170011,"xlog":{"location":1},"timeline":1,
+        "database_system_identifier":"7575415324175827441",
+        "patroni":{"version":"4.0.7","scope":"pgha_patroni_cluster","name":"pgha1"}}"#;
+    const STREAMING: &str = r#"{"state":"running","role":"replica","timeline":1,
+        "replication_state":"streaming","database_system_identifier":"7575415324175827441"}"#;
+    const STARTING: &str = r#"{"state":"starting","role":"replica"}"#;
+
+    #[test]
+    fn one_primary_and_streaming_replicas_is_healthy() {
+        let states = vec![
+            ("pgha1".to_string(), state(PRIMARY)),
+            ("pgha2".to_string(), state(STREAMING)),
+            ("pgha3".to_string(), state(STREAMING)),
+        ];
+        let h = healthy(&states).unwrap();
+        assert_eq!(h.primary, "pgha1");
+        assert_eq!(h.replicas, ["pgha2", "pgha3"]);
+        assert_eq!(
+            h.describe(),
+            "pgha1 primary (timeline 1, system 7575415324175827441); pgha2, pgha3 streaming"
+        );
+    }
+
+    #[test]
+    fn a_replica_not_streaming_is_named() {
+        let states = vec![
+            ("pgha1".to_string(), state(PRIMARY)),
+            ("pgha2".to_string(), state(STARTING)),
+            ("pgha3".to_string(), None),
+        ];
+        let seen = healthy(&states).unwrap_err();
+        assert!(seen.starts_with("pgha2: not streaming yet"), "{seen}");
+        assert!(seen.contains("pgha3 not answering"), "{seen}");
+    }
+
+    #[test]
+    fn no_primary_or_two_is_unhealthy() {
+        let none = vec![("pgha1".to_string(), state(STREAMING))];
+        assert!(healthy(&none).unwrap_err().contains("0 running primaries"));
+        let two = vec![
+            ("pgha1".to_string(), state(PRIMARY)),
+            ("pgha2".to_string(), state(PRIMARY)),
+        ];
+        assert!(healthy(&two).unwrap_err().contains("2 running primaries"));
+    }
+}

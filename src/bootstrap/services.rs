@@ -1,0 +1,127 @@
+//! The services inside a lab's nodes across `lab stop` and `lab start`: stopped so that
+//! PostgreSQL shuts down cleanly and no failover happens on the way down, started again so that
+//! the same cluster comes back healthy. Only what is configured on a node is touched.
+
+use std::time::Duration;
+
+use super::{Ctx, etcd, patroni};
+use crate::error::Result;
+use crate::spec::Stage;
+
+/// Stops Patroni on the replicas, then on the primary, then etcd everywhere.
+pub async fn stop(ctx: &Ctx<'_>) -> Result<String> {
+    let facts = ctx.facts().await?;
+    let mut primaries = Vec::new();
+    let mut replicas = Vec::new();
+    for f in facts.iter().filter(|f| f.patroni_running) {
+        match patroni::member(ctx, &f.node).await? {
+            Some(m) if m.role == "primary" => primaries.push(f.node.clone()),
+            _ => replicas.push(f.node.clone()),
+        }
+    }
+    // Replicas first: a primary stopping while replicas run would hand its leadership over.
+    for group in [&replicas, &primaries] {
+        futures_util::future::try_join_all(group.iter().map(|n| {
+            ctx.must(
+                Stage::Patroni,
+                n,
+                "root",
+                "stopPatroni",
+                Duration::from_secs(150),
+                Some(patroni::LOG),
+            )
+        }))
+        .await?;
+    }
+    let etcd: Vec<&str> = facts
+        .iter()
+        .filter(|f| f.etcd_running)
+        .map(|f| f.node.as_str())
+        .collect();
+    futures_util::future::try_join_all(etcd.iter().map(|n| {
+        ctx.must(
+            Stage::Etcd,
+            n,
+            "root",
+            "stopEtcd",
+            Duration::from_secs(60),
+            Some(etcd::LOG),
+        )
+    }))
+    .await?;
+    let mut done = Vec::new();
+    if !replicas.is_empty() || !primaries.is_empty() {
+        done.push(format!(
+            "Patroni stopped on {} (replicas first, then the primary)",
+            replicas
+                .iter()
+                .chain(primaries.iter())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !etcd.is_empty() {
+        done.push(format!("etcd stopped on {} member(s)", etcd.len()));
+    }
+    Ok(if done.is_empty() {
+        "no services were running".into()
+    } else {
+        done.join("; ")
+    })
+}
+
+/// Starts sshd, etcd and Patroni where they are configured and waits for the cluster to be
+/// healthy again.
+pub async fn start(ctx: &Ctx<'_>) -> Result<String> {
+    let facts = ctx.facts().await?;
+    futures_util::future::try_join_all(facts.iter().filter(|f| f.host_keys).map(|f| {
+        ctx.must(
+            Stage::Access,
+            &f.node,
+            "root",
+            "startSshd",
+            Duration::from_secs(30),
+            None,
+        )
+    }))
+    .await?;
+    let mut done = Vec::new();
+
+    let etcd_nodes: Vec<&str> = facts
+        .iter()
+        .filter(|f| f.etcd_config && f.etcd_data)
+        .map(|f| f.node.as_str())
+        .collect();
+    futures_util::future::try_join_all(etcd_nodes.iter().map(|n| {
+        ctx.must(
+            Stage::Etcd,
+            n,
+            "postgres",
+            "startEtcd",
+            Duration::from_secs(30),
+            Some(etcd::LOG),
+        )
+    }))
+    .await?;
+    if !etcd_nodes.is_empty() && etcd_nodes.len() == ctx.lab.etcd_nodes().count() {
+        let view = etcd::wait_healthy(ctx, Duration::from_secs(90)).await?;
+        done.push(format!("etcd {}", view.describe()));
+    }
+
+    let pg_nodes: Vec<String> = facts
+        .iter()
+        .filter(|f| f.patroni_config && f.pg_data)
+        .map(|f| f.node.clone())
+        .collect();
+    futures_util::future::try_join_all(pg_nodes.iter().map(|n| patroni::start(ctx, n))).await?;
+    if !pg_nodes.is_empty() {
+        let healthy = patroni::wait_healthy(ctx, &pg_nodes, Duration::from_secs(180)).await?;
+        done.push(format!("Patroni {}", healthy.describe()));
+    }
+    Ok(if done.is_empty() {
+        "no services configured yet".into()
+    } else {
+        done.join("; ")
+    })
+}

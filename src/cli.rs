@@ -1,0 +1,140 @@
+//! The command line: clap definitions only.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::image::definition::IMAGE;
+use crate::spec::Stage;
+
+/// Turns a Docker Engine into a PostgreSQL high-availability training lab: PostgreSQL 17 with
+/// Patroni 4, an etcd quorum and a pgBackRest repository, bootstrapped and proven healthy.
+#[derive(Parser)]
+#[command(name = "lab", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a lab (or one per trainee): network, nodes, and the bootstrapped HA stack.
+    Create(Create),
+    /// Continue bootstrapping an existing lab from where it stands, up to a stage.
+    Bootstrap(Bootstrap),
+    /// Start a stopped lab's nodes.
+    Start(Target),
+    /// Stop a lab's nodes, keeping everything in them.
+    Stop(Target),
+    /// Remove a lab: its containers, volumes and (when it made it) its network.
+    Destroy(Destroy),
+    /// List every lab on this Docker Engine.
+    List,
+    /// Show a lab's nodes.
+    Status(Target),
+    /// Build or inspect the lab image.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+/// Which lab.
+#[derive(Args)]
+pub struct Target {
+    /// The lab's name.
+    #[arg(long, default_value = "pgha")]
+    pub name: String,
+}
+
+#[derive(Args)]
+pub struct Create {
+    /// The lab's name; nodes are NAME1, NAME2, ... Repeat it for one lab per trainee.
+    #[arg(long = "name", default_value = "pgha", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Create this many labs, named NAME-a, NAME-b, ... (each with its own network, subnet and
+    /// ports).
+    #[arg(long, conflicts_with_all = ["network", "subnet"])]
+    pub count: Option<usize>,
+    /// Number of nodes; every node is an etcd member.
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// Nodes 1..P run PostgreSQL and Patroni [default: 3, or all nodes when fewer].
+    #[arg(long, value_name = "P")]
+    pub postgres: Option<usize>,
+    /// The Docker network [default: NAMEnet, created]; an existing one is joined.
+    #[arg(long, value_name = "NET")]
+    pub network: Option<String>,
+    /// Subnet of a new network [default: 192.168.50.0/24, or the next free /24].
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<String>,
+    /// The lab image.
+    #[arg(long, default_value = IMAGE, value_name = "TAG")]
+    pub image: String,
+    /// Host address the PostgreSQL ports are published on.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub publish: String,
+    /// Password of the postgres role.
+    #[arg(long, default_value = "postgres", value_name = "PW")]
+    pub password: String,
+    /// Use md5 password hashing instead of scram-sha-256.
+    #[arg(long)]
+    pub md5: bool,
+    /// Stop after this stage, to do the rest by hand as the course teaches.
+    #[arg(long, value_enum, default_value = "backup")]
+    pub stage: Stage,
+    /// Print the plan (names, addresses, ports, roles, aliases) and touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Destroy an existing lab of the same name first.
+    #[arg(long)]
+    pub replace: bool,
+    /// On failure, leave what was made for inspection instead of removing it.
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    /// Accept an even number of etcd members.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
+pub struct Bootstrap {
+    /// The lab's name.
+    #[arg(long, default_value = "pgha")]
+    pub name: String,
+    /// Go up to this stage; what is already done is skipped.
+    #[arg(long, value_enum, default_value = "backup")]
+    pub stage: Stage,
+}
+
+#[derive(Args)]
+pub struct Destroy {
+    /// The lab's name.
+    #[arg(long, default_value = "pgha", conflicts_with = "all")]
+    pub name: String,
+    /// Destroy every lab on this Docker Engine.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Build the lab image from Debian packages (nothing happens when it already exists).
+    Build(ImageBuild),
+    /// Print the versions of PostgreSQL, Patroni, etcd and pgBackRest inside the image.
+    Info {
+        /// The image to describe.
+        #[arg(long, default_value = IMAGE)]
+        image: String,
+    },
+}
+
+#[derive(Args)]
+pub struct ImageBuild {
+    /// Rebuild even when the image exists.
+    #[arg(long)]
+    pub force: bool,
+    /// A Debian mirror to install from (for example a classroom's local mirror); default: the
+    /// one this host's apt uses, else deb.debian.org.
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// The tag to build.
+    #[arg(long, default_value = IMAGE)]
+    pub image: String,
+}

@@ -1,0 +1,110 @@
+//! Running commands inside node containers through the Engine's exec API: output and exit code,
+//! with a deadline.
+
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use futures_util::StreamExt;
+
+use super::{Engine, api};
+use crate::error::{Error, Result};
+
+/// What a finished command left behind.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ExecOutput {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+
+    /// stderr and stdout together, for error messages: whichever says why.
+    pub fn said(&self) -> String {
+        let text = format!("{}\n{}", self.stderr.trim(), self.stdout.trim());
+        text.trim().to_string()
+    }
+}
+
+impl Engine {
+    /// Runs `cmd` as `user` in `container` and waits up to `timeout` for it to finish.
+    pub async fn exec(
+        &self,
+        container: &str,
+        user: &str,
+        cmd: &[&str],
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
+        let shown = cmd.join(" ");
+        match tokio::time::timeout(timeout, self.exec_inner(container, user, cmd)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Docker {
+                action: format!("finish `{shown}` in {container}"),
+                status: None,
+                message: format!("it was still running after {} s", timeout.as_secs()),
+            }),
+        }
+    }
+
+    async fn exec_inner(&self, container: &str, user: &str, cmd: &[&str]) -> Result<ExecOutput> {
+        let action = || format!("run `{}` in {container}", cmd.join(" "));
+        let created = self
+            .docker
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    user: Some(user),
+                    cmd: Some(cmd.to_vec()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(api(action()))?;
+        let started = self
+            .docker
+            .start_exec(&created.id, None::<StartExecOptions>)
+            .await
+            .map_err(api(action()))?;
+        // Frames are not aligned to lines, so bytes are gathered first and decoded at the end.
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        if let StartExecResults::Attached { mut output, .. } = started {
+            while let Some(frame) = output.next().await {
+                match frame.map_err(api(action()))? {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        out.extend_from_slice(&message)
+                    }
+                    LogOutput::StdErr { message } => err.extend_from_slice(&message),
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+        }
+        let code = self.exit_code(&created.id, &action()).await?;
+        Ok(ExecOutput {
+            code,
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        })
+    }
+
+    /// The exit code, once the Engine has noticed the process ended (slightly after its output
+    /// stream closes).
+    async fn exit_code(&self, exec_id: &str, action: &str) -> Result<i64> {
+        loop {
+            let info = self
+                .docker
+                .inspect_exec(exec_id)
+                .await
+                .map_err(api(action))?;
+            if info.running != Some(true) {
+                return Ok(info.exit_code.unwrap_or(-1));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The no-registry path: a Debian trixie root filesystem made with debootstrap from the package
+//! mirror (scripts/build-rootfs.sh, compiled in), ready to import as the image's base.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::error::{Error, Result};
+use crate::progress::Step;
+
+const SCRIPT: &str = include_str!("../../scripts/build-rootfs.sh");
+const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// Says exactly why this machine cannot debootstrap, and what to do instead.
+pub fn preflight() -> Result<()> {
+    let no_registry = "No container registry answered, so the image's base must be built \
+                       from the Debian mirror with debootstrap";
+    if !cfg!(target_os = "linux") {
+        return Err(Error::Invalid(format!(
+            "{no_registry}, which needs Linux. On this machine, make a registry reachable (or \
+             load debian:trixie-slim with `docker load`) and run `lab image build` again."
+        )));
+    }
+    let root = std::fs::metadata("/proc/self").map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    if !matches!(root, Ok(true)) {
+        return Err(Error::Invalid(format!(
+            "{no_registry}, which must run as root. Run `sudo lab image build` once; labs \
+             themselves need no root."
+        )));
+    }
+    if find_program("debootstrap").is_none() {
+        return Err(Error::Invalid(format!(
+            "{no_registry}, but debootstrap is not installed. Install it (`sudo apt-get \
+             install debootstrap` on Debian or Ubuntu) and run `lab image build` again."
+        )));
+    }
+    Ok(())
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file())
+}
+
+/// The Debian mirror this host's apt already uses, else deb.debian.org.
+pub fn host_mirror() -> String {
+    let mut texts = Vec::new();
+    for path in ["/etc/apt/sources.list"] {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            texts.push(text);
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        texts.extend(paths.iter().filter_map(|p| std::fs::read_to_string(p).ok()));
+    }
+    mirror_in(&texts).unwrap_or_else(|| DEFAULT_MIRROR.to_string())
+}
+
+/// The first Debian archive URI (not the security archive, not a third-party repository) in
+/// apt source files, one-line or deb822 format.
+fn mirror_in(texts: &[String]) -> Option<String> {
+    texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .flat_map(|l| {
+            let words = l.strip_prefix("URIs:").unwrap_or(l);
+            words.split_whitespace()
+        })
+        .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
+        .map(|w| w.trim_end_matches('/'))
+        .find(|w| w.ends_with("/debian"))
+        .map(str::to_string)
+}
+
+/// Runs debootstrap and returns the root filesystem tarball (the caller removes it).
+pub async fn build(mirror: &str, step: &Step) -> Result<PathBuf> {
+    let out = std::env::temp_dir().join(format!("pgha-lab-rootfs-{}.tar", std::process::id()));
+    let mut child = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg("build-rootfs.sh")
+        .arg(mirror)
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(Error::io("start bash for debootstrap"))?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    for pipe in [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let mut tail: Vec<String> = Vec::new();
+    while let Some(line) = rx.recv().await {
+        step.detail(&line);
+        tail.push(line);
+        if tail.len() > 20 {
+            tail.remove(0);
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(Error::io("wait for debootstrap"))?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&out);
+        return Err(Error::ImageBuild {
+            step: format!("debootstrapping Debian trixie from {mirror}"),
+            message: format!(
+                "debootstrap failed ({status}). Check that the mirror is reachable, or give \
+                 another with --mirror URL. Its last lines:\n{}",
+                tail.join("\n")
+            ),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mirror_is_read_from_deb822_sources() {
+        let sources = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n\n\
+                       Types: deb\nURIs: http://deb.debian.org/debian-security\n";
+        assert_eq!(
+            mirror_in(&[sources.to_string()]).as_deref(),
+            Some("http://deb.debian.org/debian")
+        );
+    }
+
+    #[test]
+    fn the_mirror_is_read_from_one_line_sources_skipping_others() {
+        let sources = [
+            "# deb http://old.example/debian bookworm main\n\
+             deb https://packages.cloud.google.com/apt cloud-sdk main\n"
+                .to_string(),
+            "deb [arch=amd64] http://mirror.local/debian/ bookworm main\n".to_string(),
+        ];
+        assert_eq!(
+            mirror_in(&sources).as_deref(),
+            Some("http://mirror.local/debian")
+        );
+    }
+
+    #[test]
+    fn no_debian_source_gives_none() {
+        assert_eq!(
+            mirror_in(&["deb http://archive.ubuntu.com/ubuntu jammy main".into()]),
+            None
+        );
+    }
+}

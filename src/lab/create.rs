@@ -1,0 +1,194 @@
+//! `lab create`: plan against everything the engine and host hold, make the network, volumes
+//! and containers, start them and bootstrap the stack. A failure or Ctrl-C midway removes what
+//! was made (unless --keep-on-failure).
+
+use std::net::{IpAddr, TcpListener};
+use std::time::Duration;
+
+use crate::bootstrap;
+use crate::engine::{Engine, UploadFile};
+use crate::error::{Error, Result};
+use crate::image;
+use crate::labels;
+use crate::lock;
+use crate::plan::{self, Plan, World};
+use crate::progress::Progress;
+use crate::spec::{Credentials, LabSpec, Stage};
+
+pub struct CreateOptions {
+    pub stage: Stage,
+    pub dry_run: bool,
+    pub replace: bool,
+    pub keep_on_failure: bool,
+}
+
+/// Creates one lab.
+pub async fn create(
+    engine: &Engine,
+    progress: &Progress,
+    spec: &LabSpec,
+    options: &CreateOptions,
+) -> Result<()> {
+    check_publish_address(spec.publish)?;
+    if options.dry_run {
+        let world = snapshot(engine).await?;
+        let plan = plan::plan(spec, &world, &port_bound(spec.publish))?;
+        println!("{}", plan.describe());
+        if engine.image(&spec.image).await?.is_none() {
+            println!(
+                "note: the image {} is not built yet; create builds it first",
+                spec.image
+            );
+        }
+        return Ok(());
+    }
+    image::ensure(engine, progress, &spec.image).await?;
+    if options.replace && super::destroy(engine, progress, &spec.name).await? {
+        progress.line(format!("replacing lab {}: the old one is gone", spec.name));
+    }
+
+    let lock = lock::acquire().await?;
+    let world = snapshot(engine).await?;
+    let plan = plan::plan(spec, &world, &port_bound(spec.publish))?;
+    if let Some(note) = &plan.network.note {
+        progress.line(format!("note: {note}"));
+    }
+
+    // From here on everything made carries the lab's labels, which is how it is undone.
+    let made = tokio::select! {
+        made = async {
+            make(engine, progress, &plan, &spec.credentials, lock).await?;
+            let lab = super::get(engine, &spec.name).await?;
+            bootstrap::run(engine, progress, &lab, options.stage).await
+        } => made,
+        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+    };
+    if let Err(e) = made {
+        if options.keep_on_failure {
+            progress.line(format!(
+                "lab {} is left as it is for inspection (--keep-on-failure); `lab destroy \
+                 --name {}` removes it",
+                spec.name, spec.name
+            ));
+        } else {
+            roll_back(engine, progress, &spec.name).await;
+        }
+        return Err(e);
+    }
+    let lab = super::get(engine, &spec.name).await?;
+    super::show::print_nodes(&lab);
+    Ok(())
+}
+
+/// What the engine and the host hold right now.
+async fn snapshot(engine: &Engine) -> Result<World> {
+    let (containers, networks, volumes) = tokio::try_join!(
+        engine.containers(None),
+        engine.networks(),
+        engine.volumes(None)
+    )?;
+    Ok(World {
+        containers,
+        networks,
+        volumes,
+        host_routes: plan::routes::read(),
+    })
+}
+
+/// Whether something on this host listens on `port` at the publish address right now.
+fn port_bound(publish: IpAddr) -> impl Fn(u16) -> bool {
+    move |port| TcpListener::bind((publish, port)).is_err()
+}
+
+fn check_publish_address(publish: IpAddr) -> Result<()> {
+    TcpListener::bind((publish, 0)).map(drop).map_err(|e| {
+        Error::Invalid(format!(
+            "cannot publish ports on {publish}: {e}. Give an address of this host with \
+             --publish (127.0.0.1 for this machine only, 0.0.0.0 for every interface)."
+        ))
+    })
+}
+
+async fn make(
+    engine: &Engine,
+    progress: &Progress,
+    plan: &Plan,
+    credentials: &Credentials,
+    lock: lock::PlanningLock,
+) -> Result<()> {
+    if plan.network.create {
+        let step = progress.step(format!("network {}", plan.network.name));
+        engine.create_network(&plan.network_spec()).await?;
+        step.done(format!(
+            "created, {} with gateway {}",
+            plan.network.subnet, plan.network.gateway
+        ));
+    }
+
+    let step = progress.step("nodes");
+    let secrets = serde_json::to_vec_pretty(credentials).map_err(|e| Error::Io {
+        action: "encode the lab's credentials".into(),
+        source: e.into(),
+    })?;
+    for node in &plan.nodes {
+        step.detail(&node.name);
+        for (volume, _) in plan::volumes_of(&node.name) {
+            engine
+                .create_volume(&volume, &plan.node_labels(node))
+                .await?;
+        }
+        engine.create_container(&plan.container_spec(node)).await?;
+        engine
+            .upload(
+                &node.name,
+                &[UploadFile {
+                    path: Credentials::PATH.into(),
+                    content: secrets.clone(),
+                    mode: 0o600,
+                    uid: 0,
+                    gid: 0,
+                }],
+            )
+            .await?;
+    }
+    // The containers now hold their addresses and ports for any other planner to see.
+    drop(lock);
+    for node in &plan.nodes {
+        step.detail(&format!("starting {}", node.name));
+        engine.start_container(&node.name).await?;
+    }
+    step.done(format!(
+        "{} running: {}",
+        plan.nodes.len(),
+        plan.nodes
+            .iter()
+            .map(|n| format!("{} {}", n.name, n.ip))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(())
+}
+
+/// Removes everything carrying the lab's labels. A request cut short by Ctrl-C may still
+/// complete inside the daemon, so the sweep repeats until nothing is left.
+async fn roll_back(engine: &Engine, progress: &Progress, name: &str) {
+    let step = progress.step(format!("roll back lab {name}"));
+    for _ in 0..3 {
+        if let Err(e) = super::destroy(engine, progress, name).await {
+            progress.line(format!("rollback: {e}"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let left = engine
+            .containers(Some(&labels::of_lab(name)))
+            .await
+            .map(|c| c.len())
+            .unwrap_or(0);
+        if left == 0 {
+            step.done("everything the lab made is removed");
+            return;
+        }
+    }
+    progress.line(format!(
+        "rollback could not remove everything; `lab destroy --name {name}` finishes it"
+    ));
+}

@@ -1,0 +1,95 @@
+//! `lab destroy`: removes a lab's containers and volumes, and its network when the lab created
+//! it and nothing foreign uses it. Only objects carrying the lab's labels are touched.
+
+use std::collections::BTreeSet;
+
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::labels;
+use crate::progress::Progress;
+
+/// Destroys the lab; returns whether there was anything to destroy.
+pub async fn destroy(engine: &Engine, progress: &Progress, name: &str) -> Result<bool> {
+    let filter = labels::of_lab(name);
+    let (containers, volumes, networks) = tokio::try_join!(
+        engine.containers(Some(&filter)),
+        engine.volumes(Some(&filter)),
+        engine.networks(),
+    )?;
+    let networks: Vec<_> = networks
+        .into_iter()
+        .filter(|n| {
+            n.labels.get(labels::LAB).map(String::as_str) == Some(name)
+                && n.labels.get(labels::NETWORK_CREATED).map(String::as_str) == Some("true")
+        })
+        .collect();
+    if containers.is_empty() && volumes.is_empty() && networks.is_empty() {
+        return Ok(false);
+    }
+    let step = progress.step(format!("destroy lab {name}"));
+    futures_util::future::try_join_all(containers.iter().map(|c| engine.remove_container(&c.name)))
+        .await?;
+    futures_util::future::try_join_all(volumes.iter().map(|v| engine.remove_volume(&v.name)))
+        .await?;
+    let mut kept = Vec::new();
+    for network in &networks {
+        let users = foreign_users(engine, &network.name).await?;
+        if users.is_empty() {
+            engine.remove_network(&network.name).await?;
+        } else {
+            kept.push(format!(
+                "network {} stays: {} still use(s) it",
+                network.name,
+                users.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    let mut summary = format!(
+        "{} container(s), {} volume(s), {} network(s) removed",
+        containers.len(),
+        volumes.len(),
+        networks.len() - kept.len()
+    );
+    for k in kept {
+        summary.push_str("; ");
+        summary.push_str(&k);
+    }
+    step.done(summary);
+    Ok(true)
+}
+
+/// Containers other than the lab's own that are attached to the network now, or would attach
+/// when started (a stopped container's endpoint config names it).
+async fn foreign_users(engine: &Engine, network: &str) -> Result<BTreeSet<String>> {
+    let mut users: BTreeSet<String> = engine
+        .network(network)
+        .await?
+        .map(|n| n.attached.into_iter().collect())
+        .unwrap_or_default();
+    for c in engine.containers(None).await? {
+        if c.endpoints.iter().any(|e| e.network == network) {
+            users.insert(c.name);
+        }
+    }
+    Ok(users)
+}
+
+/// Destroys every lab on the engine, including what a failed run may have left behind.
+pub async fn destroy_all(engine: &Engine, progress: &Progress) -> Result<usize> {
+    let (containers, volumes, networks) = tokio::try_join!(
+        engine.containers(Some(labels::LAB)),
+        engine.volumes(Some(labels::LAB)),
+        engine.networks(),
+    )?;
+    let names: BTreeSet<String> = containers
+        .iter()
+        .map(|c| &c.labels)
+        .chain(volumes.iter().map(|v| &v.labels))
+        .chain(networks.iter().map(|n| &n.labels))
+        .filter_map(|l| l.get(labels::LAB).cloned())
+        .collect();
+    for name in &names {
+        destroy(engine, progress, name).await?;
+    }
+    Ok(names.len())
+}

@@ -1,0 +1,141 @@
+//! Labs as they exist on the engine, found through their labels alone, and the lifecycle
+//! commands built on them: create, start, stop, destroy, list, status.
+
+mod create;
+mod destroy;
+mod power;
+mod show;
+
+pub use create::{CreateOptions, create};
+pub use destroy::{destroy, destroy_all};
+pub use power::{start, stop};
+pub use show::{list, status};
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use crate::engine::{ContainerInfo, Engine};
+use crate::error::{Error, Result};
+use crate::labels;
+use crate::spec::Roles;
+
+/// One node of an existing lab.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub index: usize,
+    pub roles: Roles,
+    pub container: ContainerInfo,
+}
+
+/// An existing lab, read back from its containers' labels.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    pub name: String,
+    pub network: String,
+    pub network_created: bool,
+    /// In node order.
+    pub nodes: Vec<Node>,
+}
+
+impl Node {
+    pub fn running(&self) -> bool {
+        self.container.running
+    }
+
+    /// The node's address on the lab network (kept while stopped or partitioned).
+    pub fn ip(&self, network: &str) -> Option<Ipv4Addr> {
+        self.container
+            .endpoints
+            .iter()
+            .find(|e| e.network == network)
+            .and_then(|e| e.static_ip.or(e.ip))
+    }
+
+    /// The host port its PostgreSQL is published on.
+    pub fn port(&self) -> Option<u16> {
+        self.container.published.first().map(|p| p.host_port)
+    }
+}
+
+impl Lab {
+    fn from_containers(name: &str, containers: Vec<ContainerInfo>) -> Option<Lab> {
+        let label = |c: &ContainerInfo, key: &str| c.labels.get(key).cloned().unwrap_or_default();
+        let first = containers.first()?;
+        let network = label(first, labels::NETWORK);
+        let network_created = label(first, labels::NETWORK_CREATED) == "true";
+        let mut nodes: Vec<Node> = containers
+            .into_iter()
+            .map(|c| Node {
+                name: label(&c, labels::NODE),
+                index: label(&c, labels::INDEX).parse().unwrap_or(0),
+                roles: Roles::from_label(&label(&c, labels::ROLES)),
+                container: c,
+            })
+            .collect();
+        nodes.sort_by_key(|n| n.index);
+        Some(Lab {
+            name: name.to_string(),
+            network,
+            network_created,
+            nodes,
+        })
+    }
+
+    /// The node called `name`, or an error listing the lab's nodes.
+    pub fn node(&self, name: &str) -> Result<&Node> {
+        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+            Error::Invalid(format!(
+                "lab {} has no node {name}; its nodes are {}.",
+                self.name,
+                self.node_names().join(", ")
+            ))
+        })
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    pub fn postgres_nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.roles.postgres)
+    }
+
+    pub fn etcd_nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.roles.etcd)
+    }
+
+    pub fn repo_node(&self) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.roles.repo)
+    }
+}
+
+/// The lab called `name`, if any of its containers exist.
+pub async fn find(engine: &Engine, name: &str) -> Result<Option<Lab>> {
+    let containers = engine.containers(Some(&labels::of_lab(name))).await?;
+    Ok(Lab::from_containers(name, containers))
+}
+
+/// The lab called `name`, or an error saying it does not exist.
+pub async fn get(engine: &Engine, name: &str) -> Result<Lab> {
+    find(engine, name).await?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "there is no lab called {name} on this Docker Engine. `lab list` shows the labs \
+             there are; `lab create --name {name}` makes this one."
+        ))
+    })
+}
+
+/// Every lab with containers on the engine, by name.
+pub async fn all(engine: &Engine) -> Result<Vec<Lab>> {
+    let mut by_lab: BTreeMap<String, Vec<ContainerInfo>> = BTreeMap::new();
+    for c in engine.containers(Some(labels::LAB)).await? {
+        if let Some(lab) = c.labels.get(labels::LAB).cloned() {
+            by_lab.entry(lab).or_default().push(c);
+        }
+    }
+    Ok(by_lab
+        .into_iter()
+        .filter_map(|(name, containers)| Lab::from_containers(&name, containers))
+        .collect())
+}

@@ -1,0 +1,628 @@
+//! Planning, with no I/O: a validated spec plus what the engine and the host already hold become
+//! the exact network, containers, volumes, addresses, ports, aliases and labels of a lab.
+
+pub mod ipam;
+pub mod routes;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
+
+use crate::engine::{ContainerInfo, ContainerSpec, NetworkInfo, NetworkSpec, VolumeInfo};
+use crate::error::{Error, Result};
+use crate::labels;
+use crate::spec::{LabSpec, Roles};
+use ipam::TakenSubnet;
+
+/// What the engine and the host hold when planning starts.
+pub struct World {
+    pub containers: Vec<ContainerInfo>,
+    pub networks: Vec<NetworkInfo>,
+    pub volumes: Vec<VolumeInfo>,
+    pub host_routes: Vec<TakenSubnet>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkPlan {
+    pub name: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// True when the lab creates the network (and may remove it again).
+    pub create: bool,
+    pub ip_range: Option<Ipv4Net>,
+    /// Said to the user: why the subnet is not the one they might expect.
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodePlan {
+    pub name: String,
+    pub index: usize,
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub roles: Roles,
+    /// Extra names in every node's /etc/hosts: etcdN, and pgbackrest1 for the repository.
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub lab: String,
+    pub image: String,
+    pub publish: IpAddr,
+    pub network: NetworkPlan,
+    pub nodes: Vec<NodePlan>,
+}
+
+/// The volumes of a node: (name, mount point). PostgreSQL's data and /pgha (configuration, etcd
+/// data, the backup repository) live in volumes, off the container's copy-on-write layer.
+pub fn volumes_of(node: &str) -> [(String, &'static str); 2] {
+    [
+        (format!("{node}-pgdata"), "/pgdata"),
+        (format!("{node}-pgha"), "/pgha"),
+    ]
+}
+
+/// Plans a new lab, or says why it cannot be made as asked.
+pub fn plan(spec: &LabSpec, world: &World, port_bound: &dyn Fn(u16) -> bool) -> Result<Plan> {
+    refuse_existing(spec, world)?;
+    let network = plan_network(spec, world)?;
+    let reserved = reserved_on(&network.name, world);
+    let addresses = ipam::node_addresses(
+        &network.subnet,
+        network.gateway,
+        &reserved,
+        spec.nodes,
+        &network.name,
+    )?;
+    let published: BTreeSet<u16> = world
+        .containers
+        .iter()
+        .flat_map(|c| c.published.iter().map(|p| p.host_port))
+        .collect();
+    let ports = ipam::host_ports(spec.nodes, &published, port_bound)?;
+    let network = NetworkPlan {
+        ip_range: if network.create {
+            addresses
+                .last()
+                .and_then(|last| ipam::dynamic_range(&network.subnet, *last))
+        } else {
+            None
+        },
+        ..network
+    };
+    let nodes = (1..=spec.nodes)
+        .zip(addresses)
+        .zip(ports)
+        .map(|((index, ip), port)| {
+            let roles = spec.roles(index);
+            let mut aliases = vec![format!("etcd{index}")];
+            if roles.repo {
+                aliases.push("pgbackrest1".into());
+            }
+            NodePlan {
+                name: spec.node_name(index),
+                index,
+                ip,
+                port,
+                roles,
+                aliases,
+            }
+        })
+        .collect();
+    Ok(Plan {
+        lab: spec.name.clone(),
+        image: spec.image.clone(),
+        publish: spec.publish,
+        network,
+        nodes,
+    })
+}
+
+/// A lab of that name, or a foreign object under a name the lab needs, stops planning.
+fn refuse_existing(spec: &LabSpec, world: &World) -> Result<()> {
+    let ours = |l: &HashMap<String, String>| l.get(labels::LAB) == Some(&spec.name);
+    let containers = world.containers.iter().filter(|c| ours(&c.labels)).count();
+    let volumes = world.volumes.iter().filter(|v| ours(&v.labels)).count();
+    let networks = world.networks.iter().filter(|n| ours(&n.labels)).count();
+    if containers + volumes + networks > 0 {
+        let name = &spec.name;
+        return Err(Error::Invalid(format!(
+            "lab {name} already exists ({containers} container(s), {volumes} volume(s), \
+             {networks} network(s)). Start it with `lab start --name {name}`, remove it with \
+             `lab destroy --name {name}`, or pass --replace to make it anew."
+        )));
+    }
+    for index in 1..=spec.nodes {
+        let node = spec.node_name(index);
+        if world.containers.iter().any(|c| c.name == node) {
+            return Err(Error::Invalid(format!(
+                "a container named {node} already exists and does not belong to lab {}; lab \
+                 never touches containers it did not create. Remove or rename it yourself, or \
+                 choose another lab name with --name.",
+                spec.name
+            )));
+        }
+        for (volume, _) in volumes_of(&node) {
+            if world.volumes.iter().any(|v| v.name == volume) {
+                return Err(Error::Invalid(format!(
+                    "a volume named {volume} already exists and does not belong to lab {}; lab \
+                     never touches volumes it did not create. Remove it yourself if it is no \
+                     longer needed (`docker volume rm {volume}`), or choose another lab name \
+                     with --name.",
+                    spec.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn plan_network(spec: &LabSpec, world: &World) -> Result<NetworkPlan> {
+    if let Some(existing) = world.networks.iter().find(|n| n.name == spec.network) {
+        return join_network(spec, existing);
+    }
+    let mut taken: Vec<TakenSubnet> = world
+        .networks
+        .iter()
+        .flat_map(|n| {
+            n.subnets.iter().map(|(net, _)| TakenSubnet {
+                net: *net,
+                holder: format!("network {}", n.name),
+            })
+        })
+        .collect();
+    taken.extend(world.host_routes.iter().cloned());
+    let choice = ipam::choose_subnet(spec.subnet, &taken, spec.nodes)?;
+    Ok(NetworkPlan {
+        name: spec.network.clone(),
+        subnet: choice.subnet,
+        gateway: ipam::default_gateway(&choice.subnet),
+        create: true,
+        ip_range: None,
+        note: choice.note,
+    })
+}
+
+fn join_network(spec: &LabSpec, existing: &NetworkInfo) -> Result<NetworkPlan> {
+    let name = &existing.name;
+    if existing.driver != "bridge" {
+        return Err(Error::Invalid(format!(
+            "network {name} uses the {} driver; lab nodes need a bridge network. Name another \
+             with --network, or leave --network out to get a new one.",
+            existing.driver
+        )));
+    }
+    let Some((subnet, gateway)) = existing.subnets.first().copied() else {
+        return Err(Error::Invalid(format!(
+            "network {name} has no IPv4 subnet configured, so nodes cannot get fixed addresses \
+             on it. Name another with --network, or leave --network out to get a new one."
+        )));
+    };
+    if let Some(asked) = spec.subnet
+        && asked != subnet
+    {
+        return Err(Error::Invalid(format!(
+            "network {name} already exists with subnet {subnet}, not {asked}. Leave --subnet \
+             out to join it, or name a new network with --network."
+        )));
+    }
+    Ok(NetworkPlan {
+        name: name.clone(),
+        subnet,
+        gateway: gateway.unwrap_or_else(|| ipam::default_gateway(&subnet)),
+        create: false,
+        ip_range: None,
+        note: Some(format!(
+            "joining the existing network {name} ({subnet}); lab will leave it in place"
+        )),
+    })
+}
+
+/// Addresses held on a network by any container, running or stopped.
+fn reserved_on(network: &str, world: &World) -> BTreeSet<Ipv4Addr> {
+    world
+        .containers
+        .iter()
+        .flat_map(|c| c.endpoints.iter())
+        .filter(|e| e.network == network)
+        .flat_map(|e| [e.static_ip, e.ip])
+        .flatten()
+        .collect()
+}
+
+impl Plan {
+    /// "pgha1:192.168.50.10 pgha2:192.168.50.11 ...", the material's NODELIST.
+    pub fn nodelist(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("{}:{}", n.name, n.ip))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// /etc/hosts entries every node gets: each node by name and by its aliases.
+    pub fn extra_hosts(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .flat_map(|n| {
+                std::iter::once(&n.name)
+                    .chain(n.aliases.iter())
+                    .map(move |name| format!("{name}:{}", n.ip))
+            })
+            .collect()
+    }
+
+    pub fn network_spec(&self) -> NetworkSpec {
+        NetworkSpec {
+            name: self.network.name.clone(),
+            subnet: self.network.subnet,
+            gateway: self.network.gateway,
+            ip_range: self.network.ip_range,
+            labels: HashMap::from([
+                (labels::LAB.to_string(), self.lab.clone()),
+                (labels::NETWORK_CREATED.to_string(), "true".to_string()),
+            ]),
+        }
+    }
+
+    /// Labels of a node's container and volumes.
+    pub fn node_labels(&self, node: &NodePlan) -> HashMap<String, String> {
+        HashMap::from([
+            (labels::LAB.to_string(), self.lab.clone()),
+            (labels::NODE.to_string(), node.name.clone()),
+            (labels::INDEX.to_string(), node.index.to_string()),
+            (labels::ROLES.to_string(), node.roles.label()),
+            (labels::NETWORK.to_string(), self.network.name.clone()),
+            (
+                labels::NETWORK_CREATED.to_string(),
+                self.network.create.to_string(),
+            ),
+        ])
+    }
+
+    pub fn container_spec(&self, node: &NodePlan) -> ContainerSpec {
+        ContainerSpec {
+            name: node.name.clone(),
+            hostname: node.name.clone(),
+            image: self.image.clone(),
+            env: vec![format!("NODELIST={}", self.nodelist())],
+            labels: self.node_labels(node),
+            network: self.network.name.clone(),
+            ip: node.ip,
+            extra_hosts: self.extra_hosts(),
+            publish: (self.publish, node.port),
+            volumes: volumes_of(&node.name)
+                .into_iter()
+                .map(|(v, m)| (v, m.to_string()))
+                .collect(),
+        }
+    }
+
+    /// The plan as `--dry-run` prints it.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let how = if self.network.create {
+            "new"
+        } else {
+            "existing"
+        };
+        let _ = writeln!(
+            out,
+            "lab {}: {} node(s) from {} on network {} ({how}, {}, gateway {})",
+            self.lab,
+            self.nodes.len(),
+            self.image,
+            self.network.name,
+            self.network.subnet,
+            self.network.gateway
+        );
+        if let Some(note) = &self.network.note {
+            let _ = writeln!(out, "note: {note}");
+        }
+        let _ = writeln!(
+            out,
+            "{:<12} {:<16} {:<22} {:<20} aliases",
+            "node", "address", "postgres port", "roles"
+        );
+        for n in &self.nodes {
+            let _ = writeln!(
+                out,
+                "{:<12} {:<16} {:<22} {:<20} {}",
+                n.name,
+                n.ip,
+                format!("{}:{}", self.publish, n.port),
+                n.roles.label(),
+                n.aliases.join(", ")
+            );
+        }
+        let _ = write!(out, "NODELIST=\"{}\"", self.nodelist());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::objects::{Endpoint, PublishedPort};
+    use crate::spec::Request;
+
+    fn spec(name: &str) -> LabSpec {
+        Request {
+            name,
+            nodes: 5,
+            postgres: None,
+            network: None,
+            subnet: None,
+            image: "pgha-lab:17-g1",
+            publish: "127.0.0.1",
+            password: "postgres",
+            md5: false,
+            force: false,
+        }
+        .validate()
+        .unwrap()
+    }
+
+    fn empty() -> World {
+        World {
+            containers: vec![],
+            networks: vec![NetworkInfo {
+                id: "b".into(),
+                name: "bridge".into(),
+                driver: "bridge".into(),
+                subnets: vec![("172.17.0.0/16".parse().unwrap(), None)],
+                labels: HashMap::new(),
+                attached: vec![],
+            }],
+            volumes: vec![],
+            host_routes: vec![],
+        }
+    }
+
+    fn foreign(
+        name: &str,
+        network: &str,
+        static_ip: Option<&str>,
+        port: Option<u16>,
+    ) -> ContainerInfo {
+        ContainerInfo {
+            id: format!("id-{name}"),
+            name: name.into(),
+            labels: HashMap::new(),
+            running: false,
+            state: "exited".into(),
+            endpoints: vec![Endpoint {
+                network: network.into(),
+                static_ip: static_ip.map(|s| s.parse().unwrap()),
+                ip: None,
+            }],
+            published: port
+                .map(|p| PublishedPort {
+                    host_ip: None,
+                    host_port: p,
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn shared_network(name: &str, subnet: &str) -> NetworkInfo {
+        NetworkInfo {
+            id: "s".into(),
+            name: name.into(),
+            driver: "bridge".into(),
+            subnets: vec![(subnet.parse().unwrap(), None)],
+            labels: HashMap::new(),
+            attached: vec![],
+        }
+    }
+
+    #[test]
+    fn the_default_lab_is_the_course_topology() {
+        let plan = plan(&spec("pgha"), &empty(), &|_| false).unwrap();
+        assert_eq!(plan.network.name, "pghanet");
+        assert!(plan.network.create);
+        assert_eq!(plan.network.subnet.to_string(), "192.168.50.0/24");
+        assert_eq!(plan.network.gateway.to_string(), "192.168.50.1");
+        assert_eq!(
+            plan.network.ip_range.unwrap().to_string(),
+            "192.168.50.128/25"
+        );
+        let ips: Vec<String> = plan.nodes.iter().map(|n| n.ip.to_string()).collect();
+        assert_eq!(
+            ips,
+            [
+                "192.168.50.10",
+                "192.168.50.11",
+                "192.168.50.12",
+                "192.168.50.13",
+                "192.168.50.14"
+            ]
+        );
+        let ports: Vec<u16> = plan.nodes.iter().map(|n| n.port).collect();
+        assert_eq!(ports, [6432, 6433, 6434, 6435, 6436]);
+        assert_eq!(plan.nodes[4].aliases, ["etcd5", "pgbackrest1"]);
+        assert_eq!(
+            plan.nodelist(),
+            "pgha1:192.168.50.10 pgha2:192.168.50.11 pgha3:192.168.50.12 \
+             pgha4:192.168.50.13 pgha5:192.168.50.14"
+        );
+        let hosts = plan.extra_hosts();
+        assert!(hosts.contains(&"pgbackrest1:192.168.50.14".to_string()));
+        assert!(hosts.contains(&"etcd2:192.168.50.11".to_string()));
+        assert!(hosts.contains(&"pgha3:192.168.50.12".to_string()));
+    }
+
+    #[test]
+    fn a_stopped_foreign_container_keeps_its_address_on_a_shared_network() {
+        let mut world = empty();
+        world
+            .networks
+            .push(shared_network("shared", "10.40.0.0/24"));
+        world
+            .containers
+            .push(foreign("old", "shared", Some("10.40.0.10"), None));
+        let spec = LabSpec {
+            network: "shared".into(),
+            ..spec("pgha")
+        };
+        let plan = plan(&spec, &world, &|_| false).unwrap();
+        assert!(!plan.network.create);
+        assert_eq!(plan.network.ip_range, None);
+        assert_eq!(plan.nodes[0].ip.to_string(), "10.40.0.11");
+        assert_eq!(plan.nodes[4].ip.to_string(), "10.40.0.15");
+        assert!(plan.node_labels(&plan.nodes[0])[labels::NETWORK_CREATED] == "false");
+    }
+
+    #[test]
+    fn published_ports_of_stopped_containers_are_avoided() {
+        let mut world = empty();
+        world
+            .containers
+            .push(foreign("old", "bridge", None, Some(6432)));
+        let plan = plan(&spec("pgha"), &world, &|p| p == 6434).unwrap();
+        let ports: Vec<u16> = plan.nodes.iter().map(|n| n.port).collect();
+        assert_eq!(ports, [6433, 6435, 6436, 6437, 6438]);
+    }
+
+    #[test]
+    fn an_existing_lab_is_refused_with_what_to_do() {
+        let mut world = empty();
+        let mut c = foreign("pgha1", "pghanet", Some("192.168.50.10"), None);
+        c.labels.insert(labels::LAB.into(), "pgha".into());
+        world.containers.push(c);
+        let text = plan(&spec("pgha"), &world, &|_| false)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("lab pgha already exists"), "{text}");
+        assert!(text.contains("--replace"), "{text}");
+    }
+
+    #[test]
+    fn a_foreign_container_with_a_node_name_is_named_and_never_touched() {
+        let mut world = empty();
+        world
+            .containers
+            .push(foreign("pgha3", "bridge", None, None));
+        let text = plan(&spec("pgha"), &world, &|_| false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("a container named pgha3 already exists"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_foreign_volume_with_a_node_volume_name_is_refused() {
+        let mut world = empty();
+        world.volumes.push(VolumeInfo {
+            name: "pgha2-pgdata".into(),
+            labels: HashMap::new(),
+        });
+        let text = plan(&spec("pgha"), &world, &|_| false)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("pgha2-pgdata"), "{text}");
+    }
+
+    #[test]
+    fn a_second_lab_gets_the_next_subnet_and_ports() {
+        let mut world = empty();
+        world
+            .networks
+            .push(shared_network("pghanet", "192.168.50.0/24"));
+        world.containers.push(foreign(
+            "pgha1",
+            "pghanet",
+            Some("192.168.50.10"),
+            Some(6432),
+        ));
+        let plan = plan(&spec("alice"), &world, &|_| false).unwrap();
+        assert_eq!(plan.network.name, "alicenet");
+        assert_eq!(plan.network.subnet.to_string(), "192.168.51.0/24");
+        assert!(
+            plan.network
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("network pghanet")
+        );
+        assert_eq!(plan.nodes[0].port, 6433);
+    }
+
+    #[test]
+    fn host_routes_count_as_taken() {
+        let mut world = empty();
+        world.host_routes.push(TakenSubnet {
+            net: "192.168.50.0/23".parse().unwrap(),
+            holder: "host route via eth1".into(),
+        });
+        let plan = plan(&spec("pgha"), &world, &|_| false).unwrap();
+        assert_eq!(plan.network.subnet.to_string(), "192.168.52.0/24");
+    }
+
+    #[test]
+    fn joining_needs_a_bridge_with_a_subnet_that_matches_any_request() {
+        let mut world = empty();
+        let mut host = shared_network("hostish", "10.1.0.0/24");
+        host.driver = "macvlan".into();
+        world.networks.push(host);
+        world.networks.push(NetworkInfo {
+            subnets: vec![],
+            ..shared_network("nosubnet", "10.2.0.0/24")
+        });
+        world.networks.push(shared_network("shared", "10.3.0.0/24"));
+        for network in ["hostish", "nosubnet"] {
+            let s = LabSpec {
+                network: network.into(),
+                ..spec("pgha")
+            };
+            assert!(plan(&s, &world, &|_| false).is_err(), "{network}");
+        }
+        let s = LabSpec {
+            network: "shared".into(),
+            subnet: Some("10.9.0.0/24".parse().unwrap()),
+            ..spec("pgha")
+        };
+        let text = plan(&s, &world, &|_| false).unwrap_err().to_string();
+        assert!(
+            text.contains("already exists with subnet 10.3.0.0/24"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn container_specs_carry_everything_a_node_needs() {
+        let plan = plan(&spec("pgha"), &empty(), &|_| false).unwrap();
+        let c = plan.container_spec(&plan.nodes[4]);
+        assert_eq!(c.name, "pgha5");
+        assert_eq!(c.hostname, "pgha5");
+        assert_eq!(c.ip.to_string(), "192.168.50.14");
+        assert_eq!(c.publish, ("127.0.0.1".parse().unwrap(), 6436));
+        assert_eq!(c.labels[labels::ROLES], "etcd,repo");
+        assert_eq!(c.labels[labels::LAB], "pgha");
+        assert!(c.env[0].starts_with("NODELIST=pgha1:192.168.50.10 "));
+        assert_eq!(
+            c.volumes,
+            [
+                ("pgha5-pgdata".to_string(), "/pgdata".to_string()),
+                ("pgha5-pgha".to_string(), "/pgha".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn the_dry_run_names_addresses_ports_roles_and_aliases() {
+        let text = plan(&spec("pgha"), &empty(), &|_| false)
+            .unwrap()
+            .describe();
+        assert!(text.contains("pgha5"), "{text}");
+        assert!(text.contains("127.0.0.1:6436"), "{text}");
+        assert!(text.contains("etcd5, pgbackrest1"), "{text}");
+        assert!(text.contains("postgres,etcd"), "{text}");
+    }
+}
