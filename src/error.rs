@@ -70,14 +70,6 @@ impl Error {
         move |source| Error::Io { action, source }
     }
 
-    /// The HTTP status the Engine answered with, when this is an Engine error.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            Error::Docker { status, .. } => *status,
-            _ => None,
-        }
-    }
-
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Interrupted => ExitCode::from(130),

@@ -84,10 +84,6 @@ impl Step {
         }
     }
 
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
     /// Ends the step with what it achieved; returns how long it took.
     pub fn done(mut self, summary: impl Display) -> Duration {
         let took = self.started.elapsed();

@@ -213,7 +213,7 @@ impl<'a> Request<'a> {
                 self.nodes, self.nodes
             )));
         }
-        if self.nodes % 2 == 0 && !self.force {
+        if self.nodes.is_multiple_of(2) && !self.force {
             return Err(Error::Invalid(quorum_refusal(self.nodes)));
         }
         let network = match self.network {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Ctx, Facts, Owner, wait_for};
+use super::{Ctx, Facts, wait_for};
 use crate::error::{Error, Result};
 use crate::spec::Stage;
 
@@ -60,7 +60,6 @@ pub async fn run(ctx: &Ctx<'_>, _facts: &[Facts]) -> Result<String> {
                 &format!("{SSH_DIR}/{file}"),
                 content.to_string(),
                 mode,
-                Owner::Postgres,
             )
             .await?;
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::facts::of;
-use super::{Ctx, Facts, Owner, patroni, wait_for};
+use super::{Ctx, Facts, patroni, wait_for};
 use crate::error::{Error, Result};
 use crate::render::{ARCHIVE_COMMAND, PATRONI_CONF, PGBACKREST_CONF, STANZA};
 use crate::spec::Stage;
@@ -44,8 +44,7 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
     for node in &targets {
         if !of(facts, node).pgbackrest_config {
             let conf = ctx.cluster.pgbackrest_conf(ctx.member(node));
-            ctx.upload(node, PGBACKREST_CONF, conf, 0o640, Owner::Postgres)
-                .await?;
+            ctx.upload(node, PGBACKREST_CONF, conf, 0o640).await?;
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::facts::of;
-use super::{Ctx, Facts, Owner, wait_for};
+use super::{Ctx, Facts, wait_for};
 use crate::error::Result;
 use crate::render::ETCD_CONF;
 use crate::spec::{Stage, quorum};
@@ -48,8 +48,7 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
         // A configuration already there (written by hand, or by an earlier run) is kept.
         if !of(facts, &n.name).etcd_config {
             let yaml = ctx.cluster.etcd_yaml(ctx.member(&n.name));
-            ctx.upload(&n.name, ETCD_CONF, yaml, 0o644, Owner::Postgres)
-                .await?;
+            ctx.upload(&n.name, ETCD_CONF, yaml, 0o644).await?;
         }
         ctx.must(
             Stage::Etcd,

@@ -28,19 +28,11 @@ pub struct Ctx<'a> {
     pub engine: &'a Engine,
     pub lab: &'a Lab,
     pub cluster: Cluster,
-    pub progress: &'a Progress,
     postgres_ids: OnceCell<(u64, u64)>,
 }
 
-/// Who owns an uploaded file.
-#[derive(Clone, Copy)]
-pub enum Owner {
-    Root,
-    Postgres,
-}
-
 impl<'a> Ctx<'a> {
-    pub fn new(engine: &'a Engine, lab: &'a Lab, progress: &'a Progress) -> Ctx<'a> {
+    pub fn new(engine: &'a Engine, lab: &'a Lab) -> Ctx<'a> {
         let cluster = Cluster {
             lab: lab.name.clone(),
             members: lab
@@ -59,7 +51,6 @@ impl<'a> Ctx<'a> {
             engine,
             lab,
             cluster,
-            progress,
             postgres_ids: OnceCell::new(),
         }
     }
@@ -146,19 +137,9 @@ impl<'a> Ctx<'a> {
             .unwrap_or_default()
     }
 
-    /// Places a file on a node.
-    pub async fn upload(
-        &self,
-        node: &str,
-        path: &str,
-        content: String,
-        mode: u32,
-        owner: Owner,
-    ) -> Result<()> {
-        let (uid, gid) = match owner {
-            Owner::Root => (0, 0),
-            Owner::Postgres => self.postgres_ids().await?,
-        };
+    /// Places a file, owned by postgres, on a node.
+    pub async fn upload(&self, node: &str, path: &str, content: String, mode: u32) -> Result<()> {
+        let (uid, gid) = self.postgres_ids().await?;
         self.engine
             .upload(
                 node,
@@ -266,7 +247,7 @@ pub async fn run(
             lab.name
         )));
     }
-    let ctx = Ctx::new(engine, lab, progress);
+    let ctx = Ctx::new(engine, lab);
     let mut timings = Vec::new();
     for stage in [Stage::Access, Stage::Etcd, Stage::Patroni, Stage::Backup] {
         if stage > target {

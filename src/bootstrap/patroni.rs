@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::facts::of;
-use super::{Ctx, Facts, Owner, wait_for};
+use super::{Ctx, Facts, wait_for};
 use crate::error::{Error, Result};
 use crate::render::{CREATE_ROLES, PATRONI_CONF, create_roles};
 use crate::spec::Stage;
@@ -83,18 +83,11 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
             // What is already there (written by hand, or by an earlier run) is kept.
             if !f.patroni_config {
                 let yaml = ctx.cluster.patroni_yaml(ctx.member(node), credentials);
-                ctx.upload(node, PATRONI_CONF, yaml, 0o600, Owner::Postgres)
-                    .await?;
+                ctx.upload(node, PATRONI_CONF, yaml, 0o600).await?;
             }
             if !f.create_roles {
-                ctx.upload(
-                    node,
-                    CREATE_ROLES,
-                    create_roles(credentials),
-                    0o700,
-                    Owner::Postgres,
-                )
-                .await?;
+                ctx.upload(node, CREATE_ROLES, create_roles(credentials), 0o700)
+                    .await?;
             }
             ctx.must(
                 Stage::Patroni,

@@ -41,7 +41,6 @@ pub struct PublishedPort {
 
 #[derive(Debug, Clone)]
 pub struct ContainerInfo {
-    pub id: String,
     pub name: String,
     pub labels: HashMap<String, String>,
     pub running: bool,
@@ -53,7 +52,6 @@ pub struct ContainerInfo {
 
 #[derive(Debug, Clone)]
 pub struct NetworkInfo {
-    pub id: String,
     pub name: String,
     pub driver: String,
     /// IPv4 subnets with their gateways.
@@ -139,11 +137,12 @@ fn container_info(c: ContainerInspectResponse) -> ContainerInfo {
         .flat_map(|b| {
             let host_ip = b.host_ip.as_deref().and_then(|a| a.parse().ok());
             port_range(b.host_port.as_deref().unwrap_or(""))
+                .into_iter()
+                .flatten()
                 .map(move |host_port| PublishedPort { host_ip, host_port })
         })
         .collect();
     ContainerInfo {
-        id: c.id.unwrap_or_default(),
         name: c
             .name
             .unwrap_or_default()
@@ -161,16 +160,14 @@ fn container_info(c: ContainerInspectResponse) -> ContainerInfo {
 }
 
 /// Host ports of a binding: "6432", "6432-6440", or "" (an ephemeral port, nothing reserved).
-fn port_range(text: &str) -> std::ops::RangeInclusive<u16> {
+fn port_range(text: &str) -> Option<std::ops::RangeInclusive<u16>> {
     let mut parts = text.splitn(2, '-');
-    let start = parts.next().and_then(|p| p.trim().parse::<u16>().ok());
-    let end = parts.next().and_then(|p| p.trim().parse::<u16>().ok());
-    match (start, end) {
-        (Some(s), Some(e)) => s..=e,
-        (Some(s), None) => s..=s,
-        // An empty range.
-        _ => 1..=0,
-    }
+    let start = parts.next()?.trim().parse::<u16>().ok()?;
+    let end = match parts.next() {
+        Some(end) => end.trim().parse::<u16>().ok()?,
+        None => start,
+    };
+    Some(start..=end)
 }
 
 impl Engine {
@@ -368,7 +365,7 @@ impl Engine {
             .map_err(api("list networks"))?;
         Ok(listed
             .into_iter()
-            .map(|n| network_info(n.id, n.name, n.driver, n.ipam, n.labels, Vec::new()))
+            .map(|n| network_info(n.name, n.driver, n.ipam, n.labels, Vec::new()))
             .collect())
     }
 
@@ -387,7 +384,7 @@ impl Engine {
                     .filter_map(|c| c.name)
                     .collect();
                 Ok(Some(network_info(
-                    n.id, n.name, n.driver, n.ipam, n.labels, attached,
+                    n.name, n.driver, n.ipam, n.labels, attached,
                 )))
             }
             Err(e) if is_not_found(&e) => Ok(None),
@@ -516,7 +513,6 @@ impl Engine {
 }
 
 fn network_info(
-    id: Option<String>,
     name: Option<String>,
     driver: Option<String>,
     ipam: Option<Ipam>,
@@ -534,7 +530,6 @@ fn network_info(
         })
         .collect();
     NetworkInfo {
-        id: id.unwrap_or_default(),
         name: name.unwrap_or_default(),
         driver: driver.unwrap_or_default(),
         subnets,
@@ -549,12 +544,9 @@ mod tests {
 
     #[test]
     fn port_ranges_expand() {
-        assert_eq!(port_range("6432").collect::<Vec<_>>(), vec![6432]);
-        assert_eq!(
-            port_range("6432-6434").collect::<Vec<_>>(),
-            vec![6432, 6433, 6434]
-        );
-        assert_eq!(port_range("").count(), 0);
-        assert_eq!(port_range("junk").count(), 0);
+        assert_eq!(port_range("6432"), Some(6432..=6432));
+        assert_eq!(port_range("6432-6434"), Some(6432..=6434));
+        assert_eq!(port_range(""), None);
+        assert_eq!(port_range("junk"), None);
     }
 }

@@ -33,7 +33,6 @@ pub struct Node {
 pub struct Lab {
     pub name: String,
     pub network: String,
-    pub network_created: bool,
     /// In node order.
     pub nodes: Vec<Node>,
 }
@@ -63,7 +62,6 @@ impl Lab {
         let label = |c: &ContainerInfo, key: &str| c.labels.get(key).cloned().unwrap_or_default();
         let first = containers.first()?;
         let network = label(first, labels::NETWORK);
-        let network_created = label(first, labels::NETWORK_CREATED) == "true";
         let mut nodes: Vec<Node> = containers
             .into_iter()
             .map(|c| Node {
@@ -77,7 +75,6 @@ impl Lab {
         Some(Lab {
             name: name.to_string(),
             network,
-            network_created,
             nodes,
         })
     }

@@ -20,7 +20,7 @@ pub async fn start(engine: &Engine, progress: &Progress, name: &str) -> Result<(
     step.done(format!("{} node(s) running", lab.nodes.len()));
     let lab = super::get(engine, name).await?;
     let step = progress.step("start the services");
-    let summary = bootstrap::services::start(&Ctx::new(engine, &lab, progress)).await?;
+    let summary = bootstrap::services::start(&Ctx::new(engine, &lab)).await?;
     step.done(summary);
     Ok(())
 }
@@ -29,7 +29,7 @@ pub async fn start(engine: &Engine, progress: &Progress, name: &str) -> Result<(
 pub async fn stop(engine: &Engine, progress: &Progress, name: &str) -> Result<()> {
     let lab = super::get(engine, name).await?;
     let step = progress.step("stop the services");
-    let summary = bootstrap::services::stop(&Ctx::new(engine, &lab, progress)).await?;
+    let summary = bootstrap::services::stop(&Ctx::new(engine, &lab)).await?;
     step.done(summary);
     let step = progress.step(format!("stop the nodes of lab {name}"));
     for node in &lab.nodes {

@@ -370,7 +370,6 @@ mod tests {
         World {
             containers: vec![],
             networks: vec![NetworkInfo {
-                id: "b".into(),
                 name: "bridge".into(),
                 driver: "bridge".into(),
                 subnets: vec![("172.17.0.0/16".parse().unwrap(), None)],
@@ -389,7 +388,6 @@ mod tests {
         port: Option<u16>,
     ) -> ContainerInfo {
         ContainerInfo {
-            id: format!("id-{name}"),
             name: name.into(),
             labels: HashMap::new(),
             running: false,
@@ -411,7 +409,6 @@ mod tests {
 
     fn shared_network(name: &str, subnet: &str) -> NetworkInfo {
         NetworkInfo {
-            id: "s".into(),
             name: name.into(),
             driver: "bridge".into(),
             subnets: vec![(subnet.parse().unwrap(), None)],

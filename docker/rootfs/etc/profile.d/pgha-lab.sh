@@ -5,7 +5,10 @@ case ":$PATH:" in
 esac
 export PATH
 export PGDATA=/pgdata/17/data
-export PATRONICTL_CONFIG_FILE=/pgha/config/patroni.yaml
+# Lets `patronictl list` work without -c once Patroni is configured.
+if [ -r /pgha/config/patroni.yaml ]; then
+    export PATRONICTL_CONFIG_FILE=/pgha/config/patroni.yaml
+fi
 export ETCDCTL_API=3
 # The client endpoints of every etcd member. The course writes ENDPOINTS with port 2380, which is
 # etcd's peer port; etcdctl talks to the client port, 2379.

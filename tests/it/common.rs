@@ -1,0 +1,390 @@
+//! Helpers for the integration tests: run the `lab` binary, and look at what it made through
+//! the Docker Engine directly (bollard), independently of the tool's own reports. Every test
+//! owns its lab names and sweeps them by label before and after; nothing else is touched.
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
+    NetworkCreateRequest, NetworkingConfig, PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
+    ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    StopContainerOptions,
+};
+use futures_util::StreamExt;
+
+pub const IMAGE: &str = "pgha-lab:17-g1";
+/// Marks objects a test made itself (foreign to every lab).
+pub const TEST_LABEL: &str = "io.pgha-lab.test";
+const LAB_LABEL: &str = "io.pgha-lab.lab";
+
+/// What a `lab` run left.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs the `lab` binary under test.
+pub fn lab(args: &[&str]) -> Run {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(args)
+        .output()
+        .expect("the lab binary runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `lab` and insists it succeeds.
+pub fn lab_ok(args: &[&str]) -> Run {
+    let run = lab(args);
+    assert!(run.ok(), "lab {} failed:\n{run}", args.join(" "));
+    run
+}
+
+pub async fn docker() -> Docker {
+    Docker::connect_with_defaults()
+        .expect("docker socket")
+        .negotiate_version()
+        .await
+        .expect("docker answers")
+}
+
+/// Fails the test early, and clearly, when the image was not built first.
+pub async fn require_image(d: &Docker) {
+    assert!(
+        d.inspect_image(IMAGE).await.is_ok(),
+        "the lab image {IMAGE} is missing: run the tests with scripts/test.sh, which builds it"
+    );
+}
+
+/// Removes every container, volume and network labelled with one of `labs` — only those.
+pub async fn sweep(d: &Docker, labs: &[&str]) {
+    for lab in labs {
+        let filter = HashMap::from([("label".to_string(), vec![format!("{LAB_LABEL}={lab}")])]);
+        let containers = d
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filter.clone()),
+                ..Default::default()
+            }))
+            .await
+            .unwrap_or_default();
+        for c in containers {
+            let _ = d
+                .remove_container(
+                    &c.id.unwrap_or_default(),
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+        }
+        if let Ok(volumes) = d
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filter.clone()),
+            }))
+            .await
+        {
+            for v in volumes.volumes.unwrap_or_default() {
+                let _ = d.remove_volume(&v.name, None::<RemoveVolumeOptions>).await;
+            }
+        }
+        for n in d
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filter),
+            }))
+            .await
+            .unwrap_or_default()
+        {
+            let _ = d.remove_network(&n.name.unwrap_or_default()).await;
+        }
+    }
+}
+
+/// Removes the objects a test made itself (by TEST_LABEL=value).
+pub async fn sweep_test_objects(d: &Docker, value: &str) {
+    let filter = HashMap::from([("label".to_string(), vec![format!("{TEST_LABEL}={value}")])]);
+    for c in d
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filter.clone()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_or_default()
+    {
+        let _ = d
+            .remove_container(
+                &c.id.unwrap_or_default(),
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+    }
+    for n in d
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filter),
+        }))
+        .await
+        .unwrap_or_default()
+    {
+        let _ = d.remove_network(&n.name.unwrap_or_default()).await;
+    }
+}
+
+/// How many containers, volumes and networks carry the lab's label.
+pub async fn labelled(d: &Docker, lab: &str) -> (usize, usize, usize) {
+    let filter = HashMap::from([("label".to_string(), vec![format!("{LAB_LABEL}={lab}")])]);
+    let c = d
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filter.clone()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .len();
+    let v = d
+        .list_volumes(Some(ListVolumesOptions {
+            filters: Some(filter.clone()),
+        }))
+        .await
+        .unwrap()
+        .volumes
+        .unwrap_or_default()
+        .len();
+    let n = d
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filter),
+        }))
+        .await
+        .unwrap()
+        .len();
+    (c, v, n)
+}
+
+/// A command's exit code and stdout inside a container.
+pub async fn exec(d: &Docker, container: &str, user: &str, script: &str) -> (i64, String) {
+    let created = d
+        .create_exec(
+            container,
+            CreateExecOptions {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                user: Some(user),
+                cmd: Some(vec!["bash", "-lc", script]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("exec in {container}: {e}"));
+    let mut out = Vec::new();
+    if let StartExecResults::Attached { mut output, .. } =
+        d.start_exec(&created.id, None).await.unwrap()
+    {
+        while let Some(Ok(frame)) = output.next().await {
+            match frame {
+                LogOutput::StdOut { message } | LogOutput::StdErr { message } => {
+                    out.extend_from_slice(&message)
+                }
+                _ => {}
+            }
+        }
+    }
+    let code = loop {
+        let info = d.inspect_exec(&created.id).await.unwrap();
+        if info.running != Some(true) {
+            break info.exit_code.unwrap_or(-1);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    (code, String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Like `exec`, insisting on exit 0; returns stdout trimmed.
+pub async fn exec_ok(d: &Docker, container: &str, user: &str, script: &str) -> String {
+    let (code, out) = exec(d, container, user, script).await;
+    assert_eq!(code, 0, "`{script}` in {container} exited {code}: {out}");
+    out.trim().to_string()
+}
+
+/// Polls `check` until it returns Some, failing the test after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "{what}: not true after {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A container's address on a network (the static one, kept while stopped).
+pub async fn address(d: &Docker, container: &str, network: &str) -> Option<String> {
+    let c = d
+        .inspect_container(container, None::<InspectContainerOptions>)
+        .await
+        .ok()?;
+    let e = c.network_settings?.networks?.get(network)?.clone();
+    e.ipam_config
+        .and_then(|i| i.ipv4_address)
+        .filter(|a| !a.is_empty())
+        .or(e.ip_address.filter(|a| !a.is_empty()))
+}
+
+/// The host port a container publishes for 5432.
+pub async fn host_port(d: &Docker, container: &str) -> Option<u16> {
+    let c = d
+        .inspect_container(container, None::<InspectContainerOptions>)
+        .await
+        .ok()?;
+    let bindings = c.host_config?.port_bindings?;
+    bindings
+        .get("5432/tcp")?
+        .as_ref()?
+        .first()?
+        .host_port
+        .as_ref()?
+        .parse()
+        .ok()
+}
+
+pub async fn running(d: &Docker, container: &str) -> bool {
+    d.inspect_container(container, None::<InspectContainerOptions>)
+        .await
+        .ok()
+        .and_then(|c| c.state)
+        .and_then(|s| s.running)
+        .unwrap_or(false)
+}
+
+pub async fn network_subnet(d: &Docker, network: &str) -> Option<String> {
+    d.inspect_network(network, None::<InspectNetworkOptions>)
+        .await
+        .ok()?
+        .ipam?
+        .config?
+        .first()?
+        .subnet
+        .clone()
+}
+
+/// A foreign network, labelled as the test's own.
+pub async fn foreign_network(d: &Docker, name: &str, subnet: &str, tag: &str) {
+    d.create_network(NetworkCreateRequest {
+        name: name.into(),
+        driver: Some("bridge".into()),
+        ipam: Some(Ipam {
+            config: Some(vec![IpamConfig {
+                subnet: Some(subnet.into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        labels: Some(HashMap::from([(TEST_LABEL.to_string(), tag.to_string())])),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("create network {name}: {e}"));
+}
+
+/// A foreign container (the lab image, sleeping), labelled as the test's own, optionally with
+/// a static address on `network` and a published port; started, then stopped, so that what it
+/// holds is only in its configuration.
+pub async fn foreign_stopped_container(
+    d: &Docker,
+    name: &str,
+    network: &str,
+    ip: Option<&str>,
+    port: Option<u16>,
+    tag: &str,
+) {
+    let body = ContainerCreateBody {
+        image: Some(IMAGE.into()),
+        labels: Some(HashMap::from([(TEST_LABEL.to_string(), tag.to_string())])),
+        exposed_ports: port.map(|_| vec!["5432/tcp".to_string()]),
+        host_config: Some(HostConfig {
+            network_mode: Some(network.into()),
+            port_bindings: port.map(|p| {
+                HashMap::from([(
+                    "5432/tcp".to_string(),
+                    Some(vec![PortBinding {
+                        host_ip: Some("127.0.0.1".into()),
+                        host_port: Some(p.to_string()),
+                    }]),
+                )])
+            }),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network.to_string(),
+                EndpointSettings {
+                    ipam_config: ip.map(|ip| EndpointIpamConfig {
+                        ipv4_address: Some(ip.into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    };
+    d.create_container(
+        Some(CreateContainerOptions {
+            name: Some(name.into()),
+            ..Default::default()
+        }),
+        body,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create {name}: {e}"));
+    d.start_container(name, None).await.unwrap();
+    d.stop_container(
+        name,
+        Some(StopContainerOptions {
+            t: Some(1),
+            ..Default::default()
+        }),
+    )
+    .await
+    .unwrap();
+}

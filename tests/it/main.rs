@@ -1,0 +1,8 @@
+//! Integration tests against the real Docker Engine: the image, the lab lifecycle, the
+//! bootstrapped cluster and the training drills. Run them with scripts/test.sh, which builds the
+//! image first.
+
+mod cluster;
+mod common;
+mod image;
+mod lifecycle;
