@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::image::definition::IMAGE;
+use crate::lab::Component;
 use crate::spec::Stage;
 
 /// Turns a Docker Engine into a PostgreSQL high-availability training lab: PostgreSQL 17 with
@@ -20,16 +21,41 @@ pub enum Command {
     Create(Create),
     /// Continue bootstrapping an existing lab from where it stands, up to a stage.
     Bootstrap(Bootstrap),
-    /// Start a stopped lab's nodes.
-    Start(Target),
-    /// Stop a lab's nodes, keeping everything in them.
+    /// Start a stopped lab, or some of its nodes (a killed one rejoins as a replica).
+    Start(Start),
+    /// Stop a lab's services cleanly, then its nodes, keeping everything in them.
     Stop(Target),
     /// Remove a lab: its containers, volumes and (when it made it) its network.
     Destroy(Destroy),
+    /// Put a lab back to its freshly bootstrapped state: same names, addresses and ports.
+    Reset(Reset),
     /// List every lab on this Docker Engine.
     List,
-    /// Show a lab's nodes.
-    Status(Target),
+    /// Show a lab's nodes, Patroni members, etcd quorum and last backup.
+    Status(Status),
+    /// Print the connection strings for the lab, from this host and from inside it.
+    Connect(Target),
+    /// Run psql on a node (the primary unless told otherwise).
+    Psql(Psql),
+    /// Open a login shell on a node, as postgres (or root).
+    Shell(Shell),
+    /// Run one command on a node; its output and exit code pass through.
+    Exec(Exec),
+    /// Show (or follow) a service's log on a node.
+    Logs(Logs),
+    /// Drill: kill a node the hard way and watch the cluster answer.
+    Kill(NodeArg),
+    /// Drill: cut a node off the lab network (it keeps its address).
+    Partition(NodeArg),
+    /// Drill: put a partitioned node back and watch it rejoin.
+    Heal(NodeArg),
+    /// Drill: a planned switchover through Patroni.
+    Switchover(Handover),
+    /// Drill: a manual failover through Patroni.
+    Failover(Handover),
+    /// Drill: stop or start etcd on chosen members to show quorum loss and recovery.
+    #[command(subcommand)]
+    Etcd(EtcdCommand),
     /// Build or inspect the lab image.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -101,6 +127,129 @@ pub struct Bootstrap {
     /// Go up to this stage; what is already done is skipped.
     #[arg(long, value_enum, default_value = "backup")]
     pub stage: Stage,
+}
+
+#[derive(Args)]
+pub struct Start {
+    /// The lab's name.
+    #[arg(long, default_value = "pgha")]
+    pub name: String,
+    /// Only these nodes (default: all).
+    pub nodes: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct Reset {
+    /// The lab's name.
+    #[arg(long, default_value = "pgha", conflicts_with = "all")]
+    pub name: String,
+    /// Reset every lab on this Docker Engine.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args)]
+pub struct Status {
+    /// The lab's name.
+    #[arg(long, default_value = "pgha")]
+    pub name: String,
+    /// JSON for scripts instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct Psql {
+    /// The lab's name.
+    #[arg(long, default_value = "pgha")]
+    pub name: String,
+    /// The node to connect on.
+    #[arg(conflicts_with_all = ["primary", "replica"])]
+    pub node: Option<String>,
+    /// The current primary (the default).
+    #[arg(long)]
+    pub primary: bool,
+    /// A streaming replica.
+    #[arg(long, conflicts_with = "primary")]
+    pub replica: bool,
+    /// Arguments for psql, after `--`.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct Shell {
+    /// The lab's name.
+    #[arg(long, default_value = "pgha")]
+    pub name: String,
+    pub node: String,
+    /// As root instead of postgres.
+    #[arg(long)]
+    pub root: bool,
+}
+
+#[derive(Args)]
+pub struct Exec {
+    /// The lab's name.
+    #[arg(long, default_value = "pgha")]
+    pub name: String,
+    pub node: String,
+    /// As root instead of postgres.
+    #[arg(long)]
+    pub root: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct Logs {
+    /// The lab's name.
+    #[arg(long, default_value = "pgha")]
+    pub name: String,
+    pub node: String,
+    /// Which log [default: patroni on PostgreSQL nodes, etcd elsewhere].
+    #[arg(value_enum)]
+    pub component: Option<Component>,
+    /// Keep printing new lines until Ctrl-C.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Args)]
+pub struct NodeArg {
+    /// The lab's name.
+    #[arg(long, default_value = "pgha")]
+    pub name: String,
+    pub node: String,
+}
+
+#[derive(Args)]
+pub struct Handover {
+    /// The lab's name.
+    #[arg(long, default_value = "pgha")]
+    pub name: String,
+    /// The replica to promote [default: Patroni's choice for a switchover, the first
+    /// streaming replica for a failover].
+    #[arg(long, value_name = "NODE")]
+    pub to: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum EtcdCommand {
+    /// Stop etcd on these members.
+    Stop(Members),
+    /// Start etcd on these members again.
+    Start(Members),
+}
+
+#[derive(Args)]
+pub struct Members {
+    /// The lab's name.
+    #[arg(long, default_value = "pgha")]
+    pub name: String,
+    #[arg(required = true)]
+    pub nodes: Vec<String>,
 }
 
 #[derive(Args)]

@@ -1,8 +1,6 @@
 //! The errors `lab` reports to people: each one says what happened, to which object, and what to
 //! do next, in one paragraph. Nothing here is ever shown as a Debug dump.
 
-use std::process::ExitCode;
-
 /// Everything that can stop a `lab` command.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -70,11 +68,11 @@ impl Error {
         move |source| Error::Io { action, source }
     }
 
-    pub fn exit_code(&self) -> ExitCode {
+    pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Interrupted => ExitCode::from(130),
-            Error::Invalid(_) => ExitCode::from(2),
-            _ => ExitCode::FAILURE,
+            Error::Interrupted => 130,
+            Error::Invalid(_) => 2,
+            _ => 1,
         }
     }
 }

@@ -7,6 +7,9 @@ pub const LAB: &str = "io.pgha-lab.lab";
 pub const NODE: &str = "io.pgha-lab.node";
 /// The node's position in the lab, from 1.
 pub const INDEX: &str = "io.pgha-lab.index";
+/// The node's address on the lab network, kept here because a partitioned node's network
+/// settings no longer show it.
+pub const ADDRESS: &str = "io.pgha-lab.address";
 /// What the node runs: a comma-separated list of `postgres`, `etcd`, `repo`.
 pub const ROLES: &str = "io.pgha-lab.roles";
 /// The lab's network, on its containers.

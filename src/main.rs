@@ -13,40 +13,52 @@ mod plan;
 mod progress;
 mod render;
 mod spec;
+mod terminal;
 
-use std::process::ExitCode;
+use std::io::Write;
 
 use clap::Parser;
 
-use cli::{Cli, Command, Create, ImageCommand};
+use cli::{Cli, Command, Create, EtcdCommand, ImageCommand};
 use engine::Engine;
 use error::{Error, Result};
 use progress::Progress;
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() {
     let cli = Cli::parse();
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match run(cli).await {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()
         }
-    }
+    };
+    let _ = std::io::stdout().flush();
+    // Exit here rather than return: a session's stdin reader may still be blocked in a read
+    // that would hold the runtime's shutdown until the next key press.
+    std::process::exit(code);
 }
 
-async fn run(cli: Cli) -> Result<()> {
+/// Runs a command; returns the process's exit code (a remote command's own, for sessions).
+async fn run(cli: Cli) -> Result<i32> {
     let progress = Progress::new();
     let engine = Engine::connect().await?;
+    let session = |code: i64| i32::try_from(code).unwrap_or(1);
     match cli.command {
-        Command::Create(args) => create(&engine, &progress, &args).await,
+        Command::Create(args) => create(&engine, &progress, &args).await?,
         Command::Bootstrap(args) => {
-            let lab = lab::get(&engine, &args.name).await?;
-            bootstrap::run(&engine, &progress, &lab, args.stage).await?;
-            Ok(())
+            let found = lab::get(&engine, &args.name).await?;
+            bootstrap::run(&engine, &progress, &found, args.stage).await?;
+            lab::snapshot(&engine, &progress, &args.name).await?;
         }
-        Command::Start(t) => lab::start(&engine, &progress, &t.name).await,
-        Command::Stop(t) => lab::stop(&engine, &progress, &t.name).await,
+        Command::Start(args) if args.nodes.is_empty() => {
+            lab::start(&engine, &progress, &args.name).await?
+        }
+        Command::Start(args) => {
+            lab::start_nodes(&engine, &progress, &args.name, &args.nodes).await?
+        }
+        Command::Stop(t) => lab::stop(&engine, &progress, &t.name).await?,
         Command::Destroy(args) => {
             if args.all {
                 let n = lab::destroy_all(&engine, &progress).await?;
@@ -57,15 +69,76 @@ async fn run(cli: Cli) -> Result<()> {
                     args.name
                 ));
             }
-            Ok(())
         }
-        Command::List => {
-            println!("{}", lab::list(&engine).await?);
-            Ok(())
+        Command::Reset(args) => {
+            let names = if args.all {
+                lab::all(&engine)
+                    .await?
+                    .into_iter()
+                    .map(|l| l.name)
+                    .collect()
+            } else {
+                vec![args.name]
+            };
+            each_lab(&progress, &names, |name, progress| {
+                let engine = &engine;
+                async move { lab::reset(engine, &progress, &name).await }
+            })
+            .await?;
         }
-        Command::Status(t) => {
-            println!("{}", lab::status(&engine, &t.name).await?);
-            Ok(())
+        Command::List => println!("{}", lab::list(&engine).await?),
+        Command::Status(args) => {
+            let report = lab::status(&engine, &args.name).await?;
+            if args.json {
+                let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Io {
+                    action: "encode the status as JSON".into(),
+                    source: e.into(),
+                })?;
+                println!("{json}");
+            } else {
+                println!("{}", report.table());
+            }
+        }
+        Command::Connect(t) => println!("{}", lab::connect(&engine, &t.name).await?),
+        Command::Psql(args) => {
+            let target = match (args.node, args.replica) {
+                (Some(node), _) => lab::PsqlTarget::Node(node),
+                (None, true) => lab::PsqlTarget::Replica,
+                (None, false) => lab::PsqlTarget::Primary,
+            };
+            return Ok(session(
+                lab::psql(&engine, &args.name, target, &args.args).await?,
+            ));
+        }
+        Command::Shell(args) => {
+            return Ok(session(
+                lab::shell(&engine, &args.name, &args.node, args.root).await?,
+            ));
+        }
+        Command::Exec(args) => {
+            return Ok(session(
+                lab::exec(&engine, &args.name, &args.node, args.root, &args.cmd).await?,
+            ));
+        }
+        Command::Logs(args) => {
+            return Ok(session(
+                lab::logs(&engine, &args.name, &args.node, args.component, args.follow).await?,
+            ));
+        }
+        Command::Kill(a) => lab::kill(&engine, &progress, &a.name, &a.node).await?,
+        Command::Partition(a) => lab::partition(&engine, &progress, &a.name, &a.node).await?,
+        Command::Heal(a) => lab::heal(&engine, &progress, &a.name, &a.node).await?,
+        Command::Switchover(a) => {
+            lab::change_leader(&engine, &progress, &a.name, a.to.as_deref(), false).await?
+        }
+        Command::Failover(a) => {
+            lab::change_leader(&engine, &progress, &a.name, a.to.as_deref(), true).await?
+        }
+        Command::Etcd(EtcdCommand::Stop(m)) => {
+            lab::etcd_members(&engine, &progress, &m.name, &m.nodes, false).await?
+        }
+        Command::Etcd(EtcdCommand::Start(m)) => {
+            lab::etcd_members(&engine, &progress, &m.name, &m.nodes, true).await?
         }
         Command::Image(ImageCommand::Build(args)) => {
             let request = image::BuildRequest {
@@ -73,12 +146,40 @@ async fn run(cli: Cli) -> Result<()> {
                 force: args.force,
                 mirror: args.mirror,
             };
-            image::build(&engine, &progress, &request).await
+            image::build(&engine, &progress, &request).await?
         }
         Command::Image(ImageCommand::Info { image }) => {
-            println!("{}", image::info(&engine, &image).await?);
-            Ok(())
+            println!("{}", image::info(&engine, &image).await?)
         }
+    }
+    Ok(0)
+}
+
+/// Runs `work` for every named lab at once (each with its own progress prefix when there are
+/// several) and reports every failure.
+async fn each_lab<F, Fut>(progress: &Progress, names: &[String], work: F) -> Result<()>
+where
+    F: Fn(String, Progress) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    if let [name] = names {
+        return work(name.clone(), progress.clone()).await;
+    }
+    let results = futures_util::future::join_all(
+        names
+            .iter()
+            .map(|name| work(name.clone(), progress.for_lab(name))),
+    )
+    .await;
+    let failed: Vec<String> = names
+        .iter()
+        .zip(results)
+        .filter_map(|(name, r)| r.err().map(|e| format!("lab {name}: {e}")))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(failed.join("\n")))
     }
 }
 
@@ -133,27 +234,17 @@ async fn create(engine: &Engine, progress: &Progress, args: &Create) -> Result<(
         replace: args.replace,
         keep_on_failure: args.keep_on_failure,
     };
-    if let [spec] = specs.as_slice() {
-        return lab::create(engine, progress, spec, &options).await;
-    }
-    // The image is built once, before the labs race for it.
-    if !args.dry_run {
+    // The image is built once, before several labs race for it.
+    if specs.len() > 1 && !args.dry_run {
         image::ensure(engine, progress, &args.image).await?;
     }
-    let results = futures_util::future::join_all(specs.iter().map(|spec| {
-        let progress = progress.for_lab(&spec.name);
+    each_lab(progress, &names, |name, progress| {
+        let spec = specs
+            .iter()
+            .find(|s| s.name == name)
+            .expect("a spec per name");
         let options = &options;
         async move { lab::create(engine, &progress, spec, options).await }
-    }))
-    .await;
-    let failed: Vec<String> = specs
-        .iter()
-        .zip(results)
-        .filter_map(|(spec, r)| r.err().map(|e| format!("lab {}: {e}", spec.name)))
-        .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Invalid(failed.join("\n")))
-    }
+    })
+    .await
 }

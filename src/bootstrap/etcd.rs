@@ -17,8 +17,11 @@ pub const LOG: &str = "/var/log/etcd/etcd-standalone.log";
 /// The etcd cluster as its members report it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct View {
+    /// Members whose etcd answers at all (with or without a quorum).
+    pub up: Vec<String>,
+    /// Members that serve a linearizable read: up and part of a quorum.
     pub healthy: Vec<String>,
-    /// (member, why)
+    /// (member, why) for every member that is not healthy.
     pub unhealthy: Vec<(String, String)>,
     pub leader: Option<String>,
 }
@@ -28,17 +31,31 @@ impl View {
         self.healthy.len() + self.unhealthy.len()
     }
 
-    /// "5 members: quorum 3, tolerates 2 failures; 5 up, leader pgha2"
+    /// "5 members: quorum 3, tolerates 2 failure(s) (N = 2F + 1); 5 of 5 up, leader pgha2"
     pub fn describe(&self) -> String {
         let n = self.members();
         let (q, f) = quorum(n);
-        let up = self.healthy.len();
-        let state = match &self.leader {
-            _ if up < q => format!("{up} up, no quorum — Patroni cannot elect a leader"),
-            Some(l) => format!("{up} up, leader {l}"),
-            None => format!("{up} up, no leader yet"),
-        };
-        format!("{n} members: quorum {q}, tolerates {f} failure(s) (N = 2F + 1); {state}")
+        format!(
+            "{n} members: quorum {q}, tolerates {f} failure(s) (N = 2F + 1); {}",
+            self.health()
+        )
+    }
+
+    /// "4 of 5 up, leader pgha2", or "2 of 5 up, no quorum — Patroni cannot elect a leader"
+    pub fn health(&self) -> String {
+        let n = self.members();
+        let (q, _) = quorum(n);
+        let up = self.up.len();
+        match &self.leader {
+            _ if up < q => {
+                format!("{up} of {n} up, no quorum — Patroni cannot elect a leader")
+            }
+            Some(l) if up == q && n > 1 => {
+                format!("{up} of {n} up, leader {l} — one more failure and the quorum is lost")
+            }
+            Some(l) => format!("{up} of {n} up, leader {l}"),
+            None => format!("{up} of {n} up, no leader yet"),
+        }
     }
 }
 
@@ -100,32 +117,42 @@ pub async fn wait_healthy(ctx: &Ctx<'_>, deadline: Duration) -> Result<View> {
     }
 }
 
-/// The cluster's health and leader, asked from the first running node that reaches a member.
+/// The cluster's health and leader, asked from the first node on the lab network that reaches
+/// a member: health in one call to every member at once, each member's status in parallel
+/// calls (a stopped member costs a one-second timeout, not a sequential one).
 pub async fn view(ctx: &Ctx<'_>) -> Result<View> {
     let endpoints = ctx.cluster.etcd_endpoints();
+    let flags = "--dial-timeout=1s --command-timeout=2s";
     let script = format!(
-        "etcdctl --endpoints={endpoints} --dial-timeout=2s --command-timeout=3s endpoint \
-         health -w json 2>/dev/null; echo '-----'; etcdctl --endpoints={endpoints} --dial-timeout=2s \
-         --command-timeout=3s endpoint status -w json 2>/dev/null; true"
+        "etcdctl --endpoints={endpoints} {flags} endpoint health -w json 2>/dev/null; \
+         echo '-----'; for e in {each}; do etcdctl --endpoints=$e {flags} endpoint status \
+         -w json 2>/dev/null & done; wait; true",
+        each = endpoints.replace(',', " ")
     );
     let mut last = None;
-    for node in ctx.lab.nodes.iter().filter(|n| n.running()) {
+    let reachable = ctx
+        .lab
+        .nodes
+        .iter()
+        .filter(|n| n.running() && !n.partitioned(&ctx.lab.network));
+    for node in reachable {
         let out = ctx
             .sh(&node.name, "postgres", &script, Duration::from_secs(30))
             .await?;
         let (health, status) = out.stdout.split_once("-----").unwrap_or(("", ""));
         let view = parse(ctx, health, status);
-        if !view.healthy.is_empty() {
+        if !view.up.is_empty() {
             return Ok(view);
         }
         last = Some(view);
     }
     Ok(last.unwrap_or_else(|| View {
+        up: vec![],
         healthy: vec![],
         unhealthy: ctx
             .lab
             .etcd_nodes()
-            .map(|n| (n.name.clone(), "node not running".into()))
+            .map(|n| (n.name.clone(), "node not reachable".into()))
             .collect(),
         leader: None,
     }))
@@ -150,6 +177,8 @@ struct Status {
 #[derive(Deserialize)]
 struct StatusBody {
     header: Header,
+    /// Absent while the member knows no leader.
+    #[serde(default)]
     leader: u64,
 }
 
@@ -171,8 +200,8 @@ fn parse(ctx: &Ctx<'_>, health: &str, status: &str) -> View {
     view_from(&names, health, status, name_of)
 }
 
-/// Builds the view from `etcdctl endpoint health -w json` and `endpoint status -w json`;
-/// members that appear in neither are unhealthy.
+/// Builds the view from `etcdctl endpoint health -w json` and one `endpoint status -w json`
+/// array per line; members that appear in neither are down.
 fn view_from(
     members: &[String],
     health: &str,
@@ -180,7 +209,11 @@ fn view_from(
     name_of: impl Fn(&str) -> String,
 ) -> View {
     let health: Vec<Health> = serde_json::from_str(health.trim()).unwrap_or_default();
-    let status: Vec<Status> = serde_json::from_str(status.trim()).unwrap_or_default();
+    let status: Vec<Status> = status
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Vec<Status>>(l.trim()).ok())
+        .flatten()
+        .collect();
     let mut healthy = Vec::new();
     let mut unhealthy = Vec::new();
     for member in members {
@@ -193,12 +226,19 @@ fn view_from(
             None => unhealthy.push((member.clone(), "no answer".into())),
         }
     }
+    let answered: Vec<String> = status.iter().map(|s| name_of(&s.endpoint)).collect();
+    let up = members
+        .iter()
+        .filter(|m| healthy.contains(m) || answered.contains(m))
+        .cloned()
+        .collect();
     let leaders: Vec<String> = status
         .iter()
         .filter(|s| s.status.leader != 0 && s.status.header.member_id == s.status.leader)
         .map(|s| name_of(&s.endpoint))
         .collect();
     View {
+        up,
         healthy,
         unhealthy,
         leader: match leaders.as_slice() {
@@ -228,12 +268,14 @@ mod tests {
     const HEALTH: &str = r#"[{"endpoint":"10.0.0.10:2379","health":true,"took":"1ms"},
         {"endpoint":"10.0.0.11:2379","health":true,"took":"1ms"},
         {"endpoint":"10.0.0.12:2379","health":false,"took":"3s","error":"context deadline exceeded"}]"#;
-    const STATUS: &str = r#"[{"Endpoint":"10.0.0.10:2379","Status":{"header":{"cluster_id":1,"member_id":11,"revision":5,"raft_term":2},"version":"3.5.16","leader":22}},
-        {"Endpoint":"10.0.0.11:2379","Status":{"header":{"cluster_id":1,"member_id":22,"revision":5,"raft_term":2},"version":"3.5.16","leader":22}}]"#;
+    const STATUS: &str = r#"[{"Endpoint":"10.0.0.10:2379","Status":{"header":{"cluster_id":1,"member_id":11,"revision":5,"raft_term":2},"version":"3.5.16","leader":22}}]
+[{"Endpoint":"10.0.0.11:2379","Status":{"header":{"cluster_id":1,"member_id":22,"revision":5,"raft_term":2},"version":"3.5.16","leader":22}}]
+"#;
 
     #[test]
     fn health_and_leader_are_read() {
         let v = view_from(&names(), HEALTH, STATUS, name_of);
+        assert_eq!(v.up, ["pgha1", "pgha2"]);
         assert_eq!(v.healthy, ["pgha1", "pgha2"]);
         assert_eq!(
             v.unhealthy,
@@ -242,7 +284,7 @@ mod tests {
         assert_eq!(v.leader.as_deref(), Some("pgha2"));
         assert_eq!(
             v.describe(),
-            "3 members: quorum 2, tolerates 1 failure(s) (N = 2F + 1); 2 up, leader pgha2"
+            "3 members: quorum 2, tolerates 1 failure(s) (N = 2F + 1); 2 of 3 up, leader pgha2"
         );
     }
 
@@ -252,9 +294,24 @@ mod tests {
         assert!(v.healthy.is_empty());
         assert_eq!(v.unhealthy.len(), 3);
         assert_eq!(v.leader, None);
-        assert!(
-            v.describe()
-                .ends_with("0 up, no quorum — Patroni cannot elect a leader")
+        assert_eq!(
+            v.health(),
+            "0 of 3 up, no quorum — Patroni cannot elect a leader"
+        );
+    }
+
+    #[test]
+    fn members_that_answer_without_a_quorum_are_up_but_not_healthy() {
+        let health = r#"[{"endpoint":"10.0.0.10:2379","health":false,"error":"context deadline exceeded"},
+            {"endpoint":"10.0.0.11:2379","health":false,"error":"context deadline exceeded"},
+            {"endpoint":"10.0.0.12:2379","health":false,"error":"context deadline exceeded"}]"#;
+        let status = r#"[{"Endpoint":"10.0.0.10:2379","Status":{"header":{"member_id":11},"errors":["etcdserver: no leader"]}}]"#;
+        let v = view_from(&names(), health, status, name_of);
+        assert_eq!(v.up, ["pgha1"]);
+        assert!(v.healthy.is_empty());
+        assert_eq!(
+            v.health(),
+            "1 of 3 up, no quorum — Patroni cannot elect a leader"
         );
     }
 

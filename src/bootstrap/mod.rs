@@ -4,7 +4,7 @@
 //! on failure names the node and shows the end of the log that says why.
 
 mod access;
-mod backup;
+pub mod backup;
 pub mod etcd;
 mod facts;
 pub mod patroni;
@@ -40,9 +40,7 @@ impl<'a> Ctx<'a> {
                 .iter()
                 .map(|n| Member {
                     name: n.name.clone(),
-                    ip: n
-                        .ip(&lab.network)
-                        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                    ip: n.ip().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
                     roles: n.roles,
                 })
                 .collect(),

@@ -26,6 +26,21 @@ pub struct MemberState {
     pub replication_state: Option<String>,
     #[serde(default)]
     pub database_system_identifier: Option<String>,
+    #[serde(default)]
+    pub xlog: Option<Xlog>,
+    /// PostgreSQL's own WAL receiver status, read at the same moment: Patroni refreshes
+    /// replication_state only once per loop_wait.
+    #[serde(skip)]
+    pub wal_receiver: Option<String>,
+}
+
+/// WAL positions: `location` on a primary, the received and replayed ones on a replica.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Xlog {
+    #[serde(default)]
+    pub location: Option<u64>,
+    #[serde(default)]
+    pub replayed_location: Option<u64>,
 }
 
 impl MemberState {
@@ -34,11 +49,23 @@ impl MemberState {
     }
 
     pub fn is_streaming(&self) -> bool {
-        self.role == "replica" && self.replication_state.as_deref() == Some("streaming")
+        self.role == "replica"
+            && (self.replication_state.as_deref() == Some("streaming")
+                || self.wal_receiver.as_deref() == Some("streaming"))
+    }
+
+    /// How many bytes of WAL this replica has yet to replay from `primary`.
+    pub fn lag_behind(&self, primary: &MemberState) -> Option<u64> {
+        let ahead = primary.xlog.as_ref()?.location?;
+        let replayed = self.xlog.as_ref()?.replayed_location?;
+        Some(ahead.saturating_sub(replayed))
     }
 
     /// "replica streaming", "primary running", ...
     pub fn describe(&self) -> String {
+        if self.is_streaming() {
+            return "replica streaming".into();
+        }
         match &self.replication_state {
             Some(r) if self.role == "replica" => format!("replica {r}"),
             _ => format!("{} {}", self.role, self.state),
@@ -148,14 +175,22 @@ pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
         .sh(
             node,
             "postgres",
-            "curl -s --max-time 3 http://localhost:8008/patroni",
+            "curl -s --max-time 3 http://localhost:8008/patroni; echo; echo '-----'; \
+             psql -XAtc 'SELECT status FROM pg_stat_wal_receiver' 2>/dev/null; true",
             Duration::from_secs(15),
         )
         .await?;
-    Ok(serde_json::from_str(&out.stdout).ok())
+    let (rest, receiver) = out.stdout.split_once("-----").unwrap_or((&out.stdout, ""));
+    Ok(serde_json::from_str::<MemberState>(rest.trim())
+        .ok()
+        .map(|m| MemberState {
+            wal_receiver: Some(receiver.trim().to_string()).filter(|r| !r.is_empty()),
+            ..m
+        }))
 }
 
-async fn current_primary(ctx: &Ctx<'_>, nodes: &[String]) -> Result<Option<String>> {
+/// The running primary among `nodes`, asked of each node's REST API.
+pub async fn current_primary(ctx: &Ctx<'_>, nodes: &[String]) -> Result<Option<String>> {
     for node in nodes {
         if member(ctx, node).await?.is_some_and(|m| m.is_primary()) {
             return Ok(Some(node.clone()));
@@ -189,12 +224,29 @@ async fn wait_primary(ctx: &Ctx<'_>, node: &str, deadline: Duration) -> Result<(
     }
 }
 
+/// The node a replica streams from, as its WAL receiver says.
+pub async fn upstream(ctx: &Ctx<'_>, replica: &str) -> Result<Option<String>> {
+    let out = ctx
+        .sh(
+            replica,
+            "postgres",
+            "psql -XAtc 'SELECT sender_host FROM pg_stat_wal_receiver'",
+            Duration::from_secs(15),
+        )
+        .await?;
+    let host = out.stdout.trim();
+    Ok((out.ok() && !host.is_empty()).then(|| host.to_string()))
+}
+
 /// Waits until exactly one of `nodes` is a running primary and every other one streams.
 pub async fn wait_healthy(ctx: &Ctx<'_>, nodes: &[String], deadline: Duration) -> Result<Healthy> {
     let waited = wait_for(deadline, Duration::from_millis(500), || async {
         let mut states = Vec::new();
         for node in nodes {
             states.push((node.clone(), member(ctx, node).await?));
+        }
+        if let Some(primary) = waits_for_its_slot(&states) {
+            nudge(ctx, &primary).await?;
         }
         Ok(healthy(&states))
     })
@@ -221,6 +273,36 @@ pub async fn wait_healthy(ctx: &Ctx<'_>, nodes: &[String], deadline: Duration) -
                 .await)
         }
     }
+}
+
+/// The primary, when a replica runs but does not stream yet: with use_slots, the primary makes
+/// a new replica's slot only on its next HA loop, up to loop_wait (10 s) later, and the
+/// replica's WAL receiver is refused until then.
+fn waits_for_its_slot(states: &[(String, Option<MemberState>)]) -> Option<String> {
+    let primary = states
+        .iter()
+        .find(|(_, s)| s.as_ref().is_some_and(|s| s.is_primary()))?;
+    states
+        .iter()
+        .any(|(_, s)| {
+            s.as_ref()
+                .is_some_and(|s| s.role == "replica" && s.state == "running" && !s.is_streaming())
+        })
+        .then(|| primary.0.clone())
+}
+
+/// Wakes the primary's HA loop at once: an empty patch of the dynamic configuration changes
+/// nothing, but Patroni runs its loop right after any PATCH /config.
+async fn nudge(ctx: &Ctx<'_>, primary: &str) -> Result<()> {
+    ctx.sh(
+        primary,
+        "postgres",
+        "curl -s --max-time 3 -o /dev/null -X PATCH -H 'Content-Type: application/json' \
+         -d '{\"postgresql\": {}}' http://localhost:8008/config",
+        Duration::from_secs(15),
+    )
+    .await
+    .map(drop)
 }
 
 /// One primary and every other member streaming, or what is wrong (first the node).
@@ -283,7 +365,7 @@ mod tests {
     }
 
     const PRIMARY: &str = r#"{"state":"running","postmaster_start_time":"x","role":"primary",
-        "server_version":170011,"xlog":{"location":1},"timeline":1,
+        "server_version":170011,"xlog":{"location":1000},"timeline":1,
         "database_system_identifier":"7575415324175827441",
         "patroni":{"version":"4.0.7","scope":"pgha_patroni_cluster","name":"pgha1"}}"#;
     const STREAMING: &str = r#"{"state":"running","role":"replica","timeline":1,
@@ -316,6 +398,45 @@ mod tests {
         let seen = healthy(&states).unwrap_err();
         assert!(seen.starts_with("pgha2: not streaming yet"), "{seen}");
         assert!(seen.contains("pgha3 not answering"), "{seen}");
+    }
+
+    #[test]
+    fn lag_is_what_the_replica_has_yet_to_replay() {
+        let p = state(PRIMARY).unwrap();
+        let r: MemberState = serde_json::from_str(
+            r#"{"state":"running","role":"replica","xlog":{"received_location":900,
+            "replayed_location":800}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.lag_behind(&p), Some(200));
+        assert_eq!(p.lag_behind(&r), None);
+    }
+
+    #[test]
+    fn a_streaming_wal_receiver_counts_before_patroni_notices() {
+        let mut m = state(STARTING).unwrap();
+        m.state = "running".into();
+        assert!(!m.is_streaming());
+        m.wal_receiver = Some("streaming".into());
+        assert!(m.is_streaming());
+        assert_eq!(m.describe(), "replica streaming");
+    }
+
+    #[test]
+    fn a_running_replica_that_does_not_stream_waits_for_the_primary() {
+        let mut running = state(STARTING).unwrap();
+        running.state = "running".into();
+        let states = vec![
+            ("pgha1".to_string(), state(PRIMARY)),
+            ("pgha2".to_string(), Some(running)),
+            ("pgha3".to_string(), state(STREAMING)),
+        ];
+        assert_eq!(waits_for_its_slot(&states).as_deref(), Some("pgha1"));
+        let settled = vec![
+            ("pgha1".to_string(), state(PRIMARY)),
+            ("pgha2".to_string(), state(STREAMING)),
+        ];
+        assert_eq!(waits_for_its_slot(&settled), None);
     }
 
     #[test]

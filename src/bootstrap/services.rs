@@ -8,7 +8,8 @@ use super::{Ctx, etcd, patroni};
 use crate::error::Result;
 use crate::spec::Stage;
 
-/// Stops Patroni on the replicas, then on the primary, then etcd everywhere.
+/// Stops Patroni on the replicas, then on the primary, then etcd: the followers, then the
+/// leader.
 pub async fn stop(ctx: &Ctx<'_>) -> Result<String> {
     let facts = ctx.facts().await?;
     let mut primaries = Vec::new();
@@ -38,17 +39,28 @@ pub async fn stop(ctx: &Ctx<'_>) -> Result<String> {
         .filter(|f| f.etcd_running)
         .map(|f| f.node.as_str())
         .collect();
-    futures_util::future::try_join_all(etcd.iter().map(|n| {
-        ctx.must(
-            Stage::Etcd,
-            n,
-            "root",
-            "stopEtcd",
-            Duration::from_secs(60),
-            Some(etcd::LOG),
-        )
-    }))
-    .await?;
+    // Followers first: a leader stopping among stopping followers spends seconds on a
+    // leadership transfer that cannot succeed.
+    let leader = if etcd.is_empty() {
+        None
+    } else {
+        etcd::view(ctx).await?.leader
+    };
+    let (last, first): (Vec<&str>, Vec<&str>) =
+        etcd.iter().partition(|n| Some(**n) == leader.as_deref());
+    for group in [first, last] {
+        futures_util::future::try_join_all(group.iter().map(|n| {
+            ctx.must(
+                Stage::Etcd,
+                n,
+                "root",
+                "stopEtcd",
+                Duration::from_secs(60),
+                Some(etcd::LOG),
+            )
+        }))
+        .await?;
+    }
     let mut done = Vec::new();
     if !replicas.is_empty() || !primaries.is_empty() {
         done.push(format!(
@@ -74,7 +86,39 @@ pub async fn stop(ctx: &Ctx<'_>) -> Result<String> {
 /// Starts sshd, etcd and Patroni where they are configured and waits for the cluster to be
 /// healthy again.
 pub async fn start(ctx: &Ctx<'_>) -> Result<String> {
-    let facts = ctx.facts().await?;
+    let all: Vec<String> = ctx.lab.node_names();
+    let (etcd_nodes, pg_nodes) = launch(ctx, &all).await?;
+    let mut done = Vec::new();
+    if !etcd_nodes.is_empty() && etcd_nodes.len() == ctx.lab.etcd_nodes().count() {
+        let view = etcd::wait_healthy(ctx, Duration::from_secs(90)).await?;
+        done.push(format!("etcd {}", view.describe()));
+    }
+    if !pg_nodes.is_empty() {
+        let healthy = patroni::wait_healthy(ctx, &pg_nodes, Duration::from_secs(180)).await?;
+        done.push(format!("Patroni {}", healthy.describe()));
+    }
+    Ok(if done.is_empty() {
+        "no services configured yet".into()
+    } else {
+        done.join("; ")
+    })
+}
+
+/// Starts the services configured on `nodes` only, without waiting (the caller knows what
+/// to wait for).
+pub async fn start_on(ctx: &Ctx<'_>, nodes: &[String]) -> Result<()> {
+    launch(ctx, nodes).await.map(drop)
+}
+
+/// Starts sshd, etcd and Patroni where configured on `nodes`; returns the nodes where etcd and
+/// Patroni were started.
+async fn launch(ctx: &Ctx<'_>, nodes: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+    let facts: Vec<_> = ctx
+        .facts()
+        .await?
+        .into_iter()
+        .filter(|f| nodes.contains(&f.node))
+        .collect();
     futures_util::future::try_join_all(facts.iter().filter(|f| f.host_keys).map(|f| {
         ctx.must(
             Stage::Access,
@@ -86,12 +130,10 @@ pub async fn start(ctx: &Ctx<'_>) -> Result<String> {
         )
     }))
     .await?;
-    let mut done = Vec::new();
-
-    let etcd_nodes: Vec<&str> = facts
+    let etcd_nodes: Vec<String> = facts
         .iter()
         .filter(|f| f.etcd_config && f.etcd_data)
-        .map(|f| f.node.as_str())
+        .map(|f| f.node.clone())
         .collect();
     futures_util::future::try_join_all(etcd_nodes.iter().map(|n| {
         ctx.must(
@@ -104,24 +146,11 @@ pub async fn start(ctx: &Ctx<'_>) -> Result<String> {
         )
     }))
     .await?;
-    if !etcd_nodes.is_empty() && etcd_nodes.len() == ctx.lab.etcd_nodes().count() {
-        let view = etcd::wait_healthy(ctx, Duration::from_secs(90)).await?;
-        done.push(format!("etcd {}", view.describe()));
-    }
-
     let pg_nodes: Vec<String> = facts
         .iter()
         .filter(|f| f.patroni_config && f.pg_data)
         .map(|f| f.node.clone())
         .collect();
     futures_util::future::try_join_all(pg_nodes.iter().map(|n| patroni::start(ctx, n))).await?;
-    if !pg_nodes.is_empty() {
-        let healthy = patroni::wait_healthy(ctx, &pg_nodes, Duration::from_secs(180)).await?;
-        done.push(format!("Patroni {}", healthy.describe()));
-    }
-    Ok(if done.is_empty() {
-        "no services configured yet".into()
-    } else {
-        done.join("; ")
-    })
+    Ok((etcd_nodes, pg_nodes))
 }

@@ -1,14 +1,16 @@
-//! Running commands inside node containers through the Engine's exec API: output and exit code,
-//! with a deadline.
+//! Running commands inside node containers through the Engine's exec API: captured (output and
+//! exit code, with a deadline), or attached to this process's terminal for interactive sessions.
 
 use std::time::Duration;
 
 use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use futures_util::StreamExt;
+use tokio::io::{AsyncWriteExt, stderr, stdout};
 
 use super::{Engine, api};
 use crate::error::{Error, Result};
+use crate::terminal;
 
 /// What a finished command left behind.
 #[derive(Debug, Clone)]
@@ -105,6 +107,119 @@ impl Engine {
                 return Ok(info.exit_code.unwrap_or(-1));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs `cmd` with this process's stdin (when `stdin`), stdout and stderr, in a terminal of
+    /// its own when `tty` (raw mode here, the window size followed); returns its exit code.
+    /// `started` receives the exec's id once it runs.
+    pub async fn exec_attached(
+        &self,
+        container: &str,
+        user: &str,
+        cmd: &[String],
+        tty: bool,
+        stdin: bool,
+    ) -> Result<i64> {
+        let action = || format!("run `{}` in {container}", cmd.join(" "));
+        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
+        let created = self
+            .docker
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    attach_stdin: Some(stdin),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(tty),
+                    user: Some(user.to_string()),
+                    env: Some(vec![format!("TERM={term}")]),
+                    cmd: Some(cmd.to_vec()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(api(action()))?;
+        let started = self
+            .docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    tty,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(api(action()))?;
+        let StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = started
+        else {
+            return Err(Error::Docker {
+                action: action(),
+                status: None,
+                message: "the Engine did not attach to the command".into(),
+            });
+        };
+        let _raw = if tty {
+            terminal::RawMode::enter()
+        } else {
+            None
+        };
+        if tty {
+            self.follow_window_size(&created.id).await;
+        }
+        if stdin {
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut input).await;
+                // End of input reaches the command (psql reading a script, say).
+                let _ = input.shutdown().await;
+            });
+        }
+        let (mut out, mut err) = (stdout(), stderr());
+        while let Some(frame) = output.next().await {
+            match frame.map_err(api(action()))? {
+                LogOutput::StdErr { message } => {
+                    let _ = err.write_all(&message).await;
+                    let _ = err.flush().await;
+                }
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    let _ = out.write_all(&message).await;
+                    let _ = out.flush().await;
+                }
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        self.exit_code(&created.id, &action()).await
+    }
+
+    /// Sizes the remote terminal like ours, now and whenever ours changes.
+    async fn follow_window_size(&self, exec_id: &str) {
+        let resize = |engine: Engine, id: String| async move {
+            if let Some((rows, cols)) = terminal::size() {
+                let _ = engine
+                    .docker
+                    .resize_exec(
+                        &id,
+                        ResizeExecOptions {
+                            height: rows,
+                            width: cols,
+                        },
+                    )
+                    .await;
+            }
+        };
+        resize(self.clone(), exec_id.to_string()).await;
+        let (engine, id) = (self.clone(), exec_id.to_string());
+        if let Ok(mut changes) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        {
+            tokio::spawn(async move {
+                while changes.recv().await.is_some() {
+                    resize(engine.clone(), id.clone()).await;
+                }
+            });
         }
     }
 }

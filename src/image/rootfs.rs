@@ -22,11 +22,7 @@ pub fn preflight() -> Result<()> {
              load debian:trixie-slim with `docker load`) and run `lab image build` again."
         )));
     }
-    let root = std::fs::metadata("/proc/self").map(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.uid() == 0
-    });
-    if !matches!(root, Ok(true)) {
+    if !rustix::process::geteuid().is_root() {
         return Err(Error::Invalid(format!(
             "{no_registry}, which must run as root. Run `sudo lab image build` once; labs \
              themselves need no root."
@@ -51,12 +47,9 @@ fn find_program(name: &str) -> Option<PathBuf> {
 
 /// The Debian mirror this host's apt already uses, else deb.debian.org.
 pub fn host_mirror() -> String {
-    let mut texts = Vec::new();
-    for path in ["/etc/apt/sources.list"] {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            texts.push(text);
-        }
-    }
+    let mut texts: Vec<String> = std::fs::read_to_string("/etc/apt/sources.list")
+        .into_iter()
+        .collect();
     if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
         let mut paths: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();

@@ -59,7 +59,8 @@ pub async fn create(
         made = async {
             make(engine, progress, &plan, &spec.credentials, lock).await?;
             let lab = super::get(engine, &spec.name).await?;
-            bootstrap::run(engine, progress, &lab, options.stage).await
+            bootstrap::run(engine, progress, &lab, options.stage).await?;
+            super::snapshot(engine, progress, &spec.name).await
         } => made,
         _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
     };

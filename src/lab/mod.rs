@@ -1,14 +1,23 @@
-//! Labs as they exist on the engine, found through their labels alone, and the lifecycle
-//! commands built on them: create, start, stop, destroy, list, status.
+//! Labs as they exist on the engine, found through their labels alone, and every command built
+//! on them: the lifecycle (create, start, stop, destroy, reset), looking and connecting (list,
+//! status, connect, psql, shell, exec, logs) and the drills.
 
+mod connect;
 mod create;
 mod destroy;
+mod drills;
 mod power;
+mod reset;
+mod session;
 mod show;
 
+pub use connect::connect;
 pub use create::{CreateOptions, create};
 pub use destroy::{destroy, destroy_all};
+pub use drills::{change_leader, etcd_members, heal, kill, partition, start_nodes};
 pub use power::{start, stop};
+pub use reset::{reset, snapshot};
+pub use session::{Component, PsqlTarget, exec, logs, psql, shell};
 pub use show::{list, status};
 
 use std::collections::BTreeMap;
@@ -43,12 +52,21 @@ impl Node {
     }
 
     /// The node's address on the lab network (kept while stopped or partitioned).
-    pub fn ip(&self, network: &str) -> Option<Ipv4Addr> {
+    pub fn ip(&self) -> Option<Ipv4Addr> {
         self.container
-            .endpoints
-            .iter()
-            .find(|e| e.network == network)
-            .and_then(|e| e.static_ip.or(e.ip))
+            .labels
+            .get(labels::ADDRESS)
+            .and_then(|a| a.parse().ok())
+    }
+
+    /// Whether the node is cut off from the lab network (running, but not attached).
+    pub fn partitioned(&self, network: &str) -> bool {
+        self.running()
+            && !self
+                .container
+                .endpoints
+                .iter()
+                .any(|e| e.network == network)
     }
 
     /// The host port its PostgreSQL is published on.

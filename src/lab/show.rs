@@ -2,7 +2,10 @@
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
+
 use super::Lab;
+use crate::bootstrap::{Ctx, backup, etcd, patroni};
 use crate::engine::Engine;
 use crate::error::Result;
 
@@ -52,17 +55,196 @@ fn state(lab: &Lab) -> String {
     }
 }
 
-/// Per node: name, state, address, host port, roles.
-pub async fn status(engine: &Engine, name: &str) -> Result<String> {
+/// Everything `lab status` reports, for people (a table) and scripts (JSON).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub lab: String,
+    pub network: String,
+    pub subnet: Option<String>,
+    pub nodes: Vec<NodeReport>,
+    pub etcd: Option<EtcdReport>,
+    pub backup: Option<BackupReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeReport {
+    pub name: String,
+    /// running, exited, ..., or "partitioned" when running but cut off from the lab network.
+    pub state: String,
+    pub address: Option<String>,
+    pub port: Option<u16>,
+    pub roles: String,
+    pub patroni: Option<PatroniReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PatroniReport {
+    pub role: String,
+    pub state: String,
+    pub timeline: Option<u64>,
+    /// Bytes of WAL a replica has yet to replay.
+    pub lag_bytes: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EtcdReport {
+    pub members: usize,
+    pub quorum: usize,
+    pub healthy: Vec<String>,
+    pub unhealthy: Vec<String>,
+    pub leader: Option<String>,
+    pub summary: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackupReport {
+    pub status: String,
+    pub full_backups: usize,
+    pub last: Option<String>,
+}
+
+/// Reads the lab's state: containers from the engine, the rest live from its services.
+pub async fn status(engine: &Engine, name: &str) -> Result<Report> {
     let lab = super::get(engine, name).await?;
-    Ok(nodes_table(&lab))
+    let subnet = engine
+        .network(&lab.network)
+        .await?
+        .and_then(|n| n.subnets.first().map(|(s, _)| s.to_string()));
+    let ctx = Ctx::new(engine, &lab);
+    let mut members = Vec::new();
+    for n in &lab.nodes {
+        let member = if n.roles.postgres && n.running() {
+            patroni::member(&ctx, &n.name).await?
+        } else {
+            None
+        };
+        members.push(member);
+    }
+    let primary = members.iter().flatten().find(|m| m.is_primary()).cloned();
+    let nodes = lab
+        .nodes
+        .iter()
+        .zip(&members)
+        .map(|(n, m)| NodeReport {
+            name: n.name.clone(),
+            state: if n.partitioned(&lab.network) {
+                "partitioned".into()
+            } else {
+                n.container.state.clone()
+            },
+            address: n.ip().map(|a| a.to_string()),
+            port: n.port(),
+            roles: n.roles.label(),
+            patroni: m.as_ref().map(|m| PatroniReport {
+                role: m.role.clone(),
+                state: m
+                    .replication_state
+                    .clone()
+                    .filter(|_| m.role == "replica")
+                    .unwrap_or_else(|| m.state.clone()),
+                timeline: m.timeline,
+                lag_bytes: primary
+                    .as_ref()
+                    .filter(|_| m.role == "replica")
+                    .and_then(|p| m.lag_behind(p)),
+            }),
+        })
+        .collect();
+    let any_running = lab.nodes.iter().any(|n| n.running());
+    let etcd = if any_running {
+        let view = etcd::view(&ctx).await?;
+        let (quorum, _) = crate::spec::quorum(view.members());
+        Some(EtcdReport {
+            members: view.members(),
+            quorum,
+            healthy: view.healthy.clone(),
+            unhealthy: view.unhealthy.iter().map(|(n, _)| n.clone()).collect(),
+            leader: view.leader.clone(),
+            summary: view.describe(),
+        })
+    } else {
+        None
+    };
+    let backup = match lab.repo_node().filter(|n| n.running()) {
+        Some(repo) => backup::info(&ctx, &repo.name).await?.map(|i| BackupReport {
+            status: i.status.clone(),
+            full_backups: i.full_backups,
+            last: i.last.map(|(label, kind)| format!("{label} ({kind})")),
+        }),
+        None => None,
+    };
+    Ok(Report {
+        lab: lab.name.clone(),
+        network: lab.network.clone(),
+        subnet,
+        nodes,
+        etcd,
+        backup,
+    })
 }
 
+impl Report {
+    /// The table people read.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "lab {} on network {} ({})\n",
+            self.lab,
+            self.network,
+            self.subnet.as_deref().unwrap_or("?")
+        );
+        let _ = writeln!(
+            out,
+            "{:<12} {:<12} {:<16} {:<6} {:<18} {:<10} {:<10} {:>3} {:>10}",
+            "node", "container", "address", "port", "roles", "patroni", "state", "tl", "lag"
+        );
+        for n in &self.nodes {
+            let dash = || "-".to_string();
+            let p = n.patroni.as_ref();
+            let _ = writeln!(
+                out,
+                "{:<12} {:<12} {:<16} {:<6} {:<18} {:<10} {:<10} {:>3} {:>10}",
+                n.name,
+                n.state,
+                n.address.clone().unwrap_or_else(dash),
+                n.port.map(|p| p.to_string()).unwrap_or_else(dash),
+                n.roles,
+                p.map(|p| p.role.clone()).unwrap_or_else(dash),
+                p.map(|p| p.state.clone()).unwrap_or_else(dash),
+                p.and_then(|p| p.timeline)
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(dash),
+                p.and_then(|p| p.lag_bytes)
+                    .map(|b| format!("{b} B"))
+                    .unwrap_or_else(dash),
+            );
+        }
+        match &self.etcd {
+            Some(e) => {
+                let _ = writeln!(out, "etcd: {}", e.summary);
+            }
+            None => out.push_str("etcd: not running\n"),
+        }
+        match &self.backup {
+            Some(b) => {
+                let _ = writeln!(
+                    out,
+                    "backup: status {}, {} full backup(s){}",
+                    b.status,
+                    b.full_backups,
+                    b.last
+                        .as_ref()
+                        .map(|l| format!(", newest {l}"))
+                        .unwrap_or_default()
+                );
+            }
+            None => out.push_str("backup: none yet\n"),
+        }
+        out.trim_end().to_string()
+    }
+}
+
+/// What `lab create` prints at the end: the nodes.
 pub fn print_nodes(lab: &Lab) {
-    println!("{}", nodes_table(lab));
-}
-
-fn nodes_table(lab: &Lab) -> String {
     let mut out = format!(
         "{:<12} {:<10} {:<16} {:<7} {}\n",
         "node", "state", "address", "port", "roles"
@@ -73,14 +255,12 @@ fn nodes_table(lab: &Lab) -> String {
             "{:<12} {:<10} {:<16} {:<7} {}",
             n.name,
             n.container.state,
-            n.ip(&lab.network)
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "-".into()),
+            n.ip().map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
             n.port()
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".into()),
             n.roles.label()
         );
     }
-    out.trim_end().to_string()
+    println!("{}", out.trim_end());
 }

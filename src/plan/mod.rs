@@ -274,6 +274,7 @@ impl Plan {
             (labels::LAB.to_string(), self.lab.clone()),
             (labels::NODE.to_string(), node.name.clone()),
             (labels::INDEX.to_string(), node.index.to_string()),
+            (labels::ADDRESS.to_string(), node.ip.to_string()),
             (labels::ROLES.to_string(), node.roles.label()),
             (labels::NETWORK.to_string(), self.network.name.clone()),
             (

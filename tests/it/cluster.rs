@@ -114,24 +114,36 @@ async fn backups_ok(d: &Docker) {
     assert!(full >= 1, "{out}");
 }
 
+/// The `psql '...'` string printed under `heading` by `lab connect`.
+fn conninfo(connect: &str, heading: &str) -> String {
+    let after = connect
+        .split(heading)
+        .nth(1)
+        .expect("the heading is printed");
+    let line = after.lines().nth(1).expect("a psql line follows").trim();
+    line.trim_start_matches("psql ")
+        .trim_matches('\'')
+        .to_string()
+}
+
 #[tokio::test]
-async fn a_default_lab_is_healthy_survives_stop_and_start_and_leaves_nothing() {
+async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing() {
     let d = docker().await;
     require_image(&d).await;
     sweep(&d, &[LAB]).await;
 
+    // Create: every stage reported, with its time.
     let run = lab_ok(&["create", "--name", LAB, "--subnet", SUBNET]);
     for stage in ["access", "etcd", "patroni", "backup"] {
         assert!(run.stderr.contains(&format!("✓ {stage}: ")), "{run}");
     }
     assert!(run.stderr.contains("bootstrap: access "), "{run}");
 
-    // ssh between nodes as postgres, as the course uses it.
+    // Checked from the inside, with the cluster's own tools.
     assert_eq!(
         exec_ok(&d, &node(1), "postgres", "ssh pgbackrest1 hostname").await,
         node(5)
     );
-
     let members = etcd_healthy(&d, 5).await;
     assert_eq!(members.len(), 5);
     let (primary, replicas) = patroni_healthy(&d, &node(1), 3).await;
@@ -151,6 +163,89 @@ async fn a_default_lab_is_healthy_survives_stop_and_start_and_leaves_nothing() {
         psql(&d, &primary, "SHOW password_encryption").await,
         "scram-sha-256"
     );
+
+    // What `lab status --json` says agrees.
+    let status: Value = serde_json::from_str(&lab_ok(&["status", "--name", LAB, "--json"]).stdout)
+        .expect("status --json is JSON");
+    let roles: Vec<&str> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["patroni"]["role"].as_str())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "primary").count(),
+        1,
+        "{status}"
+    );
+    assert_eq!(
+        roles.iter().filter(|r| **r == "replica").count(),
+        2,
+        "{status}"
+    );
+    assert_eq!(
+        status["etcd"]["healthy"].as_array().unwrap().len(),
+        5,
+        "{status}"
+    );
+    assert!(status["etcd"]["leader"].is_string(), "{status}");
+    assert_eq!(status["backup"]["status"], "ok", "{status}");
+
+    // The connection strings route as they say, used from inside the network.
+    let connect = lab_ok(&["connect", "--name", LAB]).stdout;
+    let mut published = Vec::new();
+    for i in 1..=3 {
+        published.push(host_port(&d, &node(i)).await.unwrap().to_string());
+    }
+    let from_host = format!(
+        "host=127.0.0.1,127.0.0.1,127.0.0.1 port={} ",
+        published.join(",")
+    );
+    assert!(connect.contains(&from_host), "{connect}");
+    let inside = connect.split("From inside").nth(1).unwrap().to_string();
+    for (heading, in_recovery) in [
+        ("the primary, for writes:", "f"),
+        ("a replica, for reads:", "t"),
+    ] {
+        let info = conninfo(&inside, heading);
+        let got = exec_ok(
+            &d,
+            &node(4),
+            "postgres",
+            &format!("psql '{info}' -XAtc 'SELECT pg_is_in_recovery()'"),
+        )
+        .await;
+        assert_eq!(got, in_recovery, "{heading} {info}");
+    }
+
+    // Sessions pass output and exit codes through.
+    let run = lab_ok(&[
+        "exec",
+        "--name",
+        LAB,
+        &node(2),
+        "--",
+        "psql",
+        "-XAtc",
+        "SELECT 6*7",
+    ]);
+    assert_eq!(run.stdout.trim(), "42");
+    assert_eq!(
+        lab(&["exec", "--name", LAB, &node(2), "--", "false"]).code,
+        1
+    );
+    let run = lab_ok(&[
+        "psql",
+        "--name",
+        LAB,
+        "--replica",
+        "--",
+        "-XAtc",
+        "SELECT pg_is_in_recovery()",
+    ]);
+    assert_eq!(run.stdout.trim(), "t");
+    let run = lab_ok(&["logs", "--name", LAB, &node(1), "patroni"]);
+    assert!(run.stdout.contains("INFO:"), "{run}");
 
     // Stop and start: the same cluster comes back, with no crash recovery.
     lab_ok(&["stop", "--name", LAB]);
@@ -189,7 +284,78 @@ async fn a_default_lab_is_healthy_survives_stop_and_start_and_leaves_nothing() {
         exec_ok(&d, &node(3), "postgres", "ssh itha4 hostname").await,
         node(4)
     );
-    replicates(&d, &primary, &replicas, "after-start").await;
+
+    // Switchover to a named replica.
+    let target = replicas[0].clone();
+    let run = lab_ok(&["switchover", "--name", LAB, "--to", &target]);
+    assert!(
+        run.stderr.contains(&format!("new leader {target}")),
+        "{run}"
+    );
+    let (primary, _) = patroni_healthy(&d, &node(1), 3).await;
+    assert_eq!(primary, target);
+
+    // Kill the primary: a new leader, then the old primary rejoins as a replica.
+    let run = lab_ok(&["kill", "--name", LAB, &primary]);
+    assert!(run.stderr.contains("new leader"), "{run}");
+    assert!(!running(&d, &primary).await);
+    let survivor = (1..=3).map(node).find(|n| *n != primary).unwrap();
+    let (_, _) = patroni_healthy(&d, &survivor, 2).await;
+    let run = lab_ok(&["start", "--name", LAB, &primary]);
+    assert!(run.stderr.contains("replica streaming from"), "{run}");
+    let (new_primary, replicas) = patroni_healthy(&d, &survivor, 3).await;
+    assert_ne!(new_primary, primary);
+    assert!(replicas.contains(&primary));
+    replicates(&d, &new_primary, &replicas, "after-failover").await;
+
+    // Partition a replica, then heal it: it keeps its address and streams again.
+    let cut = replicas[0].clone();
+    let run = lab_ok(&["partition", "--name", LAB, &cut]);
+    assert!(run.stderr.contains("unchanged"), "{run}");
+    let status = lab_ok(&["status", "--name", LAB]).stdout;
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with(&cut) && l.contains("partitioned")),
+        "{status}"
+    );
+    lab_ok(&["heal", "--name", LAB, &cut]);
+    assert_eq!(
+        address(&d, &cut, "ithanet").await.unwrap(),
+        format!("10.240.0.{}", 9 + cut[4..].parse::<usize>().unwrap())
+    );
+    let (primary, replicas) = patroni_healthy(&d, &node(1), 3).await;
+    replicates(&d, &primary, &replicas, "after-heal").await;
+
+    // Losing the etcd quorum, and getting it back.
+    let run = lab_ok(&["etcd", "stop", "--name", LAB, &node(3), &node(4), &node(5)]);
+    assert!(run.stderr.contains("2 of 5 up, no quorum"), "{run}");
+    let run = lab_ok(&["etcd", "start", "--name", LAB, &node(3), &node(4), &node(5)]);
+    assert!(run.stderr.contains("5 of 5 up"), "{run}");
+    etcd_healthy(&d, 5).await;
+    patroni_healthy(&d, &node(1), 3).await;
+
+    // Reset: the change is gone, the cluster as bootstrapped and healthy.
+    let (primary, _) = patroni_healthy(&d, &node(1), 3).await;
+    psql(&d, &primary, "CREATE TABLE trainee_mistake (x int)").await;
+    let run = lab_ok(&["reset", "--name", LAB]);
+    assert!(
+        run.stderr
+            .contains("back to its freshly bootstrapped state"),
+        "{run}"
+    );
+    let (primary, _) = patroni_healthy(&d, &node(1), 3).await;
+    assert_eq!(
+        psql(
+            &d,
+            &primary,
+            "SELECT count(*) FROM pg_class WHERE relname IN ('trainee_mistake', 'drill')"
+        )
+        .await,
+        "0"
+    );
+    assert_eq!(etcd_healthy(&d, 5).await, members);
+    backups_ok(&d).await;
 
     lab_ok(&["destroy", "--name", LAB]);
     assert_eq!(labelled(&d, LAB).await, (0, 0, 0));

@@ -5,4 +5,5 @@
 mod cluster;
 mod common;
 mod image;
+mod labs;
 mod lifecycle;

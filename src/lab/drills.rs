@@ -1,0 +1,361 @@
+//! The training drills: kill a node, cut it off and heal it, switch or fail over, stop and
+//! start etcd members, start nodes again. Each acts, waits for the cluster's answer, and
+//! reports it with the time it took, read live from Patroni's REST API and etcd.
+
+use std::time::{Duration, Instant};
+
+use super::Lab;
+use crate::bootstrap::{Ctx, etcd, patroni, services};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::progress::{Progress, seconds};
+use crate::render::PATRONI_CONF;
+
+/// How long a new leader may take: Patroni's ttl (30 s) plus a loop or two.
+const ELECTION: Duration = Duration::from_secs(90);
+/// How long a node may take to stream again (a pg_rewind included).
+const REJOIN: Duration = Duration::from_secs(180);
+
+fn pg_names(lab: &Lab) -> Vec<String> {
+    lab.postgres_nodes().map(|n| n.name.clone()).collect()
+}
+
+/// The primary before a drill, asked live.
+async fn primary_now(engine: &Engine, lab: &Lab) -> Result<Option<String>> {
+    patroni::current_primary(&Ctx::new(engine, lab), &pg_names(lab)).await
+}
+
+/// Waits for a running primary among `candidates` (other than `not`) with every other
+/// candidate streaming; returns it and its replicas' upstreams, described.
+async fn wait_new_primary(
+    engine: &Engine,
+    name: &str,
+    candidates: &[String],
+    not: Option<&str>,
+    deadline: Duration,
+) -> Result<(String, String)> {
+    let lab = super::get(engine, name).await?;
+    let ctx = Ctx::new(engine, &lab);
+    let started = Instant::now();
+    let primary = loop {
+        if let Some(p) = patroni::current_primary(&ctx, candidates).await?
+            && Some(p.as_str()) != not
+        {
+            break p;
+        }
+        if started.elapsed() > deadline {
+            return Err(Error::Invalid(format!(
+                "no new primary among {} after {} s; `lab status --name {name}` shows where the \
+                 cluster stands, `lab logs NODE patroni` why",
+                candidates.join(", "),
+                deadline.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let healthy = patroni::wait_healthy(&ctx, candidates, REJOIN).await?;
+    Ok((primary, streaming_from(&ctx, &healthy.replicas).await?))
+}
+
+/// "pgha3 now streaming from pgha2" for each replica.
+async fn streaming_from(ctx: &Ctx<'_>, replicas: &[String]) -> Result<String> {
+    let mut parts = Vec::new();
+    for r in replicas {
+        let from = patroni::upstream(ctx, r).await?;
+        parts.push(format!(
+            "{r} streaming from {}",
+            from.as_deref().unwrap_or("?")
+        ));
+    }
+    Ok(parts.join(", "))
+}
+
+async fn etcd_health(engine: &Engine, name: &str) -> Result<String> {
+    let lab = super::get(engine, name).await?;
+    Ok(etcd::view(&Ctx::new(engine, &lab)).await?.health())
+}
+
+/// What losing `node` did to the cluster, once it has settled.
+async fn aftermath(
+    engine: &Engine,
+    lab: &Lab,
+    node: &str,
+    was_primary: bool,
+    started: Instant,
+) -> Result<String> {
+    let node_roles = lab.node(node)?.roles;
+    let others: Vec<String> = pg_names(lab).into_iter().filter(|n| n != node).collect();
+    let mut report = Vec::new();
+    if node_roles.postgres && !others.is_empty() {
+        let (primary, streams) =
+            wait_new_primary(engine, &lab.name, &others, None, ELECTION).await?;
+        if was_primary {
+            report.push(format!(
+                "new leader {primary} after {}",
+                seconds(started.elapsed())
+            ));
+        } else {
+            report.push(format!("leader {primary} unchanged"));
+        }
+        if !streams.is_empty() {
+            report.push(streams);
+        }
+    }
+    if node_roles.etcd {
+        report.push(format!("etcd: {}", etcd_health(engine, &lab.name).await?));
+    }
+    Ok(report.join("; "))
+}
+
+/// `lab kill NODE`: SIGKILL, the way a machine dies.
+pub async fn kill(engine: &Engine, progress: &Progress, name: &str, node: &str) -> Result<()> {
+    let lab = super::get(engine, name).await?;
+    lab.node(node)?;
+    let was_primary = primary_now(engine, &lab).await?.as_deref() == Some(node);
+    let step = progress.step(format!("kill {node}"));
+    let started = Instant::now();
+    engine.kill_container(node).await?;
+    let what = if was_primary { " (the primary)" } else { "" };
+    let report = aftermath(engine, &lab, node, was_primary, started).await?;
+    step.done(format!("{node}{what} killed; {report}"));
+    progress.line(format!(
+        "`lab start --name {name} {node}` brings it back; it rejoins as a replica"
+    ));
+    Ok(())
+}
+
+/// `lab partition NODE`: cut off from the lab network; its address stays reserved for it.
+pub async fn partition(engine: &Engine, progress: &Progress, name: &str, node: &str) -> Result<()> {
+    let lab = super::get(engine, name).await?;
+    let n = lab.node(node)?;
+    if n.partitioned(&lab.network) {
+        return Err(Error::Invalid(format!(
+            "{node} is already cut off from {}; `lab heal --name {name} {node}` rejoins it",
+            lab.network
+        )));
+    }
+    let was_primary = primary_now(engine, &lab).await?.as_deref() == Some(node);
+    let step = progress.step(format!("partition {node}"));
+    let started = Instant::now();
+    engine.disconnect_network(&lab.network, node).await?;
+    let report = aftermath(engine, &lab, node, was_primary, started).await?;
+    let what = if was_primary { " (the primary)" } else { "" };
+    step.done(format!(
+        "{node}{what} cut off from {}; {report}",
+        lab.network
+    ));
+    Ok(())
+}
+
+/// `lab heal NODE`: back on the lab network at its own address, rejoined.
+pub async fn heal(engine: &Engine, progress: &Progress, name: &str, node: &str) -> Result<()> {
+    let lab = super::get(engine, name).await?;
+    let n = lab.node(node)?;
+    if !n.partitioned(&lab.network) {
+        return Err(Error::Invalid(format!(
+            "{node} is not cut off from {} (or not running); nothing to heal",
+            lab.network
+        )));
+    }
+    let ip = n.ip().ok_or_else(|| {
+        Error::Invalid(format!("{node} carries no address label; recreate the lab"))
+    })?;
+    let step = progress.step(format!("heal {node}"));
+    let started = Instant::now();
+    engine.connect_network(&lab.network, node, ip).await?;
+    let report = rejoined(engine, name, &[node.to_string()], started).await?;
+    step.done(format!("{node} back on {} at {ip}; {report}", lab.network));
+    Ok(())
+}
+
+/// Waits until `nodes` are back in the cluster; describes how they came back.
+async fn rejoined(
+    engine: &Engine,
+    name: &str,
+    nodes: &[String],
+    started: Instant,
+) -> Result<String> {
+    let lab = super::get(engine, name).await?;
+    let ctx = Ctx::new(engine, &lab);
+    let mut report = Vec::new();
+    let pg = pg_names(&lab);
+    if nodes.iter().any(|n| pg.contains(n)) {
+        let healthy = patroni::wait_healthy(&ctx, &pg, REJOIN).await?;
+        for node in nodes.iter().filter(|n| pg.contains(n)) {
+            let state = if *node == healthy.primary {
+                "primary".to_string()
+            } else {
+                format!(
+                    "replica streaming from {}",
+                    patroni::upstream(&ctx, node)
+                        .await?
+                        .as_deref()
+                        .unwrap_or("?")
+                )
+            };
+            report.push(format!(
+                "{node} {state} after {}{}",
+                seconds(started.elapsed()),
+                if rewound(&ctx, node, started).await? {
+                    " (pg_rewind ran)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    let view = etcd::wait_healthy(&ctx, Duration::from_secs(60)).await?;
+    report.push(format!("etcd: {}", view.health()));
+    Ok(report.join("; "))
+}
+
+/// Whether Patroni ran pg_rewind on `node` since `since` (its log says so).
+async fn rewound(ctx: &Ctx<'_>, node: &str, since: Instant) -> Result<bool> {
+    let secs = since.elapsed().as_secs() + 2;
+    let script = format!(
+        "since=$(date -d '-{secs} seconds' '+%Y-%m-%d %H:%M:%S'); \
+         awk -v s=\"$since\" '($1\" \"$2) >= s && /running pg_rewind from/' {} | grep -q .",
+        patroni::LOG
+    );
+    Ok(ctx
+        .sh(node, "root", &script, Duration::from_secs(15))
+        .await?
+        .ok())
+}
+
+/// `lab start NODE...`: the nodes' containers and services, waited for until they are back.
+pub async fn start_nodes(
+    engine: &Engine,
+    progress: &Progress,
+    name: &str,
+    nodes: &[String],
+) -> Result<()> {
+    let lab = super::get(engine, name).await?;
+    for node in nodes {
+        lab.node(node)?;
+    }
+    let step = progress.step(format!("start {}", nodes.join(", ")));
+    let started = Instant::now();
+    for node in nodes {
+        engine.start_container(node).await?;
+    }
+    let lab = super::get(engine, name).await?;
+    services::start_on(&Ctx::new(engine, &lab), nodes).await?;
+    let report = rejoined(engine, name, nodes, started).await?;
+    step.done(report);
+    Ok(())
+}
+
+/// `lab switchover [--to NODE]` and `lab failover [--to NODE]`, through patronictl as the course
+/// does them.
+pub async fn change_leader(
+    engine: &Engine,
+    progress: &Progress,
+    name: &str,
+    to: Option<&str>,
+    failover: bool,
+) -> Result<()> {
+    let lab = super::get(engine, name).await?;
+    let pg = pg_names(&lab);
+    let ctx = Ctx::new(engine, &lab);
+    let healthy = patroni::wait_healthy(&ctx, &pg, Duration::from_secs(10))
+        .await
+        .map_err(|_| {
+            Error::Invalid(format!(
+                "lab {name} is not healthy (one primary, every replica streaming), so there is \
+                 nothing to hand over safely; `lab status --name {name}` shows why"
+            ))
+        })?;
+    let old = healthy.primary.clone();
+    let candidate = match to {
+        Some(to) if !healthy.replicas.iter().any(|r| r == to) => {
+            return Err(Error::Invalid(format!(
+                "{to} is not a streaming replica of lab {name}; candidates are {}",
+                healthy.replicas.join(", ")
+            )));
+        }
+        Some(to) => Some(to.to_string()),
+        // A failover needs a candidate; a switchover lets Patroni choose.
+        None if failover => healthy.replicas.first().cloned(),
+        None => None,
+    };
+    let kind = if failover { "failover" } else { "switchover" };
+    let mut cmd = vec!["patronictl", "-c", PATRONI_CONF, kind];
+    if !failover {
+        cmd.extend(["--leader", old.as_str()]);
+    }
+    if let Some(c) = &candidate {
+        cmd.extend(["--candidate", c.as_str()]);
+    }
+    cmd.push("--force");
+    let step = progress.step(format!(
+        "{kind} from {old}{}",
+        candidate
+            .as_deref()
+            .map(|c| format!(" to {c}"))
+            .unwrap_or_default()
+    ));
+    let started = Instant::now();
+    let out = engine
+        .exec(&old, "postgres", &cmd, Duration::from_secs(120))
+        .await?;
+    if !out.ok() {
+        return Err(Error::Invalid(format!(
+            "patronictl {kind} refused: {}",
+            out.said()
+        )));
+    }
+    let (primary, streams) = wait_new_primary(engine, name, &pg, Some(&old), REJOIN).await?;
+    step.done(format!(
+        "new leader {primary} after {}; {streams}",
+        seconds(started.elapsed())
+    ));
+    Ok(())
+}
+
+/// `lab etcd stop|start NODE...`: members taken down or brought back, and what it does to the
+/// quorum.
+pub async fn etcd_members(
+    engine: &Engine,
+    progress: &Progress,
+    name: &str,
+    nodes: &[String],
+    start: bool,
+) -> Result<()> {
+    let lab = super::get(engine, name).await?;
+    for node in nodes {
+        if !lab.node(node)?.roles.etcd {
+            return Err(Error::Invalid(format!("{node} is not an etcd member")));
+        }
+    }
+    let ctx = Ctx::new(engine, &lab);
+    let (verb, script) = if start {
+        ("start", "startEtcd")
+    } else {
+        ("stop", "stopEtcd")
+    };
+    let step = progress.step(format!("{verb} etcd on {}", nodes.join(", ")));
+    let started = Instant::now();
+    for node in nodes {
+        let out = ctx
+            .sh(node, "postgres", script, Duration::from_secs(60))
+            .await?;
+        if !out.ok() {
+            return Err(Error::Invalid(format!(
+                "{script} failed on {node}: {}",
+                out.said()
+            )));
+        }
+    }
+    let health = if start {
+        let all_up = etcd::wait_healthy(&ctx, Duration::from_secs(60)).await;
+        match all_up {
+            Ok(view) => format!("{} after {}", view.health(), seconds(started.elapsed())),
+            Err(_) => etcd::view(&ctx).await?.health(),
+        }
+    } else {
+        etcd::view(&ctx).await?.health()
+    };
+    step.done(format!("etcd: {health}"));
+    Ok(())
+}
