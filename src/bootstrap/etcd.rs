@@ -284,7 +284,8 @@ mod tests {
         assert_eq!(v.leader.as_deref(), Some("pgha2"));
         assert_eq!(
             v.describe(),
-            "3 members: quorum 2, tolerates 1 failure(s) (N = 2F + 1); 2 of 3 up, leader pgha2"
+            "3 members: quorum 2, tolerates 1 failure(s) (N = 2F + 1); 2 of 3 up, leader pgha2 \
+             — one more failure and the quorum is lost"
         );
     }
 

@@ -1,16 +1,21 @@
 //! Running commands inside node containers through the Engine's exec API: captured (output and
 //! exit code, with a deadline), or attached to this process's terminal for interactive sessions.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
-use futures_util::StreamExt;
-use tokio::io::{AsyncWriteExt, stderr, stdout};
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt, stderr, stdout};
 
 use super::{Engine, api};
 use crate::error::{Error, Result};
 use crate::terminal;
+
+type Output =
+    Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>;
+type Input = Pin<Box<dyn AsyncWrite + Send>>;
 
 /// What a finished command left behind.
 #[derive(Debug, Clone)]
@@ -54,14 +59,56 @@ impl Engine {
 
     async fn exec_inner(&self, container: &str, user: &str, cmd: &[&str]) -> Result<ExecOutput> {
         let action = || format!("run `{}` in {container}", cmd.join(" "));
+        let cmd: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        let (id, mut output, _) = self.start(container, user, &cmd, false, false).await?;
+        // Frames are not aligned to lines, so bytes are gathered first and decoded at the end.
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        while let Some(frame) = output.next().await {
+            match frame.map_err(api(action()))? {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    out.extend_from_slice(&message)
+                }
+                LogOutput::StdErr { message } => err.extend_from_slice(&message),
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        let code = self.exit_code(&id, &action()).await?;
+        Ok(ExecOutput {
+            code,
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        })
+    }
+
+    /// Creates and starts an exec with stdout and stderr attached (stdin and a terminal when
+    /// asked); returns its id, its output and its input.
+    async fn start(
+        &self,
+        container: &str,
+        user: &str,
+        cmd: &[String],
+        tty: bool,
+        stdin: bool,
+    ) -> Result<(String, Output, Input)> {
+        let action = || format!("run `{}` in {container}", cmd.join(" "));
+        // Full-screen programs (psql's pager, vim) need to know the terminal.
+        let env = tty.then(|| {
+            vec![format!(
+                "TERM={}",
+                std::env::var("TERM").unwrap_or_else(|_| "xterm".into())
+            )]
+        });
         let created = self
             .docker
             .create_exec(
                 container,
                 CreateExecOptions {
+                    attach_stdin: Some(stdin),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
-                    user: Some(user),
+                    tty: Some(tty),
+                    user: Some(user.to_string()),
+                    env,
                     cmd: Some(cmd.to_vec()),
                     ..Default::default()
                 },
@@ -70,28 +117,23 @@ impl Engine {
             .map_err(api(action()))?;
         let started = self
             .docker
-            .start_exec(&created.id, None::<StartExecOptions>)
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    tty,
+                    ..Default::default()
+                }),
+            )
             .await
             .map_err(api(action()))?;
-        // Frames are not aligned to lines, so bytes are gathered first and decoded at the end.
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        if let StartExecResults::Attached { mut output, .. } = started {
-            while let Some(frame) = output.next().await {
-                match frame.map_err(api(action()))? {
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        out.extend_from_slice(&message)
-                    }
-                    LogOutput::StdErr { message } => err.extend_from_slice(&message),
-                    LogOutput::StdIn { .. } => {}
-                }
-            }
+        match started {
+            StartExecResults::Attached { output, input } => Ok((created.id, output, input)),
+            StartExecResults::Detached => Err(Error::Docker {
+                action: action(),
+                status: None,
+                message: "the Engine did not attach to the command".into(),
+            }),
         }
-        let code = self.exit_code(&created.id, &action()).await?;
-        Ok(ExecOutput {
-            code,
-            stdout: String::from_utf8_lossy(&out).into_owned(),
-            stderr: String::from_utf8_lossy(&err).into_owned(),
-        })
     }
 
     /// The exit code, once the Engine has noticed the process ended (slightly after its output
@@ -112,7 +154,6 @@ impl Engine {
 
     /// Runs `cmd` with this process's stdin (when `stdin`), stdout and stderr, in a terminal of
     /// its own when `tty` (raw mode here, the window size followed); returns its exit code.
-    /// `started` receives the exec's id once it runs.
     pub async fn exec_attached(
         &self,
         container: &str,
@@ -122,53 +163,11 @@ impl Engine {
         stdin: bool,
     ) -> Result<i64> {
         let action = || format!("run `{}` in {container}", cmd.join(" "));
-        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
-        let created = self
-            .docker
-            .create_exec(
-                container,
-                CreateExecOptions {
-                    attach_stdin: Some(stdin),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    tty: Some(tty),
-                    user: Some(user.to_string()),
-                    env: Some(vec![format!("TERM={term}")]),
-                    cmd: Some(cmd.to_vec()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(api(action()))?;
-        let started = self
-            .docker
-            .start_exec(
-                &created.id,
-                Some(StartExecOptions {
-                    tty,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .map_err(api(action()))?;
-        let StartExecResults::Attached {
-            mut output,
-            mut input,
-        } = started
-        else {
-            return Err(Error::Docker {
-                action: action(),
-                status: None,
-                message: "the Engine did not attach to the command".into(),
-            });
-        };
-        let _raw = if tty {
-            terminal::RawMode::enter()
-        } else {
-            None
-        };
+        let (id, mut output, mut input) = self.start(container, user, cmd, tty, stdin).await?;
+        // Restores the terminal however the session ends.
+        let _raw = tty.then(terminal::RawMode::enter);
         if tty {
-            self.follow_window_size(&created.id).await;
+            self.follow_window_size(&id).await;
         }
         if stdin {
             tokio::spawn(async move {
@@ -191,7 +190,7 @@ impl Engine {
                 LogOutput::StdIn { .. } => {}
             }
         }
-        self.exit_code(&created.id, &action()).await
+        self.exit_code(&id, &action()).await
     }
 
     /// Sizes the remote terminal like ours, now and whenever ours changes.

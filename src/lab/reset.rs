@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::Lab;
 use crate::bootstrap::{Ctx, services};
-use crate::engine::Engine;
+use crate::engine::{Engine, ExecOutput};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, seconds};
 
@@ -25,29 +26,12 @@ pub async fn snapshot(engine: &Engine, progress: &Progress, name: &str) -> Resul
          {SNAPSHOT}.new; mv {SNAPSHOT}.new {SNAPSHOT}",
         dir = parent(SNAPSHOT)
     );
-    futures_util::future::try_join_all(lab.nodes.iter().map(|n| {
-        let script = &script;
-        let engine = &engine;
-        async move {
-            let out = engine
-                .exec(
-                    &n.name,
-                    "root",
-                    &["bash", "-c", script],
-                    Duration::from_secs(120),
-                )
-                .await?;
-            if out.ok() {
-                Ok(())
-            } else {
-                Err(Error::Invalid(format!(
-                    "could not archive the state of {} for `lab reset`: {}",
-                    n.name,
-                    out.said()
-                )))
-            }
-        }
-    }))
+    on_every_node(engine, &lab, &script, |node, out| {
+        Error::Invalid(format!(
+            "could not archive the state of {node} for `lab reset`: {}",
+            out.said()
+        ))
+    })
     .await?;
     services::start(&ctx).await?;
     step.done(format!(
@@ -55,6 +39,33 @@ pub async fn snapshot(engine: &Engine, progress: &Progress, name: &str) -> Resul
         lab.nodes.len()
     ));
     Ok(())
+}
+
+/// Runs `script` as root on every node at once; `failed` says what a failure on a node means.
+async fn on_every_node(
+    engine: &Engine,
+    lab: &Lab,
+    script: &str,
+    failed: impl Fn(&str, &ExecOutput) -> Error,
+) -> Result<()> {
+    let failed = &failed;
+    futures_util::future::try_join_all(lab.nodes.iter().map(|n| async move {
+        let out = engine
+            .exec(
+                &n.name,
+                "root",
+                &["bash", "-c", script],
+                Duration::from_secs(120),
+            )
+            .await?;
+        if out.ok() {
+            Ok(())
+        } else {
+            Err(failed(&n.name, &out))
+        }
+    }))
+    .await
+    .map(drop)
 }
 
 fn parent(path: &str) -> &str {
@@ -84,33 +95,17 @@ pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<(
          rm -rf /var/lib/postgresql/.ssh; find /pgha /pgdata -mindepth 1 -delete; \
          gzip -dc {SNAPSHOT} | tar -C / -xpf -"
     );
-    futures_util::future::try_join_all(lab.nodes.iter().map(|n| {
-        let script = &script;
-        async move {
-            let out = engine
-                .exec(
-                    &n.name,
-                    "root",
-                    &["bash", "-c", script],
-                    Duration::from_secs(120),
-                )
-                .await?;
-            match out.code {
-                0 => Ok(()),
-                3 => Err(Error::Invalid(format!(
-                    "lab {name} has no snapshot on {} to reset to: snapshots are taken when a \
-                     bootstrap finishes (`lab create`, `lab bootstrap`). Run `lab bootstrap \
-                     --name {name}` to take one, or recreate the lab.",
-                    n.name
-                ))),
-                _ => Err(Error::Invalid(format!(
-                    "could not restore the state of {}: {}",
-                    n.name,
-                    out.said()
-                ))),
-            }
-        }
-    }))
+    on_every_node(engine, &lab, &script, |node, out| match out.code {
+        3 => Error::Invalid(format!(
+            "lab {name} has no snapshot on {node} to reset to: snapshots are taken when a \
+             bootstrap finishes (`lab create`, `lab bootstrap`). Run `lab bootstrap --name \
+             {name}` to take one, or recreate the lab."
+        )),
+        _ => Error::Invalid(format!(
+            "could not restore the state of {node}: {}",
+            out.said()
+        )),
+    })
     .await?;
     let ctx = Ctx::new(engine, &lab);
     let health = services::start(&ctx).await?;

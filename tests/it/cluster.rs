@@ -128,9 +128,7 @@ fn conninfo(connect: &str, heading: &str) -> String {
 
 #[tokio::test]
 async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing() {
-    let d = docker().await;
-    require_image(&d).await;
-    sweep(&d, &[LAB]).await;
+    let d = setup(&[LAB]).await;
 
     // Create: every stage reported, with its time.
     let run = lab_ok(&["create", "--name", LAB, "--subnet", SUBNET]);

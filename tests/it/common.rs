@@ -84,113 +84,86 @@ pub async fn require_image(d: &Docker) {
     );
 }
 
-/// Removes every container, volume and network labelled with one of `labs` — only those.
+/// The ids of the containers, and the names of the volumes and networks, carrying `label`
+/// ("key=value").
+async fn carrying(d: &Docker, label: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let filters = Some(HashMap::from([(
+        "label".to_string(),
+        vec![label.to_string()],
+    )]));
+    let containers = d
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: filters.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let volumes = d
+        .list_volumes(Some(ListVolumesOptions {
+            filters: filters.clone(),
+        }))
+        .await
+        .unwrap();
+    let networks = d
+        .list_networks(Some(ListNetworksOptions { filters }))
+        .await
+        .unwrap();
+    (
+        containers.into_iter().filter_map(|c| c.id).collect(),
+        volumes
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect(),
+        networks.into_iter().filter_map(|n| n.name).collect(),
+    )
+}
+
+/// Removes every container, volume and network carrying `label`, and nothing else.
+async fn remove_carrying(d: &Docker, label: &str) {
+    let (containers, volumes, networks) = carrying(d, label).await;
+    for id in containers {
+        let options = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        let _ = d.remove_container(&id, Some(options)).await;
+    }
+    for name in volumes {
+        let _ = d.remove_volume(&name, None::<RemoveVolumeOptions>).await;
+    }
+    for name in networks {
+        let _ = d.remove_network(&name).await;
+    }
+}
+
+/// Removes what the labs called `labs` left, by their label.
 pub async fn sweep(d: &Docker, labs: &[&str]) {
     for lab in labs {
-        let filter = HashMap::from([("label".to_string(), vec![format!("{LAB_LABEL}={lab}")])]);
-        let containers = d
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filter.clone()),
-                ..Default::default()
-            }))
-            .await
-            .unwrap_or_default();
-        for c in containers {
-            let _ = d
-                .remove_container(
-                    &c.id.unwrap_or_default(),
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        ..Default::default()
-                    }),
-                )
-                .await;
-        }
-        if let Ok(volumes) = d
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filter.clone()),
-            }))
-            .await
-        {
-            for v in volumes.volumes.unwrap_or_default() {
-                let _ = d.remove_volume(&v.name, None::<RemoveVolumeOptions>).await;
-            }
-        }
-        for n in d
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(filter),
-            }))
-            .await
-            .unwrap_or_default()
-        {
-            let _ = d.remove_network(&n.name.unwrap_or_default()).await;
-        }
+        remove_carrying(d, &format!("{LAB_LABEL}={lab}")).await;
     }
 }
 
 /// Removes the objects a test made itself (by TEST_LABEL=value).
 pub async fn sweep_test_objects(d: &Docker, value: &str) {
-    let filter = HashMap::from([("label".to_string(), vec![format!("{TEST_LABEL}={value}")])]);
-    for c in d
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filter.clone()),
-            ..Default::default()
-        }))
-        .await
-        .unwrap_or_default()
-    {
-        let _ = d
-            .remove_container(
-                &c.id.unwrap_or_default(),
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await;
-    }
-    for n in d
-        .list_networks(Some(ListNetworksOptions {
-            filters: Some(filter),
-        }))
-        .await
-        .unwrap_or_default()
-    {
-        let _ = d.remove_network(&n.name.unwrap_or_default()).await;
-    }
+    remove_carrying(d, &format!("{TEST_LABEL}={value}")).await;
 }
 
 /// How many containers, volumes and networks carry the lab's label.
 pub async fn labelled(d: &Docker, lab: &str) -> (usize, usize, usize) {
-    let filter = HashMap::from([("label".to_string(), vec![format!("{LAB_LABEL}={lab}")])]);
-    let c = d
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filter.clone()),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .len();
-    let v = d
-        .list_volumes(Some(ListVolumesOptions {
-            filters: Some(filter.clone()),
-        }))
-        .await
-        .unwrap()
-        .volumes
-        .unwrap_or_default()
-        .len();
-    let n = d
-        .list_networks(Some(ListNetworksOptions {
-            filters: Some(filter),
-        }))
-        .await
-        .unwrap()
-        .len();
-    (c, v, n)
+    let (c, v, n) = carrying(d, &format!("{LAB_LABEL}={lab}")).await;
+    (c.len(), v.len(), n.len())
+}
+
+/// The Engine, for a test that owns the labs `labs`: the image is checked and whatever an
+/// earlier run of the test left is swept.
+pub async fn setup(labs: &[&str]) -> Docker {
+    let d = docker().await;
+    require_image(&d).await;
+    sweep(&d, labs).await;
+    d
 }
 
 /// A command's exit code and stdout inside a container.

@@ -11,8 +11,7 @@ const TAG: &str = "image";
 
 #[tokio::test]
 async fn the_image_holds_the_training_stack_and_no_private_key() {
-    let d = docker().await;
-    require_image(&d).await;
+    let d = setup(&[]).await;
     sweep_test_objects(&d, TAG).await;
     let name = "pgha-lab-it-image";
     d.create_container(

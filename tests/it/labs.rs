@@ -7,10 +7,8 @@ use crate::common::*;
 
 #[tokio::test]
 async fn two_labs_side_by_side_are_healthy_with_their_own_subnets_and_ports() {
-    let d = docker().await;
-    require_image(&d).await;
     let labs = ["itside-a", "itside-b"];
-    sweep(&d, &labs).await;
+    let d = setup(&labs).await;
 
     lab_ok(&["create", "--name", "itside", "--count", "2", "--nodes", "3"]);
     let mut subnets = Vec::new();

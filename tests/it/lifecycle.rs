@@ -6,10 +6,8 @@ use crate::common::*;
 
 #[tokio::test]
 async fn a_stopped_foreign_container_keeps_its_address_and_destroy_spares_it() {
-    let d = docker().await;
-    require_image(&d).await;
     let (lab_name, tag, network) = ("itshare", "shared", "pgha-it-shared");
-    sweep(&d, &[lab_name]).await;
+    let d = setup(&[lab_name]).await;
     sweep_test_objects(&d, tag).await;
     foreign_network(&d, network, "10.231.0.0/24", tag).await;
     // The address the lab would take first (offset 10), held only in a stopped container's
@@ -78,10 +76,8 @@ async fn a_stopped_foreign_container_keeps_its_address_and_destroy_spares_it() {
 
 #[tokio::test]
 async fn a_stopped_foreign_container_publishing_a_port_is_avoided() {
-    let d = docker().await;
-    require_image(&d).await;
     let (lab_name, tag) = ("itport", "port");
-    sweep(&d, &[lab_name]).await;
+    let d = setup(&[lab_name]).await;
     sweep_test_objects(&d, tag).await;
 
     // The dry run shows the port the lab would take (6432 on a clean engine) and makes nothing.
@@ -132,10 +128,8 @@ async fn a_stopped_foreign_container_publishing_a_port_is_avoided() {
 
 #[tokio::test]
 async fn stop_and_start_keep_addresses_ports_and_aliases() {
-    let d = docker().await;
-    require_image(&d).await;
     let lab_name = "itpower";
-    sweep(&d, &[lab_name]).await;
+    let d = setup(&[lab_name]).await;
     lab_ok(&[
         "create",
         "--name",
@@ -198,10 +192,8 @@ async fn stop_and_start_keep_addresses_ports_and_aliases() {
 
 #[tokio::test]
 async fn two_creates_at_once_never_share_a_subnet_address_or_port() {
-    let d = docker().await;
-    require_image(&d).await;
     let labs = ["itrace-a", "itrace-b"];
-    sweep(&d, &labs).await;
+    let d = setup(&labs).await;
     let spawned: Vec<_> = labs
         .iter()
         .map(|name| {
@@ -253,10 +245,8 @@ async fn two_creates_at_once_never_share_a_subnet_address_or_port() {
 /// Refused input says what, which object and what to do, exits non-zero, and makes nothing.
 #[tokio::test]
 async fn bad_input_is_refused_clearly_and_leaves_nothing() {
-    let d = docker().await;
-    require_image(&d).await;
     let (lab_name, tag) = ("itbad", "bad");
-    sweep(&d, &[lab_name]).await;
+    let d = setup(&[lab_name]).await;
     sweep_test_objects(&d, tag).await;
 
     let refusals: [(&[&str], &str); 5] = [
@@ -341,10 +331,8 @@ async fn bad_input_is_refused_clearly_and_leaves_nothing() {
 /// A create that fails midway removes everything it made; with --keep-on-failure it stays.
 #[tokio::test]
 async fn a_failed_create_rolls_back_unless_asked_to_keep() {
-    let d = docker().await;
-    require_image(&d).await;
     let lab_name = "itfail";
-    sweep(&d, &[lab_name]).await;
+    let d = setup(&[lab_name]).await;
     // A plain Debian image has none of the lab's tools, so the bootstrap's first stage fails
     // after the network, volumes and containers exist.
     let base = if d.inspect_image("pgha-lab-base:trixie").await.is_ok() {
