@@ -49,7 +49,7 @@ pub enum Error {
     },
 
     /// The user pressed Ctrl-C.
-    #[error("interrupted")]
+    #[error("interrupted by Ctrl-C")]
     Interrupted,
 }
 

@@ -35,8 +35,9 @@ impl View {
     pub fn describe(&self) -> String {
         let n = self.members();
         let (q, f) = quorum(n);
+        let members = if n == 1 { "member" } else { "members" };
         format!(
-            "{n} members: quorum {q}, tolerates {f} failure(s) (N = 2F + 1); {}",
+            "{n} {members}: quorum {q}, tolerates {f} failure(s) (N = 2F + 1); {}",
             self.health()
         )
     }

@@ -89,13 +89,17 @@ impl Healthy {
         } else {
             format!("{} streaming", self.replicas.join(", "))
         };
+        let mut about = Vec::new();
+        if let Some(t) = self.timeline {
+            about.push(format!("timeline {t}"));
+        }
+        if let Some(s) = &self.system {
+            about.push(format!("system {s}"));
+        }
         format!(
-            "{} primary (timeline {}, system {}); {replicas}",
+            "{} primary ({}); {replicas}",
             self.primary,
-            self.timeline
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| "?".into()),
-            self.system.as_deref().unwrap_or("?"),
+            about.join(", ")
         )
     }
 }
