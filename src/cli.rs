@@ -121,9 +121,8 @@ pub struct Create {
 
 #[derive(Args)]
 pub struct Bootstrap {
-    /// The lab's name.
-    #[arg(long, default_value = "pgha")]
-    pub name: String,
+    #[command(flatten)]
+    pub lab: Target,
     /// Go up to this stage; what is already done is skipped.
     #[arg(long, value_enum, default_value = "backup")]
     pub stage: Stage,
@@ -131,28 +130,25 @@ pub struct Bootstrap {
 
 #[derive(Args)]
 pub struct Start {
-    /// The lab's name.
-    #[arg(long, default_value = "pgha")]
-    pub name: String,
+    #[command(flatten)]
+    pub lab: Target,
     /// Only these nodes (default: all).
     pub nodes: Vec<String>,
 }
 
 #[derive(Args)]
 pub struct Reset {
-    /// The lab's name.
-    #[arg(long, default_value = "pgha", conflicts_with = "all")]
-    pub name: String,
+    #[command(flatten)]
+    pub lab: Target,
     /// Reset every lab on this Docker Engine.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "name")]
     pub all: bool,
 }
 
 #[derive(Args)]
 pub struct Status {
-    /// The lab's name.
-    #[arg(long, default_value = "pgha")]
-    pub name: String,
+    #[command(flatten)]
+    pub lab: Target,
     /// JSON for scripts instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -160,9 +156,8 @@ pub struct Status {
 
 #[derive(Args)]
 pub struct Psql {
-    /// The lab's name.
-    #[arg(long, default_value = "pgha")]
-    pub name: String,
+    #[command(flatten)]
+    pub lab: Target,
     /// The node to connect on.
     #[arg(conflicts_with_all = ["primary", "replica"])]
     pub node: Option<String>,
@@ -179,9 +174,8 @@ pub struct Psql {
 
 #[derive(Args)]
 pub struct Shell {
-    /// The lab's name.
-    #[arg(long, default_value = "pgha")]
-    pub name: String,
+    #[command(flatten)]
+    pub lab: Target,
     pub node: String,
     /// As root instead of postgres.
     #[arg(long)]
@@ -190,9 +184,8 @@ pub struct Shell {
 
 #[derive(Args)]
 pub struct Exec {
-    /// The lab's name.
-    #[arg(long, default_value = "pgha")]
-    pub name: String,
+    #[command(flatten)]
+    pub lab: Target,
     pub node: String,
     /// As root instead of postgres.
     #[arg(long)]
@@ -204,9 +197,8 @@ pub struct Exec {
 
 #[derive(Args)]
 pub struct Logs {
-    /// The lab's name.
-    #[arg(long, default_value = "pgha")]
-    pub name: String,
+    #[command(flatten)]
+    pub lab: Target,
     pub node: String,
     /// Which log [default: patroni on PostgreSQL nodes, etcd elsewhere].
     #[arg(value_enum)]
@@ -218,17 +210,15 @@ pub struct Logs {
 
 #[derive(Args)]
 pub struct NodeArg {
-    /// The lab's name.
-    #[arg(long, default_value = "pgha")]
-    pub name: String,
+    #[command(flatten)]
+    pub lab: Target,
     pub node: String,
 }
 
 #[derive(Args)]
 pub struct Handover {
-    /// The lab's name.
-    #[arg(long, default_value = "pgha")]
-    pub name: String,
+    #[command(flatten)]
+    pub lab: Target,
     /// The replica to promote [default: Patroni's choice for a switchover, the first
     /// streaming replica for a failover].
     #[arg(long, value_name = "NODE")]
@@ -245,20 +235,18 @@ pub enum EtcdCommand {
 
 #[derive(Args)]
 pub struct Members {
-    /// The lab's name.
-    #[arg(long, default_value = "pgha")]
-    pub name: String,
+    #[command(flatten)]
+    pub lab: Target,
     #[arg(required = true)]
     pub nodes: Vec<String>,
 }
 
 #[derive(Args)]
 pub struct Destroy {
-    /// The lab's name.
-    #[arg(long, default_value = "pgha", conflicts_with = "all")]
-    pub name: String,
+    #[command(flatten)]
+    pub lab: Target,
     /// Destroy every lab on this Docker Engine.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "name")]
     pub all: bool,
 }
 

@@ -10,15 +10,15 @@ pub enum Error {
 
     /// The Engine answered a request with an error.
     #[error("Docker could not {action}: {message}")]
-    Docker {
-        action: String,
-        status: Option<u16>,
-        message: String,
-    },
+    Docker { action: String, message: String },
 
     /// The user asked for something that cannot be done as asked; the text says what to change.
     #[error("{0}")]
     Invalid(String),
+
+    /// Something went wrong while doing what was asked; the text says what and where to look.
+    #[error("{0}")]
+    Failed(String),
 
     /// The lab image is not on this engine.
     #[error(

@@ -6,6 +6,7 @@ mod cli;
 mod engine;
 mod error;
 mod image;
+mod interrupt;
 mod lab;
 mod labels;
 mod lock;
@@ -22,6 +23,7 @@ use clap::Parser;
 use cli::{Cli, Command, Create, EtcdCommand, ImageCommand};
 use engine::Engine;
 use error::{Error, Result};
+use interrupt::Interrupt;
 use progress::Progress;
 
 #[tokio::main]
@@ -43,30 +45,41 @@ async fn main() {
 /// Runs a command; returns the process's exit code (a remote command's own, for sessions).
 async fn run(cli: Cli) -> Result<i32> {
     let progress = Progress::new();
+    // Bad input is refused before the daemon is even asked.
+    let specs = match &cli.command {
+        Command::Create(args) => create_specs(args)?,
+        _ => Vec::new(),
+    };
     let engine = Engine::connect().await?;
     let session = |code: i64| i32::try_from(code).unwrap_or(1);
     match cli.command {
-        Command::Create(args) => create(&engine, &progress, &args).await?,
+        Command::Create(args) => create(&engine, &progress, &args, &specs).await?,
         Command::Bootstrap(args) => {
-            let found = lab::get(&engine, &args.name).await?;
-            bootstrap::run(&engine, &progress, &found, args.stage).await?;
-            lab::snapshot(&engine, &progress, &args.name).await?;
+            let name = &args.lab.name;
+            let found = lab::get(&engine, name).await?;
+            let changed = bootstrap::run(&engine, &progress, &found, args.stage).await?;
+            // `lab reset` returns to what the last bootstrap that did something left.
+            if changed || !lab::has_snapshot(&engine, name).await? {
+                lab::snapshot(&engine, &progress, name).await?;
+            } else {
+                progress.line("everything was in place; the snapshot for `lab reset` is kept");
+            }
         }
         Command::Start(args) if args.nodes.is_empty() => {
-            lab::start(&engine, &progress, &args.name).await?
+            lab::start(&engine, &progress, &args.lab.name).await?
         }
         Command::Start(args) => {
-            lab::start_nodes(&engine, &progress, &args.name, &args.nodes).await?
+            lab::start_nodes(&engine, &progress, &args.lab.name, &args.nodes).await?
         }
         Command::Stop(t) => lab::stop(&engine, &progress, &t.name).await?,
         Command::Destroy(args) => {
             if args.all {
                 let n = lab::destroy_all(&engine, &progress).await?;
                 progress.line(format!("{n} lab(s) destroyed"));
-            } else if !lab::destroy(&engine, &progress, &args.name).await? {
+            } else if !lab::destroy(&engine, &progress, &args.lab.name).await? {
                 progress.line(format!(
                     "there is no lab called {}; nothing to do",
-                    args.name
+                    args.lab.name
                 ));
             }
         }
@@ -78,7 +91,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     .map(|l| l.name)
                     .collect()
             } else {
-                vec![args.name]
+                vec![args.lab.name]
             };
             each_lab(&progress, &names, |name, progress| {
                 let engine = &engine;
@@ -88,7 +101,7 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::List => println!("{}", lab::list(&engine).await?),
         Command::Status(args) => {
-            let report = lab::status(&engine, &args.name).await?;
+            let report = lab::status(&engine, &args.lab.name).await?;
             if args.json {
                 let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Io {
                     action: "encode the status as JSON".into(),
@@ -107,38 +120,45 @@ async fn run(cli: Cli) -> Result<i32> {
                 (None, false) => lab::PsqlTarget::Primary,
             };
             return Ok(session(
-                lab::psql(&engine, &args.name, target, &args.args).await?,
+                lab::psql(&engine, &args.lab.name, target, &args.args).await?,
             ));
         }
         Command::Shell(args) => {
             return Ok(session(
-                lab::shell(&engine, &args.name, &args.node, args.root).await?,
+                lab::shell(&engine, &args.lab.name, &args.node, args.root).await?,
             ));
         }
         Command::Exec(args) => {
             return Ok(session(
-                lab::exec(&engine, &args.name, &args.node, args.root, &args.cmd).await?,
+                lab::exec(&engine, &args.lab.name, &args.node, args.root, &args.cmd).await?,
             ));
         }
         Command::Logs(args) => {
             return Ok(session(
-                lab::logs(&engine, &args.name, &args.node, args.component, args.follow).await?,
+                lab::logs(
+                    &engine,
+                    &args.lab.name,
+                    &args.node,
+                    args.component,
+                    args.follow,
+                )
+                .await?,
             ));
         }
-        Command::Kill(a) => lab::kill(&engine, &progress, &a.name, &a.node).await?,
-        Command::Partition(a) => lab::partition(&engine, &progress, &a.name, &a.node).await?,
-        Command::Heal(a) => lab::heal(&engine, &progress, &a.name, &a.node).await?,
+        Command::Kill(a) => lab::kill(&engine, &progress, &a.lab.name, &a.node).await?,
+        Command::Partition(a) => lab::partition(&engine, &progress, &a.lab.name, &a.node).await?,
+        Command::Heal(a) => lab::heal(&engine, &progress, &a.lab.name, &a.node).await?,
         Command::Switchover(a) => {
-            lab::change_leader(&engine, &progress, &a.name, a.to.as_deref(), false).await?
+            lab::change_leader(&engine, &progress, &a.lab.name, a.to.as_deref(), false).await?
         }
         Command::Failover(a) => {
-            lab::change_leader(&engine, &progress, &a.name, a.to.as_deref(), true).await?
+            lab::change_leader(&engine, &progress, &a.lab.name, a.to.as_deref(), true).await?
         }
         Command::Etcd(EtcdCommand::Stop(m)) => {
-            lab::etcd_members(&engine, &progress, &m.name, &m.nodes, false).await?
+            lab::etcd_members(&engine, &progress, &m.lab.name, &m.nodes, false).await?
         }
         Command::Etcd(EtcdCommand::Start(m)) => {
-            lab::etcd_members(&engine, &progress, &m.name, &m.nodes, true).await?
+            lab::etcd_members(&engine, &progress, &m.lab.name, &m.nodes, true).await?
         }
         Command::Image(ImageCommand::Build(args)) => {
             let request = image::BuildRequest {
@@ -179,7 +199,7 @@ where
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Error::Invalid(failed.join("\n")))
+        Err(Error::Failed(failed.join("\n")))
     }
 }
 
@@ -201,7 +221,8 @@ fn lab_names(args: &Create) -> Result<Vec<String>> {
         .collect())
 }
 
-async fn create(engine: &Engine, progress: &Progress, args: &Create) -> Result<()> {
+/// The validated request of every lab `lab create` is to make.
+fn create_specs(args: &Create) -> Result<Vec<spec::LabSpec>> {
     let names = lab_names(args)?;
     if names.len() > 1 && (args.network.is_some() || args.subnet.is_some()) {
         return Err(Error::Invalid(
@@ -210,7 +231,7 @@ async fn create(engine: &Engine, progress: &Progress, args: &Create) -> Result<(
                 .into(),
         ));
     }
-    let specs = names
+    names
         .iter()
         .map(|name| {
             spec::Request {
@@ -227,24 +248,41 @@ async fn create(engine: &Engine, progress: &Progress, args: &Create) -> Result<(
             }
             .validate()
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect()
+}
+
+async fn create(
+    engine: &Engine,
+    progress: &Progress,
+    args: &Create,
+    specs: &[spec::LabSpec],
+) -> Result<()> {
+    if args.dry_run {
+        println!("{}", lab::dry_run(engine, specs, args.replace).await?);
+        return Ok(());
+    }
+    let interrupt = Interrupt::listen();
     let options = lab::CreateOptions {
         stage: args.stage,
-        dry_run: args.dry_run,
         replace: args.replace,
         keep_on_failure: args.keep_on_failure,
     };
     // The image is built once, before several labs race for it.
-    if specs.len() > 1 && !args.dry_run {
-        image::ensure(engine, progress, &args.image).await?;
+    if specs.len() > 1 {
+        let mut stop = interrupt.clone();
+        tokio::select! {
+            built = image::ensure(engine, progress, &args.image) => built?,
+            _ = stop.pressed() => return Err(Error::Interrupted),
+        }
     }
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     each_lab(progress, &names, |name, progress| {
         let spec = specs
             .iter()
             .find(|s| s.name == name)
             .expect("a spec per name");
-        let options = &options;
-        async move { lab::create(engine, &progress, spec, options).await }
+        let (options, interrupt) = (&options, &interrupt);
+        async move { lab::create(engine, &progress, spec, options, interrupt).await }
     })
     .await
 }

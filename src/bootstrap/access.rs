@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use super::{Ctx, Facts, wait_for};
+use super::{Ctx, Facts, Outcome, wait_for};
 use crate::error::{Error, Result};
 use crate::spec::Stage;
 
 const SSH_DIR: &str = "/var/lib/postgresql/.ssh";
 
-pub async fn run(ctx: &Ctx<'_>, _facts: &[Facts]) -> Result<String> {
+pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     let first = &ctx.lab.nodes[0].name;
     // The key stays the lab's own across reruns: node 1 keeps it.
     let keygen = format!(
@@ -67,11 +67,14 @@ pub async fn run(ctx: &Ctx<'_>, _facts: &[Facts]) -> Result<String> {
     }))
     .await?;
     verify(ctx).await?;
-    Ok(format!(
-        "the lab's key pair is installed for postgres on {} node(s); every node reaches every \
-         other with ssh",
-        ctx.lab.nodes.len()
-    ))
+    Ok(Outcome {
+        summary: format!(
+            "the lab's key pair is installed for postgres on {} node(s); every node reaches \
+             every other with ssh",
+            ctx.lab.nodes.len()
+        ),
+        changed: facts.iter().any(|f| !f.ssh_keys || !f.host_keys),
+    })
 }
 
 /// Every node logs in to every node (itself included) as postgres, without a password.

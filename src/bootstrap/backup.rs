@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::facts::of;
-use super::{Ctx, Facts, patroni, wait_for};
+use super::{Ctx, Facts, Outcome, patroni, wait_for};
 use crate::error::{Error, Result};
 use crate::render::{ARCHIVE_COMMAND, PATRONI_CONF, PGBACKREST_CONF, STANZA};
 use crate::spec::Stage;
@@ -30,14 +30,14 @@ impl Info {
     }
 }
 
-pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
+pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     let Some(repo) = ctx.lab.repo_node().map(|n| n.name.clone()) else {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Failed(format!(
             "lab {} has no repository node (no node has the repo role)",
             ctx.lab.name
         )));
     };
-    let mut targets: Vec<String> = ctx.lab.postgres_nodes().map(|n| n.name.clone()).collect();
+    let mut targets = ctx.lab.postgres_names();
     if !targets.contains(&repo) {
         targets.push(repo.clone());
     }
@@ -53,7 +53,10 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
         && info.full_backups > 0
         && archive_command_set(ctx).await?
     {
-        return Ok(describe(&info));
+        return Ok(Outcome {
+            summary: describe(&info),
+            changed: false,
+        });
     }
 
     pgbackrest(ctx, &repo, "stanza-create", Duration::from_secs(120)).await?;
@@ -64,7 +67,10 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
         pgbackrest(ctx, &repo, "--type=full backup", Duration::from_secs(900)).await?;
     }
     match info(ctx, &repo).await? {
-        Some(info) if info.ok() && info.full_backups > 0 => Ok(describe(&info)),
+        Some(info) if info.ok() && info.full_backups > 0 => Ok(Outcome {
+            summary: describe(&info),
+            changed: true,
+        }),
         seen => Err(ctx
             .failure(
                 Stage::Backup,
@@ -175,7 +181,7 @@ async fn archive_command(ctx: &Ctx<'_>, node: &str) -> Result<Option<String>> {
 /// Sets archive_command in Patroni's dynamic configuration (as the course does with
 /// `patronictl edit-config`) and waits until every node has reloaded it.
 async fn set_archive_command(ctx: &Ctx<'_>) -> Result<()> {
-    let nodes: Vec<String> = ctx.lab.postgres_nodes().map(|n| n.name.clone()).collect();
+    let nodes = ctx.lab.postgres_names();
     let healthy = patroni::wait_healthy(ctx, &nodes, Duration::from_secs(60)).await?;
     let primary = &healthy.primary;
     if archive_command(ctx, primary).await?.as_deref() != Some(ARCHIVE_COMMAND) {

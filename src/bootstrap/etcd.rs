@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::facts::of;
-use super::{Ctx, Facts, wait_for};
+use super::{Ctx, Facts, Outcome, wait_for};
 use crate::error::Result;
 use crate::render::ETCD_CONF;
 use crate::spec::{Stage, quorum};
@@ -60,7 +60,7 @@ impl View {
     }
 }
 
-pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
+pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     let members: Vec<_> = ctx.lab.etcd_nodes().collect();
     futures_util::future::try_join_all(members.iter().map(|n| async move {
         // A configuration already there (written by hand, or by an earlier run) is kept.
@@ -79,19 +79,28 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
         .await
     }))
     .await?;
-    let view = wait_healthy(ctx, Duration::from_secs(60)).await?;
-    Ok(view.describe())
+    let names: Vec<String> = members.iter().map(|n| n.name.clone()).collect();
+    let view = wait_healthy(ctx, &names, Duration::from_secs(60)).await?;
+    Ok(Outcome {
+        summary: view.describe(),
+        changed: names.iter().any(|n| {
+            let f = of(facts, n);
+            !f.etcd_config || !f.etcd_data
+        }),
+    })
 }
 
-/// Waits until every member is healthy and one leads.
-pub async fn wait_healthy(ctx: &Ctx<'_>, deadline: Duration) -> Result<View> {
+/// Waits until `members` are healthy and one member leads.
+pub async fn wait_healthy(ctx: &Ctx<'_>, members: &[String], deadline: Duration) -> Result<View> {
     let waited = wait_for(deadline, Duration::from_millis(300), || async {
         let view = view(ctx).await?;
-        Ok(if view.unhealthy.is_empty() && view.leader.is_some() {
-            Ok(view)
-        } else {
-            Err(view)
-        })
+        Ok(
+            if view.leader.is_some() && members.iter().all(|m| view.healthy.contains(m)) {
+                Ok(view)
+            } else {
+                Err(view)
+            },
+        )
     })
     .await?;
     match waited {

@@ -6,7 +6,6 @@
 pub const PROBE: &str = "\
 [ -s /var/lib/postgresql/.ssh/authorized_keys ] && echo ssh_keys
 [ -s /etc/ssh/ssh_host_ed25519_key ] && echo host_keys
-pgrep -x sshd >/dev/null && echo sshd_running
 [ -s /pgha/config/etcd.yaml ] && echo etcd_config
 [ -d /pgha/data/etcd/member ] && echo etcd_data
 pgrep -x etcd >/dev/null && echo etcd_running
@@ -22,7 +21,6 @@ pub struct Facts {
     pub node: String,
     pub ssh_keys: bool,
     pub host_keys: bool,
-    pub sshd_running: bool,
     pub etcd_config: bool,
     pub etcd_data: bool,
     pub etcd_running: bool,
@@ -43,7 +41,6 @@ impl Facts {
             let flag = match word {
                 "ssh_keys" => &mut f.ssh_keys,
                 "host_keys" => &mut f.host_keys,
-                "sshd_running" => &mut f.sshd_running,
                 "etcd_config" => &mut f.etcd_config,
                 "etcd_data" => &mut f.etcd_data,
                 "etcd_running" => &mut f.etcd_running,
@@ -84,7 +81,6 @@ mod tests {
         for word in [
             "ssh_keys",
             "host_keys",
-            "sshd_running",
             "etcd_config",
             "etcd_data",
             "etcd_running",

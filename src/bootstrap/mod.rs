@@ -126,9 +126,7 @@ impl<'a> Ctx<'a> {
 
     /// The last lines of a log file on a node (a glob picks the newest match).
     pub async fn tail(&self, node: &str, path: &str) -> String {
-        let script = format!(
-            "f=$(ls -t {path} 2>/dev/null | head -n 1); [ -n \"$f\" ] && tail -n 25 \"$f\""
-        );
+        let script = format!("{}; [ -n \"$f\" ] && tail -n 25 \"$f\"", newest(path));
         self.sh(node, "root", &script, Duration::from_secs(10))
             .await
             .map(|o| o.stdout)
@@ -172,7 +170,7 @@ impl<'a> Ctx<'a> {
                     .collect();
                 match ids.as_slice() {
                     [uid, gid] => Ok((*uid, *gid)),
-                    _ => Err(Error::Invalid(format!(
+                    _ => Err(Error::Failed(format!(
                         "node {node} has no postgres user ({}); is {} a lab image?",
                         out.said(),
                         node
@@ -196,6 +194,12 @@ impl<'a> Ctx<'a> {
         ))
         .await
     }
+}
+
+/// Shell that sets `f` to the newest file matching `glob` (empty when none does): logs rotate
+/// or carry the weekday in their names.
+pub fn newest(glob: &str) -> String {
+    format!("f=$(ls -t {glob} 2>/dev/null | head -n 1)")
 }
 
 fn first_line(script: &str) -> &str {
@@ -223,13 +227,15 @@ where
     }
 }
 
-/// Runs every stage up to `target`, skipping what is done; returns each stage's time.
-pub async fn run(
-    engine: &Engine,
-    progress: &Progress,
-    lab: &Lab,
-    target: Stage,
-) -> Result<Vec<(Stage, Duration)>> {
+/// What a stage did: its report, and whether it changed anything (false when all was in place).
+pub struct Outcome {
+    pub summary: String,
+    pub changed: bool,
+}
+
+/// Runs every stage up to `target`, skipping what is done, and reports each stage's time;
+/// returns whether anything changed.
+pub async fn run(engine: &Engine, progress: &Progress, lab: &Lab, target: Stage) -> Result<bool> {
     let stopped: Vec<&str> = lab
         .nodes
         .iter()
@@ -247,20 +253,22 @@ pub async fn run(
     }
     let ctx = Ctx::new(engine, lab);
     let mut timings = Vec::new();
+    let mut changed = false;
     for stage in [Stage::Access, Stage::Etcd, Stage::Patroni, Stage::Backup] {
         if stage > target {
             break;
         }
         let step = progress.step(stage.name());
         let facts = ctx.facts().await?;
-        let summary = match stage {
+        let outcome = match stage {
             Stage::Access => access::run(&ctx, &facts).await?,
             Stage::Etcd => etcd::run(&ctx, &facts).await?,
             Stage::Patroni => patroni::run(&ctx, &facts).await?,
             Stage::Backup => backup::run(&ctx, &facts).await?,
             Stage::Containers => unreachable!("not a bootstrap stage"),
         };
-        timings.push((stage, step.done(summary)));
+        changed |= outcome.changed;
+        timings.push((stage, step.done(outcome.summary)));
     }
     if !timings.is_empty() {
         let total: Duration = timings.iter().map(|(_, d)| *d).sum();
@@ -274,12 +282,18 @@ pub async fn run(
             seconds(total)
         ));
     }
-    Ok(timings)
+    Ok(changed)
 }
 
-/// Reads the lab's credentials from its first node.
+/// Reads the lab's credentials from a running node.
 pub async fn credentials(ctx: &Ctx<'_>) -> Result<Credentials> {
-    let node = &ctx.lab.nodes[0].name;
+    let Some(node) = ctx.lab.nodes.iter().find(|n| n.running()).map(|n| &n.name) else {
+        return Err(Error::Invalid(format!(
+            "lab {name} is stopped, and its password is kept inside it; `lab start --name \
+             {name}` first",
+            name = ctx.lab.name
+        )));
+    };
     let out = ctx
         .sh(
             node,
@@ -289,7 +303,7 @@ pub async fn credentials(ctx: &Ctx<'_>) -> Result<Credentials> {
         )
         .await?;
     serde_json::from_str(&out.stdout).map_err(|_| {
-        Error::Invalid(format!(
+        Error::Failed(format!(
             "node {node} has no readable {} ({}); the lab was not made by this version of \
              lab. Recreate it with `lab create --replace --name {}`.",
             Credentials::PATH,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::facts::of;
-use super::{Ctx, Facts, wait_for};
+use super::{Ctx, Facts, Outcome, wait_for};
 use crate::error::{Error, Result};
 use crate::render::{CREATE_ROLES, PATRONI_CONF, create_roles};
 use crate::spec::Stage;
@@ -104,8 +104,8 @@ impl Healthy {
     }
 }
 
-pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
-    let nodes: Vec<String> = ctx.lab.postgres_nodes().map(|n| n.name.clone()).collect();
+pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
+    let nodes = ctx.lab.postgres_names();
     let credentials = super::credentials(ctx).await?;
     futures_util::future::try_join_all(nodes.iter().map(|node| {
         let credentials = &credentials;
@@ -134,7 +134,13 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
     }))
     .await?;
 
-    let primary = match current_primary(ctx, &nodes).await? {
+    let running = current_primary(ctx, &nodes).await?;
+    let changed = running.is_none()
+        || nodes.iter().any(|n| {
+            let f = of(facts, n);
+            !f.patroni_config || !f.create_roles || !f.pg_data
+        });
+    let primary = match running {
         Some(primary) => primary,
         None => {
             // A node that already holds data leads; on a fresh lab, the first.
@@ -156,7 +162,10 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
     )
     .await?;
     let healthy = wait_healthy(ctx, &nodes, Duration::from_secs(180)).await?;
-    Ok(healthy.describe())
+    Ok(Outcome {
+        summary: healthy.describe(),
+        changed,
+    })
 }
 
 /// Starts Patroni on a node (nothing happens when it runs already).
@@ -173,9 +182,13 @@ pub async fn start(ctx: &Ctx<'_>, node: &str) -> Result<()> {
     .map(drop)
 }
 
-/// The member's own account of itself, or None when its REST API does not answer.
+/// The member's own account of itself, or None when its REST API does not answer (a stopped
+/// node's included).
 pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
-    let out = ctx
+    if !ctx.lab.nodes.iter().any(|n| n.name == node && n.running()) {
+        return Ok(None);
+    }
+    let asked = ctx
         .sh(
             node,
             "postgres",
@@ -183,7 +196,13 @@ pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
              psql -XAtc 'SELECT status FROM pg_stat_wal_receiver' 2>/dev/null; true",
             Duration::from_secs(15),
         )
-        .await?;
+        .await;
+    // A node killed a moment ago cannot be asked: it does not answer.
+    let out = match asked {
+        Ok(out) => out,
+        Err(Error::Docker { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let (rest, receiver) = out.stdout.split_once("-----").unwrap_or((&out.stdout, ""));
     Ok(serde_json::from_str::<MemberState>(rest.trim())
         .ok()

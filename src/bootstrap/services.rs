@@ -90,7 +90,7 @@ pub async fn start(ctx: &Ctx<'_>) -> Result<String> {
     let (etcd_nodes, pg_nodes) = launch(ctx, &all).await?;
     let mut done = Vec::new();
     if !etcd_nodes.is_empty() && etcd_nodes.len() == ctx.lab.etcd_nodes().count() {
-        let view = etcd::wait_healthy(ctx, Duration::from_secs(90)).await?;
+        let view = etcd::wait_healthy(ctx, &etcd_nodes, Duration::from_secs(90)).await?;
         done.push(format!("etcd {}", view.describe()));
     }
     if !pg_nodes.is_empty() {

@@ -51,7 +51,6 @@ impl Engine {
             Ok(result) => result,
             Err(_) => Err(Error::Docker {
                 action: format!("finish `{shown}` in {container}"),
-                status: None,
                 message: format!("it was still running after {} s", timeout.as_secs()),
             }),
         }
@@ -130,7 +129,6 @@ impl Engine {
             StartExecResults::Attached { output, input } => Ok((created.id, output, input)),
             StartExecResults::Detached => Err(Error::Docker {
                 action: action(),
-                status: None,
                 message: "the Engine did not attach to the command".into(),
             }),
         }

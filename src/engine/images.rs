@@ -35,7 +35,6 @@ where
         Ok(None) => Ok(None),
         Err(_) => Err(Error::Docker {
             action: what.to_string(),
-            status: None,
             message: format!("no progress for {} s", silence.as_secs()),
         }),
     }
@@ -113,13 +112,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Builds an image from a tar build context; returns the new image's id. Output lines of
-    /// the build go to `progress`.
+    /// Builds an image from a tar build context (from scratch when `fresh`, else reusing the
+    /// build cache); returns the new image's id. Output lines of the build go to `progress`.
     pub async fn build(
         &self,
         context: Vec<u8>,
         tag: Option<&str>,
         buildargs: HashMap<String, String>,
+        fresh: bool,
         progress: &mut dyn FnMut(&str),
     ) -> Result<String> {
         let what = "build the lab image";
@@ -128,6 +128,7 @@ impl Engine {
             t: tag.map(str::to_string),
             rm: true,
             forcerm: true,
+            nocache: fresh,
             buildargs: Some(buildargs),
             ..Default::default()
         };

@@ -7,7 +7,9 @@ mod images;
 pub mod objects;
 
 pub use exec::ExecOutput;
-pub use objects::{ContainerInfo, ContainerSpec, NetworkInfo, NetworkSpec, UploadFile, VolumeInfo};
+pub use objects::{
+    ContainerInfo, ContainerSpec, NetworkInfo, NetworkSpec, UploadFile, VolumeInfo, archive,
+};
 
 use std::time::Duration;
 
@@ -76,27 +78,20 @@ fn unavailable(err: bollard::errors::Error) -> Error {
     ))
 }
 
-/// Maps an Engine failure during `action` to our error, keeping the status and the daemon's
-/// own message (which names the object).
+/// Maps an Engine failure during `action` to our error, keeping the daemon's own message (which
+/// names the object).
 pub(crate) fn api(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Error {
     let action = action.into();
     move |err| match err {
-        bollard::errors::Error::DockerResponseServerError {
-            status_code,
-            message,
-        } => Error::Docker {
-            action,
-            status: Some(status_code),
-            message,
-        },
+        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+            Error::Docker { action, message }
+        }
         bollard::errors::Error::DockerStreamError { error } => Error::Docker {
             action,
-            status: None,
             message: error,
         },
         other => Error::Docker {
             action,
-            status: None,
             message: other.to_string(),
         },
     }

@@ -318,30 +318,11 @@ impl Engine {
 
     /// Places files into a container; their directories must exist.
     pub async fn upload(&self, container: &str, files: &[UploadFile]) -> Result<()> {
-        let mut archive = tar::Builder::new(Vec::new());
-        for f in files {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(f.content.len() as u64);
-            header.set_mode(f.mode);
-            header.set_uid(f.uid);
-            header.set_gid(f.gid);
-            header.set_mtime(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
-            );
-            archive
-                .append_data(
-                    &mut header,
-                    f.path.trim_start_matches('/'),
-                    f.content.as_slice(),
-                )
-                .map_err(Error::io(format!("pack {} for {container}", f.path)))?;
-        }
-        let body = archive
-            .into_inner()
-            .map_err(Error::io(format!("pack files for {container}")))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let body = archive(files, now).map_err(Error::io(format!("pack files for {container}")))?;
         self.docker
             .upload_to_container(
                 container,
@@ -510,6 +491,26 @@ impl Engine {
             _ => Ok(()),
         }
     }
+}
+
+/// A tar archive of `files` (paths relative to its root), every entry with modification time
+/// `mtime`.
+pub fn archive(files: &[UploadFile], mtime: u64) -> std::io::Result<Vec<u8>> {
+    let mut archive = tar::Builder::new(Vec::new());
+    for f in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(f.content.len() as u64);
+        header.set_mode(f.mode);
+        header.set_uid(f.uid);
+        header.set_gid(f.gid);
+        header.set_mtime(mtime);
+        archive.append_data(
+            &mut header,
+            f.path.trim_start_matches('/'),
+            f.content.as_slice(),
+        )?;
+    }
+    archive.into_inner()
 }
 
 fn network_info(

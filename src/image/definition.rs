@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::engine::{UploadFile, archive};
+
 /// The image `lab create` uses unless told otherwise. The part after "17-g" is the generation:
 /// raise it whenever `docker/` changes, so labs never silently run on an older definition.
 pub const IMAGE: &str = "pgha-lab:17-g1";
@@ -73,15 +75,22 @@ const FILES: &[(&str, &str, u32)] = &[
 
 /// The build context: `docker/` as a tar archive.
 pub fn context() -> std::io::Result<Vec<u8>> {
-    let mut archive = tar::Builder::new(Vec::new());
-    for (path, content, mode) in FILES {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(content.len() as u64);
-        header.set_mode(*mode);
-        header.set_mtime(0);
-        archive.append_data(&mut header, path, content.as_bytes())?;
+    let files: Vec<UploadFile> = FILES
+        .iter()
+        .map(|(path, content, mode)| file(path, content, *mode))
+        .collect();
+    archive(&files, 0)
+}
+
+/// One file of a build context, owned by root.
+pub fn file(path: &str, content: &str, mode: u32) -> UploadFile {
+    UploadFile {
+        path: path.to_string(),
+        content: content.as_bytes().to_vec(),
+        mode,
+        uid: 0,
+        gid: 0,
     }
-    archive.into_inner()
 }
 
 /// A short fingerprint of the definition, recorded on the image, so that an image built from

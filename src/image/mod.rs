@@ -42,7 +42,9 @@ pub async fn build(engine: &Engine, progress: &Progress, request: &BuildRequest)
     }
     let context = definition::context().map_err(Error::io("pack the image definition"))?;
     let id = engine
-        .build(context, None, buildargs, &mut |line| step.detail(line))
+        .build(context, None, buildargs, request.force, &mut |line| {
+            step.detail(line)
+        })
         .await?;
     step.done("packages installed, layout in place");
 
@@ -63,22 +65,22 @@ pub async fn build(engine: &Engine, progress: &Progress, request: &BuildRequest)
     // One LABEL instruction: the classic builder commits a layer per instruction, and each
     // commit costs seconds on some storage drivers.
     let labelled = format!("FROM {id}\nLABEL {}\n", label_instruction(&labels));
-    let mut context = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(labelled.len() as u64);
-    header.set_mode(0o644);
-    context
-        .append_data(&mut header, "Dockerfile", labelled.as_bytes())
+    let context = crate::engine::archive(&[definition::file("Dockerfile", &labelled, 0o644)], 0)
         .map_err(Error::io("pack the labelling step"))?;
-    let context = context
-        .into_inner()
-        .map_err(Error::io("pack the labelling step"))?;
-    engine
-        .build(context, Some(&request.tag), HashMap::new(), &mut |_| {})
+    let built = engine
+        .build(
+            context,
+            Some(&request.tag),
+            HashMap::new(),
+            false,
+            &mut |_| {},
+        )
         .await?;
     step.done(&summary);
 
-    if let Some(old) = previous {
+    if let Some(old) = previous
+        && !built.ends_with(old.id.trim_start_matches("sha256:"))
+    {
         // The replaced image is ours; it goes unless a container still uses it.
         engine.remove_image_if_unused(&old.id).await;
     }

@@ -17,19 +17,20 @@ pub fn preflight() -> Result<()> {
     let no_registry = "No container registry answered, so the image's base must be built \
                        from the Debian mirror with debootstrap";
     if !cfg!(target_os = "linux") {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Failed(format!(
             "{no_registry}, which needs Linux. On this machine, make a registry reachable (or \
              load debian:trixie-slim with `docker load`) and run `lab image build` again."
         )));
     }
     if !rustix::process::geteuid().is_root() {
-        return Err(Error::Invalid(format!(
-            "{no_registry}, which must run as root. Run `sudo lab image build` once; labs \
-             themselves need no root."
+        return Err(Error::Failed(format!(
+            "{no_registry}, which must run as root. Run the image build once as root (`sudo \
+             lab image build`, or `sudo $(command -v lab) image build` when sudo does not find \
+             it); labs themselves need no root."
         )));
     }
     if find_program("debootstrap").is_none() {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Failed(format!(
             "{no_registry}, but debootstrap is not installed. Install it (`sudo apt-get \
              install debootstrap` on Debian or Ubuntu) and run `lab image build` again."
         )));

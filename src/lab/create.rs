@@ -9,7 +9,7 @@ use crate::bootstrap;
 use crate::engine::{Engine, UploadFile};
 use crate::error::{Error, Result};
 use crate::image;
-use crate::labels;
+use crate::interrupt::Interrupt;
 use crate::lock;
 use crate::plan::{self, Plan, World};
 use crate::progress::Progress;
@@ -17,42 +17,25 @@ use crate::spec::{Credentials, LabSpec, Stage};
 
 pub struct CreateOptions {
     pub stage: Stage,
-    pub dry_run: bool,
     pub replace: bool,
     pub keep_on_failure: bool,
 }
 
-/// Creates one lab.
+/// Creates one lab; Ctrl-C (through `interrupt`) stops it and removes what was made.
 pub async fn create(
     engine: &Engine,
     progress: &Progress,
     spec: &LabSpec,
     options: &CreateOptions,
+    interrupt: &Interrupt,
 ) -> Result<()> {
     check_publish_address(spec.publish)?;
-    if options.dry_run {
-        let world = snapshot(engine).await?;
-        let plan = plan::plan(spec, &world, &port_bound(spec.publish))?;
-        println!("{}", plan.describe());
-        if engine.image(&spec.image).await?.is_none() {
-            println!(
-                "note: the image {} is not built yet; create builds it first",
-                spec.image
-            );
-        }
-        return Ok(());
-    }
-    image::ensure(engine, progress, &spec.image).await?;
-    if options.replace && super::destroy(engine, progress, &spec.name).await? {
-        progress.line(format!("replacing lab {}: the old one is gone", spec.name));
-    }
-
-    let lock = lock::acquire().await?;
-    let world = snapshot(engine).await?;
-    let plan = plan::plan(spec, &world, &port_bound(spec.publish))?;
-    if let Some(note) = &plan.network.note {
-        progress.line(format!("note: {note}"));
-    }
+    let mut stop = interrupt.clone();
+    let prepared = tokio::select! {
+        prepared = prepare(engine, progress, spec, options) => prepared?,
+        _ = stop.pressed() => return Err(Error::Interrupted),
+    };
+    let (plan, lock) = prepared;
 
     // From here on everything made carries the lab's labels, which is how it is undone.
     let made = tokio::select! {
@@ -62,7 +45,7 @@ pub async fn create(
             bootstrap::run(engine, progress, &lab, options.stage).await?;
             super::snapshot(engine, progress, &spec.name).await
         } => made,
-        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+        _ = stop.pressed() => Err(Error::Interrupted),
     };
     if let Err(e) = made {
         if options.keep_on_failure {
@@ -79,6 +62,50 @@ pub async fn create(
     let lab = super::get(engine, &spec.name).await?;
     super::show::print_nodes(&lab);
     Ok(())
+}
+
+/// Everything before the first object is made: the image, the old lab when replacing it, and
+/// the plan, made under the planning lock (returned, still held).
+async fn prepare(
+    engine: &Engine,
+    progress: &Progress,
+    spec: &LabSpec,
+    options: &CreateOptions,
+) -> Result<(Plan, lock::PlanningLock)> {
+    image::ensure(engine, progress, &spec.image).await?;
+    if options.replace && super::destroy(engine, progress, &spec.name).await? {
+        progress.line(format!("replacing lab {}: the old one is gone", spec.name));
+    }
+    let lock = lock::acquire().await?;
+    let world = snapshot(engine).await?;
+    let plan = plan::plan(spec, &world, &port_bound(spec.publish))?;
+    if let Some(note) = &plan.network.note {
+        progress.line(format!("note: {note}"));
+    }
+    Ok((plan, lock))
+}
+
+/// `--dry-run`: each lab's plan, counting the labs planned before it as made; nothing is
+/// touched.
+pub async fn dry_run(engine: &Engine, specs: &[LabSpec], replace: bool) -> Result<String> {
+    let mut world = snapshot(engine).await?;
+    let mut plans = Vec::new();
+    for spec in specs {
+        check_publish_address(spec.publish)?;
+        if replace {
+            world.forget(&spec.name);
+        }
+        let plan = plan::plan(spec, &world, &port_bound(spec.publish))?;
+        plans.push(plan.describe());
+        world.reserve(&plan);
+        if engine.image(&spec.image).await?.is_none() {
+            plans.push(format!(
+                "note: the image {} is not built yet; create builds it first",
+                spec.image
+            ));
+        }
+    }
+    Ok(plans.join("\n"))
 }
 
 /// What the engine and the host hold right now.
@@ -171,23 +198,19 @@ async fn make(
 }
 
 /// Removes everything carrying the lab's labels. A request cut short by Ctrl-C may still
-/// complete inside the daemon, so the sweep repeats until nothing is left.
+/// complete inside the daemon, so the sweep repeats until a pass finds nothing left.
 async fn roll_back(engine: &Engine, progress: &Progress, name: &str) {
     let step = progress.step(format!("roll back lab {name}"));
-    for _ in 0..3 {
-        if let Err(e) = super::destroy(engine, progress, name).await {
-            progress.line(format!("rollback: {e}"));
+    for _ in 0..4 {
+        match super::destroy(engine, progress, name).await {
+            Ok(false) => {
+                step.done("everything the lab made is removed");
+                return;
+            }
+            Ok(true) => {}
+            Err(e) => progress.line(format!("rollback: {e}")),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let left = engine
-            .containers(Some(&labels::of_lab(name)))
-            .await
-            .map(|c| c.len())
-            .unwrap_or(0);
-        if left == 0 {
-            step.done("everything the lab made is removed");
-            return;
-        }
     }
     progress.line(format!(
         "rollback could not remove everything; `lab destroy --name {name}` finishes it"

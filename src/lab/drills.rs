@@ -5,24 +5,21 @@
 use std::time::{Duration, Instant};
 
 use super::Lab;
-use crate::bootstrap::{Ctx, etcd, patroni, services};
+use crate::bootstrap::{Ctx, etcd, patroni, services, wait_for};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::progress::{Progress, seconds};
 use crate::render::PATRONI_CONF;
+use crate::spec::Stage;
 
 /// How long a new leader may take: Patroni's ttl (30 s) plus a loop or two.
 const ELECTION: Duration = Duration::from_secs(90);
 /// How long a node may take to stream again (a pg_rewind included).
 const REJOIN: Duration = Duration::from_secs(180);
 
-fn pg_names(lab: &Lab) -> Vec<String> {
-    lab.postgres_nodes().map(|n| n.name.clone()).collect()
-}
-
 /// The primary before a drill, asked live.
 async fn primary_now(engine: &Engine, lab: &Lab) -> Result<Option<String>> {
-    patroni::current_primary(&Ctx::new(engine, lab), &pg_names(lab)).await
+    patroni::current_primary(&Ctx::new(engine, lab), &lab.postgres_names()).await
 }
 
 /// Waits for a running primary among `candidates` (other than `not`) with every other
@@ -44,7 +41,7 @@ async fn wait_new_primary(
             break p;
         }
         if started.elapsed() > deadline {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Failed(format!(
                 "no new primary among {} after {} s; `lab status --name {name}` shows where the \
                  cluster stands, `lab logs NODE patroni` why",
                 candidates.join(", "),
@@ -84,7 +81,11 @@ async fn aftermath(
     started: Instant,
 ) -> Result<String> {
     let node_roles = lab.node(node)?.roles;
-    let others: Vec<String> = pg_names(lab).into_iter().filter(|n| n != node).collect();
+    let others: Vec<String> = lab
+        .postgres_names()
+        .into_iter()
+        .filter(|n| n != node)
+        .collect();
     let mut report = Vec::new();
     if node_roles.postgres && !others.is_empty() {
         let (primary, streams) =
@@ -153,16 +154,20 @@ pub async fn heal(engine: &Engine, progress: &Progress, name: &str, node: &str) 
     let n = lab.node(node)?;
     if !n.partitioned(&lab.network) {
         return Err(Error::Invalid(format!(
-            "{node} is not cut off from {} (or not running); nothing to heal",
+            "{node} is not cut off from {}; nothing to heal",
             lab.network
         )));
     }
-    let ip = n.ip().ok_or_else(|| {
-        Error::Invalid(format!("{node} carries no address label; recreate the lab"))
-    })?;
     let step = progress.step(format!("heal {node}"));
     let started = Instant::now();
-    engine.connect_network(&lab.network, node, ip).await?;
+    let ip = super::reattach(engine, &lab, n).await?;
+    if !n.running() {
+        step.done(format!(
+            "{node} back on {} at {ip}; it is stopped: `lab start --name {name} {node}` starts it",
+            lab.network
+        ));
+        return Ok(());
+    }
     let report = rejoined(engine, name, &[node.to_string()], started).await?;
     step.done(format!("{node} back on {} at {ip}; {report}", lab.network));
     Ok(())
@@ -178,7 +183,12 @@ async fn rejoined(
     let lab = super::get(engine, name).await?;
     let ctx = Ctx::new(engine, &lab);
     let mut report = Vec::new();
-    let pg = pg_names(&lab);
+    // Other nodes may be down on purpose (a drill in progress): only the running ones count.
+    let pg: Vec<String> = lab
+        .postgres_nodes()
+        .filter(|n| n.running())
+        .map(|n| n.name.clone())
+        .collect();
     if nodes.iter().any(|n| pg.contains(n)) {
         let healthy = patroni::wait_healthy(&ctx, &pg, REJOIN).await?;
         for node in nodes.iter().filter(|n| pg.contains(n)) {
@@ -204,8 +214,15 @@ async fn rejoined(
             ));
         }
     }
-    let view = etcd::wait_healthy(&ctx, Duration::from_secs(60)).await?;
-    report.push(format!("etcd: {}", view.health()));
+    let members: Vec<String> = nodes
+        .iter()
+        .filter(|n| lab.etcd_nodes().any(|m| m.name == **n))
+        .cloned()
+        .collect();
+    if !members.is_empty() {
+        let view = etcd::wait_healthy(&ctx, &members, Duration::from_secs(60)).await?;
+        report.push(format!("etcd: {}", view.health()));
+    }
     Ok(report.join("; "))
 }
 
@@ -237,6 +254,7 @@ pub async fn start_nodes(
     let step = progress.step(format!("start {}", nodes.join(", ")));
     let started = Instant::now();
     for node in nodes {
+        super::reattach(engine, &lab, lab.node(node)?).await?;
         engine.start_container(node).await?;
     }
     let lab = super::get(engine, name).await?;
@@ -256,7 +274,7 @@ pub async fn change_leader(
     failover: bool,
 ) -> Result<()> {
     let lab = super::get(engine, name).await?;
-    let pg = pg_names(&lab);
+    let pg = lab.postgres_names();
     let ctx = Ctx::new(engine, &lab);
     let healthy = patroni::wait_healthy(&ctx, &pg, Duration::from_secs(10))
         .await
@@ -300,7 +318,7 @@ pub async fn change_leader(
         .exec(&old, "postgres", &cmd, Duration::from_secs(120))
         .await?;
     if !out.ok() {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Failed(format!(
             "patronictl {kind} refused: {}",
             out.said()
         )));
@@ -337,25 +355,39 @@ pub async fn etcd_members(
     let step = progress.step(format!("{verb} etcd on {}", nodes.join(", ")));
     let started = Instant::now();
     for node in nodes {
-        let out = ctx
-            .sh(node, "postgres", script, Duration::from_secs(60))
-            .await?;
-        if !out.ok() {
-            return Err(Error::Invalid(format!(
-                "{script} failed on {node}: {}",
-                out.said()
-            )));
-        }
+        ctx.must(
+            Stage::Etcd,
+            node,
+            "postgres",
+            script,
+            Duration::from_secs(60),
+            Some(etcd::LOG),
+        )
+        .await?;
     }
-    let health = if start {
-        let all_up = etcd::wait_healthy(&ctx, Duration::from_secs(60)).await;
-        match all_up {
-            Ok(view) => format!("{} after {}", view.health(), seconds(started.elapsed())),
-            Err(_) => etcd::view(&ctx).await?.health(),
-        }
+    let view = if start {
+        etcd::wait_healthy(&ctx, nodes, Duration::from_secs(60)).await?
     } else {
-        etcd::view(&ctx).await?.health()
+        // Until the members' absence shows in the others' view.
+        let gone = wait_for(
+            Duration::from_secs(30),
+            Duration::from_millis(300),
+            || async {
+                let view = etcd::view(&ctx).await?;
+                Ok(if nodes.iter().any(|n| view.up.contains(n)) {
+                    Err(view)
+                } else {
+                    Ok(view)
+                })
+            },
+        )
+        .await?;
+        gone.unwrap_or_else(|view| view)
     };
-    step.done(format!("etcd: {health}"));
+    step.done(format!(
+        "etcd: {} after {}",
+        view.health(),
+        seconds(started.elapsed())
+    ));
     Ok(())
 }

@@ -12,11 +12,11 @@ mod session;
 mod show;
 
 pub use connect::connect;
-pub use create::{CreateOptions, create};
+pub use create::{CreateOptions, create, dry_run};
 pub use destroy::{destroy, destroy_all};
 pub use drills::{change_leader, etcd_members, heal, kill, partition, start_nodes};
 pub use power::{start, stop};
-pub use reset::{reset, snapshot};
+pub use reset::{has_snapshot, reset, snapshot};
 pub use session::{Component, PsqlTarget, exec, logs, psql, shell};
 pub use show::{list, status};
 
@@ -59,14 +59,13 @@ impl Node {
             .and_then(|a| a.parse().ok())
     }
 
-    /// Whether the node is cut off from the lab network (running, but not attached).
+    /// Whether the node is cut off from the lab network (`lab partition`), running or not.
     pub fn partitioned(&self, network: &str) -> bool {
-        self.running()
-            && !self
-                .container
-                .endpoints
-                .iter()
-                .any(|e| e.network == network)
+        !self
+            .container
+            .endpoints
+            .iter()
+            .any(|e| e.network == network)
     }
 
     /// The host port its PostgreSQL is published on.
@@ -116,6 +115,10 @@ impl Lab {
         self.nodes.iter().filter(|n| n.roles.postgres)
     }
 
+    pub fn postgres_names(&self) -> Vec<String> {
+        self.postgres_nodes().map(|n| n.name.clone()).collect()
+    }
+
     pub fn etcd_nodes(&self) -> impl Iterator<Item = &Node> {
         self.nodes.iter().filter(|n| n.roles.etcd)
     }
@@ -123,6 +126,21 @@ impl Lab {
     pub fn repo_node(&self) -> Option<&Node> {
         self.nodes.iter().find(|n| n.roles.repo)
     }
+}
+
+/// Puts a partitioned node back on the lab network at its own address (nothing happens to one
+/// that is attached); returns the address.
+pub async fn reattach(engine: &Engine, lab: &Lab, node: &Node) -> Result<Ipv4Addr> {
+    let ip = node.ip().ok_or_else(|| {
+        Error::Failed(format!(
+            "{} carries no address label, so its address is unknown; recreate the lab",
+            node.name
+        ))
+    })?;
+    if node.partitioned(&lab.network) {
+        engine.connect_network(&lab.network, &node.name, ip).await?;
+    }
+    Ok(ip)
 }
 
 /// The lab called `name`, if any of its containers exist.

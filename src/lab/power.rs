@@ -15,6 +15,7 @@ pub async fn start(engine: &Engine, progress: &Progress, name: &str) -> Result<(
     let step = progress.step(format!("start the nodes of lab {name}"));
     for node in &lab.nodes {
         step.detail(&node.name);
+        super::reattach(engine, &lab, node).await?;
         engine.start_container(&node.name).await?;
     }
     step.done(format!("{} node(s) running", lab.nodes.len()));

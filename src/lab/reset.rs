@@ -27,7 +27,7 @@ pub async fn snapshot(engine: &Engine, progress: &Progress, name: &str) -> Resul
         dir = parent(SNAPSHOT)
     );
     on_every_node(engine, &lab, &script, |node, out| {
-        Error::Invalid(format!(
+        Error::Failed(format!(
             "could not archive the state of {node} for `lab reset`: {}",
             out.said()
         ))
@@ -39,6 +39,17 @@ pub async fn snapshot(engine: &Engine, progress: &Progress, name: &str) -> Resul
         lab.nodes.len()
     ));
     Ok(())
+}
+
+/// Whether every node holds a snapshot.
+pub async fn has_snapshot(engine: &Engine, name: &str) -> Result<bool> {
+    let lab = super::get(engine, name).await?;
+    let probe = format!("[ -s {SNAPSHOT} ]");
+    Ok(on_every_node(engine, &lab, &probe, |node, _| {
+        Error::Failed(format!("{node} has no snapshot"))
+    })
+    .await
+    .is_ok())
 }
 
 /// Runs `script` as root on every node at once; `failed` says what a failure on a node means.
@@ -79,11 +90,7 @@ pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<(
     let lab = super::get(engine, name).await?;
     let step = progress.step(format!("reset lab {name}"));
     for node in &lab.nodes {
-        if node.partitioned(&lab.network)
-            && let Some(ip) = node.ip()
-        {
-            engine.connect_network(&lab.network, &node.name, ip).await?;
-        }
+        super::reattach(engine, &lab, node).await?;
         engine.start_container(&node.name).await?;
     }
     let lab = super::get(engine, name).await?;
@@ -101,7 +108,7 @@ pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<(
              bootstrap finishes (`lab create`, `lab bootstrap`). Run `lab bootstrap --name \
              {name}` to take one, or recreate the lab."
         )),
-        _ => Error::Invalid(format!(
+        _ => Error::Failed(format!(
             "could not restore the state of {node}: {}",
             out.said()
         )),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::bootstrap::{Ctx, etcd, patroni};
+use crate::bootstrap::{Ctx, etcd, newest, patroni};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::terminal;
@@ -136,11 +136,11 @@ pub async fn logs(
     } else {
         "exec tail -n 100".to_string()
     };
+    let files = component.files();
     let script = format!(
-        "f=$(ls -t {files} 2>/dev/null | head -n 1); \
-         if [ -z \"$f\" ]; then echo 'no {component:?} log on {node} yet ({files})' >&2; \
+        "{}; if [ -z \"$f\" ]; then echo 'no {component:?} log on {node} yet ({files})' >&2; \
          exit 1; fi; echo \"==> $f <==\" >&2; {tail} \"$f\"",
-        files = component.files(),
+        newest(files),
     );
     let cmd = ["bash".to_string(), "-c".to_string(), script];
     let session = engine.exec_attached(node, "root", &cmd, false, false);

@@ -127,7 +127,7 @@ pub async fn status(engine: &Engine, name: &str) -> Result<Report> {
         .zip(&members)
         .map(|(n, m)| NodeReport {
             name: n.name.clone(),
-            state: if n.partitioned(&lab.network) {
+            state: if n.running() && n.partitioned(&lab.network) {
                 "partitioned".into()
             } else {
                 n.container.state.clone()
@@ -150,8 +150,9 @@ pub async fn status(engine: &Engine, name: &str) -> Result<Report> {
             }),
         })
         .collect();
-    let any_running = lab.nodes.iter().any(|n| n.running());
-    let etcd = if any_running {
+    // A lab bootstrapped only partly (or not yet) has no etcd to ask.
+    let etcd_configured = ctx.facts().await?.iter().any(|f| f.etcd_config);
+    let etcd = if etcd_configured {
         let view = etcd::view(&ctx).await?;
         let (quorum, _) = crate::spec::quorum(view.members());
         Some(EtcdReport {
@@ -222,7 +223,7 @@ impl Report {
             Some(e) => {
                 let _ = writeln!(out, "etcd: {}", e.summary);
             }
-            None => out.push_str("etcd: not running\n"),
+            None => out.push_str("etcd: not set up, or no node running\n"),
         }
         match &self.backup {
             Some(b) => {

@@ -66,7 +66,13 @@ pub fn choose_subnet(
         return Ok(SubnetChoice { subnet, note: None });
     }
     let default: Ipv4Net = DEFAULT_SUBNET.parse().expect("the default subnet parses");
-    let first_holder = holder_of(&default).map(|t| format!("{} ({})", t.net, t.holder));
+    let first_holder = holder_of(&default).map(|t| {
+        if t.net == default {
+            t.holder.clone()
+        } else {
+            format!("{} ({})", t.net, t.holder)
+        }
+    });
     let candidates = (50u8..=255)
         .map(|third| Ipv4Net::new(Ipv4Addr::new(192, 168, third, 0), 24).expect("a /24 is valid"));
     for subnet in candidates {

@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 
+use crate::engine::objects::{Endpoint, PublishedPort};
 use crate::engine::{ContainerInfo, ContainerSpec, NetworkInfo, NetworkSpec, VolumeInfo};
 use crate::error::{Error, Result};
 use crate::labels;
@@ -22,6 +23,48 @@ pub struct World {
     pub networks: Vec<NetworkInfo>,
     pub volumes: Vec<VolumeInfo>,
     pub host_routes: Vec<TakenSubnet>,
+}
+
+impl World {
+    /// Counts a planned lab as made, so the next plan keeps off its subnet, addresses and
+    /// ports (several labs planned in one dry run).
+    pub fn reserve(&mut self, plan: &Plan) {
+        if plan.network.create {
+            self.networks.push(NetworkInfo {
+                name: plan.network.name.clone(),
+                driver: "bridge".into(),
+                subnets: vec![(plan.network.subnet, Some(plan.network.gateway))],
+                labels: plan.network_spec().labels,
+                attached: vec![],
+            });
+        }
+        for node in &plan.nodes {
+            self.containers.push(ContainerInfo {
+                name: node.name.clone(),
+                labels: plan.node_labels(node),
+                running: false,
+                state: "planned".into(),
+                endpoints: vec![Endpoint {
+                    network: plan.network.name.clone(),
+                    static_ip: Some(node.ip),
+                    ip: None,
+                }],
+                published: vec![PublishedPort {
+                    host_ip: Some(plan.publish),
+                    host_port: node.port,
+                }],
+            });
+        }
+    }
+
+    /// Leaves out everything of lab `name`, as `--replace` removes it before planning.
+    pub fn forget(&mut self, name: &str) {
+        let other =
+            |l: &HashMap<String, String>| l.get(labels::LAB).map(String::as_str) != Some(name);
+        self.containers.retain(|c| other(&c.labels));
+        self.volumes.retain(|v| other(&v.labels));
+        self.networks.retain(|n| other(&n.labels));
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -347,7 +390,6 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::objects::{Endpoint, PublishedPort};
     use crate::spec::Request;
 
     fn spec(name: &str) -> LabSpec {
@@ -550,6 +592,20 @@ mod tests {
                 .contains("network pghanet")
         );
         assert_eq!(plan.nodes[0].port, 6433);
+    }
+
+    #[test]
+    fn labs_planned_together_keep_off_each_other() {
+        let mut world = empty();
+        let first = plan(&spec("alice"), &world, &|_| false).unwrap();
+        world.reserve(&first);
+        let second = plan(&spec("bob"), &world, &|_| false).unwrap();
+        assert_eq!(second.network.subnet.to_string(), "192.168.51.0/24");
+        assert_eq!(second.nodes[0].port, 6437);
+        // The same name again is an existing lab; forgetting it (--replace) frees the name.
+        assert!(plan(&spec("alice"), &world, &|_| false).is_err());
+        world.forget("alice");
+        assert_eq!(plan(&spec("alice"), &world, &|_| false).unwrap(), first);
     }
 
     #[test]

@@ -128,7 +128,7 @@ fn conninfo(connect: &str, heading: &str) -> String {
 
 #[tokio::test]
 async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing() {
-    let d = setup(&[LAB]).await;
+    let (d, _sweep) = setup(&[LAB], None).await;
 
     // Create: every stage reported, with its time.
     let run = lab_ok(&["create", "--name", LAB, "--subnet", SUBNET]);
@@ -245,12 +245,38 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     let run = lab_ok(&["logs", "--name", LAB, &node(1), "patroni"]);
     assert!(run.stdout.contains("INFO:"), "{run}");
 
+    // Partition a replica, then heal it: it keeps its address and streams again.
+    let cut = replicas[0].clone();
+    let run = lab_ok(&["partition", "--name", LAB, &cut]);
+    assert!(run.stderr.contains("unchanged"), "{run}");
+    let status = lab_ok(&["status", "--name", LAB]).stdout;
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with(&cut) && l.contains("partitioned")),
+        "{status}"
+    );
+    lab_ok(&["heal", "--name", LAB, &cut]);
+    assert_eq!(
+        address(&d, &cut, "ithanet").await.unwrap(),
+        format!("10.240.0.{}", 9 + cut[4..].parse::<usize>().unwrap())
+    );
+    let (primary, replicas) = patroni_healthy(&d, &node(1), 3).await;
+    replicates(&d, &primary, &replicas, "after-heal").await;
+
+    // A node still cut off when the lab stops is back on the network when it starts.
+    lab_ok(&["partition", "--name", LAB, &cut]);
+
     // Stop and start: the same cluster comes back, with no crash recovery.
     lab_ok(&["stop", "--name", LAB]);
     for i in 1..=5 {
         assert!(!running(&d, &node(i)).await);
     }
     lab_ok(&["start", "--name", LAB]);
+    assert!(
+        address(&d, &cut, "ithanet").await.is_some(),
+        "{cut} is back on ithanet"
+    );
     assert_eq!(etcd_healthy(&d, 5).await, members, "the same etcd members");
     let (primary, replicas) = patroni_healthy(&d, &node(2), 3).await;
     assert_eq!(
@@ -306,24 +332,18 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     assert!(replicas.contains(&primary));
     replicates(&d, &new_primary, &replicas, "after-failover").await;
 
-    // Partition a replica, then heal it: it keeps its address and streams again.
-    let cut = replicas[0].clone();
-    let run = lab_ok(&["partition", "--name", LAB, &cut]);
-    assert!(run.stderr.contains("unchanged"), "{run}");
-    let status = lab_ok(&["status", "--name", LAB]).stdout;
+    // Two nodes down at once, a replica and an etcd-only member, then both back together.
+    let run = lab_ok(&["kill", "--name", LAB, &replicas[0]]);
     assert!(
-        status
-            .lines()
-            .any(|l| l.starts_with(&cut) && l.contains("partitioned")),
-        "{status}"
+        run.stderr
+            .contains(&format!("leader {new_primary} unchanged")),
+        "{run}"
     );
-    lab_ok(&["heal", "--name", LAB, &cut]);
-    assert_eq!(
-        address(&d, &cut, "ithanet").await.unwrap(),
-        format!("10.240.0.{}", 9 + cut[4..].parse::<usize>().unwrap())
-    );
-    let (primary, replicas) = patroni_healthy(&d, &node(1), 3).await;
-    replicates(&d, &primary, &replicas, "after-heal").await;
+    let run = lab_ok(&["kill", "--name", LAB, &node(4)]);
+    assert!(run.stderr.contains("etcd: 3 of 5 up"), "{run}");
+    lab_ok(&["start", "--name", LAB, &replicas[0], &node(4)]);
+    etcd_healthy(&d, 5).await;
+    patroni_healthy(&d, &new_primary, 3).await;
 
     // Losing the etcd quorum, and getting it back.
     let run = lab_ok(&["etcd", "stop", "--name", LAB, &node(3), &node(4), &node(5)]);

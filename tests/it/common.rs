@@ -20,7 +20,16 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-pub const IMAGE: &str = "pgha-lab:17-g1";
+/// The lab image the binary under test uses, read from its definition so the tests follow
+/// every generation.
+pub fn image() -> &'static str {
+    const DEFINITION: &str = include_str!("../../src/image/definition.rs");
+    DEFINITION
+        .lines()
+        .find_map(|l| l.strip_prefix("pub const IMAGE: &str = \""))
+        .and_then(|rest| rest.strip_suffix("\";"))
+        .expect("the image tag is defined in src/image/definition.rs")
+}
 /// Marks objects a test made itself (foreign to every lab).
 pub const TEST_LABEL: &str = "io.pgha-lab.test";
 const LAB_LABEL: &str = "io.pgha-lab.lab";
@@ -79,8 +88,9 @@ pub async fn docker() -> Docker {
 /// Fails the test early, and clearly, when the image was not built first.
 pub async fn require_image(d: &Docker) {
     assert!(
-        d.inspect_image(IMAGE).await.is_ok(),
-        "the lab image {IMAGE} is missing: run the tests with scripts/test.sh, which builds it"
+        d.inspect_image(image()).await.is_ok(),
+        "the lab image {} is missing: run the tests with scripts/test.sh, which builds it",
+        image()
     );
 }
 
@@ -147,7 +157,7 @@ pub async fn sweep(d: &Docker, labs: &[&str]) {
 }
 
 /// Removes the objects a test made itself (by TEST_LABEL=value).
-pub async fn sweep_test_objects(d: &Docker, value: &str) {
+async fn sweep_test_objects(d: &Docker, value: &str) {
     remove_carrying(d, &format!("{TEST_LABEL}={value}")).await;
 }
 
@@ -157,13 +167,50 @@ pub async fn labelled(d: &Docker, lab: &str) -> (usize, usize, usize) {
     (c.len(), v.len(), n.len())
 }
 
-/// The Engine, for a test that owns the labs `labs`: the image is checked and whatever an
-/// earlier run of the test left is swept.
-pub async fn setup(labs: &[&str]) -> Docker {
+/// Sweeps a test's labs and own objects when dropped, so a failing test leaves nothing behind
+/// for the tests after it.
+pub struct Sweep {
+    labs: Vec<String>,
+    tag: Option<String>,
+}
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        let (labs, tag) = (self.labs.clone(), self.tag.clone());
+        // The test's own runtime may be gone or panicking: a fresh one on its own thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the sweep");
+            runtime.block_on(async {
+                let d = docker().await;
+                let labs: Vec<&str> = labs.iter().map(String::as_str).collect();
+                sweep(&d, &labs).await;
+                if let Some(tag) = tag {
+                    sweep_test_objects(&d, &tag).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The Engine, for a test that owns the labs `labs` and the objects tagged `tag`: the image is
+/// checked, whatever an earlier run left is swept now, and what this run leaves is swept when
+/// the returned guard drops.
+pub async fn setup(labs: &[&str], tag: Option<&str>) -> (Docker, Sweep) {
     let d = docker().await;
     require_image(&d).await;
     sweep(&d, labs).await;
-    d
+    if let Some(tag) = tag {
+        sweep_test_objects(&d, tag).await;
+    }
+    let guard = Sweep {
+        labs: labs.iter().map(|l| l.to_string()).collect(),
+        tag: tag.map(str::to_string),
+    };
+    (d, guard)
 }
 
 /// A command's exit code and stdout inside a container.
@@ -311,7 +358,7 @@ pub async fn foreign_stopped_container(
     tag: &str,
 ) {
     let body = ContainerCreateBody {
-        image: Some(IMAGE.into()),
+        image: Some(image().into()),
         labels: Some(HashMap::from([(TEST_LABEL.to_string(), tag.to_string())])),
         exposed_ports: port.map(|_| vec!["5432/tcp".to_string()]),
         host_config: Some(HostConfig {

@@ -11,8 +11,7 @@ const TAG: &str = "image";
 
 #[tokio::test]
 async fn the_image_holds_the_training_stack_and_no_private_key() {
-    let d = setup(&[]).await;
-    sweep_test_objects(&d, TAG).await;
+    let (d, _sweep) = setup(&[], Some(TAG)).await;
     let name = "pgha-lab-it-image";
     d.create_container(
         Some(CreateContainerOptions {
@@ -20,7 +19,7 @@ async fn the_image_holds_the_training_stack_and_no_private_key() {
             ..Default::default()
         }),
         ContainerCreateBody {
-            image: Some(IMAGE.into()),
+            image: Some(image().into()),
             labels: Some(HashMap::from([(TEST_LABEL.to_string(), TAG.to_string())])),
             ..Default::default()
         },
@@ -114,5 +113,4 @@ async fn the_image_holds_the_training_stack_and_no_private_key() {
     let info = lab_ok(&["image", "info"]);
     assert!(info.stdout.contains("PostgreSQL  17."), "{info}");
     assert!(info.stdout.contains("Patroni     4."), "{info}");
-    sweep_test_objects(&d, TAG).await;
 }

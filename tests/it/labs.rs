@@ -8,7 +8,7 @@ use crate::common::*;
 #[tokio::test]
 async fn two_labs_side_by_side_are_healthy_with_their_own_subnets_and_ports() {
     let labs = ["itside-a", "itside-b"];
-    let d = setup(&labs).await;
+    let (d, _sweep) = setup(&labs, None).await;
 
     lab_ok(&["create", "--name", "itside", "--count", "2", "--nodes", "3"]);
     let mut subnets = Vec::new();

@@ -7,8 +7,7 @@ use crate::common::*;
 #[tokio::test]
 async fn a_stopped_foreign_container_keeps_its_address_and_destroy_spares_it() {
     let (lab_name, tag, network) = ("itshare", "shared", "pgha-it-shared");
-    let d = setup(&[lab_name]).await;
-    sweep_test_objects(&d, tag).await;
+    let (d, _sweep) = setup(&[lab_name], Some(tag)).await;
     foreign_network(&d, network, "10.231.0.0/24", tag).await;
     // The address the lab would take first (offset 10), held only in a stopped container's
     // endpoint configuration.
@@ -71,14 +70,12 @@ async fn a_stopped_foreign_container_keeps_its_address_and_destroy_spares_it() {
     assert_eq!(labelled(&d, lab_name).await, (0, 0, 0));
     assert!(network_subnet(&d, network).await.is_some());
     assert!(running(&d, "pgha-it-holder").await);
-    sweep_test_objects(&d, tag).await;
 }
 
 #[tokio::test]
 async fn a_stopped_foreign_container_publishing_a_port_is_avoided() {
     let (lab_name, tag) = ("itport", "port");
-    let d = setup(&[lab_name]).await;
-    sweep_test_objects(&d, tag).await;
+    let (d, _sweep) = setup(&[lab_name], Some(tag)).await;
 
     // The dry run shows the port the lab would take (6432 on a clean engine) and makes nothing.
     let plan = lab_ok(&[
@@ -123,13 +120,12 @@ async fn a_stopped_foreign_container_publishing_a_port_is_avoided() {
 
     lab_ok(&["destroy", "--name", lab_name]);
     assert_eq!(labelled(&d, lab_name).await, (0, 0, 0));
-    sweep_test_objects(&d, tag).await;
 }
 
 #[tokio::test]
 async fn stop_and_start_keep_addresses_ports_and_aliases() {
     let lab_name = "itpower";
-    let d = setup(&[lab_name]).await;
+    let (d, _sweep) = setup(&[lab_name], None).await;
     lab_ok(&[
         "create",
         "--name",
@@ -193,7 +189,7 @@ async fn stop_and_start_keep_addresses_ports_and_aliases() {
 #[tokio::test]
 async fn two_creates_at_once_never_share_a_subnet_address_or_port() {
     let labs = ["itrace-a", "itrace-b"];
-    let d = setup(&labs).await;
+    let (d, _sweep) = setup(&labs, None).await;
     let spawned: Vec<_> = labs
         .iter()
         .map(|name| {
@@ -246,8 +242,7 @@ async fn two_creates_at_once_never_share_a_subnet_address_or_port() {
 #[tokio::test]
 async fn bad_input_is_refused_clearly_and_leaves_nothing() {
     let (lab_name, tag) = ("itbad", "bad");
-    let d = setup(&[lab_name]).await;
-    sweep_test_objects(&d, tag).await;
+    let (d, _sweep) = setup(&[lab_name], Some(tag)).await;
 
     let refusals: [(&[&str], &str); 5] = [
         (&["create", "--name", "Bad_Name"], "invalid lab name"),
@@ -325,14 +320,13 @@ async fn bad_input_is_refused_clearly_and_leaves_nothing() {
         run.stderr.contains("there is no lab called itnosuch"),
         "{run}"
     );
-    sweep_test_objects(&d, tag).await;
 }
 
 /// A create that fails midway removes everything it made; with --keep-on-failure it stays.
 #[tokio::test]
 async fn a_failed_create_rolls_back_unless_asked_to_keep() {
     let lab_name = "itfail";
-    let d = setup(&[lab_name]).await;
+    let (d, _sweep) = setup(&[lab_name], None).await;
     // A plain Debian image has none of the lab's tools, so the bootstrap's first stage fails
     // after the network, volumes and containers exist.
     let base = if d.inspect_image("pgha-lab-base:trixie").await.is_ok() {
