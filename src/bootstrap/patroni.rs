@@ -28,10 +28,29 @@ pub struct MemberState {
     pub database_system_identifier: Option<String>,
     #[serde(default)]
     pub xlog: Option<Xlog>,
-    /// PostgreSQL's own WAL receiver status, read at the same moment: Patroni refreshes
-    /// replication_state only once per loop_wait.
+    /// PostgreSQL's own WAL receiver, read at the same moment: Patroni refreshes
+    /// replication_state only once per loop_wait, and does not say where a replica streams
+    /// from.
     #[serde(skip)]
-    pub wal_receiver: Option<String>,
+    pub receiver: Option<Receiver>,
+}
+
+/// A replica's WAL receiver: its status and the host it receives from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receiver {
+    pub status: String,
+    pub sender: String,
+}
+
+impl Receiver {
+    /// From `status sender_host`, as the probe prints it; None when there is no receiver.
+    fn parse(line: &str) -> Option<Receiver> {
+        let mut words = line.split_whitespace();
+        Some(Receiver {
+            status: words.next()?.to_string(),
+            sender: words.next().unwrap_or("").to_string(),
+        })
+    }
 }
 
 /// WAL positions: `location` on a primary, the received and replayed ones on a replica.
@@ -50,8 +69,16 @@ impl MemberState {
 
     pub fn is_streaming(&self) -> bool {
         self.role == "replica"
-            && (self.replication_state.as_deref() == Some("streaming")
-                || self.wal_receiver.as_deref() == Some("streaming"))
+            && match &self.receiver {
+                Some(r) => r.status == "streaming",
+                None => self.replication_state.as_deref() == Some("streaming"),
+            }
+    }
+
+    /// Streaming from `primary`, as its own WAL receiver says: a receiver still attached to a
+    /// primary that was cut off reads "streaming" until wal_receiver_timeout.
+    pub fn streams_from(&self, primary: &str) -> bool {
+        self.is_streaming() && self.receiver.as_ref().is_some_and(|r| r.sender == primary)
     }
 
     /// How many bytes of WAL this replica has yet to replay from `primary`.
@@ -63,8 +90,12 @@ impl MemberState {
 
     /// "replica streaming", "primary running", ...
     pub fn describe(&self) -> String {
-        if self.is_streaming() {
-            return "replica streaming".into();
+        match &self.receiver {
+            Some(r) if self.is_streaming() && !r.sender.is_empty() => {
+                return format!("replica streaming from {}", r.sender);
+            }
+            _ if self.is_streaming() => return "replica streaming".into(),
+            _ => {}
         }
         match &self.replication_state {
             Some(r) if self.role == "replica" => format!("replica {r}"),
@@ -193,7 +224,8 @@ pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
             node,
             "postgres",
             "curl -s --max-time 3 http://localhost:8008/patroni; echo; echo '-----'; \
-             psql -XAtc 'SELECT status FROM pg_stat_wal_receiver' 2>/dev/null; true",
+             psql -XAtc \"SELECT status || ' ' || coalesce(sender_host, '') FROM \
+             pg_stat_wal_receiver\" 2>/dev/null; true",
             Duration::from_secs(15),
         )
         .await;
@@ -207,7 +239,7 @@ pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
     Ok(serde_json::from_str::<MemberState>(rest.trim())
         .ok()
         .map(|m| MemberState {
-            wal_receiver: Some(receiver.trim().to_string()).filter(|r| !r.is_empty()),
+            receiver: Receiver::parse(receiver),
             ..m
         }))
 }
@@ -245,20 +277,6 @@ async fn wait_primary(ctx: &Ctx<'_>, node: &str, deadline: Duration) -> Result<(
             )
             .await),
     }
-}
-
-/// The node a replica streams from, as its WAL receiver says.
-pub async fn upstream(ctx: &Ctx<'_>, replica: &str) -> Result<Option<String>> {
-    let out = ctx
-        .sh(
-            replica,
-            "postgres",
-            "psql -XAtc 'SELECT sender_host FROM pg_stat_wal_receiver'",
-            Duration::from_secs(15),
-        )
-        .await?;
-    let host = out.stdout.trim();
-    Ok((out.ok() && !host.is_empty()).then(|| host.to_string()))
 }
 
 /// Waits until exactly one of `nodes` is a running primary and every other one streams.
@@ -348,7 +366,7 @@ fn healthy(states: &[(String, Option<MemberState>)]) -> std::result::Result<Heal
             continue;
         }
         match state {
-            Some(s) if s.is_streaming() => {}
+            Some(s) if s.streams_from(primary) => {}
             _ => return Err(format!("{node}: not streaming yet ({})", summary(states))),
         }
     }
@@ -395,12 +413,19 @@ mod tests {
         "replication_state":"streaming","database_system_identifier":"7575415324175827441"}"#;
     const STARTING: &str = r#"{"state":"starting","role":"replica"}"#;
 
+    /// A replica whose WAL receiver streams from `primary`.
+    fn streaming_from(primary: &str) -> Option<MemberState> {
+        let mut m = state(STREAMING)?;
+        m.receiver = Receiver::parse(&format!("streaming {primary}"));
+        Some(m)
+    }
+
     #[test]
     fn one_primary_and_streaming_replicas_is_healthy() {
         let states = vec![
             ("pgha1".to_string(), state(PRIMARY)),
-            ("pgha2".to_string(), state(STREAMING)),
-            ("pgha3".to_string(), state(STREAMING)),
+            ("pgha2".to_string(), streaming_from("pgha1")),
+            ("pgha3".to_string(), streaming_from("pgha1")),
         ];
         let h = healthy(&states).unwrap();
         assert_eq!(h.primary, "pgha1");
@@ -440,9 +465,26 @@ mod tests {
         let mut m = state(STARTING).unwrap();
         m.state = "running".into();
         assert!(!m.is_streaming());
-        m.wal_receiver = Some("streaming".into());
+        m.receiver = Receiver::parse("streaming pgha1");
         assert!(m.is_streaming());
-        assert_eq!(m.describe(), "replica streaming");
+        assert!(m.streams_from("pgha1"));
+        assert_eq!(m.describe(), "replica streaming from pgha1");
+    }
+
+    #[test]
+    fn a_replica_still_attached_to_a_lost_primary_is_not_healthy() {
+        let mut stale = state(STREAMING).unwrap();
+        stale.receiver = Receiver::parse("streaming pgha1");
+        let states = vec![
+            ("pgha2".to_string(), state(PRIMARY)),
+            ("pgha3".to_string(), Some(stale)),
+        ];
+        assert!(
+            healthy(&states)
+                .unwrap_err()
+                .starts_with("pgha3: not streaming")
+        );
+        assert_eq!(Receiver::parse(""), None);
     }
 
     #[test]
@@ -452,12 +494,12 @@ mod tests {
         let states = vec![
             ("pgha1".to_string(), state(PRIMARY)),
             ("pgha2".to_string(), Some(running)),
-            ("pgha3".to_string(), state(STREAMING)),
+            ("pgha3".to_string(), streaming_from("pgha1")),
         ];
         assert_eq!(waits_for_its_slot(&states).as_deref(), Some("pgha1"));
         let settled = vec![
             ("pgha1".to_string(), state(PRIMARY)),
-            ("pgha2".to_string(), state(STREAMING)),
+            ("pgha2".to_string(), streaming_from("pgha1")),
         ];
         assert_eq!(waits_for_its_slot(&settled), None);
     }

@@ -23,7 +23,7 @@ async fn primary_now(engine: &Engine, lab: &Lab) -> Result<Option<String>> {
 }
 
 /// Waits for a running primary among `candidates` (other than `not`) with every other
-/// candidate streaming; returns it and its replicas' upstreams, described.
+/// candidate streaming from it; returns it and its replicas, described.
 async fn wait_new_primary(
     engine: &Engine,
     name: &str,
@@ -51,20 +51,13 @@ async fn wait_new_primary(
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let healthy = patroni::wait_healthy(&ctx, candidates, REJOIN).await?;
-    Ok((primary, streaming_from(&ctx, &healthy.replicas).await?))
-}
-
-/// "pgha3 now streaming from pgha2" for each replica.
-async fn streaming_from(ctx: &Ctx<'_>, replicas: &[String]) -> Result<String> {
-    let mut parts = Vec::new();
-    for r in replicas {
-        let from = patroni::upstream(ctx, r).await?;
-        parts.push(format!(
-            "{r} streaming from {}",
-            from.as_deref().unwrap_or("?")
-        ));
-    }
-    Ok(parts.join(", "))
+    let streams = healthy
+        .replicas
+        .iter()
+        .map(|r| format!("{r} streaming from {primary}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((primary, streams))
 }
 
 async fn etcd_health(engine: &Engine, name: &str) -> Result<String> {
@@ -195,13 +188,7 @@ async fn rejoined(
             let state = if *node == healthy.primary {
                 "primary".to_string()
             } else {
-                format!(
-                    "replica streaming from {}",
-                    patroni::upstream(&ctx, node)
-                        .await?
-                        .as_deref()
-                        .unwrap_or("?")
-                )
+                format!("replica streaming from {}", healthy.primary)
             };
             report.push(format!(
                 "{node} {state} after {}{}",
