@@ -104,6 +104,25 @@ impl<'a> Ctx<'a> {
             .await)
     }
 
+    /// `must` on every node of `nodes` at once.
+    pub async fn must_on<N: AsRef<str>>(
+        &self,
+        nodes: &[N],
+        stage: Stage,
+        user: &str,
+        script: &str,
+        timeout: Duration,
+        log: Option<&str>,
+    ) -> Result<()> {
+        futures_util::future::try_join_all(
+            nodes
+                .iter()
+                .map(|n| self.must(stage, n.as_ref(), user, script, timeout, log)),
+        )
+        .await
+        .map(drop)
+    }
+
     /// A stage error for `node`, with the end of `log` read from it.
     pub async fn failure(
         &self,

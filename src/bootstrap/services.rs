@@ -22,17 +22,9 @@ pub async fn stop(ctx: &Ctx<'_>) -> Result<String> {
     }
     // Replicas first: a primary stopping while replicas run would hand its leadership over.
     for group in [&replicas, &primaries] {
-        futures_util::future::try_join_all(group.iter().map(|n| {
-            ctx.must(
-                Stage::Patroni,
-                n,
-                "root",
-                "stopPatroni",
-                Duration::from_secs(150),
-                Some(patroni::LOG),
-            )
-        }))
-        .await?;
+        let (wait, log) = (Duration::from_secs(150), Some(patroni::LOG));
+        ctx.must_on(group, Stage::Patroni, "root", "stopPatroni", wait, log)
+            .await?;
     }
     let etcd: Vec<&str> = facts
         .iter()
@@ -49,17 +41,9 @@ pub async fn stop(ctx: &Ctx<'_>) -> Result<String> {
     let (last, first): (Vec<&str>, Vec<&str>) =
         etcd.iter().partition(|n| Some(**n) == leader.as_deref());
     for group in [first, last] {
-        futures_util::future::try_join_all(group.iter().map(|n| {
-            ctx.must(
-                Stage::Etcd,
-                n,
-                "root",
-                "stopEtcd",
-                Duration::from_secs(60),
-                Some(etcd::LOG),
-            )
-        }))
-        .await?;
+        let (wait, log) = (Duration::from_secs(60), Some(etcd::LOG));
+        ctx.must_on(&group, Stage::Etcd, "root", "stopEtcd", wait, log)
+            .await?;
     }
     let mut done = Vec::new();
     if !replicas.is_empty() || !primaries.is_empty() {
@@ -119,33 +103,22 @@ async fn launch(ctx: &Ctx<'_>, nodes: &[String]) -> Result<(Vec<String>, Vec<Str
         .into_iter()
         .filter(|f| nodes.contains(&f.node))
         .collect();
-    futures_util::future::try_join_all(facts.iter().filter(|f| f.host_keys).map(|f| {
-        ctx.must(
-            Stage::Access,
-            &f.node,
-            "root",
-            "startSshd",
-            Duration::from_secs(30),
-            None,
-        )
-    }))
-    .await?;
+    let sshd: Vec<&str> = facts
+        .iter()
+        .filter(|f| f.host_keys)
+        .map(|f| f.node.as_str())
+        .collect();
+    let wait = Duration::from_secs(30);
+    ctx.must_on(&sshd, Stage::Access, "root", "startSshd", wait, None)
+        .await?;
     let etcd_nodes: Vec<String> = facts
         .iter()
         .filter(|f| f.etcd_config && f.etcd_data)
         .map(|f| f.node.clone())
         .collect();
-    futures_util::future::try_join_all(etcd_nodes.iter().map(|n| {
-        ctx.must(
-            Stage::Etcd,
-            n,
-            "postgres",
-            "startEtcd",
-            Duration::from_secs(30),
-            Some(etcd::LOG),
-        )
-    }))
-    .await?;
+    let log = Some(etcd::LOG);
+    ctx.must_on(&etcd_nodes, Stage::Etcd, "postgres", "startEtcd", wait, log)
+        .await?;
     let pg_nodes: Vec<String> = facts
         .iter()
         .filter(|f| f.patroni_config && f.pg_data)
