@@ -7,7 +7,7 @@ use crate::engine::{UploadFile, archive};
 
 /// The image `lab create` uses unless told otherwise. The part after "17-g" is the generation:
 /// raise it whenever `docker/` changes, so labs never silently run on an older definition.
-pub const IMAGE: &str = "pgha-lab:17-g1";
+pub const IMAGE: &str = "pgha-lab:17-g2";
 /// Where a registry is reachable, the image builds on this.
 pub const REGISTRY_BASE: (&str, &str) = ("debian", "trixie-slim");
 /// Where none is, on this: Debian trixie debootstrapped from the package mirror and imported.
@@ -27,6 +27,21 @@ pub mod label {
 const FILES: &[(&str, &str, u32)] = &[
     ("Dockerfile", include_str!("../../docker/Dockerfile"), 0o644),
     (
+        "rootfs/createRoles.sh",
+        include_str!("../../docker/rootfs/createRoles.sh"),
+        0o755,
+    ),
+    (
+        "rootfs/etcdSetup.sh",
+        include_str!("../../docker/rootfs/etcdSetup.sh"),
+        0o755,
+    ),
+    (
+        "rootfs/patroniSetup.sh",
+        include_str!("../../docker/rootfs/patroniSetup.sh"),
+        0o755,
+    ),
+    (
         "rootfs/etc/profile.d/pgha-lab.sh",
         include_str!("../../docker/rootfs/etc/profile.d/pgha-lab.sh"),
         0o644,
@@ -39,6 +54,11 @@ const FILES: &[(&str, &str, u32)] = &[
     (
         "rootfs/etc/ssh/sshd_config.d/pgha-lab.conf",
         include_str!("../../docker/rootfs/etc/ssh/sshd_config.d/pgha-lab.conf"),
+        0o644,
+    ),
+    (
+        "rootfs/etc/sudoers.d/pgha-lab",
+        include_str!("../../docker/rootfs/etc/sudoers.d/pgha-lab"),
         0o644,
     ),
     (
