@@ -79,6 +79,19 @@ impl Roles {
         names.join(",")
     }
 
+    /// The /etc/hosts aliases of node `index` with these roles: etcdN for an etcd member,
+    /// pgbackrest1 for the repository host.
+    pub fn aliases(self, index: usize) -> Vec<String> {
+        let mut aliases = Vec::new();
+        if self.etcd {
+            aliases.push(format!("etcd{index}"));
+        }
+        if self.repo {
+            aliases.push("pgbackrest1".into());
+        }
+        aliases
+    }
+
     pub fn from_label(text: &str) -> Roles {
         let has = |r: &str| text.split(',').any(|x| x.trim() == r);
         Roles {

@@ -77,13 +77,21 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     })
 }
 
+/// Shell that tries ssh as the current user to each of `nodes` and prints `WORD NODE ERROR` for
+/// each one it cannot reach.
+pub fn ssh_probe(nodes: &[&str], word: &str) -> String {
+    format!(
+        "for h in {}; do err=$(ssh -n -o BatchMode=yes -o ConnectTimeout=5 $h true 2>&1) \
+         || echo \"{word} $h $err\"; done",
+        nodes.join(" ")
+    )
+}
+
 /// Every node logs in to every node (itself included) as postgres, without a password.
 async fn verify(ctx: &Ctx<'_>) -> Result<()> {
-    let names = ctx.lab.node_names().join(" ");
-    let script = format!(
-        "for h in {names}; do err=$(ssh -n -o BatchMode=yes -o ConnectTimeout=5 $h true 2>&1) \
-         || echo \"$h unreachable: $err\"; done"
-    );
+    let names = ctx.lab.node_names();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let script = ssh_probe(&names, "unreachable");
     futures_util::future::try_join_all(ctx.lab.nodes.iter().map(|node| {
         let script = &script;
         async move {

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use super::facts::of;
 use super::{Ctx, Facts, Outcome, patroni, wait_for};
 use crate::error::{Error, Result};
-use crate::render::{ARCHIVE_COMMAND, PATRONI_CONF, PGBACKREST_CONF, STANZA};
+use crate::render::{
+    ARCHIVE_COMMAND, PATRONI_CONF, PGBACKREST_CONF, STANZA, archives_to_pgbackrest,
+};
 use crate::spec::Stage;
 
 const LOGS: &str = "/var/log/pgbackrest/pgha-*.log";
@@ -159,14 +161,17 @@ fn parse_info(json: &str) -> Option<Info> {
 /// Whether every PostgreSQL node runs with pgBackRest's archive_command.
 async fn archive_command_set(ctx: &Ctx<'_>) -> Result<bool> {
     for node in ctx.lab.postgres_nodes() {
-        if archive_command(ctx, &node.name).await?.as_deref() != Some(ARCHIVE_COMMAND) {
+        if !archive_command(ctx, &node.name)
+            .await?
+            .is_some_and(|c| archives_to_pgbackrest(&c))
+        {
             return Ok(false);
         }
     }
     Ok(true)
 }
 
-async fn archive_command(ctx: &Ctx<'_>, node: &str) -> Result<Option<String>> {
+pub async fn archive_command(ctx: &Ctx<'_>, node: &str) -> Result<Option<String>> {
     let out = ctx
         .sh(
             node,
@@ -184,7 +189,10 @@ async fn set_archive_command(ctx: &Ctx<'_>) -> Result<()> {
     let nodes = ctx.lab.postgres_names();
     let healthy = patroni::wait_healthy(ctx, &nodes, Duration::from_secs(60)).await?;
     let primary = &healthy.primary;
-    if archive_command(ctx, primary).await?.as_deref() != Some(ARCHIVE_COMMAND) {
+    if !archive_command(ctx, primary)
+        .await?
+        .is_some_and(|c| archives_to_pgbackrest(&c))
+    {
         let set = ctx
             .engine
             .exec(
@@ -219,7 +227,7 @@ async fn set_archive_command(ctx: &Ctx<'_>) -> Result<()> {
             Duration::from_millis(500),
             || async {
                 Ok(match archive_command(ctx, node).await? {
-                    Some(c) if c == ARCHIVE_COMMAND => Ok(()),
+                    Some(c) if archives_to_pgbackrest(&c) => Ok(()),
                     other => Err(other.unwrap_or_else(|| "no answer from psql".into())),
                 })
             },

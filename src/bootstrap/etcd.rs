@@ -1,5 +1,6 @@
-//! Stage 2, etcd: /pgha/config/etcd.yaml on every member, etcd started everywhere, done when
-//! every member reports healthy and exactly one leads. Also the etcd view `lab status` and the
+//! Stage 2, etcd: /pgha/config/etcd.yaml on every member, written by the course's own
+//! `/etcdSetup.sh -y` as a trainee runs it, etcd started everywhere, done when every member
+//! reports healthy and exactly one leads. Also the etcd view `lab status` and the
 //! drills read.
 
 use std::time::Duration;
@@ -9,10 +10,11 @@ use serde::Deserialize;
 use super::facts::of;
 use super::{Ctx, Facts, Outcome, wait_for};
 use crate::error::Result;
-use crate::render::ETCD_CONF;
 use crate::spec::{Stage, quorum};
 
 pub const LOG: &str = "/var/log/etcd/etcd-standalone.log";
+/// The course's command for this node's etcd.yaml (and patroniVars), from NODELIST.
+pub const SETUP: &str = "/etcdSetup.sh -y";
 
 /// The etcd cluster as its members report it.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,8 +67,15 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     futures_util::future::try_join_all(members.iter().map(|n| async move {
         // A configuration already there (written by hand, or by an earlier run) is kept.
         if !of(facts, &n.name).etcd_config {
-            let yaml = ctx.cluster.etcd_yaml(ctx.member(&n.name));
-            ctx.upload(&n.name, ETCD_CONF, yaml, 0o644).await?;
+            ctx.must(
+                Stage::Etcd,
+                &n.name,
+                "postgres",
+                SETUP,
+                Duration::from_secs(30),
+                None,
+            )
+            .await?;
         }
         ctx.must(
             Stage::Etcd,

@@ -9,11 +9,16 @@ pub const PROBE: &str = "\
 [ -s /pgha/config/etcd.yaml ] && echo etcd_config
 [ -d /pgha/data/etcd/member ] && echo etcd_data
 pgrep -x etcd >/dev/null && echo etcd_running
+[ -s /pgha/config/patroniVars ] && echo patroni_vars
 [ -s /pgha/config/patroni.yaml ] && echo patroni_config
 [ -s /pgha/config/createRoles.sh ] && echo create_roles
 [ -f /pgdata/17/data/PG_VERSION ] && echo pg_data
+pg_controldata /pgdata/17/data 2>/dev/null | grep -qx 'Database cluster state: *shut down' \\
+    && echo pg_clean_primary
 pgrep -x patroni >/dev/null && echo patroni_running
 [ -s /pgha/config/pgbackrest.conf ] && echo pgbackrest_config
+grep -qs '^repo1-path=' /pgha/config/pgbackrest.conf && echo repo_config
+grep -qs '^repo1-host=' /pgha/config/pgbackrest.conf && echo repo_client
 true";
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -24,11 +29,18 @@ pub struct Facts {
     pub etcd_config: bool,
     pub etcd_data: bool,
     pub etcd_running: bool,
+    pub patroni_vars: bool,
     pub patroni_config: bool,
     pub create_roles: bool,
     pub pg_data: bool,
+    /// PostgreSQL was last shut down cleanly as a primary (not in recovery).
+    pub pg_clean_primary: bool,
     pub patroni_running: bool,
     pub pgbackrest_config: bool,
+    /// pgbackrest.conf holds a repository (the repository host's file).
+    pub repo_config: bool,
+    /// pgbackrest.conf points at a repository host (a database server's file).
+    pub repo_client: bool,
 }
 
 impl Facts {
@@ -44,11 +56,15 @@ impl Facts {
                 "etcd_config" => &mut f.etcd_config,
                 "etcd_data" => &mut f.etcd_data,
                 "etcd_running" => &mut f.etcd_running,
+                "patroni_vars" => &mut f.patroni_vars,
                 "patroni_config" => &mut f.patroni_config,
                 "create_roles" => &mut f.create_roles,
                 "pg_data" => &mut f.pg_data,
+                "pg_clean_primary" => &mut f.pg_clean_primary,
                 "patroni_running" => &mut f.patroni_running,
                 "pgbackrest_config" => &mut f.pgbackrest_config,
+                "repo_config" => &mut f.repo_config,
+                "repo_client" => &mut f.repo_client,
                 _ => continue,
             };
             *flag = true;
@@ -84,11 +100,15 @@ mod tests {
             "etcd_config",
             "etcd_data",
             "etcd_running",
+            "patroni_vars",
             "patroni_config",
             "create_roles",
             "pg_data",
+            "pg_clean_primary",
             "patroni_running",
             "pgbackrest_config",
+            "repo_config",
+            "repo_client",
         ] {
             assert!(PROBE.contains(&format!("echo {word}\n")), "{word}");
             assert_ne!(Facts::parse("n", word), Facts::parse("n", ""), "{word}");

@@ -21,6 +21,7 @@ use crate::lab::Lab;
 use crate::progress::{Progress, seconds};
 use crate::render::{Cluster, Member};
 use crate::spec::{Credentials, Stage};
+pub use access::ssh_probe;
 pub use facts::Facts;
 
 /// What the bootstrap works with: the lab, its topology for rendering, and the way to reach it.
@@ -34,7 +35,6 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     pub fn new(engine: &'a Engine, lab: &'a Lab) -> Ctx<'a> {
         let cluster = Cluster {
-            lab: lab.name.clone(),
             members: lab
                 .nodes
                 .iter()

@@ -1,5 +1,6 @@
-//! Stage 3, patroni: patroni.yaml and createRoles.sh on every PostgreSQL node, validated by
-//! Patroni itself; the first node started and waited for as primary, then the others, each
+//! Stage 3, patroni: createRoles.sh and patroni.yaml on every PostgreSQL node, put there by the
+//! course's own commands (`cp -p /createRoles.sh /pgha/config/`, `/patroniSetup.sh`) and
+//! validated by Patroni itself; the first node started and waited for as primary, then the others, each
 //! waited for until it streams. The state is read live from every node's REST API, not from
 //! the DCS copy that refreshes only every loop_wait.
 
@@ -8,12 +9,16 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::facts::of;
-use super::{Ctx, Facts, Outcome, wait_for};
+use super::{Ctx, Facts, Outcome, etcd, wait_for};
 use crate::error::{Error, Result};
-use crate::render::{CREATE_ROLES, PATRONI_CONF, create_roles};
+use crate::render::PATRONI_CONF;
 use crate::spec::Stage;
 
 pub const LOG: &str = "/var/log/patroni/patroni.log";
+/// The course's commands for a node's post_bootstrap script and patroni.yaml.
+pub const COPY_ROLES: &str = "cp -p /createRoles.sh /pgha/config/";
+pub const SETUP: &str = "/patroniSetup.sh";
+const SETUP_WAIT: Duration = Duration::from_secs(30);
 
 /// A member as its REST API (`GET /patroni`) describes itself.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -137,31 +142,55 @@ impl Healthy {
 
 pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     let nodes = ctx.lab.postgres_names();
-    let credentials = super::credentials(ctx).await?;
-    futures_util::future::try_join_all(nodes.iter().map(|node| {
-        let credentials = &credentials;
-        async move {
-            let f = of(facts, node);
-            // What is already there (written by hand, or by an earlier run) is kept.
-            if !f.patroni_config {
-                let yaml = ctx.cluster.patroni_yaml(ctx.member(node), credentials);
-                ctx.upload(node, PATRONI_CONF, yaml, 0o600).await?;
+    futures_util::future::try_join_all(nodes.iter().map(|node| async move {
+        let f = of(facts, node);
+        // What is already there (written by hand, or by an earlier run) is kept.
+        if !f.create_roles {
+            ctx.must(
+                Stage::Patroni,
+                node,
+                "postgres",
+                COPY_ROLES,
+                SETUP_WAIT,
+                None,
+            )
+            .await?;
+        }
+        if !f.patroni_config {
+            if !f.patroni_vars {
+                // patroniVars comes from /etcdSetup.sh; an etcd configuration already there
+                // (a trainee's own, say) is kept as it was.
+                ctx.must(
+                    Stage::Patroni,
+                    node,
+                    "postgres",
+                    &format!(
+                        "set -e; cd /pgha/config; for f in etcd.yaml etcd.conf; do \
+                         [ -e $f ] && cp -p $f $f.kept; done; {}; for f in etcd.yaml \
+                         etcd.conf; do if [ -e $f.kept ]; then mv $f.kept $f; fi; done",
+                        etcd::SETUP
+                    ),
+                    SETUP_WAIT,
+                    None,
+                )
+                .await?;
             }
-            if !f.create_roles {
-                ctx.upload(node, CREATE_ROLES, create_roles(credentials), 0o700)
-                    .await?;
-            }
+            ctx.must(Stage::Patroni, node, "postgres", SETUP, SETUP_WAIT, None)
+                .await?;
+        }
+        // A running Patroni holds port 8008, which --validate-config would find taken.
+        if !f.patroni_running {
             ctx.must(
                 Stage::Patroni,
                 node,
                 "postgres",
                 &format!("patroni --validate-config {PATRONI_CONF}"),
-                Duration::from_secs(30),
+                SETUP_WAIT,
                 None,
             )
             .await?;
-            Ok::<_, Error>(())
         }
+        Ok::<_, Error>(())
     }))
     .await?;
 
@@ -254,7 +283,7 @@ pub async fn current_primary(ctx: &Ctx<'_>, nodes: &[String]) -> Result<Option<S
     Ok(None)
 }
 
-async fn wait_primary(ctx: &Ctx<'_>, node: &str, deadline: Duration) -> Result<()> {
+pub async fn wait_primary(ctx: &Ctx<'_>, node: &str, deadline: Duration) -> Result<()> {
     let waited = wait_for(deadline, Duration::from_millis(500), || async {
         Ok(match member(ctx, node).await? {
             Some(m) if m.is_primary() => Ok(()),

@@ -141,10 +141,7 @@ pub fn plan(spec: &LabSpec, world: &World, port_bound: &dyn Fn(u16) -> bool) -> 
         .zip(ports)
         .map(|((index, ip), port)| {
             let roles = spec.roles(index);
-            let mut aliases = vec![format!("etcd{index}")];
-            if roles.repo {
-                aliases.push("pgbackrest1".into());
-            }
+            let aliases = roles.aliases(index);
             NodePlan {
                 name: spec.node_name(index),
                 index,

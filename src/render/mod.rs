@@ -1,26 +1,29 @@
-//! The files the bootstrap writes into the nodes, rendered from the lab's topology with no I/O:
-//! etcd.yaml, patroni.yaml, createRoles.sh and pgbackrest.conf, laid out as the training
-//! material shows them so trainees recognise what they read. The longer ones are templates
-//! beside this file.
+//! The files `lab` writes into the nodes itself, rendered from the lab's topology with no I/O,
+//! and the course's fixed names and paths. etcd.yaml, patroni.yaml and createRoles.sh are not
+//! here: the course's own helpers in the image (/etcdSetup.sh, /patroniSetup.sh, /createRoles.sh)
+//! write them, for the bootstrap exactly as for a trainee. pgbackrest.conf has no helper in the
+//! course (the trainee types it), so it is rendered here, to the letter of the course's text.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use crate::spec::{Auth, Credentials, Roles};
+use crate::spec::Roles;
 
-/// Patroni's namespace and scope, and pgBackRest's stanza: the course's names in every lab.
-pub const NAMESPACE: &str = "pgha";
-pub const SCOPE: &str = "pgha_patroni_cluster";
+/// pgBackRest's stanza: the course's name in every lab.
 pub const STANZA: &str = "pgha";
-pub const REPLICATOR_PASSWORD: &str = "replicator";
+/// PostgreSQL's data directory, as the course has it.
 pub const PGDATA: &str = "/pgdata/17/data";
-pub const PG_BIN: &str = "/usr/lib/postgresql/17/bin";
-pub const ETCD_CONF: &str = "/pgha/config/etcd.yaml";
 pub const PATRONI_CONF: &str = "/pgha/config/patroni.yaml";
-pub const CREATE_ROLES: &str = "/pgha/config/createRoles.sh";
 pub const PGBACKREST_CONF: &str = "/pgha/config/pgbackrest.conf";
-/// What Patroni's dynamic configuration gets once the repository exists.
-pub const ARCHIVE_COMMAND: &str = "pgbackrest --stanza=pgha archive-push %p";
+/// What the course puts in Patroni's dynamic configuration once the repository exists.
+pub const ARCHIVE_COMMAND: &str =
+    r#"pgbackrest --stanza=pgha archive-push "/pgdata/17/data/pg_wal/%f""#;
+
+/// Whether an archive_command hands WAL to pgBackRest (the course's, or one a trainee wrote
+/// with %p).
+pub fn archives_to_pgbackrest(command: &str) -> bool {
+    command.contains("pgbackrest") && command.contains("archive-push")
+}
 
 /// One node as the renderers need it.
 #[derive(Debug, Clone)]
@@ -33,13 +36,7 @@ pub struct Member {
 /// The whole lab as the renderers need it.
 #[derive(Debug, Clone)]
 pub struct Cluster {
-    pub lab: String,
     pub members: Vec<Member>,
-}
-
-/// A YAML double-quoted scalar: JSON's string escaping is valid YAML.
-fn quoted(text: &str) -> String {
-    serde_json::Value::from(text).to_string()
 }
 
 impl Cluster {
@@ -51,14 +48,6 @@ impl Cluster {
         self.members.iter().filter(|m| m.roles.postgres)
     }
 
-    /// "pgha1:2379,pgha2:2379,...": etcd's client endpoints by name.
-    pub fn etcd_hosts(&self) -> String {
-        self.etcd_members()
-            .map(|m| format!("{}:2379", m.name))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
     /// "192.168.50.10:2379,...": the same by address, for etcdctl run by `lab` itself.
     pub fn etcd_endpoints(&self) -> String {
         self.etcd_members()
@@ -67,134 +56,50 @@ impl Cluster {
             .join(",")
     }
 
-    /// /pgha/config/etcd.yaml of `member`, in the --config-file form the course uses.
-    pub fn etcd_yaml(&self, member: &Member) -> String {
-        let initial: Vec<String> = self
-            .etcd_members()
-            .map(|m| format!("{}=http://{}:2380", m.name, m.ip))
-            .collect();
-        let ip = member.ip;
-        format!(
-            "name: {name}\n\
-             initial-cluster: \"{initial}\"\n\
-             initial-cluster-token: {lab}-token\n\
-             data-dir: /pgha/data/etcd\n\
-             initial-cluster-state: new\n\
-             initial-advertise-peer-urls: \"http://{ip}:2380\"\n\
-             listen-peer-urls: \"http://{ip}:2380\"\n\
-             listen-client-urls: \"http://{ip}:2379,http://localhost:2379\"\n\
-             advertise-client-urls: \"http://{ip}:2379\"\n",
-            name = member.name,
-            initial = initial.join(","),
-            lab = self.lab,
-        )
-    }
-
-    /// /pgha/config/patroni.yaml of `member`: the course's file, with its pg_hba placed where
-    /// Patroni 4 reads it (bootstrap.dcs.postgresql) and passwords from the lab's credentials.
-    pub fn patroni_yaml(&self, member: &Member, credentials: &Credentials) -> String {
-        fill(
-            include_str!("patroni.yaml"),
-            &[
-                ("namespace", NAMESPACE.into()),
-                ("scope", SCOPE.into()),
-                ("name", member.name.clone()),
-                ("etcd_hosts", self.etcd_hosts()),
-                ("password_encryption", encryption(credentials.auth).into()),
-                ("create_roles", CREATE_ROLES.into()),
-                ("pgdata", PGDATA.into()),
-                ("pg_bin", PG_BIN.into()),
-                ("replicator_password", quoted(REPLICATOR_PASSWORD)),
-                ("superuser_password", quoted(&credentials.password)),
-            ],
-        )
-    }
-
-    /// /pgha/config/pgbackrest.conf of `member`: the repository host's lists every PostgreSQL
-    /// node; a PostgreSQL node's points at the repository host as pgbackrest1.
+    /// /pgha/config/pgbackrest.conf of `member`, as the course has the trainee type it: the
+    /// repository host's lists every PostgreSQL node; a PostgreSQL node's points at the
+    /// repository host as pgbackrest1.
     pub fn pgbackrest_conf(&self, member: &Member) -> String {
-        let mut c = String::new();
+        let mut blocks: Vec<String> = Vec::new();
         if member.roles.repo {
-            let standbys = self.postgres_members().count() > 1;
-            c.push_str(
-                "[global]\n\
-                 repo1-path=/pgha/data/pgbackrest\n\
+            blocks.push("[global]".into());
+            blocks.push(
+                "repo1-path=/pgha/data/pgbackrest\n\
                  repo1-retention-archive-type=full\n\
-                 repo1-retention-full=2\n\
-                 \n\
-                 process-max=2\n\
-                 log-level-console=info\n\
-                 log-level-file=info\n\
-                 log-path=/var/log/pgbackrest\n\
-                 start-fast=y\n\
-                 delta=y\n",
+                 repo1-retention-full=2"
+                    .into(),
             );
-            if standbys {
-                c.push_str("backup-standby=y\n");
+            let mut tuning = "process-max=2\n\
+                              log-level-console=info\n\
+                              log-level-file=info\n\
+                              start-fast=y\n\
+                              delta=y"
+                .to_string();
+            // pgBackRest refuses backup-standby when there is no standby to back up from.
+            if self.postgres_members().count() > 1 {
+                tuning.push_str("\nbackup-standby=y");
             }
-            let _ = write!(c, "\n[{STANZA}]\n");
+            blocks.push(tuning);
+            blocks.push(format!("[{STANZA}]"));
             for (i, m) in self.postgres_members().enumerate() {
                 let n = i + 1;
+                let mut pg = String::new();
+                // The repository's own PostgreSQL, when it has one, is local: no host.
                 if m.name != member.name {
-                    let _ = writeln!(c, "pg{n}-host={}", m.name);
+                    let _ = writeln!(pg, "pg{n}-host={}", m.name);
                 }
-                let _ = write!(
-                    c,
-                    "pg{n}-port=5432\n\
-                     pg{n}-path={PGDATA}\n\
-                     pg{n}-socket-path=/var/run/postgresql\n\
-                     \n"
-                );
+                let _ = write!(pg, "pg{n}-port=5432\npg{n}-path={PGDATA}");
+                blocks.push(pg);
             }
         } else {
-            let _ = write!(
-                c,
-                "[global]\n\
-                 repo1-host=pgbackrest1\n\
-                 repo1-host-user=postgres\n\
-                 \n\
-                 process-max=4\n\
-                 log-level-console=info\n\
-                 log-level-file=debug\n\
-                 log-path=/var/log/pgbackrest\n\
-                 \n\
-                 [{STANZA}]\n\
-                 pg1-path={PGDATA}\n\
-                 pg1-socket-path=/var/run/postgresql\n"
-            );
+            blocks.push("[global]".into());
+            blocks.push("repo1-host=pgbackrest1\nrepo1-host-user=postgres".into());
+            blocks.push("process-max=4\nlog-level-console=info\nlog-level-file=debug".into());
+            blocks.push(format!("[{STANZA}]"));
+            blocks.push(format!("pg1-path={PGDATA}"));
         }
-        c
+        blocks.join("\n\n") + "\n"
     }
-}
-
-/// /pgha/config/createRoles.sh: Patroni runs it once on the first primary, passing a connection
-/// string, to create the replication role and set the passwords (--password, --md5).
-pub fn create_roles(credentials: &Credentials) -> String {
-    let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    fill(
-        include_str!("createRoles.sh"),
-        &[
-            ("password_encryption", encryption(credentials.auth).into()),
-            ("replicator_password", literal(REPLICATOR_PASSWORD)),
-            ("superuser_password", literal(&credentials.password)),
-        ],
-    )
-}
-
-fn encryption(auth: Auth) -> &'static str {
-    match auth {
-        Auth::Scram => "scram-sha-256",
-        Auth::Md5 => "md5",
-    }
-}
-
-/// Replaces each `{{key}}` of a template.
-fn fill(template: &str, values: &[(&str, String)]) -> String {
-    values
-        .iter()
-        .fold(template.to_string(), |text, (key, value)| {
-            text.replace(&format!("{{{{{key}}}}}"), value)
-        })
 }
 
 #[cfg(test)]
@@ -208,7 +113,6 @@ mod tests {
             repo: i == 5,
         };
         Cluster {
-            lab: "pgha".into(),
             members: (1..=5)
                 .map(|i| Member {
                     name: format!("pgha{i}"),
@@ -219,91 +123,62 @@ mod tests {
         }
     }
 
-    fn credentials(password: &str, auth: Auth) -> Credentials {
-        Credentials {
-            password: password.into(),
-            auth,
-        }
+    /// The repository host's file, as the course's "Create pgbackrest configuration file" shows
+    /// it.
+    const COURSE_REPO: &str = "[global]
+
+repo1-path=/pgha/data/pgbackrest
+repo1-retention-archive-type=full
+repo1-retention-full=2
+
+process-max=2
+log-level-console=info
+log-level-file=info
+start-fast=y
+delta=y
+backup-standby=y
+
+[pgha]
+
+pg1-host=pgha1
+pg1-port=5432
+pg1-path=/pgdata/17/data
+
+pg2-host=pgha2
+pg2-port=5432
+pg2-path=/pgdata/17/data
+
+pg3-host=pgha3
+pg3-port=5432
+pg3-path=/pgdata/17/data
+";
+
+    /// A database server's, as "Create pgbackrest.conf on database servers" shows it.
+    const COURSE_DB: &str = "[global]
+
+repo1-host=pgbackrest1
+repo1-host-user=postgres
+
+process-max=4
+log-level-console=info
+log-level-file=debug
+
+[pgha]
+
+pg1-path=/pgdata/17/data
+";
+
+    #[test]
+    fn the_repository_host_file_is_the_course_s() {
+        let c = cluster();
+        assert_eq!(c.pgbackrest_conf(&c.members[4]), COURSE_REPO);
     }
 
     #[test]
-    fn etcd_yaml_matches_the_course() {
+    fn a_database_server_file_is_the_course_s() {
         let c = cluster();
-        let text = c.etcd_yaml(&c.members[4]);
-        let expected = "name: pgha5\n\
-            initial-cluster: \"pgha1=http://192.168.50.10:2380,pgha2=http://192.168.50.11:2380,\
-            pgha3=http://192.168.50.12:2380,pgha4=http://192.168.50.13:2380,\
-            pgha5=http://192.168.50.14:2380\"\n\
-            initial-cluster-token: pgha-token\n\
-            data-dir: /pgha/data/etcd\n\
-            initial-cluster-state: new\n\
-            initial-advertise-peer-urls: \"http://192.168.50.14:2380\"\n\
-            listen-peer-urls: \"http://192.168.50.14:2380\"\n\
-            listen-client-urls: \"http://192.168.50.14:2379,http://localhost:2379\"\n\
-            advertise-client-urls: \"http://192.168.50.14:2379\"\n";
-        assert_eq!(text, expected);
-    }
-
-    #[test]
-    fn patroni_yaml_names_the_node_and_its_peers() {
-        let c = cluster();
-        let text = c.patroni_yaml(&c.members[1], &credentials("postgres", Auth::Scram));
-        assert!(text.starts_with("namespace: pgha\nscope: pgha_patroni_cluster\nname: pgha2\n"));
-        assert!(text.contains("    connect_address: pgha2:8008\n"));
-        assert!(text.contains("    connect_address: pgha2:5432\n"));
-        assert!(
-            text.contains("    hosts: pgha1:2379,pgha2:2379,pgha3:2379,pgha4:2379,pgha5:2379\n")
-        );
-        assert!(text.contains("                password_encryption: scram-sha-256\n"));
-        assert!(text.contains("            pg_hba:\n                - local all all trust\n"));
-        assert!(text.contains("    post_bootstrap: /pgha/config/createRoles.sh\n"));
-        assert!(text.contains("    bin_dir: /usr/lib/postgresql/17/bin\n"));
-        assert!(text.contains("            password: \"postgres\"\n"));
-        // Every line indents by four.
-        for line in text.lines() {
-            let indent = line.len() - line.trim_start().len();
-            assert_eq!(indent % 4, 0, "{line:?}");
-        }
-    }
-
-    #[test]
-    fn passwords_are_quoted_safely_and_md5_is_honoured() {
-        let c = cluster();
-        let text = c.patroni_yaml(&c.members[0], &credentials("it's \"x\"\\", Auth::Md5));
-        assert!(
-            text.contains(r#"            password: "it's \"x\"\\""#),
-            "{text}"
-        );
-        assert!(text.contains("password_encryption: md5\n"));
-        let script = create_roles(&credentials("it's", Auth::Md5));
-        assert!(script.contains("SET password_encryption = 'md5';"));
-        assert!(script.contains("ALTER ROLE postgres WITH PASSWORD 'it''s';"));
-        assert!(
-            script.contains("CREATE ROLE replicator WITH REPLICATION LOGIN PASSWORD 'replicator';")
-        );
-        assert!(script.starts_with("#!/bin/bash\n"));
-        assert!(!script.contains("{{"), "{script}");
-        assert!(!text.contains("{{"), "{text}");
-    }
-
-    #[test]
-    fn the_repository_host_lists_every_postgres_node() {
-        let c = cluster();
-        let text = c.pgbackrest_conf(&c.members[4]);
-        assert!(text.contains("repo1-path=/pgha/data/pgbackrest\n"));
-        assert!(text.contains("backup-standby=y\n"));
-        assert!(text.contains("[pgha]\npg1-host=pgha1\npg1-port=5432\npg1-path=/pgdata/17/data\n"));
-        assert!(text.contains("pg3-host=pgha3\n"));
-        assert!(!text.contains("pg4-"));
-    }
-
-    #[test]
-    fn a_postgres_node_points_at_pgbackrest1() {
-        let c = cluster();
-        let text = c.pgbackrest_conf(&c.members[0]);
-        assert!(text.contains("repo1-host=pgbackrest1\nrepo1-host-user=postgres\n"));
-        assert!(text.contains("[pgha]\npg1-path=/pgdata/17/data\n"));
-        assert!(!text.contains("repo1-path"));
+        assert_eq!(c.pgbackrest_conf(&c.members[0]), COURSE_DB);
+        assert_eq!(c.pgbackrest_conf(&c.members[2]), COURSE_DB);
     }
 
     #[test]
@@ -315,7 +190,7 @@ mod tests {
         assert!(text.contains("pg1-host=pgha1\n"));
         assert!(text.contains("pg2-host=pgha2\n"));
         assert!(!text.contains("pg3-host"));
-        assert!(text.contains("pg3-path=/pgdata/17/data\n"));
+        assert!(text.ends_with("pg3-port=5432\npg3-path=/pgdata/17/data\n"));
         // A single PostgreSQL node has no standby to back up from.
         c.members.truncate(1);
         c.members[0].roles.repo = true;
@@ -323,12 +198,20 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_by_name_and_address() {
+    fn endpoints_by_address() {
         let c = cluster();
         assert!(
             c.etcd_endpoints()
                 .starts_with("192.168.50.10:2379,192.168.50.11:2379")
         );
-        assert!(c.etcd_hosts().ends_with("pgha5:2379"));
+    }
+
+    #[test]
+    fn the_course_s_archive_command_and_a_trainee_s_own_are_recognised() {
+        assert!(archives_to_pgbackrest(ARCHIVE_COMMAND));
+        assert!(archives_to_pgbackrest(
+            "pgbackrest --stanza=pgha archive-push %p"
+        ));
+        assert!(!archives_to_pgbackrest("/bin/true"));
     }
 }
