@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Ctx, etcd, patroni};
+use super::{Ctx, Facts, etcd, patroni};
 use crate::error::Result;
 use crate::spec::Stage;
 
@@ -124,6 +124,47 @@ async fn launch(ctx: &Ctx<'_>, nodes: &[String]) -> Result<(Vec<String>, Vec<Str
         .filter(|f| f.patroni_config && f.pg_data)
         .map(|f| f.node.clone())
         .collect();
+    if let Some(primary) = clean_primary(ctx, &facts).await? {
+        resume_primary(ctx, &primary).await?;
+    }
     futures_util::future::try_join_all(pg_nodes.iter().map(|n| patroni::start(ctx, n))).await?;
     Ok((etcd_nodes, pg_nodes))
+}
+
+/// The node to bring back as the primary before any Patroni starts: the only one whose
+/// PostgreSQL was shut down cleanly as a primary, when no Patroni runs anywhere in the lab.
+/// Left to Patroni, every member would start as a replica and the winner would be promoted onto
+/// a new timeline; a cluster stopped and started (or reset) stays on its timeline this way, as
+/// the course's fresh cluster is on timeline 1. With a Patroni running, or two candidates, the
+/// choice is Patroni's.
+async fn clean_primary(ctx: &Ctx<'_>, starting: &[Facts]) -> Result<Option<String>> {
+    if starting.iter().all(|f| !f.pg_clean_primary) {
+        return Ok(None);
+    }
+    let everywhere = ctx.facts().await?;
+    if everywhere.iter().any(|f| f.patroni_running) {
+        return Ok(None);
+    }
+    let candidates: Vec<&Facts> = starting
+        .iter()
+        .filter(|f| f.pg_clean_primary && f.patroni_config)
+        .collect();
+    Ok(match candidates.as_slice() {
+        [one] => Some(one.node.clone()),
+        _ => None,
+    })
+}
+
+/// Starts PostgreSQL on `node` with the command line Patroni last started it with
+/// (postmaster.opts, which `pg_ctl restart` reuses), then Patroni, and waits until Patroni leads
+/// with it: Patroni adopts a running primary without promoting it.
+async fn resume_primary(ctx: &Ctx<'_>, node: &str) -> Result<()> {
+    let script = "pg_ctl -D /pgdata/17/data -w -t 60 -l /var/log/patroni/postgres-resume.log \
+                  restart >/dev/null 2>&1 || { tail -n 5 /var/log/patroni/postgres-resume.log; \
+                  exit 1; }";
+    let wait = Duration::from_secs(90);
+    ctx.must(Stage::Patroni, node, "postgres", script, wait, None)
+        .await?;
+    patroni::start(ctx, node).await?;
+    patroni::wait_primary(ctx, node, wait).await
 }
