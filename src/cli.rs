@@ -27,12 +27,14 @@ pub enum Command {
     Stop(Target),
     /// Remove a lab: its containers, volumes and (when it made it) its network.
     Destroy(Destroy),
-    /// Put a lab back to its freshly bootstrapped state: same names, addresses and ports.
+    /// Put a lab back to the state it was created in: same names, addresses and ports.
     Reset(Reset),
     /// List every lab on this Docker Engine.
     List,
     /// Show a lab's nodes, Patroni members, etcd quorum and last backup.
     Status(Status),
+    /// Where a lab stands in the course, step by step, and the course's next command.
+    Check(Status),
     /// Print the connection strings for the lab, from this host and from inside it.
     Connect(Target),
     /// Run psql on a node (the primary unless told otherwise).
@@ -149,7 +151,7 @@ pub struct Reset {
 pub struct Status {
     #[command(flatten)]
     pub lab: Target,
-    /// JSON for scripts instead of a table.
+    /// JSON for scripts instead of text for people.
     #[arg(long)]
     pub json: bool,
 }

@@ -58,9 +58,15 @@ async fn run(cli: Cli) -> Result<i32> {
             let name = &args.lab.name;
             let found = lab::get(&engine, name).await?;
             let changed = bootstrap::run(&engine, &progress, &found, args.stage).await?;
-            // `lab reset` returns to what the last bootstrap that did something left.
-            if changed || !lab::has_snapshot(&engine, name).await? {
+            // `lab reset` returns a lab to the state it was created in (an exercise's starting
+            // point, say): a snapshot is taken here only for a lab whose create never took one.
+            if !lab::has_snapshot(&engine, name).await? {
                 lab::snapshot(&engine, &progress, name).await?;
+            } else if changed {
+                progress.line(
+                    "the snapshot for `lab reset` is kept: reset returns the lab to the state it \
+                     was created in",
+                );
             } else {
                 progress.line("everything was in place; the snapshot for `lab reset` is kept");
             }
@@ -103,14 +109,19 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Status(args) => {
             let report = lab::status(&engine, &args.lab.name).await?;
             if args.json {
-                let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Io {
-                    action: "encode the status as JSON".into(),
-                    source: e.into(),
-                })?;
-                println!("{json}");
+                println!("{}", json(&report, "the status")?);
             } else {
                 println!("{}", report.table());
             }
+        }
+        Command::Check(args) => {
+            let report = lab::check(&engine, &args.lab.name).await?;
+            if args.json {
+                println!("{}", json(&report, "the check")?);
+            } else {
+                println!("{}", report.text());
+            }
+            return Ok(if report.done { 0 } else { 1 });
         }
         Command::Connect(t) => println!("{}", lab::connect(&engine, &t.name).await?),
         Command::Psql(args) => {
@@ -173,6 +184,14 @@ async fn run(cli: Cli) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `value` as pretty JSON; `what` names it in the error.
+fn json(value: &impl serde::Serialize, what: &str) -> Result<String> {
+    serde_json::to_string_pretty(value).map_err(|e| Error::Io {
+        action: format!("encode {what} as JSON"),
+        source: e.into(),
+    })
 }
 
 /// Runs `work` for every named lab at once (each with its own progress prefix when there are

@@ -2,6 +2,7 @@
 //! on them: the lifecycle (create, start, stop, destroy, reset), looking and connecting (list,
 //! status, connect, psql, shell, exec, logs) and the drills.
 
+mod check;
 mod connect;
 mod create;
 mod destroy;
@@ -11,6 +12,7 @@ mod reset;
 mod session;
 mod show;
 
+pub use check::check;
 pub use connect::connect;
 pub use create::{CreateOptions, create, dry_run};
 pub use destroy::{destroy, destroy_all};

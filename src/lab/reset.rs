@@ -1,7 +1,8 @@
-//! `lab reset`: puts a lab back to the state its bootstrap left, with the same names,
-//! addresses and ports, in a fraction of a create's time. When a bootstrap finishes, every
-//! node's state (/pgha, /pgdata, the postgres SSH keys) is archived inside the node with the
-//! services cleanly stopped; a reset discards the current state and unpacks that archive.
+//! `lab reset`: puts a lab back to the state it was created in (the stage `lab create` stopped
+//! at, or the finished bootstrap), with the same names, addresses and ports, in a fraction of a
+//! create's time. When a create finishes, every node's state (/pgha, /pgdata, the postgres SSH
+//! keys) is archived inside the node with the services cleanly stopped; a reset discards the
+//! current state and unpacks that archive.
 
 use std::time::{Duration, Instant};
 
@@ -118,7 +119,7 @@ pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<(
     let health = services::start(&ctx).await?;
     step.done(health);
     progress.line(format!(
-        "lab {name} is back to its freshly bootstrapped state in {}",
+        "lab {name} is back to the state it was created in, in {}",
         seconds(started.elapsed())
     ));
     Ok(())
