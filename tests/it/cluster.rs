@@ -145,6 +145,16 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     let members = etcd_healthy(&d, 5).await;
     assert_eq!(members.len(), 5);
     let (primary, replicas) = patroni_healthy(&d, &node(1), 3).await;
+    // A fresh cluster is on timeline 1, as the course's is, the reset snapshot notwithstanding.
+    assert_eq!(
+        psql(
+            &d,
+            &primary,
+            "SELECT timeline_id FROM pg_control_checkpoint()"
+        )
+        .await,
+        "1"
+    );
     let system = psql(
         &d,
         &primary,
@@ -155,7 +165,7 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     backups_ok(&d).await;
     assert_eq!(
         psql(&d, &primary, "SHOW archive_command").await,
-        "pgbackrest --stanza=pgha archive-push %p"
+        r#"pgbackrest --stanza=pgha archive-push "/pgdata/17/data/pg_wal/%f""#
     );
     assert_eq!(
         psql(&d, &primary, "SHOW password_encryption").await,
@@ -358,11 +368,21 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     psql(&d, &primary, "CREATE TABLE trainee_mistake (x int)").await;
     let run = lab_ok(&["reset", "--name", LAB]);
     assert!(
-        run.stderr
-            .contains("back to its freshly bootstrapped state"),
+        run.stderr.contains("back to the state it was created in"),
         "{run}"
     );
     let (primary, _) = patroni_healthy(&d, &node(1), 3).await;
+    // The primary the snapshot holds comes back as it was: no promotion, no new timeline.
+    assert_eq!(primary, node(1));
+    assert_eq!(
+        psql(
+            &d,
+            &primary,
+            "SELECT timeline_id FROM pg_control_checkpoint()"
+        )
+        .await,
+        "1"
+    );
     assert_eq!(
         psql(
             &d,

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod common;
+mod course;
 mod image;
 mod labs;
 mod lifecycle;
