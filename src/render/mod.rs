@@ -124,49 +124,10 @@ mod tests {
     }
 
     /// The repository host's file, as the course's "Create pgbackrest configuration file" shows
-    /// it.
-    const COURSE_REPO: &str = "[global]
-
-repo1-path=/pgha/data/pgbackrest
-repo1-retention-archive-type=full
-repo1-retention-full=2
-
-process-max=2
-log-level-console=info
-log-level-file=info
-start-fast=y
-delta=y
-backup-standby=y
-
-[pgha]
-
-pg1-host=pgha1
-pg1-port=5432
-pg1-path=/pgdata/17/data
-
-pg2-host=pgha2
-pg2-port=5432
-pg2-path=/pgdata/17/data
-
-pg3-host=pgha3
-pg3-port=5432
-pg3-path=/pgdata/17/data
-";
-
+    /// it (the integration test types the same text).
+    const COURSE_REPO: &str = include_str!("../../tests/course/pgbackrest-repo.conf");
     /// A database server's, as "Create pgbackrest.conf on database servers" shows it.
-    const COURSE_DB: &str = "[global]
-
-repo1-host=pgbackrest1
-repo1-host-user=postgres
-
-process-max=4
-log-level-console=info
-log-level-file=debug
-
-[pgha]
-
-pg1-path=/pgdata/17/data
-";
+    const COURSE_DB: &str = include_str!("../../tests/course/pgbackrest-db.conf");
 
     #[test]
     fn the_repository_host_file_is_the_course_s() {

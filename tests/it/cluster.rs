@@ -76,6 +76,16 @@ async fn psql(d: &Docker, container: &str, sql: &str) -> String {
 }
 
 /// A row written on the primary is read back on every replica.
+/// The timeline of the primary's last checkpoint.
+async fn timeline(d: &Docker, primary: &str) -> String {
+    psql(
+        d,
+        primary,
+        "SELECT timeline_id FROM pg_control_checkpoint()",
+    )
+    .await
+}
+
 async fn replicates(d: &Docker, primary: &str, replicas: &[String], value: &str) {
     psql(d, primary, "CREATE TABLE IF NOT EXISTS drill (v text)").await;
     psql(d, primary, &format!("INSERT INTO drill VALUES ('{value}')")).await;
@@ -146,15 +156,7 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     assert_eq!(members.len(), 5);
     let (primary, replicas) = patroni_healthy(&d, &node(1), 3).await;
     // A fresh cluster is on timeline 1, as the course's is, the reset snapshot notwithstanding.
-    assert_eq!(
-        psql(
-            &d,
-            &primary,
-            "SELECT timeline_id FROM pg_control_checkpoint()"
-        )
-        .await,
-        "1"
-    );
+    assert_eq!(timeline(&d, &primary).await, "1");
     let system = psql(
         &d,
         &primary,
@@ -374,15 +376,7 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     let (primary, _) = patroni_healthy(&d, &node(1), 3).await;
     // The primary the snapshot holds comes back as it was: no promotion, no new timeline.
     assert_eq!(primary, node(1));
-    assert_eq!(
-        psql(
-            &d,
-            &primary,
-            "SELECT timeline_id FROM pg_control_checkpoint()"
-        )
-        .await,
-        "1"
-    );
+    assert_eq!(timeline(&d, &primary).await, "1");
     assert_eq!(
         psql(
             &d,

@@ -48,49 +48,15 @@ fn members() -> Vec<Value> {
     serde_json::from_str(out.stdout.trim()).unwrap_or_default()
 }
 
-const REPO_CONF: &str = "cat > /pgha/config/pgbackrest.conf <<'EOF'
-[global]
+/// The course's pgBackRest files, as the course prints them (the unit tests of `render` hold
+/// `lab`'s own against the same text).
+const REPO_CONF: &str = include_str!("../course/pgbackrest-repo.conf");
+const DB_CONF: &str = include_str!("../course/pgbackrest-db.conf");
 
-repo1-path=/pgha/data/pgbackrest
-repo1-retention-archive-type=full
-repo1-retention-full=2
-
-process-max=2
-log-level-console=info
-log-level-file=info
-start-fast=y
-delta=y
-backup-standby=y
-
-[pgha]
-
-pg1-host=pgha1
-pg1-port=5432
-pg1-path=/pgdata/17/data
-
-pg2-host=pgha2
-pg2-port=5432
-pg2-path=/pgdata/17/data
-
-pg3-host=pgha3
-pg3-port=5432
-pg3-path=/pgdata/17/data
-EOF";
-
-const DB_CONF: &str = "cat > /pgha/config/pgbackrest.conf <<'EOF'
-[global]
-
-repo1-host=pgbackrest1
-repo1-host-user=postgres
-
-process-max=4
-log-level-console=info
-log-level-file=debug
-
-[pgha]
-
-pg1-path=/pgdata/17/data
-EOF";
+/// The shell a trainee types to write `text` to the node's pgbackrest.conf.
+fn written(text: &str) -> String {
+    format!("cat > /pgha/config/pgbackrest.conf <<'EOF'\n{text}EOF")
+}
 
 /// The files a node's configuration is made of, as `cat` shows them, with the lab's own names
 /// and addresses replaced by placeholders so that two labs can be compared.
@@ -241,8 +207,8 @@ async fn the_course_typed_by_hand_builds_the_same_lab_that_check_follows_and_res
     .await;
 
     // pgBackRest: the repository host, the database servers, the stanza.
-    typed(5, REPO_CONF);
-    typed(1, DB_CONF);
+    typed(5, &written(REPO_CONF));
+    typed(1, &written(DB_CONF));
     typed(
         1,
         "cd /pgha/config; scp pgbackrest.conf pgha2:/pgha/config/; \
