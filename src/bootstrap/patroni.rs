@@ -1,8 +1,8 @@
 //! Stage 3, patroni: createRoles.sh and patroni.yaml on every PostgreSQL node, put there by the
 //! course's own commands (`cp -p /createRoles.sh /pgha/config/`, `/patroniSetup.sh`) and
-//! validated by Patroni itself; the first node started and waited for as primary, then the others, each
-//! waited for until it streams. The state is read live from every node's REST API, not from
-//! the DCS copy that refreshes only every loop_wait.
+//! validated by Patroni itself; the first node started and waited for as primary, then the
+//! others, each waited for until it streams. The state is read live from every node's REST
+//! API, not from the DCS copy that refreshes only every loop_wait.
 
 use std::time::Duration;
 
@@ -165,9 +165,9 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
                     node,
                     "postgres",
                     &format!(
-                        "set -e; cd /pgha/config; for f in etcd.yaml etcd.conf; do \
-                         [ -e $f ] && cp -p $f $f.kept; done; {}; for f in etcd.yaml \
-                         etcd.conf; do if [ -e $f.kept ]; then mv $f.kept $f; fi; done",
+                        "set -e; cd /pgha/config; kept=$(mktemp -d); \
+                         cp -p etcd.yaml etcd.conf \"$kept\" 2>/dev/null || true; {}; \
+                         cp -p \"$kept\"/* . 2>/dev/null || true; rm -rf \"$kept\"",
                         etcd::SETUP
                     ),
                     SETUP_WAIT,

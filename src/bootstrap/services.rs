@@ -97,11 +97,11 @@ pub async fn start_on(ctx: &Ctx<'_>, nodes: &[String]) -> Result<()> {
 /// Starts sshd, etcd and Patroni where configured on `nodes`; returns the nodes where etcd and
 /// Patroni were started.
 async fn launch(ctx: &Ctx<'_>, nodes: &[String]) -> Result<(Vec<String>, Vec<String>)> {
-    let facts: Vec<_> = ctx
-        .facts()
-        .await?
-        .into_iter()
+    let all = ctx.facts().await?;
+    let facts: Vec<Facts> = all
+        .iter()
         .filter(|f| nodes.contains(&f.node))
+        .cloned()
         .collect();
     let sshd: Vec<&str> = facts
         .iter()
@@ -124,7 +124,7 @@ async fn launch(ctx: &Ctx<'_>, nodes: &[String]) -> Result<(Vec<String>, Vec<Str
         .filter(|f| f.patroni_config && f.pg_data)
         .map(|f| f.node.clone())
         .collect();
-    if let Some(primary) = clean_primary(ctx, &facts).await? {
+    if let Some(primary) = clean_primary(&all, &facts) {
         resume_primary(ctx, &primary).await?;
     }
     futures_util::future::try_join_all(pg_nodes.iter().map(|n| patroni::start(ctx, n))).await?;
@@ -136,23 +136,21 @@ async fn launch(ctx: &Ctx<'_>, nodes: &[String]) -> Result<(Vec<String>, Vec<Str
 /// Left to Patroni, every member would start as a replica and the winner would be promoted onto
 /// a new timeline; a cluster stopped and started (or reset) stays on its timeline this way, as
 /// the course's fresh cluster is on timeline 1. With a Patroni running, or two candidates, the
-/// choice is Patroni's.
-async fn clean_primary(ctx: &Ctx<'_>, starting: &[Facts]) -> Result<Option<String>> {
-    if starting.iter().all(|f| !f.pg_clean_primary) {
-        return Ok(None);
+/// choice is Patroni's. `all` is every running node's facts, `starting` those of the nodes being
+/// started.
+fn clean_primary(all: &[Facts], starting: &[Facts]) -> Option<String> {
+    if all.iter().any(|f| f.patroni_running) {
+        return None;
     }
-    let everywhere = ctx.facts().await?;
-    if everywhere.iter().any(|f| f.patroni_running) {
-        return Ok(None);
-    }
-    let candidates: Vec<&Facts> = starting
+    match starting
         .iter()
         .filter(|f| f.pg_clean_primary && f.patroni_config)
-        .collect();
-    Ok(match candidates.as_slice() {
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [one] => Some(one.node.clone()),
         _ => None,
-    })
+    }
 }
 
 /// Starts PostgreSQL on `node` with the command line Patroni last started it with
@@ -167,4 +165,42 @@ async fn resume_primary(ctx: &Ctx<'_>, node: &str) -> Result<()> {
         .await?;
     patroni::start(ctx, node).await?;
     patroni::wait_primary(ctx, node, wait).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, clean_primary: bool, patroni_running: bool) -> Facts {
+        Facts {
+            node: name.into(),
+            patroni_config: true,
+            pg_data: true,
+            pg_clean_primary: clean_primary,
+            patroni_running,
+            ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn the_one_clean_primary_of_a_stopped_cluster_comes_back_first() {
+        let all = [
+            node("pgha1", false, false),
+            node("pgha2", true, false),
+            node("pgha3", false, false),
+        ];
+        assert_eq!(clean_primary(&all, &all).as_deref(), Some("pgha2"));
+    }
+
+    #[test]
+    fn patroni_chooses_when_one_runs_or_the_primary_is_not_clear() {
+        // A cluster still running elsewhere has its leader: starting an old primary as one
+        // would make two.
+        let running = [node("pgha1", true, false), node("pgha2", false, true)];
+        assert_eq!(clean_primary(&running, &running[..1]), None);
+        let two = [node("pgha1", true, false), node("pgha2", true, false)];
+        assert_eq!(clean_primary(&two, &two), None);
+        let crashed = [node("pgha1", false, false), node("pgha2", false, false)];
+        assert_eq!(clean_primary(&crashed, &crashed), None);
+    }
 }
