@@ -300,6 +300,40 @@ async fn the_course_typed_by_hand_builds_the_same_lab_that_check_follows_and_res
         ["pgbackrest.conf"]
     );
 
+    // The helper's other forms: member names from the etcdN aliases (-e), the service
+    // manager's format (no -y), and a clear word when NODELIST is lost (su - postgres).
+    let aliased = typed(1, "/etcdSetup.sh -y -e").stdout;
+    assert!(
+        aliased.starts_with("name: etcd1\ninitial-cluster: \"etcd1=http://")
+            && aliased.contains(",etcd5=http://")
+            && aliased.contains("export ENDPOINTS=\"etcd1:2379,"),
+        "{aliased}"
+    );
+    let plain = typed(1, "/etcdSetup.sh; cat /pgha/config/patroniVars").stdout;
+    assert!(
+        plain.starts_with(&format!("ETCD_NAME={HAND}1\nETCD_INITIAL_CLUSTER=\""))
+            && plain.contains("written to /pgha/config/etcd.conf")
+            && plain.contains(&format!("NODE_NAME=\"{HAND}1\"")),
+        "{plain}"
+    );
+    let lost = lab(&[
+        "exec",
+        "--name",
+        HAND,
+        &format!("{HAND}1"),
+        "--",
+        "env",
+        "-u",
+        "NODELIST",
+        "/etcdSetup.sh",
+        "-y",
+    ]);
+    assert_eq!(lost.code, 1, "{lost}");
+    assert!(
+        lost.stderr.contains("sudo -E -u postgres /bin/bash -l"),
+        "{lost}"
+    );
+
     lab_ok(&["destroy", "--name", HAND]);
     assert_eq!(labelled(&d, HAND).await, (0, 0, 0));
 }
