@@ -325,10 +325,16 @@ pub fn judge(o: &Observed) -> Report {
     let members: Vec<&NodeSeen> = o.nodes.iter().filter(|n| n.etcd).collect();
     let unconfigured: Vec<&str> = members
         .iter()
-        .filter(|n| !fact(n, |f| f.etcd_config))
+        .filter(|n| n.facts.is_some() && !fact(n, |f| f.etcd_config))
+        .map(|n| n.name.as_str())
+        .collect();
+    let blind: Vec<&str> = members
+        .iter()
+        .filter(|n| n.facts.is_none())
         .map(|n| n.name.as_str())
         .collect();
     steps.push(match unconfigured.first() {
+        None if !blind.is_empty() => unseen("etcd configured", &blind),
         None => step_done(
             "etcd configured",
             format!(
@@ -412,7 +418,9 @@ pub fn judge(o: &Observed) -> Report {
     for (i, n) in pg.iter().enumerate() {
         let configured = fact(n, |f| f.patroni_config && f.create_roles);
         let title = format!("Patroni configured on {}", n.name);
-        steps.push(if configured {
+        steps.push(if n.facts.is_none() {
+            unseen(&title, &[n.name.as_str()])
+        } else if configured {
             step_done(
                 &title,
                 format!("{PATRONI_CONF} and createRoles.sh in place"),
@@ -501,6 +509,7 @@ pub fn judge(o: &Observed) -> Report {
                 r.name
             ),
         ),
+        Some(r) if r.facts.is_none() => unseen("repository host configured", &[r.name.as_str()]),
         Some(r) => step_todo(
             "repository host configured",
             format!(
@@ -523,10 +532,16 @@ pub fn judge(o: &Observed) -> Report {
     });
     let clients: Vec<&str> = pg
         .iter()
-        .filter(|n| !n.repo && !fact(n, |f| f.repo_client))
+        .filter(|n| !n.repo && n.facts.is_some() && !fact(n, |f| f.repo_client))
+        .map(|n| n.name.as_str())
+        .collect();
+    let blind: Vec<&str> = pg
+        .iter()
+        .filter(|n| !n.repo && n.facts.is_none())
         .map(|n| n.name.as_str())
         .collect();
     steps.push(match clients.first() {
+        None if !blind.is_empty() => unseen("database servers configured", &blind),
         None => step_done(
             "database servers configured",
             "/pgha/config/pgbackrest.conf on every PostgreSQL node points at pgbackrest1".into(),
@@ -643,6 +658,19 @@ fn names(o: &Observed, keep: impl Fn(&NodeSeen) -> bool) -> Vec<&str> {
         .filter(|n| keep(n))
         .map(|n| n.name.as_str())
         .collect()
+}
+
+/// A step that cannot be judged because the nodes it looks at are not running.
+fn unseen(step: &str, nodes: &[&str]) -> Step {
+    step_todo(
+        step,
+        format!(
+            "cannot be seen while {} {} not running",
+            nodes.join(", "),
+            if nodes.len() == 1 { "is" } else { "are" }
+        ),
+        None::<Next>,
+    )
 }
 
 fn list_members(node: &str) -> Next {
@@ -907,10 +935,28 @@ mod tests {
         let mut o = finished();
         o.nodes[1].running = false;
         o.nodes[1].facts = None;
-        let (step, next) = first_todo(&judge(&o));
+        let report = judge(&o);
+        let (step, next) = first_todo(&report);
         assert_eq!(step, "nodes and aliases");
         assert_eq!(next.on, "host");
         assert_eq!(next.command, "lab start --name pgha pgha2");
+        // What is inside a stopped node is not claimed missing: it cannot be seen.
+        let seen = |name: &str| {
+            report
+                .steps
+                .iter()
+                .find(|s| s.step == name)
+                .map(|s| (s.done, s.seen.clone()))
+                .unwrap()
+        };
+        let expected = (
+            false,
+            "cannot be seen while pgha2 is not running".to_string(),
+        );
+        assert_eq!(seen("etcd configured"), expected);
+        assert_eq!(seen("Patroni configured on pgha2"), expected);
+        assert_eq!(seen("database servers configured"), expected);
+        assert!(seen("Patroni configured on pgha1").0);
     }
 
     #[test]
