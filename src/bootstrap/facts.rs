@@ -4,6 +4,7 @@
 
 /// The probe: one word per fact that holds.
 pub const PROBE: &str = "\
+[ -x /etcdSetup.sh ] && [ -x /patroniSetup.sh ] && echo helpers
 [ -s /var/lib/postgresql/.ssh/authorized_keys ] && echo ssh_keys
 [ -s /etc/ssh/ssh_host_ed25519_key ] && echo host_keys
 [ -s /pgha/config/etcd.yaml ] && echo etcd_config
@@ -13,8 +14,9 @@ pgrep -x etcd >/dev/null && echo etcd_running
 [ -s /pgha/config/patroni.yaml ] && echo patroni_config
 [ -s /pgha/config/createRoles.sh ] && echo create_roles
 [ -f /pgdata/17/data/PG_VERSION ] && echo pg_data
-pg_controldata /pgdata/17/data 2>/dev/null | grep -qx 'Database cluster state: *shut down' \\
-    && echo pg_clean_primary
+state=$(pg_controldata /pgdata/17/data 2>/dev/null | sed -n 's/^Database cluster state: *//p')
+[ \"$state\" = 'shut down' ] && echo pg_clean_primary
+[ \"$state\" = 'shut down in recovery' ] && echo pg_clean_replica
 pgrep -x patroni >/dev/null && echo patroni_running
 [ -s /pgha/config/pgbackrest.conf ] && echo pgbackrest_config
 grep -qs '^repo1-path=' /pgha/config/pgbackrest.conf && echo repo_config
@@ -24,6 +26,8 @@ true";
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Facts {
     pub node: String,
+    /// The course's helpers are in the image (not in labs made before generation 2).
+    pub helpers: bool,
     pub ssh_keys: bool,
     pub host_keys: bool,
     pub etcd_config: bool,
@@ -35,6 +39,8 @@ pub struct Facts {
     pub pg_data: bool,
     /// PostgreSQL was last shut down cleanly as a primary (not in recovery).
     pub pg_clean_primary: bool,
+    /// PostgreSQL was last shut down cleanly as a replica.
+    pub pg_clean_replica: bool,
     pub patroni_running: bool,
     pub pgbackrest_config: bool,
     /// pgbackrest.conf holds a repository (the repository host's file).
@@ -51,6 +57,7 @@ impl Facts {
         };
         for word in output.split_whitespace() {
             let flag = match word {
+                "helpers" => &mut f.helpers,
                 "ssh_keys" => &mut f.ssh_keys,
                 "host_keys" => &mut f.host_keys,
                 "etcd_config" => &mut f.etcd_config,
@@ -61,6 +68,7 @@ impl Facts {
                 "create_roles" => &mut f.create_roles,
                 "pg_data" => &mut f.pg_data,
                 "pg_clean_primary" => &mut f.pg_clean_primary,
+                "pg_clean_replica" => &mut f.pg_clean_replica,
                 "patroni_running" => &mut f.patroni_running,
                 "pgbackrest_config" => &mut f.pgbackrest_config,
                 "repo_config" => &mut f.repo_config,
@@ -95,6 +103,7 @@ mod tests {
     #[test]
     fn the_probe_names_every_flag() {
         for word in [
+            "helpers",
             "ssh_keys",
             "host_keys",
             "etcd_config",
@@ -105,6 +114,7 @@ mod tests {
             "create_roles",
             "pg_data",
             "pg_clean_primary",
+            "pg_clean_replica",
             "patroni_running",
             "pgbackrest_config",
             "repo_config",

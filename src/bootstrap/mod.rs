@@ -279,6 +279,17 @@ pub async fn run(engine: &Engine, progress: &Progress, lab: &Lab, target: Stage)
         }
         let step = progress.step(stage.name());
         let facts = ctx.facts().await?;
+        if stage > Stage::Access
+            && let Some(old) = facts.iter().find(|f| !f.helpers)
+        {
+            return Err(Error::Invalid(format!(
+                "lab {name} was made from an image older than this lab tool: {node} has no \
+                 /etcdSetup.sh or /patroniSetup.sh, which the bootstrap runs as the course does. \
+                 Recreate the lab on the current image with `lab create --replace --name {name}`.",
+                name = lab.name,
+                node = old.node
+            )));
+        }
         let outcome = match stage {
             Stage::Access => access::run(&ctx, &facts).await?,
             Stage::Etcd => etcd::run(&ctx, &facts).await?,

@@ -124,31 +124,40 @@ async fn launch(ctx: &Ctx<'_>, nodes: &[String]) -> Result<(Vec<String>, Vec<Str
         .filter(|f| f.patroni_config && f.pg_data)
         .map(|f| f.node.clone())
         .collect();
-    if let Some(primary) = clean_primary(&all, &facts) {
-        resume_primary(ctx, &primary).await?;
+    if let Some(primary) = clean_primary(&ctx.lab.postgres_names(), &all, &facts) {
+        // Only a shortcut: should it fail, Patroni starts everywhere and elects as ever, and
+        // the health that follows is the proof either way.
+        let _ = resume_primary(ctx, &primary).await;
     }
     futures_util::future::try_join_all(pg_nodes.iter().map(|n| patroni::start(ctx, n))).await?;
     Ok((etcd_nodes, pg_nodes))
 }
 
-/// The node to bring back as the primary before any Patroni starts: the only one whose
-/// PostgreSQL was shut down cleanly as a primary, when no Patroni runs anywhere in the lab.
-/// Left to Patroni, every member would start as a replica and the winner would be promoted onto
-/// a new timeline; a cluster stopped and started (or reset) stays on its timeline this way, as
-/// the course's fresh cluster is on timeline 1. With a Patroni running, or two candidates, the
-/// choice is Patroni's. `all` is every running node's facts, `starting` those of the nodes being
-/// started.
-fn clean_primary(all: &[Facts], starting: &[Facts]) -> Option<String> {
+/// The node to bring back as the primary before any Patroni starts: when the whole cluster was
+/// shut down cleanly (every PostgreSQL node of the lab, `postgres`, is running and not one runs
+/// Patroni; one was shut down as the primary, every other as a replica) and that node is among
+/// those starting. Left to Patroni, every member would start as a replica and the winner would
+/// be promoted onto a new timeline; a cluster stopped and started (or reset) stays on its
+/// timeline this way, as the course's fresh cluster is on timeline 1. Anything else (a node
+/// down or unseen, a crash, two primaries, a stale primary from before a failover) is left to
+/// Patroni. `all` is every running node's facts, `starting` those of the nodes being started.
+fn clean_primary(postgres: &[String], all: &[Facts], starting: &[Facts]) -> Option<String> {
     if all.iter().any(|f| f.patroni_running) {
         return None;
     }
-    match starting
-        .iter()
-        .filter(|f| f.pg_clean_primary && f.patroni_config)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [one] => Some(one.node.clone()),
+    let mut primaries = Vec::new();
+    for node in postgres {
+        let f = all.iter().find(|f| &f.node == node)?;
+        match (f.pg_clean_primary, f.pg_clean_replica) {
+            (true, _) => primaries.push(node),
+            (false, true) => {}
+            (false, false) => return None,
+        }
+    }
+    match primaries.as_slice() {
+        [one] if starting.iter().any(|f| &f.node == *one && f.patroni_config) => {
+            Some(one.to_string())
+        }
         _ => None,
     }
 }
@@ -171,36 +180,62 @@ async fn resume_primary(ctx: &Ctx<'_>, node: &str) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn node(name: &str, clean_primary: bool, patroni_running: bool) -> Facts {
+    #[derive(Clone, Copy)]
+    enum Was {
+        Primary,
+        Replica,
+        Crashed,
+    }
+
+    fn node(name: &str, was: Was, patroni_running: bool) -> Facts {
         Facts {
             node: name.into(),
             patroni_config: true,
             pg_data: true,
-            pg_clean_primary: clean_primary,
+            pg_clean_primary: matches!(was, Was::Primary),
+            pg_clean_replica: matches!(was, Was::Replica),
             patroni_running,
             ..Facts::default()
         }
     }
 
-    #[test]
-    fn the_one_clean_primary_of_a_stopped_cluster_comes_back_first() {
-        let all = [
-            node("pgha1", false, false),
-            node("pgha2", true, false),
-            node("pgha3", false, false),
-        ];
-        assert_eq!(clean_primary(&all, &all).as_deref(), Some("pgha2"));
+    fn names(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("pgha{i}")).collect()
     }
 
     #[test]
-    fn patroni_chooses_when_one_runs_or_the_primary_is_not_clear() {
-        // A cluster still running elsewhere has its leader: starting an old primary as one
-        // would make two.
-        let running = [node("pgha1", true, false), node("pgha2", false, true)];
-        assert_eq!(clean_primary(&running, &running[..1]), None);
-        let two = [node("pgha1", true, false), node("pgha2", true, false)];
-        assert_eq!(clean_primary(&two, &two), None);
-        let crashed = [node("pgha1", false, false), node("pgha2", false, false)];
-        assert_eq!(clean_primary(&crashed, &crashed), None);
+    fn the_primary_of_a_cleanly_stopped_cluster_comes_back_first() {
+        let all = [
+            node("pgha1", Was::Replica, false),
+            node("pgha2", Was::Primary, false),
+            node("pgha3", Was::Replica, false),
+        ];
+        assert_eq!(
+            clean_primary(&names(3), &all, &all).as_deref(),
+            Some("pgha2")
+        );
+    }
+
+    #[test]
+    fn patroni_chooses_whenever_the_primary_is_not_certain() {
+        use Was::*;
+        let case = |nodes: &[(Was, bool)]| {
+            let all: Vec<Facts> = nodes
+                .iter()
+                .enumerate()
+                .map(|(i, (was, running))| node(&format!("pgha{}", i + 1), *was, *running))
+                .collect();
+            clean_primary(&names(nodes.len()), &all, &all)
+        };
+        // A cluster still running elsewhere has its leader.
+        assert_eq!(case(&[(Primary, false), (Replica, true)]), None);
+        // Two that were primaries: one is stale from before a failover.
+        assert_eq!(case(&[(Primary, false), (Primary, false)]), None);
+        // A crash anywhere: the crashed one may hold newer WAL.
+        assert_eq!(case(&[(Primary, false), (Crashed, false)]), None);
+        assert_eq!(case(&[(Crashed, false), (Crashed, false)]), None);
+        // A PostgreSQL node not seen at all (stopped) may be the newer primary.
+        let seen = [node("pgha1", Primary, false), node("pgha2", Replica, false)];
+        assert_eq!(clean_primary(&names(3), &seen, &seen), None);
     }
 }

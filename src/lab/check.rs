@@ -13,7 +13,7 @@ use super::Lab;
 use crate::bootstrap::patroni::{COPY_ROLES, MemberState, SETUP as PATRONI_SETUP};
 use crate::bootstrap::{Ctx, Facts, backup, etcd, patroni};
 use crate::engine::Engine;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::render::{ARCHIVE_COMMAND, PATRONI_CONF, STANZA, archives_to_pgbackrest};
 
 /// One node as `lab check` saw it.
@@ -133,50 +133,62 @@ async fn observe(engine: &Engine, lab: &Lab) -> Result<Observed> {
         .filter(|n| n.running() && !n.partitioned(&lab.network))
         .map(|n| n.name.as_str())
         .collect();
-    let probe = format!(
-        "for a in {names}; do getent hosts $a >/dev/null || echo \"unresolved $a\"; done; {ssh}",
-        names = names.join(" "),
-        ssh = crate::bootstrap::ssh_probe(&reachable, "unreachable")
+    let aliases = format!(
+        "for a in {}; do getent hosts $a >/dev/null || echo \"unresolved $a\"; done",
+        names.join(" ")
     );
-    let mut nodes = Vec::new();
-    for n in &lab.nodes {
-        let f = facts.iter().find(|f| f.node == n.name).cloned();
-        let (mut unresolved, mut unreachable) = (Vec::new(), Vec::new());
-        if n.running() {
-            let out = ctx
-                .sh(&n.name, "postgres", &probe, Duration::from_secs(60))
-                .await?;
-            for line in out.stdout.lines() {
-                match line.split_once(' ') {
-                    Some(("unresolved", what)) => unresolved.push(what.to_string()),
-                    Some(("unreachable", what)) => {
-                        unreachable.push(what.split(' ').next().unwrap_or(what).to_string())
+    let with_ssh = format!(
+        "{aliases}; {}",
+        crate::bootstrap::ssh_probe(&reachable, "unreachable")
+    );
+    let nodes = futures_util::future::try_join_all(lab.nodes.iter().map(|n| {
+        let (ctx, facts) = (&ctx, &facts);
+        // A node cut off from the network would only time out on every ssh.
+        let probe = if n.partitioned(&lab.network) {
+            &aliases
+        } else {
+            &with_ssh
+        };
+        async move {
+            let f = facts.iter().find(|f| f.node == n.name).cloned();
+            let (mut unresolved, mut unreachable) = (Vec::new(), Vec::new());
+            if n.running() {
+                let out = ctx
+                    .sh(&n.name, "postgres", probe, Duration::from_secs(60))
+                    .await?;
+                for line in out.stdout.lines() {
+                    match line.split_once(' ') {
+                        Some(("unresolved", what)) => unresolved.push(what.to_string()),
+                        Some(("unreachable", what)) => {
+                            unreachable.push(what.split(' ').next().unwrap_or(what).to_string())
+                        }
+                        _ => {}
                     }
-                    _ => {}
                 }
             }
+            let member = match &f {
+                Some(f) if n.roles.postgres && f.patroni_running => {
+                    patroni::member(ctx, &n.name).await?
+                }
+                _ => None,
+            };
+            Ok::<_, Error>(NodeSeen {
+                name: n.name.clone(),
+                ip: n.ip().map(|ip| ip.to_string()).unwrap_or_default(),
+                aliases: n.roles.aliases(n.index),
+                postgres: n.roles.postgres,
+                etcd: n.roles.etcd,
+                repo: n.roles.repo,
+                running: n.running(),
+                partitioned: n.partitioned(&lab.network),
+                facts: f,
+                unresolved,
+                unreachable,
+                member,
+            })
         }
-        let member = match &f {
-            Some(f) if n.roles.postgres && f.patroni_running => {
-                patroni::member(&ctx, &n.name).await?
-            }
-            _ => None,
-        };
-        nodes.push(NodeSeen {
-            name: n.name.clone(),
-            ip: n.ip().map(|ip| ip.to_string()).unwrap_or_default(),
-            aliases: n.roles.aliases(n.index),
-            postgres: n.roles.postgres,
-            etcd: n.roles.etcd,
-            repo: n.roles.repo,
-            running: n.running(),
-            partitioned: n.partitioned(&lab.network),
-            facts: f,
-            unresolved,
-            unreachable,
-            member,
-        });
-    }
+    }))
+    .await?;
     let etcd = if facts.iter().any(|f| f.etcd_running) {
         Some(etcd::view(&ctx).await?)
     } else {
@@ -416,34 +428,43 @@ pub fn judge(o: &Observed) -> Report {
         .find(|n| n.member.as_ref().is_some_and(|m| m.is_primary()))
         .map(|n| n.name.clone());
     for (i, n) in pg.iter().enumerate() {
-        let configured = fact(n, |f| f.patroni_config && f.create_roles);
+        // createRoles.sh matters only until the node has data (post_bootstrap runs once).
+        let configured = fact(n, |f| f.patroni_config && (f.create_roles || f.pg_data));
         let title = format!("Patroni configured on {}", n.name);
         steps.push(if n.facts.is_none() {
             unseen(&title, &[n.name.as_str()])
         } else if configured {
-            step_done(
-                &title,
-                format!("{PATRONI_CONF} and createRoles.sh in place"),
-            )
+            step_done(&title, format!("{PATRONI_CONF} in place"))
         } else {
-            let mut command = format!("{COPY_ROLES}; rm -rf /pgdata/17/data; {PATRONI_SETUP}");
+            let dir = if n.name == first {
+                "/pgha/config/"
+            } else {
+                "/pgha/config"
+            };
+            let mut parts = Vec::new();
             if !fact(n, |f| f.patroni_vars) {
-                command = format!("{}; {command}", etcd::SETUP);
+                parts.push(etcd::SETUP.to_string());
             }
-            if n.name != first {
-                command = command.replace("/pgha/config/;", "/pgha/config;");
+            if !fact(n, |f| f.create_roles) {
+                parts.push(COPY_ROLES.replace("/pgha/config/", dir));
             }
+            // The course empties the data directory of a fresh node; one that holds data keeps
+            // it (it may be the only copy), and Patroni takes it as it is.
+            if !fact(n, |f| f.pg_data) {
+                parts.push("rm -rf /pgdata/17/data".into());
+            }
+            parts.push(PATRONI_SETUP.into());
             step_todo(
                 &title,
                 format!(
                     "no {}",
-                    if fact(n, |f| f.create_roles) {
-                        PATRONI_CONF
-                    } else {
+                    if fact(n, |f| f.patroni_config) {
                         "/pgha/config/createRoles.sh"
+                    } else {
+                        PATRONI_CONF
                     }
                 ),
-                from_first(&n.name, &command),
+                from_first(&n.name, &parts.join(" && ")),
             )
         });
         let start = from_first(&n.name, "/startPatroni");
@@ -636,11 +657,12 @@ pub fn judge(o: &Observed) -> Report {
         ),
     });
 
-    // Only the first step not done says what to type.
-    let mut seen_first = false;
+    // Only the first step not done that has a command says what to type (one that cannot be
+    // seen, a stopped node's, has none).
+    let mut said = false;
     for s in &mut steps {
-        if !s.done && !seen_first {
-            seen_first = true;
+        if !s.done && s.next.is_some() && !said {
+            said = true;
         } else {
             s.next = None;
         }
@@ -888,8 +910,16 @@ mod tests {
         assert_eq!(step, "Patroni configured on pgha1");
         assert_eq!(
             next.command,
-            "cp -p /createRoles.sh /pgha/config/; rm -rf /pgdata/17/data; /patroniSetup.sh"
+            "cp -p /createRoles.sh /pgha/config/ && rm -rf /pgdata/17/data && /patroniSetup.sh"
         );
+        // A node that holds data keeps it: the course's rm -rf is for a fresh node only.
+        facts(&mut o, 1).pg_data = true;
+        let (_, next) = first_todo(&judge(&o));
+        assert_eq!(
+            next.command,
+            "cp -p /createRoles.sh /pgha/config/ && /patroniSetup.sh"
+        );
+        facts(&mut o, 1).pg_data = false;
         // Configured but not started: /startPatroni.
         let f = facts(&mut o, 1);
         (f.patroni_config, f.create_roles) = (true, true);
