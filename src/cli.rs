@@ -98,9 +98,14 @@ pub struct Create {
     /// Host address the PostgreSQL ports are published on.
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
     pub publish: String,
-    /// Password of the postgres role.
-    #[arg(long, default_value = "postgres", value_name = "PW")]
-    pub password: String,
+    /// Password of the postgres role [default: postgres]. Visible in `ps` and shell history:
+    /// LAB_PASSWORD or --password-file keep it out of both.
+    #[arg(long, env = "LAB_PASSWORD", hide_env_values = true, value_name = "PW")]
+    pub password: Option<String>,
+    /// Read the postgres role's password from this file (its first line); it wins over
+    /// --password and LAB_PASSWORD.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<std::path::PathBuf>,
     /// Use md5 password hashing instead of scram-sha-256.
     #[arg(long)]
     pub md5: bool,

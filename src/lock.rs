@@ -2,12 +2,14 @@
 //! containers exist (and so hold their addresses and ports), so two `lab create` runs at the same
 //! time can never pick the same subnet, addresses or ports.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 
 /// In /tmp itself rather than $TMPDIR, which may differ between the users of one engine.
 const PATH: &str = "/tmp/pgha-lab.lock";
@@ -35,18 +37,82 @@ fn open(path: &Path) -> std::io::Result<File> {
     }
 }
 
-/// Waits for the lock (another `lab create` may be planning).
-pub async fn acquire() -> Result<PlanningLock> {
-    tokio::task::spawn_blocking(|| {
-        let file =
-            open(Path::new(PATH)).map_err(Error::io(format!("open the planning lock {PATH}")))?;
-        file.lock()
-            .map_err(Error::io(format!("take the planning lock {PATH}")))?;
-        Ok(PlanningLock { _file: file })
+/// How long a create waits for another to finish planning before it gives up.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Takes the lock, waiting while another `lab create` plans (it holds the lock for seconds:
+/// until its containers exist). Says who holds it while waiting, and gives up after PATIENCE.
+pub async fn acquire(progress: &Progress) -> Result<PlanningLock> {
+    let file =
+        open(Path::new(PATH)).map_err(Error::io(format!("open the planning lock {PATH}")))?;
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(PlanningLock { _file: file }),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::io(format!("take the planning lock {PATH}"))(e));
+            }
+        }
+        let holder = holder(&file).unwrap_or_else(|| "another process".into());
+        if started.elapsed() >= PATIENCE {
+            return Err(Error::Failed(format!(
+                "{holder} has held the planning lock {PATH} for over {} s, so this create \
+                 cannot pick addresses and ports safely. Wait for it to finish (or stop it if \
+                 it hangs) and run the command again.",
+                PATIENCE.as_secs()
+            )));
+        }
+        if !told {
+            progress.line(format!(
+                "waiting for the planning lock {PATH}, held by {holder} (up to {} s)",
+                PATIENCE.as_secs()
+            ));
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// "pid 1234 (lab create --name alice)": the process holding the lock, as /proc/locks and its
+/// command line tell.
+fn holder(file: &File) -> Option<String> {
+    let inode = file.metadata().ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let pid = holder_in(&locks, inode)?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let command = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    let command = command.trim();
+    Some(if command.is_empty() {
+        format!("pid {pid}")
+    } else {
+        format!("pid {pid} ({command})")
     })
-    .await
-    .map_err(|e| Error::Io {
-        action: format!("wait for the planning lock {PATH}"),
-        source: std::io::Error::other(e.to_string()),
-    })?
+}
+
+/// The pid holding a lock on `inode` in /proc/locks ("1: FLOCK ADVISORY WRITE 1425
+/// fe:00:753934 0 EOF").
+fn holder_in(locks: &str, inode: u64) -> Option<u32> {
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (pid, file) = (fields.get(4)?, fields.get(5)?);
+        let ino: u64 = file.rsplit(':').next()?.parse().ok()?;
+        (ino == inode).then(|| pid.parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_holder_is_found_by_inode() {
+        let locks = "1: FLOCK  ADVISORY  WRITE 1425 fe:00:753934 0 EOF\n\
+                     2: FLOCK  ADVISORY  WRITE 77 fe:00:753923 0 EOF\n\
+                     3: OFDLCK ADVISORY  READ -1 00:06:3 0 EOF\n";
+        assert_eq!(holder_in(locks, 753923), Some(77));
+        assert_eq!(holder_in(locks, 3), None);
+        assert_eq!(holder_in(locks, 1), None);
+    }
 }

@@ -243,6 +243,16 @@ fn lab_names(args: &Create) -> Result<Vec<String>> {
 /// The validated request of every lab `lab create` is to make.
 fn create_specs(args: &Create) -> Result<Vec<spec::LabSpec>> {
     let names = lab_names(args)?;
+    if let Some(twice) = names
+        .iter()
+        .enumerate()
+        .find_map(|(i, n)| names[..i].contains(n).then_some(n))
+    {
+        return Err(Error::Invalid(format!(
+            "--name {twice} is given twice; each lab needs a name of its own (for one lab per \
+             trainee, --count N names them NAME-a, NAME-b, ...)."
+        )));
+    }
     if names.len() > 1 && (args.network.is_some() || args.subnet.is_some()) {
         return Err(Error::Invalid(
             "--network and --subnet name one lab's network; several labs each get their own. \
@@ -250,6 +260,20 @@ fn create_specs(args: &Create) -> Result<Vec<spec::LabSpec>> {
                 .into(),
         ));
     }
+    let password = match (&args.password_file, &args.password) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Error::Invalid(format!(
+                    "cannot read the password file {}: {e}. Give a readable file with \
+                     --password-file, or the password in LAB_PASSWORD.",
+                    file.display()
+                ))
+            })?;
+            text.lines().next().unwrap_or("").to_string()
+        }
+        (None, Some(password)) => password.clone(),
+        (None, None) => spec::DEFAULT_PASSWORD.to_string(),
+    };
     names
         .iter()
         .map(|name| {
@@ -261,7 +285,7 @@ fn create_specs(args: &Create) -> Result<Vec<spec::LabSpec>> {
                 subnet: args.subnet.as_deref(),
                 image: &args.image,
                 publish: &args.publish,
-                password: &args.password,
+                password: &password,
                 md5: args.md5,
                 force: args.force,
             }

@@ -116,6 +116,9 @@ pub struct LabSpec {
     pub credentials: Credentials,
 }
 
+/// The postgres role's password unless told otherwise: the course's.
+pub const DEFAULT_PASSWORD: &str = "postgres";
+
 /// The most nodes a lab may have: enough for any course, few enough for a laptop.
 pub const MAX_NODES: usize = 9;
 
@@ -175,8 +178,18 @@ fn sanitize_hint(name: &str) -> String {
     }
 }
 
-/// Docker's rule for network names.
+/// Docker's rule for network names, and none of Docker's own networks: the default bridge
+/// gives no fixed addresses (a lab's nodes keep theirs across restarts) and no names between
+/// containers, and host and none give no lab network at all.
 pub fn validate_network(name: &str) -> Result<()> {
+    if ["bridge", "host", "none"].contains(&name) {
+        return Err(Error::Invalid(format!(
+            "--network {name} is one of Docker's own networks, which a lab cannot use: the \
+             nodes need fixed addresses and names that resolve between them, which only a \
+             user-defined network gives. Leave --network out (the lab makes NAMEnet), or name \
+             a network of your own."
+        )));
+    }
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -243,6 +256,15 @@ impl<'a> Request<'a> {
                 self.publish
             ))
         })?;
+        if !publish.is_loopback() && self.password == DEFAULT_PASSWORD {
+            return Err(Error::Invalid(format!(
+                "--publish {publish} puts PostgreSQL on this host's network interfaces, and the \
+                 postgres superuser would have the course's password, \"{DEFAULT_PASSWORD}\", \
+                 for anyone who can reach them. Set a password of your own (LAB_PASSWORD=... \
+                 or --password-file FILE, which keep it out of `ps` and your shell history), or \
+                 publish on 127.0.0.1 (the default) for this machine only."
+            )));
+        }
         if self.password.is_empty() || self.password.chars().any(char::is_control) {
             return Err(Error::Invalid(
                 "--password must be non-empty and free of control characters (newlines, \
@@ -447,6 +469,16 @@ mod tests {
     }
 
     #[test]
+    fn docker_s_own_networks_are_refused() {
+        for name in ["bridge", "host", "none"] {
+            let e = validate_network(name).unwrap_err().to_string();
+            assert!(e.contains("one of Docker's own networks"), "{e}");
+        }
+        assert!(validate_network("pghanet").is_ok());
+        assert!(validate_network("bridge2").is_ok());
+    }
+
+    #[test]
     fn publish_must_be_an_address_and_password_sane() {
         assert!(
             Request {
@@ -474,6 +506,31 @@ mod tests {
         );
         Request {
             password: "it's \"fine\"",
+            ..request()
+        }
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn the_course_s_password_is_not_published_beyond_this_machine() {
+        let everywhere = Request {
+            publish: "0.0.0.0",
+            ..request()
+        };
+        let e = everywhere.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("LAB_PASSWORD") && e.contains("--password-file"),
+            "{e}"
+        );
+        Request {
+            password: "s3cret",
+            ..everywhere
+        }
+        .validate()
+        .unwrap();
+        Request {
+            publish: "::1",
             ..request()
         }
         .validate()

@@ -8,7 +8,8 @@ pub mod objects;
 
 pub use exec::ExecOutput;
 pub use objects::{
-    ContainerInfo, ContainerSpec, NetworkInfo, NetworkSpec, UploadFile, VolumeInfo, archive,
+    ContainerInfo, ContainerSpec, NODE_STOP_GRACE, NetworkInfo, NetworkSpec, UploadFile,
+    VolumeInfo, archive,
 };
 
 use std::time::Duration;

@@ -22,6 +22,10 @@ use ipnet::Ipv4Net;
 use super::{Engine, api, is_not_found};
 use crate::error::{Error, Result};
 
+/// How long a node's main process has to shut its services down cleanly before Docker kills
+/// it: more than stopPatroni's 120 s and stopEtcd's 25 s together.
+pub const NODE_STOP_GRACE: Duration = Duration::from_secs(150);
+
 /// A container's attachment to one network.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
@@ -213,8 +217,11 @@ impl Engine {
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
             exposed_ports: Some(vec![port.clone()]),
-            // Time for Patroni to stop PostgreSQL cleanly when stopped from outside `lab`.
-            stop_timeout: Some(90),
+            // Time for the node's own clean shutdown when stopped from outside `lab` (docker
+            // stop, a daemon restart): pgha-init runs stopPatroni (up to 120 s while PostgreSQL
+            // finishes a checkpoint) and then stopEtcd (up to 25 s), so Docker must not kill
+            // it sooner.
+            stop_timeout: Some(NODE_STOP_GRACE.as_secs() as i64),
             host_config: Some(HostConfig {
                 extra_hosts: Some(spec.extra_hosts.clone()),
                 port_bindings: Some(HashMap::from([(

@@ -135,7 +135,7 @@ async fn base_image(
         let how = format!("debootstrap of Debian trixie ({debootstrap_base})");
         return Ok((debootstrap_base, how));
     }
-    rootfs::preflight()?;
+    rootfs::preflight(progress).await?;
     let mirror = request.mirror.clone().unwrap_or_else(rootfs::host_mirror);
     let how = format!("debootstrap of Debian trixie from {mirror}");
     let step = progress.step(format!("debootstrap Debian trixie from {mirror}"));

@@ -7,13 +7,16 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::error::{Error, Result};
-use crate::progress::Step;
+use crate::progress::{Progress, Step};
 
 const SCRIPT: &str = include_str!("../../scripts/build-rootfs.sh");
 const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
-/// Says exactly why this machine cannot debootstrap, and what to do instead.
-pub fn preflight() -> Result<()> {
+/// Makes sure this machine can debootstrap: Linux, root, and debootstrap, which is installed
+/// from the host's own package lists when the host is Debian or Ubuntu with apt (so that the
+/// README's one command works on a fresh machine). Otherwise says exactly why it cannot, and
+/// what to do instead.
+pub async fn preflight(progress: &Progress) -> Result<()> {
     let no_registry = "No container registry answered, so the image's base must be built \
                        from the Debian mirror with debootstrap";
     if !cfg!(target_os = "linux") {
@@ -29,13 +32,52 @@ pub fn preflight() -> Result<()> {
              it); labs themselves need no root."
         )));
     }
-    if find_program("debootstrap").is_none() {
+    if find_program("debootstrap").is_some() {
+        return Ok(());
+    }
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    if find_program("apt-get").is_none() || !debian_family(&os_release) {
         return Err(Error::Failed(format!(
-            "{no_registry}, but debootstrap is not installed. Install it (`sudo apt-get \
-             install debootstrap` on Debian or Ubuntu) and run `lab image build` again."
+            "{no_registry}, but debootstrap is not installed, and this is not a Debian or \
+             Ubuntu host whose apt could install it. Install debootstrap with this system's \
+             package manager and run `lab image build` again."
         )));
     }
+    let step = progress.step("debootstrap is not installed: apt-get install debootstrap");
+    let install = "export DEBIAN_FRONTEND=noninteractive; \
+                   apt-get install -y -qq debootstrap || { apt-get update -qq || true; \
+                   apt-get install -y -qq debootstrap; }";
+    let out = tokio::process::Command::new("bash")
+        .args(["-c", install])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(Error::io("run apt-get to install debootstrap"))?;
+    if !out.status.success() || find_program("debootstrap").is_none() {
+        let said = String::from_utf8_lossy(&out.stderr);
+        return Err(Error::Failed(format!(
+            "{no_registry}, and installing debootstrap with apt-get failed ({}): {}. Install \
+             it yourself (`apt-get install debootstrap`) and run `lab image build` again.",
+            out.status,
+            said.trim()
+        )));
+    }
+    step.done("installed from the host's Debian packages");
     Ok(())
+}
+
+/// Whether /etc/os-release describes Debian or a derivative (Ubuntu included).
+fn debian_family(os_release: &str) -> bool {
+    os_release.lines().any(|l| {
+        let Some((key, value)) = l.split_once('=') else {
+            return false;
+        };
+        let value = value.trim_matches('"');
+        (key == "ID" || key == "ID_LIKE")
+            && value
+                .split_whitespace()
+                .any(|v| v == "debian" || v == "ubuntu")
+    })
 }
 
 fn find_program(name: &str) -> Option<PathBuf> {
@@ -167,6 +209,17 @@ mod tests {
             mirror_in(&sources).as_deref(),
             Some("http://mirror.local/debian")
         );
+    }
+
+    #[test]
+    fn debian_and_its_derivatives_are_recognised() {
+        assert!(debian_family(
+            "PRETTY_NAME=\"Debian GNU/Linux 12\"\nID=debian\n"
+        ));
+        assert!(debian_family("ID=ubuntu\nID_LIKE=debian\n"));
+        assert!(debian_family("ID=linuxmint\nID_LIKE=\"ubuntu debian\"\n"));
+        assert!(!debian_family("ID=fedora\n"));
+        assert!(!debian_family(""));
     }
 
     #[test]

@@ -76,7 +76,7 @@ async fn prepare(
     if options.replace && super::destroy(engine, progress, &spec.name).await? {
         progress.line(format!("replacing lab {}: the old one is gone", spec.name));
     }
-    let lock = lock::acquire().await?;
+    let lock = lock::acquire(progress).await?;
     let world = snapshot(engine).await?;
     let plan = plan::plan(spec, &world, &port_bound(spec.publish))?;
     if let Some(note) = &plan.network.note {

@@ -2,10 +2,8 @@
 //! that keeps the cluster intact: Patroni replicas, then the primary, then etcd on the way down;
 //! sshd, etcd, then Patroni on the way up, waiting until the cluster is healthy again.
 
-use std::time::Duration;
-
 use crate::bootstrap::{self, Ctx};
-use crate::engine::Engine;
+use crate::engine::{Engine, NODE_STOP_GRACE};
 use crate::error::Result;
 use crate::progress::Progress;
 
@@ -35,9 +33,7 @@ pub async fn stop(engine: &Engine, progress: &Progress, name: &str) -> Result<()
     let step = progress.step(format!("stop the nodes of lab {name}"));
     for node in &lab.nodes {
         step.detail(&node.name);
-        engine
-            .stop_container(&node.name, Duration::from_secs(90))
-            .await?;
+        engine.stop_container(&node.name, NODE_STOP_GRACE).await?;
     }
     step.done(format!("{} node(s) stopped", lab.nodes.len()));
     Ok(())

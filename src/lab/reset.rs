@@ -22,9 +22,10 @@ pub async fn snapshot(engine: &Engine, progress: &Progress, name: &str) -> Resul
     let ctx = Ctx::new(engine, &lab);
     let step = progress.step("snapshot for `lab reset`");
     services::stop(&ctx).await?;
+    // The archive holds patroni.yaml, the pgpass files and the SSH private key: root's alone.
     let script = format!(
-        "set -e; mkdir -p {dir}; tar -C / -cpf - --ignore-failed-read {STATE} | gzip -1 > \
-         {SNAPSHOT}.new; mv {SNAPSHOT}.new {SNAPSHOT}",
+        "set -e; umask 077; mkdir -p {dir}; chmod 700 {dir}; tar -C / -cpf - \
+         --ignore-failed-read {STATE} | gzip -1 > {SNAPSHOT}.new; mv {SNAPSHOT}.new {SNAPSHOT}",
         dir = parent(SNAPSHOT)
     );
     on_every_node(engine, &lab, &script, |node, out| {

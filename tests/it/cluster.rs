@@ -155,6 +155,28 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     let members = etcd_healthy(&d, 5).await;
     assert_eq!(members.len(), 5);
     let (primary, replicas) = patroni_healthy(&d, &node(1), 3).await;
+    // Every file that holds a key or a password is its owner's alone, the reset snapshot
+    // included.
+    for i in 1..=5 {
+        let secrets = exec_ok(
+            &d,
+            &node(i),
+            "root",
+            "find /var/lib/pgha-lab /var/lib/postgresql /pgha/config /etc/pgha-lab.json \
+             -maxdepth 2 -type f \\( -name snapshot.tgz -o -name id_ed25519 -o -name \
+             patroni.yaml -o -name pgpass -o -name .pgpass -o -name pgha-lab.json \\) \
+             -printf '%m %p\\n'",
+        )
+        .await;
+        let files: Vec<&str> = secrets.lines().collect();
+        let expected = if i <= 3 { 6 } else { 4 };
+        assert_eq!(files.len(), expected, "{}: {secrets}", node(i));
+        assert!(
+            files.iter().all(|f| f.starts_with("600 ")),
+            "{}: {secrets}",
+            node(i)
+        );
+    }
     // A fresh cluster is on timeline 1, as the course's is, the reset snapshot notwithstanding.
     assert_eq!(timeline(&d, &primary).await, "1");
     let system = psql(

@@ -244,7 +244,19 @@ async fn bad_input_is_refused_clearly_and_leaves_nothing() {
     let (lab_name, tag) = ("itbad", "bad");
     let (d, _sweep) = setup(&[lab_name], Some(tag)).await;
 
-    let refusals: [(&[&str], &str); 5] = [
+    let refusals: [(&[&str], &str); 8] = [
+        (
+            &["create", "--name", lab_name, "--network", "bridge"],
+            "one of Docker's own networks",
+        ),
+        (
+            &["create", "--name", lab_name, "--network", "none"],
+            "one of Docker's own networks",
+        ),
+        (
+            &["create", "--name", lab_name, "--name", lab_name],
+            "is given twice",
+        ),
         (&["create", "--name", "Bad_Name"], "invalid lab name"),
         (
             &["create", "--name", lab_name, "--nodes", "0"],
