@@ -51,6 +51,11 @@ pub enum Error {
     /// The user pressed Ctrl-C.
     #[error("interrupted by Ctrl-C")]
     Interrupted,
+
+    /// The user pressed Ctrl-C, and the step in progress was finished first; the text says
+    /// where the lab stands.
+    #[error("interrupted by Ctrl-C after {0}")]
+    InterruptedAfter(String),
 }
 
 fn log_section(log: &Option<(String, String)>) -> String {
@@ -70,7 +75,7 @@ impl Error {
 
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Interrupted => 130,
+            Error::Interrupted | Error::InterruptedAfter(_) => 130,
             Error::Invalid(_) => 2,
             _ => 1,
         }

@@ -1,6 +1,8 @@
 //! The Docker labels that are `lab`'s only state: every container, volume and network a lab
 //! creates carries them, and list, status, start, stop and destroy work from them alone.
 
+use crate::spec::Stage;
+
 /// The lab an object belongs to.
 pub const LAB: &str = "io.pgha-lab.lab";
 /// The node a container or volume belongs to (pgha1, ...).
@@ -22,4 +24,54 @@ pub const PROBE: &str = "io.pgha-lab.probe";
 /// The label filter selecting every object of one lab.
 pub fn of_lab(lab: &str) -> String {
     format!("{LAB}={lab}")
+}
+
+/// On a lab's marker volumes (`NAME.MARK`, holding nothing): how far its create or bootstrap
+/// got. STARTED first, then each finished stage's name, then READY once the lab is as created
+/// (its reset snapshot taken). A create killed midway leaves the markers it reached.
+pub const MARK: &str = "io.pgha-lab.mark";
+pub const STARTED: &str = "started";
+pub const READY: &str = "ready";
+
+/// The marker volume of lab `lab` for `mark`. Lab names hold no '.', so no lab's other objects
+/// can be named alike.
+pub fn marker(lab: &str, mark: &str) -> String {
+    format!("{lab}.{mark}")
+}
+
+/// How far an unfinished lab got: the last stage it finished ("none" before the first), or
+/// None for a lab that is ready (or older than the markers, which has none).
+pub fn unfinished<S: AsRef<str>>(marks: &[S]) -> Option<String> {
+    let marks: Vec<&str> = marks.iter().map(AsRef::as_ref).collect();
+    if marks.is_empty() || marks.contains(&READY) {
+        return None;
+    }
+    let last = [
+        Stage::Containers,
+        Stage::Access,
+        Stage::Etcd,
+        Stage::Patroni,
+        Stage::Backup,
+    ]
+    .into_iter()
+    .rev()
+    .find(|s| marks.contains(&s.name()));
+    Some(last.map(Stage::name).unwrap_or("none").to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unfinished_lab_says_its_last_stage() {
+        assert_eq!(
+            unfinished(&["started", "containers", "access", "etcd"]).as_deref(),
+            Some("etcd")
+        );
+        assert_eq!(unfinished(&["started"]).as_deref(), Some("none"));
+        assert_eq!(unfinished(&["started", "containers", "ready"]), None);
+        // A lab from before the markers is taken as ready.
+        assert_eq!(unfinished::<&str>(&[]), None);
+    }
 }

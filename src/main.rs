@@ -19,6 +19,7 @@ mod terminal;
 use std::io::Write;
 
 use clap::Parser;
+use futures_util::StreamExt;
 
 use cli::{Cli, Command, Create, EtcdCommand, ImageCommand};
 use engine::Engine;
@@ -55,29 +56,35 @@ async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Create(args) => create(&engine, &progress, &args, &specs).await?,
         Command::Bootstrap(args) => {
+            let interrupt = Interrupt::listen();
+            let (engine, progress) = (&engine, &progress);
             let name = &args.lab.name;
-            let found = lab::get(&engine, name).await?;
-            let changed = bootstrap::run(&engine, &progress, &found, args.stage).await?;
-            // `lab reset` returns a lab to the state it was created in (an exercise's starting
-            // point, say): a snapshot is taken here only for a lab whose create never took one.
-            if !lab::has_snapshot(&engine, name).await? {
-                lab::snapshot(&engine, &progress, name).await?;
-            } else if changed {
-                progress.line(
-                    "the snapshot for `lab reset` is kept: reset returns the lab to the state it \
-                     was created in",
-                );
-            } else {
-                progress.line("everything was in place; the snapshot for `lab reset` is kept");
-            }
+            let work = async {
+                let found = lab::get(engine, name).await?;
+                let changed =
+                    bootstrap::run(engine, progress, &found, args.stage, Some(&interrupt)).await?;
+                finish_bootstrap(engine, progress, name, changed).await
+            };
+            interrupt::finishing(
+                &interrupt,
+                progress,
+                "the bootstrap's stage in progress",
+                work,
+            )
+            .await?;
         }
         Command::Start(args) if args.nodes.is_empty() => {
-            lab::start(&engine, &progress, &args.lab.name).await?
+            let work = lab::start(&engine, &progress, &args.lab.name);
+            finishing(&progress, "the start", work).await?
         }
         Command::Start(args) => {
-            lab::start_nodes(&engine, &progress, &args.lab.name, &args.nodes).await?
+            let work = lab::start_nodes(&engine, &progress, &args.lab.name, &args.nodes);
+            finishing(&progress, "the start", work).await?
         }
-        Command::Stop(t) => lab::stop(&engine, &progress, &t.name).await?,
+        Command::Stop(t) => {
+            let work = lab::stop(&engine, &progress, &t.name);
+            finishing(&progress, "the stop", work).await?
+        }
         Command::Destroy(args) => {
             if args.all {
                 let n = lab::destroy_all(&engine, &progress).await?;
@@ -99,11 +106,11 @@ async fn run(cli: Cli) -> Result<i32> {
             } else {
                 vec![args.lab.name]
             };
-            each_lab(&progress, &names, |name, progress| {
+            let work = each_lab(&progress, &names, |name, progress| {
                 let engine = &engine;
                 async move { lab::reset(engine, &progress, &name).await }
-            })
-            .await?;
+            });
+            finishing(&progress, "the reset", work).await?;
         }
         Command::List => println!("{}", lab::list(&engine).await?),
         Command::Status(args) => {
@@ -156,20 +163,33 @@ async fn run(cli: Cli) -> Result<i32> {
                 .await?,
             ));
         }
-        Command::Kill(a) => lab::kill(&engine, &progress, &a.lab.name, &a.node).await?,
-        Command::Partition(a) => lab::partition(&engine, &progress, &a.lab.name, &a.node).await?,
-        Command::Heal(a) => lab::heal(&engine, &progress, &a.lab.name, &a.node).await?,
+        Command::Kill(a) => {
+            let work = lab::kill(&engine, &progress, &a.lab.name, &a.node);
+            finishing(&progress, "the drill", work).await?
+        }
+        Command::Partition(a) => {
+            let work = lab::partition(&engine, &progress, &a.lab.name, &a.node);
+            finishing(&progress, "the drill", work).await?
+        }
+        Command::Heal(a) => {
+            let work = lab::heal(&engine, &progress, &a.lab.name, &a.node);
+            finishing(&progress, "the drill", work).await?
+        }
         Command::Switchover(a) => {
-            lab::change_leader(&engine, &progress, &a.lab.name, a.to.as_deref(), false).await?
+            let work = lab::change_leader(&engine, &progress, &a.lab.name, a.to.as_deref(), false);
+            finishing(&progress, "the drill", work).await?
         }
         Command::Failover(a) => {
-            lab::change_leader(&engine, &progress, &a.lab.name, a.to.as_deref(), true).await?
+            let work = lab::change_leader(&engine, &progress, &a.lab.name, a.to.as_deref(), true);
+            finishing(&progress, "the drill", work).await?
         }
         Command::Etcd(EtcdCommand::Stop(m)) => {
-            lab::etcd_members(&engine, &progress, &m.lab.name, &m.nodes, false).await?
+            let work = lab::etcd_members(&engine, &progress, &m.lab.name, &m.nodes, false);
+            finishing(&progress, "the drill", work).await?
         }
         Command::Etcd(EtcdCommand::Start(m)) => {
-            lab::etcd_members(&engine, &progress, &m.lab.name, &m.nodes, true).await?
+            let work = lab::etcd_members(&engine, &progress, &m.lab.name, &m.nodes, true);
+            finishing(&progress, "the drill", work).await?
         }
         Command::Image(ImageCommand::Build(args)) => {
             let request = image::BuildRequest {
@@ -186,6 +206,37 @@ async fn run(cli: Cli) -> Result<i32> {
     Ok(0)
 }
 
+/// Runs a command that must not stop halfway: Ctrl-C lets it finish, then ends it (130).
+async fn finishing<T>(
+    progress: &Progress,
+    what: &str,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    interrupt::finishing(&Interrupt::listen(), progress, what, work).await
+}
+
+/// After `lab bootstrap`: `lab reset` returns a lab to the state it was created in (an
+/// exercise's starting point, say), so a snapshot is taken only for a lab without a whole one
+/// (a create cut short before its own); then the lab is marked ready.
+async fn finish_bootstrap(
+    engine: &Engine,
+    progress: &Progress,
+    name: &str,
+    changed: bool,
+) -> Result<()> {
+    if !lab::has_snapshot(engine, name).await? {
+        lab::snapshot(engine, progress, name).await?;
+    } else if changed {
+        progress.line(
+            "the snapshot for `lab reset` is kept: reset returns the lab to the state it was \
+             created in",
+        );
+    } else {
+        progress.line("everything was in place; the snapshot for `lab reset` is kept");
+    }
+    lab::mark(engine, name, labels::READY).await
+}
+
 /// `value` as pretty JSON; `what` names it in the error.
 fn json(value: &impl serde::Serialize, what: &str) -> Result<String> {
     serde_json::to_string_pretty(value).map_err(|e| Error::Io {
@@ -194,8 +245,10 @@ fn json(value: &impl serde::Serialize, what: &str) -> Result<String> {
     })
 }
 
-/// Runs `work` for every named lab at once (each with its own progress prefix when there are
-/// several) and reports every failure.
+/// Runs `work` for every named lab (each with its own progress prefix when there are several),
+/// as many at once as this machine has cores: a class of labs on a laptop would otherwise
+/// compete for two cores and run into the stages' deadlines. A lab that fails does not stop
+/// the others; the end is a line per lab, and an error when any failed.
 async fn each_lab<F, Fut>(progress: &Progress, names: &[String], work: F) -> Result<()>
 where
     F: Fn(String, Progress) -> Fut,
@@ -204,21 +257,34 @@ where
     if let [name] = names {
         return work(name.clone(), progress.clone()).await;
     }
-    let results = futures_util::future::join_all(
+    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let results: Vec<Result<()>> = futures_util::stream::iter(
         names
             .iter()
             .map(|name| work(name.clone(), progress.for_lab(name))),
     )
+    .buffered(at_once)
+    .collect()
     .await;
-    let failed: Vec<String> = names
-        .iter()
-        .zip(results)
-        .filter_map(|(name, r)| r.err().map(|e| format!("lab {name}: {e}")))
-        .collect();
+    let mut failed = Vec::new();
+    for (name, result) in names.iter().zip(&results) {
+        match result {
+            Ok(()) => progress.line(format!("lab {name}: done")),
+            Err(e) => {
+                progress.line(format!("lab {name}: FAILED: {e}"));
+                failed.push(name.as_str());
+            }
+        }
+    }
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Error::Failed(failed.join("\n")))
+        Err(Error::Failed(format!(
+            "{} of {} labs failed: {} (each one's error is above)",
+            failed.len(),
+            names.len(),
+            failed.join(", ")
+        )))
     }
 }
 

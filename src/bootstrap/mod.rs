@@ -17,6 +17,7 @@ use tokio::sync::OnceCell;
 
 use crate::engine::{Engine, ExecOutput, UploadFile};
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 use crate::lab::Lab;
 use crate::progress::{Progress, seconds};
 use crate::render::{Cluster, Member};
@@ -254,7 +255,15 @@ pub struct Outcome {
 
 /// Runs every stage up to `target`, skipping what is done, and reports each stage's time;
 /// returns whether anything changed.
-pub async fn run(engine: &Engine, progress: &Progress, lab: &Lab, target: Stage) -> Result<bool> {
+/// With `interrupt`, Ctrl-C stops it after the stage in progress (the lab's marks say how far
+/// it got, and the next `lab bootstrap` goes on from there).
+pub async fn run(
+    engine: &Engine,
+    progress: &Progress,
+    lab: &Lab,
+    target: Stage,
+    interrupt: Option<&Interrupt>,
+) -> Result<bool> {
     let stopped: Vec<&str> = lab
         .nodes
         .iter()
@@ -298,7 +307,15 @@ pub async fn run(engine: &Engine, progress: &Progress, lab: &Lab, target: Stage)
             Stage::Containers => unreachable!("not a bootstrap stage"),
         };
         changed |= outcome.changed;
+        crate::lab::mark(engine, &lab.name, stage.name()).await?;
         timings.push((stage, step.done(outcome.summary)));
+        if stage < target && interrupt.is_some_and(Interrupt::was_pressed) {
+            return Err(Error::InterruptedAfter(format!(
+                "stage {}; `lab bootstrap --name {}` goes on from there",
+                stage.name(),
+                lab.name
+            )));
+        }
     }
     if !timings.is_empty() {
         let total: Duration = timings.iter().map(|(_, d)| *d).sum();

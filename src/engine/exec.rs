@@ -38,7 +38,10 @@ impl ExecOutput {
 }
 
 impl Engine {
-    /// Runs `cmd` as `user` in `container` and waits up to `timeout` for it to finish.
+    /// Runs `cmd` as `user` in `container` and waits up to `timeout` for it to finish. The
+    /// command runs under coreutils' `timeout` inside the node, so that it ends there too when
+    /// it overruns, or when this process is gone (Ctrl-C, a kill): an abandoned `tar` must not
+    /// race the next command.
     pub async fn exec(
         &self,
         container: &str,
@@ -47,17 +50,39 @@ impl Engine {
         timeout: Duration,
     ) -> Result<ExecOutput> {
         let shown = cmd.join(" ");
-        match tokio::time::timeout(timeout, self.exec_inner(container, user, cmd)).await {
+        let overran = || Error::Docker {
+            action: format!("finish `{shown}` in {container}"),
+            message: format!(
+                "it was still running after {} s, and was stopped",
+                timeout.as_secs()
+            ),
+        };
+        let secs = timeout.as_secs().max(1).to_string();
+        let bounded: Vec<&str> = ["timeout", "-k", "5", secs.as_str()]
+            .into_iter()
+            .chain(cmd.iter().copied())
+            .collect();
+        let started = std::time::Instant::now();
+        // The node's own deadline comes first; this one is for an engine that stops answering.
+        let outer = timeout + Duration::from_secs(10);
+        match tokio::time::timeout(outer, self.exec_inner(container, user, &bounded, &shown)).await
+        {
+            Ok(Ok(out)) if [124, 137].contains(&out.code) && started.elapsed() >= timeout => {
+                Err(overran())
+            }
             Ok(result) => result,
-            Err(_) => Err(Error::Docker {
-                action: format!("finish `{shown}` in {container}"),
-                message: format!("it was still running after {} s", timeout.as_secs()),
-            }),
+            Err(_) => Err(overran()),
         }
     }
 
-    async fn exec_inner(&self, container: &str, user: &str, cmd: &[&str]) -> Result<ExecOutput> {
-        let action = || format!("run `{}` in {container}", cmd.join(" "));
+    async fn exec_inner(
+        &self,
+        container: &str,
+        user: &str,
+        cmd: &[&str],
+        shown: &str,
+    ) -> Result<ExecOutput> {
+        let action = || format!("run `{shown}` in {container}");
         let cmd: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
         let (id, mut output, _) = self.start(container, user, &cmd, false, false).await?;
         // Frames are not aligned to lines, so bytes are gathered first and decoded at the end.

@@ -10,6 +10,7 @@ use crate::engine::{Engine, UploadFile};
 use crate::error::{Error, Result};
 use crate::image;
 use crate::interrupt::Interrupt;
+use crate::labels;
 use crate::lock;
 use crate::plan::{self, Plan, World};
 use crate::progress::Progress;
@@ -42,8 +43,9 @@ pub async fn create(
         made = async {
             make(engine, progress, &plan, &spec.credentials, lock).await?;
             let lab = super::get(engine, &spec.name).await?;
-            bootstrap::run(engine, progress, &lab, options.stage).await?;
-            super::snapshot(engine, progress, &spec.name).await
+            bootstrap::run(engine, progress, &lab, options.stage, None).await?;
+            super::snapshot(engine, progress, &spec.name).await?;
+            super::mark(engine, &spec.name, labels::READY).await
         } => made,
         _ = stop.pressed() => Err(Error::Interrupted),
     };
@@ -64,8 +66,9 @@ pub async fn create(
     Ok(())
 }
 
-/// Everything before the first object is made: the image, the old lab when replacing it, and
-/// the plan, made under the planning lock (returned, still held).
+/// Everything before the first object is made: the image, and the plan, made under the
+/// planning lock (returned, still held). With --replace, the old lab is planned around first
+/// and removed only once a plan holds, so a refused replace leaves it exactly as it was.
 async fn prepare(
     engine: &Engine,
     progress: &Progress,
@@ -73,12 +76,20 @@ async fn prepare(
     options: &CreateOptions,
 ) -> Result<(Plan, lock::PlanningLock)> {
     image::ensure(engine, progress, &spec.image).await?;
-    if options.replace && super::destroy(engine, progress, &spec.name).await? {
-        progress.line(format!("replacing lab {}: the old one is gone", spec.name));
-    }
     let lock = lock::acquire(progress).await?;
-    let world = snapshot(engine).await?;
-    let plan = plan::plan(spec, &world, &port_bound(spec.publish))?;
+    let mut world = snapshot(engine).await?;
+    if options.replace {
+        world.forget(&spec.name);
+    }
+    let mut plan = plan::plan(spec, &world, &port_bound(spec.publish))?;
+    if options.replace && super::destroy(engine, progress, &spec.name).await? {
+        progress.line(format!(
+            "replacing lab {}: the old one is removed",
+            spec.name
+        ));
+        // Planned again against what is there now: the old lab's ports are free again.
+        plan = plan::plan(spec, &snapshot(engine).await?, &port_bound(spec.publish))?;
+    }
     if let Some(note) = &plan.network.note {
         progress.line(format!("note: {note}"));
     }
@@ -144,6 +155,8 @@ async fn make(
     credentials: &Credentials,
     lock: lock::PlanningLock,
 ) -> Result<()> {
+    // First of all: from here on, a create cut short leaves a lab known to be unfinished.
+    super::mark(engine, &plan.lab, labels::STARTED).await?;
     if plan.network.create {
         let step = progress.step(format!("network {}", plan.network.name));
         engine.create_network(&plan.network_spec()).await?;
@@ -185,6 +198,7 @@ async fn make(
         step.detail(&format!("starting {}", node.name));
         engine.start_container(&node.name).await?;
     }
+    super::mark(engine, &plan.lab, Stage::Containers.name()).await?;
     step.done(format!(
         "{} running: {}",
         plan.nodes.len(),

@@ -44,10 +44,15 @@ pub async fn destroy(engine: &Engine, progress: &Progress, name: &str) -> Result
             ));
         }
     }
+    // The marker volumes are bookkeeping (labels::MARK), not the lab's data.
+    let data = volumes
+        .iter()
+        .filter(|v| !v.labels.contains_key(labels::MARK))
+        .count();
     let mut summary = format!(
         "{} container(s), {} volume(s), {} network(s) removed",
         containers.len(),
-        volumes.len(),
+        data,
         networks.len() - kept.len()
     );
     for k in kept {

@@ -46,6 +46,8 @@ pub struct Lab {
     pub network: String,
     /// In node order.
     pub nodes: Vec<Node>,
+    /// How far its create or bootstrap got (see labels::MARK).
+    pub marks: Vec<String>,
 }
 
 impl Node {
@@ -77,7 +79,11 @@ impl Node {
 }
 
 impl Lab {
-    fn from_containers(name: &str, containers: Vec<ContainerInfo>) -> Option<Lab> {
+    fn from_containers(
+        name: &str,
+        containers: Vec<ContainerInfo>,
+        marks: Vec<String>,
+    ) -> Option<Lab> {
         let label = |c: &ContainerInfo, key: &str| c.labels.get(key).cloned().unwrap_or_default();
         let first = containers.first()?;
         let network = label(first, labels::NETWORK);
@@ -95,6 +101,7 @@ impl Lab {
             name: name.to_string(),
             network,
             nodes,
+            marks,
         })
     }
 
@@ -128,6 +135,33 @@ impl Lab {
     pub fn repo_node(&self) -> Option<&Node> {
         self.nodes.iter().find(|n| n.roles.repo)
     }
+
+    /// For a lab whose create or bootstrap did not finish, the last stage it finished.
+    pub fn unfinished(&self) -> Option<String> {
+        labels::unfinished(&self.marks)
+    }
+}
+
+/// Records that lab `lab` got as far as `mark` (a stage's name, or labels::STARTED/READY).
+pub async fn mark(engine: &Engine, lab: &str, mark: &str) -> Result<()> {
+    let labels = std::collections::HashMap::from([
+        (labels::LAB.to_string(), lab.to_string()),
+        (labels::MARK.to_string(), mark.to_string()),
+    ]);
+    engine
+        .create_volume(&labels::marker(lab, mark), &labels)
+        .await
+}
+
+/// Every lab's marks, by lab.
+async fn marks(engine: &Engine, filter: &str) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut by_lab: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for v in engine.volumes(Some(filter)).await? {
+        if let (Some(lab), Some(mark)) = (v.labels.get(labels::LAB), v.labels.get(labels::MARK)) {
+            by_lab.entry(lab.clone()).or_default().push(mark.clone());
+        }
+    }
+    Ok(by_lab)
 }
 
 /// Puts a partitioned node back on the lab network at its own address (nothing happens to one
@@ -147,8 +181,11 @@ pub async fn reattach(engine: &Engine, lab: &Lab, node: &Node) -> Result<Ipv4Add
 
 /// The lab called `name`, if any of its containers exist.
 pub async fn find(engine: &Engine, name: &str) -> Result<Option<Lab>> {
-    let containers = engine.containers(Some(&labels::of_lab(name))).await?;
-    Ok(Lab::from_containers(name, containers))
+    let filter = labels::of_lab(name);
+    let (containers, mut marks) =
+        tokio::try_join!(engine.containers(Some(&filter)), marks(engine, &filter))?;
+    let marks = marks.remove(name).unwrap_or_default();
+    Ok(Lab::from_containers(name, containers, marks))
 }
 
 /// The lab called `name`, or an error saying it does not exist.
@@ -164,13 +201,20 @@ pub async fn get(engine: &Engine, name: &str) -> Result<Lab> {
 /// Every lab with containers on the engine, by name.
 pub async fn all(engine: &Engine) -> Result<Vec<Lab>> {
     let mut by_lab: BTreeMap<String, Vec<ContainerInfo>> = BTreeMap::new();
-    for c in engine.containers(Some(labels::LAB)).await? {
+    let (containers, mut marks) = tokio::try_join!(
+        engine.containers(Some(labels::LAB)),
+        marks(engine, labels::MARK)
+    )?;
+    for c in containers {
         if let Some(lab) = c.labels.get(labels::LAB).cloned() {
             by_lab.entry(lab).or_default().push(c);
         }
     }
     Ok(by_lab
         .into_iter()
-        .filter_map(|(name, containers)| Lab::from_containers(&name, containers))
+        .filter_map(|(name, containers)| {
+            let marks = marks.remove(&name).unwrap_or_default();
+            Lab::from_containers(&name, containers, marks)
+        })
         .collect())
 }

@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 use crate::progress::{Progress, seconds};
 
 const SNAPSHOT: &str = "/var/lib/pgha-lab/snapshot.tgz";
+/// The snapshot's generation, the same on every node of one snapshot: a reset restores only a
+/// lab whose nodes all hold the same one.
+const GENERATION: &str = "/var/lib/pgha-lab/snapshot.id";
 const STATE: &str = "pgha pgdata var/lib/postgresql/.ssh";
 
 /// Archives every node's state; the services are stopped cleanly around it and the lab is
@@ -22,20 +25,27 @@ pub async fn snapshot(engine: &Engine, progress: &Progress, name: &str) -> Resul
     let ctx = Ctx::new(engine, &lab);
     let step = progress.step("snapshot for `lab reset`");
     services::stop(&ctx).await?;
+    let generation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
     // The archive holds patroni.yaml, the pgpass files and the SSH private key: root's alone.
     let script = format!(
         "set -e; umask 077; mkdir -p {dir}; chmod 700 {dir}; tar -C / -cpf - \
-         --ignore-failed-read {STATE} | gzip -1 > {SNAPSHOT}.new; mv {SNAPSHOT}.new {SNAPSHOT}",
+         --ignore-failed-read {STATE} | gzip -1 > {SNAPSHOT}.new; echo {generation} > \
+         {GENERATION}.new; mv {SNAPSHOT}.new {SNAPSHOT}; mv {GENERATION}.new {GENERATION}",
         dir = parent(SNAPSHOT)
     );
-    on_every_node(engine, &lab, &script, |node, out| {
-        Error::Failed(format!(
-            "could not archive the state of {node} for `lab reset`: {}",
-            out.said()
-        ))
-    })
-    .await?;
-    services::start(&ctx).await?;
+    let archived = on_every_node(engine, &lab, &script, Duration::from_secs(120)).await;
+    // Whatever happened, the services come back before anything is reported.
+    let started = services::start(&ctx).await;
+    if let Some((node, why)) = archived.iter().find_map(|(n, r)| failure(n, r)) {
+        return Err(Error::Failed(format!(
+            "could not archive the state of {node} for `lab reset`: {why}. The lab runs on; \
+             `lab bootstrap --name {name}` takes the snapshot again."
+        )));
+    }
+    started?;
     step.done(format!(
         "every node's state archived ({} node(s))",
         lab.nodes.len()
@@ -43,50 +53,124 @@ pub async fn snapshot(engine: &Engine, progress: &Progress, name: &str) -> Resul
     Ok(())
 }
 
-/// Whether every node holds a snapshot.
-pub async fn has_snapshot(engine: &Engine, name: &str) -> Result<bool> {
-    let lab = super::get(engine, name).await?;
-    let probe = format!("[ -s {SNAPSHOT} ]");
-    Ok(on_every_node(engine, &lab, &probe, |node, _| {
-        Error::Failed(format!("{node} has no snapshot"))
-    })
-    .await
-    .is_ok())
+/// What a node holds for `lab reset`: its snapshot's generation, and its archive.
+#[derive(Debug, Clone, PartialEq)]
+struct Held {
+    node: String,
+    generation: Option<String>,
+    archive: Archive,
 }
 
-/// Runs `script` as root on every node at once; `failed` says what a failure on a node means.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Archive {
+    Missing,
+    /// There, but it does not read back whole.
+    Damaged,
+    Intact,
+}
+
+async fn held(engine: &Engine, lab: &Lab) -> Result<Vec<Held>> {
+    let probe = format!(
+        "echo \"generation=$(cat {GENERATION} 2>/dev/null)\"; if [ ! -e {SNAPSHOT} ]; then \
+         echo missing; elif gzip -t {SNAPSHOT} 2>/dev/null; then echo intact; else echo \
+         damaged; fi"
+    );
+    let mut all = Vec::new();
+    for (node, result) in on_every_node(engine, lab, &probe, Duration::from_secs(60)).await {
+        let out = result?;
+        let generation = out
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("generation="))
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .map(str::to_string);
+        let archive = match out.stdout.lines().last().map(str::trim) {
+            Some("intact") => Archive::Intact,
+            Some("damaged") => Archive::Damaged,
+            _ => Archive::Missing,
+        };
+        all.push(Held {
+            node,
+            generation,
+            archive,
+        });
+    }
+    Ok(all)
+}
+
+/// The generation every node holds whole, or why there is none.
+fn one_generation(held: &[Held]) -> std::result::Result<String, String> {
+    let mut found: Option<&str> = None;
+    for h in held {
+        let generation = match (h.archive, h.generation.as_deref()) {
+            (Archive::Missing, _) => return Err(format!("{} has no snapshot", h.node)),
+            (Archive::Damaged, _) => return Err(format!("{}'s snapshot is damaged", h.node)),
+            (Archive::Intact, None) => {
+                return Err(format!(
+                    "{}'s snapshot carries no generation (it is older than this lab tool, or \
+                     was cut short)",
+                    h.node
+                ));
+            }
+            (Archive::Intact, Some(g)) => g,
+        };
+        match found {
+            None => found = Some(generation),
+            Some(f) if f != generation => {
+                return Err(format!(
+                    "{}'s snapshot is from another time than {}'s",
+                    h.node, held[0].node
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    found
+        .map(str::to_string)
+        .ok_or_else(|| "the lab has no nodes".into())
+}
+
+/// Whether every node holds a whole snapshot of one generation.
+pub async fn has_snapshot(engine: &Engine, name: &str) -> Result<bool> {
+    let lab = super::get(engine, name).await?;
+    Ok(one_generation(&held(engine, &lab).await?).is_ok())
+}
+
+/// Runs `script` as root on every node at once, each to its end; every node's result.
 async fn on_every_node(
     engine: &Engine,
     lab: &Lab,
     script: &str,
-    failed: impl Fn(&str, &ExecOutput) -> Error,
-) -> Result<()> {
-    let failed = &failed;
-    futures_util::future::try_join_all(lab.nodes.iter().map(|n| async move {
+    timeout: Duration,
+) -> Vec<(String, Result<ExecOutput>)> {
+    futures_util::future::join_all(lab.nodes.iter().map(|n| async move {
         let out = engine
-            .exec(
-                &n.name,
-                "root",
-                &["bash", "-c", script],
-                Duration::from_secs(120),
-            )
-            .await?;
-        if out.ok() {
-            Ok(())
-        } else {
-            Err(failed(&n.name, &out))
-        }
+            .exec(&n.name, "root", &["bash", "-c", script], timeout)
+            .await;
+        (n.name.clone(), out)
     }))
     .await
-    .map(drop)
+}
+
+/// What went wrong on `node`, if anything.
+fn failure(node: &str, result: &Result<ExecOutput>) -> Option<(String, String)> {
+    match result {
+        Ok(out) if out.ok() => None,
+        Ok(out) => Some((node.to_string(), out.said())),
+        Err(e) => Some((node.to_string(), e.to_string())),
+    }
 }
 
 fn parent(path: &str) -> &str {
     path.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("/")
 }
 
-/// Resets a lab to its snapshot: nodes restarted or rejoined as needed, services killed (their
-/// state is being discarded), state unpacked, services started, health proven.
+/// Resets a lab to its snapshot, all or nothing: nodes restarted or rejoined as needed, every
+/// node's snapshot checked (one generation, whole) before anything is touched, services killed
+/// (their state is being discarded), state unpacked, services started, health proven. Should a
+/// node fail after that, the services come back where they can and the error says which nodes
+/// were reset; the snapshots stay, so a second reset finishes the job.
 pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<()> {
     let started = Instant::now();
     let lab = super::get(engine, name).await?;
@@ -96,27 +180,54 @@ pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<(
         engine.start_container(&node.name).await?;
     }
     let lab = super::get(engine, name).await?;
+    if let Err(why) = one_generation(&held(engine, &lab).await?) {
+        return Err(Error::Invalid(format!(
+            "lab {name} cannot be reset: {why}, and a reset restores every node from one \
+             snapshot or none. Nothing was changed. `lab bootstrap --name {name}` finishes the lab \
+             and snapshots it as it then stands; `lab create --replace --name {name}` makes it \
+             anew."
+        )));
+    }
+    // One reset at a time inside a node: a second one waits for an earlier one's unpacking.
     let script = format!(
-        "set -e; [ -s {SNAPSHOT} ] || {{ echo 'no snapshot on this node'; exit 3; }}; \
+        "set -e; exec 9>{dir}/reset.lock; flock 9; \
          pkill -KILL -x patroni || true; pkill -KILL -x postgres || true; \
          pkill -KILL -x etcd || true; \
          while pgrep -x 'patroni|postgres|etcd' >/dev/null; do sleep 0.1; done; \
          rm -rf /var/lib/postgresql/.ssh; find /pgha /pgdata -mindepth 1 -delete; \
-         gzip -dc {SNAPSHOT} | tar -C / -xpf -"
+         gzip -dc {SNAPSHOT} | tar -C / -xpf -",
+        dir = parent(SNAPSHOT)
     );
-    on_every_node(engine, &lab, &script, |node, out| match out.code {
-        3 => Error::Invalid(format!(
-            "lab {name} has no snapshot on {node} to reset to: snapshots are taken when a \
-             bootstrap finishes (`lab create`, `lab bootstrap`). Run `lab bootstrap --name \
-             {name}` to take one, or recreate the lab."
-        )),
-        _ => Error::Failed(format!(
-            "could not restore the state of {node}: {}",
-            out.said()
-        )),
-    })
-    .await?;
+    let restored = on_every_node(engine, &lab, &script, Duration::from_secs(120)).await;
     let ctx = Ctx::new(engine, &lab);
+    let failed: Vec<(String, String)> =
+        restored.iter().filter_map(|(n, r)| failure(n, r)).collect();
+    if !failed.is_empty() {
+        let brought_back = match services::start(&ctx).await {
+            Ok(health) => format!("the services were started again: {health}"),
+            Err(e) => format!("starting the services again failed too: {e}"),
+        };
+        let reset: Vec<&str> = restored
+            .iter()
+            .filter(|(n, _)| !failed.iter().any(|(f, _)| f == n))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let so_far = match reset.as_slice() {
+            [] => "no node was reset".to_string(),
+            [one] => format!("{one} was reset to the snapshot, the others were not"),
+            many => format!(
+                "{} were reset to the snapshot, the others were not",
+                many.join(", ")
+            ),
+        };
+        let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(Error::Failed(format!(
+            "the reset of lab {name} failed on {}: {}. So far {so_far}; {brought_back}. Run \
+             `lab reset --name {name}` again to finish: every snapshot is still there.",
+            names.join(", "),
+            failed[0].1
+        )));
+    }
     let health = services::start(&ctx).await?;
     step.done(health);
     progress.line(format!(
@@ -124,4 +235,45 @@ pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<(
         seconds(started.elapsed())
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(node: &str, generation: Option<&str>, archive: Archive) -> Held {
+        Held {
+            node: node.into(),
+            generation: generation.map(str::to_string),
+            archive,
+        }
+    }
+
+    #[test]
+    fn one_whole_generation_everywhere_is_a_snapshot() {
+        let all = [
+            held("pgha1", Some("7"), Archive::Intact),
+            held("pgha2", Some("7"), Archive::Intact),
+        ];
+        assert_eq!(one_generation(&all), Ok("7".to_string()));
+    }
+
+    #[test]
+    fn a_missing_damaged_unmarked_or_mixed_snapshot_is_none() {
+        let ok = held("pgha1", Some("7"), Archive::Intact);
+        let case = |other: Held| one_generation(&[ok.clone(), other]).unwrap_err();
+        assert_eq!(
+            case(held("pgha2", Some("7"), Archive::Missing)),
+            "pgha2 has no snapshot"
+        );
+        assert_eq!(
+            case(held("pgha2", Some("7"), Archive::Damaged)),
+            "pgha2's snapshot is damaged"
+        );
+        assert!(case(held("pgha2", None, Archive::Intact)).contains("carries no generation"));
+        assert_eq!(
+            case(held("pgha2", Some("8"), Archive::Intact)),
+            "pgha2's snapshot is from another time than pgha1's"
+        );
+    }
 }

@@ -17,7 +17,7 @@ pub async fn list(engine: &Engine) -> Result<String> {
     }
     let networks = engine.networks().await?;
     let mut out = format!(
-        "{:<14} {:<6} {:<12} {:<16} {:<18} {}\n",
+        "{:<14} {:<6} {:<22} {:<16} {:<18} {}\n",
         "lab", "nodes", "state", "network", "subnet", "ports"
     );
     for lab in &labs {
@@ -35,7 +35,7 @@ pub async fn list(engine: &Engine) -> Result<String> {
         };
         let _ = writeln!(
             out,
-            "{:<14} {:<6} {:<12} {:<16} {:<18} {ports}",
+            "{:<14} {:<6} {:<22} {:<16} {:<18} {ports}",
             lab.name,
             lab.nodes.len(),
             state(lab),
@@ -47,6 +47,9 @@ pub async fn list(engine: &Engine) -> Result<String> {
 }
 
 fn state(lab: &Lab) -> String {
+    if let Some(last) = lab.unfinished() {
+        return format!("unfinished ({last})");
+    }
     let running = lab.nodes.iter().filter(|n| n.running()).count();
     match running {
         0 => "stopped".into(),
@@ -61,6 +64,8 @@ pub struct Report {
     pub lab: String,
     pub network: String,
     pub subnet: Option<String>,
+    /// For a lab whose create or bootstrap did not finish: the last stage it finished.
+    pub unfinished: Option<String>,
     pub nodes: Vec<NodeReport>,
     pub etcd: Option<EtcdReport>,
     pub backup: Option<BackupReport>,
@@ -178,6 +183,7 @@ pub async fn status(engine: &Engine, name: &str) -> Result<Report> {
         lab: lab.name.clone(),
         network: lab.network.clone(),
         subnet,
+        unfinished: lab.unfinished(),
         nodes,
         etcd,
         backup,
@@ -193,6 +199,14 @@ impl Report {
             self.network,
             self.subnet.as_deref().unwrap_or("?")
         );
+        if let Some(last) = &self.unfinished {
+            let _ = writeln!(
+                out,
+                "unfinished: its create stopped after stage {last}; `lab bootstrap --name {}` \
+                 finishes it",
+                self.lab
+            );
+        }
         let _ = writeln!(
             out,
             "{:<12} {:<12} {:<16} {:<6} {:<18} {:<10} {:<10} {:>3} {:>10}",

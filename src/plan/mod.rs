@@ -169,6 +169,19 @@ fn refuse_existing(spec: &LabSpec, world: &World) -> Result<()> {
     let networks = world.networks.iter().filter(|n| ours(&n.labels)).count();
     if containers + volumes + networks > 0 {
         let name = &spec.name;
+        let marks: Vec<&str> = world
+            .volumes
+            .iter()
+            .filter(|v| ours(&v.labels))
+            .filter_map(|v| v.labels.get(labels::MARK).map(String::as_str))
+            .collect();
+        if let Some(last) = labels::unfinished(&marks) {
+            return Err(Error::Invalid(format!(
+                "lab {name} already exists, and its create did not finish (last stage \
+                 finished: {last}). `lab bootstrap --name {name}` finishes it from where it \
+                 stands; `lab create --replace --name {name}` makes it anew."
+            )));
+        }
         return Err(Error::Invalid(format!(
             "lab {name} already exists ({containers} container(s), {volumes} volume(s), \
              {networks} network(s)). Start it with `lab start --name {name}`, remove it with \

@@ -366,7 +366,15 @@ async fn a_failed_create_rolls_back_unless_asked_to_keep() {
     let run = lab(&kept);
     assert_ne!(run.code, 0, "{run}");
     assert!(run.stderr.contains("left as it is for inspection"), "{run}");
-    assert_eq!(labelled(&d, lab_name).await, (1, 2, 1));
+    // One container, its two volumes and the markers of how far the create got (started,
+    // containers), and the network.
+    assert_eq!(labelled(&d, lab_name).await, (1, 4, 1));
+    let list = lab_ok(&["list"]).stdout;
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(lab_name) && l.contains("unfinished (containers)")),
+        "{list}"
+    );
     lab_ok(&["destroy", "--name", lab_name]);
     assert_eq!(labelled(&d, lab_name).await, (0, 0, 0));
 }

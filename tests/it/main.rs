@@ -5,6 +5,7 @@
 mod cluster;
 mod common;
 mod course;
+mod faults;
 mod image;
 mod labs;
 mod lifecycle;
