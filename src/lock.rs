@@ -45,8 +45,10 @@ const PATIENCE: Duration = Duration::from_secs(120);
 pub async fn acquire(progress: &Progress) -> Result<PlanningLock> {
     let file =
         open(Path::new(PATH)).map_err(Error::io(format!("open the planning lock {PATH}")))?;
-    let started = Instant::now();
-    let mut told = false;
+    // The patience is per holder: behind a queue of creates (a class made with --count), the
+    // lock changes hands, and only one that keeps it too long is a fault.
+    let mut since = Instant::now();
+    let mut told: Option<String> = None;
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(PlanningLock { _file: file }),
@@ -56,7 +58,10 @@ pub async fn acquire(progress: &Progress) -> Result<PlanningLock> {
             }
         }
         let holder = holder(&file).unwrap_or_else(|| "another process".into());
-        if started.elapsed() >= PATIENCE {
+        if told.as_ref().is_some_and(|t| *t != holder) {
+            since = Instant::now();
+        }
+        if since.elapsed() >= PATIENCE {
             return Err(Error::Failed(format!(
                 "{holder} has held the planning lock {PATH} for over {} s, so this create \
                  cannot pick addresses and ports safely. Wait for it to finish (or stop it if \
@@ -64,12 +69,12 @@ pub async fn acquire(progress: &Progress) -> Result<PlanningLock> {
                 PATIENCE.as_secs()
             )));
         }
-        if !told {
+        if told.as_ref() != Some(&holder) {
             progress.line(format!(
                 "waiting for the planning lock {PATH}, held by {holder} (up to {} s)",
                 PATIENCE.as_secs()
             ));
-            told = true;
+            told = Some(holder);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -106,11 +106,12 @@ async fn run(cli: Cli) -> Result<i32> {
             } else {
                 vec![args.lab.name]
             };
-            let work = each_lab(&progress, &names, |name, progress| {
+            let interrupt = Interrupt::listen();
+            let work = each_lab(&progress, &names, &interrupt, |name, progress| {
                 let engine = &engine;
                 async move { lab::reset(engine, &progress, &name).await }
             });
-            finishing(&progress, "the reset", work).await?;
+            interrupt::finishing(&interrupt, &progress, "the reset", work).await?;
         }
         Command::List => println!("{}", lab::list(&engine).await?),
         Command::Status(args) => {
@@ -248,8 +249,14 @@ fn json(value: &impl serde::Serialize, what: &str) -> Result<String> {
 /// Runs `work` for every named lab (each with its own progress prefix when there are several),
 /// as many at once as this machine has cores: a class of labs on a laptop would otherwise
 /// compete for two cores and run into the stages' deadlines. A lab that fails does not stop
-/// the others; the end is a line per lab, and an error when any failed.
-async fn each_lab<F, Fut>(progress: &Progress, names: &[String], work: F) -> Result<()>
+/// the others; Ctrl-C stops new ones from starting. The end is a line per lab, and an error
+/// when any failed (exit 130 when Ctrl-C stopped some).
+async fn each_lab<F, Fut>(
+    progress: &Progress,
+    names: &[String],
+    interrupt: &Interrupt,
+    work: F,
+) -> Result<()>
 where
     F: Fn(String, Progress) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
@@ -258,11 +265,13 @@ where
         return work(name.clone(), progress.clone()).await;
     }
     let at_once = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let results: Vec<Result<()>> = futures_util::stream::iter(
-        names
-            .iter()
-            .map(|name| work(name.clone(), progress.for_lab(name))),
-    )
+    let results: Vec<Result<()>> = futures_util::stream::iter(names.iter().map(|name| {
+        if interrupt.was_pressed() {
+            futures_util::future::Either::Left(async { Err(Error::Interrupted) })
+        } else {
+            futures_util::future::Either::Right(work(name.clone(), progress.for_lab(name)))
+        }
+    }))
     .buffered(at_once)
     .collect()
     .await;
@@ -276,15 +285,21 @@ where
             }
         }
     }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Failed(format!(
-            "{} of {} labs failed: {} (each one's error is above)",
+    let summary = || {
+        format!(
+            "{} of {} labs did not finish: {} (each one's error is above)",
             failed.len(),
             names.len(),
             failed.join(", ")
-        )))
+        )
+    };
+    let interrupted = results
+        .iter()
+        .any(|r| matches!(r, Err(Error::Interrupted | Error::InterruptedAfter(_))));
+    match (failed.is_empty(), interrupted) {
+        (true, _) => Ok(()),
+        (false, true) => Err(Error::InterruptedAfter(summary())),
+        (false, false) => Err(Error::Failed(summary())),
     }
 }
 
@@ -385,7 +400,7 @@ async fn create(
         }
     }
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-    each_lab(progress, &names, |name, progress| {
+    each_lab(progress, &names, &interrupt, |name, progress| {
         let spec = specs
             .iter()
             .find(|s| s.name == name)

@@ -36,7 +36,24 @@ pub async fn create(
         prepared = prepare(engine, progress, spec, options) => prepared?,
         _ = stop.pressed() => return Err(Error::Interrupted),
     };
-    let (plan, lock) = prepared;
+    let (mut plan, lock) = prepared;
+    if options.replace {
+        // Past this point Ctrl-C waits: the old lab is removed whole, never halfway.
+        if super::destroy(engine, progress, &spec.name).await? {
+            progress.line(format!(
+                "replacing lab {}: the old one is removed",
+                spec.name
+            ));
+            // Planned again against what is there now: the old lab's ports are free again.
+            plan = plan::plan(spec, &snapshot(engine).await?, &port_bound(spec.publish))?;
+        }
+        if stop.was_pressed() {
+            return Err(Error::InterruptedAfter(format!(
+                "the old lab {} was removed; the new one was not made",
+                spec.name
+            )));
+        }
+    }
 
     // From here on everything made carries the lab's labels, which is how it is undone.
     let made = tokio::select! {
@@ -66,9 +83,10 @@ pub async fn create(
     Ok(())
 }
 
-/// Everything before the first object is made: the image, and the plan, made under the
-/// planning lock (returned, still held). With --replace, the old lab is planned around first
-/// and removed only once a plan holds, so a refused replace leaves it exactly as it was.
+/// Everything before the first object is made or removed: the image, and the plan, made under
+/// the planning lock (returned, still held). With --replace, the plan leaves the old lab out;
+/// the caller removes it only once this plan holds, so a refused replace leaves it exactly as
+/// it was.
 async fn prepare(
     engine: &Engine,
     progress: &Progress,
@@ -81,15 +99,7 @@ async fn prepare(
     if options.replace {
         world.forget(&spec.name);
     }
-    let mut plan = plan::plan(spec, &world, &port_bound(spec.publish))?;
-    if options.replace && super::destroy(engine, progress, &spec.name).await? {
-        progress.line(format!(
-            "replacing lab {}: the old one is removed",
-            spec.name
-        ));
-        // Planned again against what is there now: the old lab's ports are free again.
-        plan = plan::plan(spec, &snapshot(engine).await?, &port_bound(spec.publish))?;
-    }
+    let plan = plan::plan(spec, &world, &port_bound(spec.publish))?;
     if let Some(note) = &plan.network.note {
         progress.line(format!("note: {note}"));
     }

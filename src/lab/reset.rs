@@ -40,9 +40,13 @@ pub async fn snapshot(engine: &Engine, progress: &Progress, name: &str) -> Resul
     // Whatever happened, the services come back before anything is reported.
     let started = services::start(&ctx).await;
     if let Some((node, why)) = archived.iter().find_map(|(n, r)| failure(n, r)) {
+        let services = match &started {
+            Ok(health) => format!("the services run again ({health})"),
+            Err(e) => format!("starting the services again failed too: {e}"),
+        };
         return Err(Error::Failed(format!(
-            "could not archive the state of {node} for `lab reset`: {why}. The lab runs on; \
-             `lab bootstrap --name {name}` takes the snapshot again."
+            "could not archive the state of {node} for `lab reset`: {why}. {services}; `lab \
+             bootstrap --name {name}` takes the snapshot again."
         )));
     }
     started?;
@@ -99,8 +103,16 @@ async fn held(engine: &Engine, lab: &Lab) -> Result<Vec<Held>> {
     Ok(all)
 }
 
-/// The generation every node holds whole, or why there is none.
+/// The generation every node holds whole, or why there is none. Snapshots from before
+/// generations (every node's archive whole, none marked) count as one.
 fn one_generation(held: &[Held]) -> std::result::Result<String, String> {
+    if !held.is_empty()
+        && held
+            .iter()
+            .all(|h| h.archive == Archive::Intact && h.generation.is_none())
+    {
+        return Ok("from before generations".into());
+    }
     let mut found: Option<&str> = None;
     for h in held {
         let generation = match (h.archive, h.generation.as_deref()) {
@@ -183,8 +195,8 @@ pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<(
     if let Err(why) = one_generation(&held(engine, &lab).await?) {
         return Err(Error::Invalid(format!(
             "lab {name} cannot be reset: {why}, and a reset restores every node from one \
-             snapshot or none. Nothing was changed. `lab bootstrap --name {name}` finishes the lab \
-             and snapshots it as it then stands; `lab create --replace --name {name}` makes it \
+             snapshot or none. No node's data or services were touched. `lab bootstrap --name \
+             {name}` finishes the lab and snapshots it as it then stands; `lab create --replace --name {name}` makes it \
              anew."
         )));
     }
@@ -203,15 +215,20 @@ pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<(
     let failed: Vec<(String, String)> =
         restored.iter().filter_map(|(n, r)| failure(n, r)).collect();
     if !failed.is_empty() {
-        let brought_back = match services::start(&ctx).await {
-            Ok(health) => format!("the services were started again: {health}"),
-            Err(e) => format!("starting the services again failed too: {e}"),
-        };
-        let reset: Vec<&str> = restored
+        let reset: Vec<String> = restored
             .iter()
             .filter(|(n, _)| !failed.iter().any(|(f, _)| f == n))
-            .map(|(n, _)| n.as_str())
+            .map(|(n, _)| n.clone())
             .collect();
+        // Only where the state is whole again: a failed node's is half gone.
+        let brought_back = match services::start_on(&ctx, &reset).await {
+            Ok(()) if reset.is_empty() => "every service is stopped".to_string(),
+            Ok(()) => format!(
+                "the services were started again on {}, and are stopped on the others",
+                reset.join(", ")
+            ),
+            Err(e) => format!("starting the services again failed too: {e}"),
+        };
         let so_far = match reset.as_slice() {
             [] => "no node was reset".to_string(),
             [one] => format!("{one} was reset to the snapshot, the others were not"),
@@ -271,6 +288,12 @@ mod tests {
             "pgha2's snapshot is damaged"
         );
         assert!(case(held("pgha2", None, Archive::Intact)).contains("carries no generation"));
+        // A lab whose snapshots all predate generations keeps them.
+        let old = [
+            held("pgha1", None, Archive::Intact),
+            held("pgha2", None, Archive::Intact),
+        ];
+        assert!(one_generation(&old).is_ok());
         assert_eq!(
             case(held("pgha2", Some("8"), Archive::Intact)),
             "pgha2's snapshot is from another time than pgha1's"

@@ -57,10 +57,21 @@ impl World {
         }
     }
 
-    /// Leaves out everything of lab `name`, as `--replace` removes it before planning.
+    /// Leaves out everything of lab `name`, as `--replace` will remove it: its objects, and the
+    /// host routes of the networks it made (Docker's bridge route goes with the network).
     pub fn forget(&mut self, name: &str) {
         let other =
             |l: &HashMap<String, String>| l.get(labels::LAB).map(String::as_str) != Some(name);
+        let going: Vec<Ipv4Net> = self
+            .networks
+            .iter()
+            .filter(|n| {
+                !other(&n.labels)
+                    && n.labels.get(labels::NETWORK_CREATED).map(String::as_str) == Some("true")
+            })
+            .flat_map(|n| n.subnets.iter().map(|(net, _)| *net))
+            .collect();
+        self.host_routes.retain(|r| !going.contains(&r.net));
         self.containers.retain(|c| other(&c.labels));
         self.volumes.retain(|v| other(&v.labels));
         self.networks.retain(|n| other(&n.labels));
@@ -175,6 +186,13 @@ fn refuse_existing(spec: &LabSpec, world: &World) -> Result<()> {
             .filter(|v| ours(&v.labels))
             .filter_map(|v| v.labels.get(labels::MARK).map(String::as_str))
             .collect();
+        if containers == 0 {
+            return Err(Error::Invalid(format!(
+                "lab {name} was begun but has no containers ({volumes} volume(s), {networks} \
+                 network(s) left by a create that was cut short). `lab destroy --name {name}` \
+                 removes what is left; `lab create --replace --name {name}` makes it anew."
+            )));
+        }
         if let Some(last) = labels::unfinished(&marks) {
             return Err(Error::Invalid(format!(
                 "lab {name} already exists, and its create did not finish (last stage \
@@ -616,6 +634,30 @@ mod tests {
         assert!(plan(&spec("alice"), &world, &|_| false).is_err());
         world.forget("alice");
         assert_eq!(plan(&spec("alice"), &world, &|_| false).unwrap(), first);
+    }
+
+    #[test]
+    fn a_replaced_lab_s_network_route_is_forgotten_with_it() {
+        let spec = spec("pgha");
+        let mut world = empty();
+        let plan = plan(&spec, &world, &|_| false).unwrap();
+        world.reserve(&plan);
+        let subnet = plan.network.subnet;
+        for network in &mut world.networks {
+            network
+                .labels
+                .insert(labels::LAB.to_string(), "pgha".to_string());
+            network
+                .labels
+                .insert(labels::NETWORK_CREATED.to_string(), "true".to_string());
+        }
+        world.host_routes.push(TakenSubnet {
+            net: subnet,
+            holder: "host route via br-0123".into(),
+        });
+        world.forget("pgha");
+        assert!(world.host_routes.is_empty());
+        assert!(world.networks.is_empty());
     }
 
     #[test]

@@ -105,7 +105,9 @@ async fn a_lab_survives_the_faults_users_cause() {
     assert_eq!(refused.code, 2, "{refused}");
     assert!(
         refused.stderr.contains(&format!("{LAB}2 has no snapshot"))
-            && refused.stderr.contains("Nothing was changed"),
+            && refused
+                .stderr
+                .contains("No node's data or services were touched"),
         "{refused}"
     );
     assert_eq!(
