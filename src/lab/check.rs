@@ -15,6 +15,7 @@ use crate::bootstrap::{Ctx, Facts, backup, etcd, patroni};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::render::{ARCHIVE_COMMAND, PATRONI_CONF, STANZA, archives_to_pgbackrest};
+use crate::spec::Roles;
 
 /// One node as `lab check` saw it.
 #[derive(Debug, Clone)]
@@ -22,9 +23,7 @@ pub struct NodeSeen {
     pub name: String,
     pub ip: String,
     pub aliases: Vec<String>,
-    pub postgres: bool,
-    pub etcd: bool,
-    pub repo: bool,
+    pub roles: Roles,
     pub running: bool,
     pub partitioned: bool,
     /// What is configured and running on it (None when it is not running).
@@ -176,9 +175,7 @@ async fn observe(engine: &Engine, lab: &Lab) -> Result<Observed> {
                 name: n.name.clone(),
                 ip: n.ip().map(|ip| ip.to_string()).unwrap_or_default(),
                 aliases: n.roles.aliases(n.index),
-                postgres: n.roles.postgres,
-                etcd: n.roles.etcd,
-                repo: n.roles.repo,
+                roles: n.roles,
                 running: n.running(),
                 partitioned: n.partitioned(&lab.network),
                 facts: f,
@@ -194,7 +191,7 @@ async fn observe(engine: &Engine, lab: &Lab) -> Result<Observed> {
     } else {
         None
     };
-    let stanza = match nodes.iter().find(|n| n.repo) {
+    let stanza = match nodes.iter().find(|n| n.roles.repo) {
         Some(r) if r.facts.as_ref().is_some_and(|f| f.repo_config) => {
             backup::info(&ctx, &r.name).await?
         }
@@ -334,17 +331,8 @@ pub fn judge(o: &Observed) -> Report {
     });
 
     // etcd: configured, running, quorum.
-    let members: Vec<&NodeSeen> = o.nodes.iter().filter(|n| n.etcd).collect();
-    let unconfigured: Vec<&str> = members
-        .iter()
-        .filter(|n| n.facts.is_some() && !fact(n, |f| f.etcd_config))
-        .map(|n| n.name.as_str())
-        .collect();
-    let blind: Vec<&str> = members
-        .iter()
-        .filter(|n| n.facts.is_none())
-        .map(|n| n.name.as_str())
-        .collect();
+    let members: Vec<&NodeSeen> = o.nodes.iter().filter(|n| n.roles.etcd).collect();
+    let (unconfigured, blind) = lacking(&members, |f| f.etcd_config);
     steps.push(match unconfigured.first() {
         None if !blind.is_empty() => unseen("etcd configured", &blind),
         None => step_done(
@@ -422,7 +410,7 @@ pub fn judge(o: &Observed) -> Report {
 
     // Patroni: each PostgreSQL node configured, then a leader, then each other node streaming,
     // in the course's order (the first node, then the others one at a time).
-    let pg: Vec<&NodeSeen> = o.nodes.iter().filter(|n| n.postgres).collect();
+    let pg: Vec<&NodeSeen> = o.nodes.iter().filter(|n| n.roles.postgres).collect();
     let primary = pg
         .iter()
         .find(|n| n.member.as_ref().is_some_and(|m| m.is_primary()))
@@ -520,7 +508,7 @@ pub fn judge(o: &Observed) -> Report {
     }
 
     // pgBackRest: the repository host, the database servers, the stanza, archiving, a backup.
-    let repo = o.nodes.iter().find(|n| n.repo);
+    let repo = o.nodes.iter().find(|n| n.roles.repo);
     let repo_name = repo.map(|n| n.name.clone()).unwrap_or_default();
     steps.push(match repo {
         Some(r) if fact(r, |f| f.repo_config) => step_done(
@@ -551,16 +539,8 @@ pub fn judge(o: &Observed) -> Report {
             None::<Next>,
         ),
     });
-    let clients: Vec<&str> = pg
-        .iter()
-        .filter(|n| !n.repo && n.facts.is_some() && !fact(n, |f| f.repo_client))
-        .map(|n| n.name.as_str())
-        .collect();
-    let blind: Vec<&str> = pg
-        .iter()
-        .filter(|n| !n.repo && n.facts.is_none())
-        .map(|n| n.name.as_str())
-        .collect();
+    let servers: Vec<&NodeSeen> = pg.iter().copied().filter(|n| !n.roles.repo).collect();
+    let (clients, blind) = lacking(&servers, |f| f.repo_client);
     steps.push(match clients.first() {
         None if !blind.is_empty() => unseen("database servers configured", &blind),
         None => step_done(
@@ -570,7 +550,7 @@ pub fn judge(o: &Observed) -> Report {
         Some(node) => {
             let configured_first = pg
                 .iter()
-                .find(|n| !n.repo && fact(n, |f| f.repo_client))
+                .find(|n| !n.roles.repo && fact(n, |f| f.repo_client))
                 .map(|n| n.name.clone());
             step_todo(
                 "database servers configured",
@@ -674,6 +654,19 @@ pub fn judge(o: &Observed) -> Report {
     }
 }
 
+/// Of `nodes`, those seen to lack `has`, and those that cannot be seen (not running).
+fn lacking<'a>(nodes: &[&'a NodeSeen], has: fn(&Facts) -> bool) -> (Vec<&'a str>, Vec<&'a str>) {
+    let (mut missing, mut blind) = (Vec::new(), Vec::new());
+    for n in nodes {
+        match &n.facts {
+            None => blind.push(n.name.as_str()),
+            Some(f) if !has(f) => missing.push(n.name.as_str()),
+            Some(_) => {}
+        }
+    }
+    (missing, blind)
+}
+
 fn names(o: &Observed, keep: impl Fn(&NodeSeen) -> bool) -> Vec<&str> {
     o.nodes
         .iter()
@@ -747,9 +740,11 @@ mod tests {
                     name: format!("pgha{i}"),
                     ip: format!("192.168.50.{}", 9 + i),
                     aliases: vec![format!("etcd{i}")],
-                    postgres,
-                    etcd: true,
-                    repo: i == 5,
+                    roles: Roles {
+                        postgres,
+                        etcd: true,
+                        repo: i == 5,
+                    },
                     running: true,
                     partitioned: false,
                     facts: Some(Facts {
