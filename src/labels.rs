@@ -46,16 +46,10 @@ pub fn unfinished<S: AsRef<str>>(marks: &[S]) -> Option<String> {
     if marks.is_empty() || marks.contains(&READY) {
         return None;
     }
-    let last = [
-        Stage::Containers,
-        Stage::Access,
-        Stage::Etcd,
-        Stage::Patroni,
-        Stage::Backup,
-    ]
-    .into_iter()
-    .rev()
-    .find(|s| marks.contains(&s.name()));
+    let last = Stage::ALL
+        .into_iter()
+        .rev()
+        .find(|s| marks.contains(&s.name()));
     Some(last.map(Stage::name).unwrap_or("none").to_string())
 }
 

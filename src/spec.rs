@@ -24,6 +24,15 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Every stage, in the course's order.
+    pub const ALL: [Stage; 5] = [
+        Stage::Containers,
+        Stage::Access,
+        Stage::Etcd,
+        Stage::Patroni,
+        Stage::Backup,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Stage::Containers => "containers",

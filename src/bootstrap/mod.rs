@@ -282,7 +282,11 @@ pub async fn run(
     let ctx = Ctx::new(engine, lab);
     let mut timings = Vec::new();
     let mut changed = false;
-    for stage in [Stage::Access, Stage::Etcd, Stage::Patroni, Stage::Backup] {
+    // The containers are `lab create`'s, not the bootstrap's.
+    for stage in Stage::ALL
+        .into_iter()
+        .skip_while(|s| *s == Stage::Containers)
+    {
         if stage > target {
             break;
         }
