@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::image::definition::IMAGE;
 use crate::lab::Component;
-use crate::spec::Stage;
+use crate::spec::{RepoPlace, Stage, Topology};
 
 /// Turns a Docker Engine into a PostgreSQL high-availability training lab: PostgreSQL 17 with
 /// Patroni 4, an etcd quorum and a pgBackRest repository, bootstrapped and proven healthy.
@@ -80,12 +80,33 @@ pub struct Create {
     /// ports).
     #[arg(long, conflicts_with_all = ["network", "subnet"])]
     pub count: Option<usize>,
-    /// Number of nodes; every node is an etcd member.
-    #[arg(long, default_value_t = 5)]
-    pub nodes: usize,
+    /// The layout of a guide in the training material; the flags below change it.
+    #[arg(long, value_enum, default_value = "course", value_name = "NAME")]
+    pub topology: Topology,
+    /// Number of PostgreSQL and etcd nodes, every one an etcd member (the course's layout)
+    /// [default: 5].
+    #[arg(long, value_name = "N", conflicts_with_all = ["etcd", "dedicated_etcd"])]
+    pub nodes: Option<usize>,
     /// Nodes 1..P run PostgreSQL and Patroni [default: 3, or all nodes when fewer].
     #[arg(long, value_name = "P")]
     pub postgres: Option<usize>,
+    /// Number of etcd members [default: 5 in the course, 3 in the other topologies].
+    #[arg(long, value_name = "E")]
+    pub etcd: Option<usize>,
+    /// Put the etcd members on nodes of their own, after the PostgreSQL nodes.
+    #[arg(long)]
+    pub dedicated_etcd: bool,
+    /// Where the pgBackRest repository (pgbackrest1) lives: last (the last PostgreSQL or etcd
+    /// node), own (a node of its own) or a node number.
+    #[arg(long, value_name = "WHERE")]
+    pub repo: Option<RepoPlace>,
+    /// Add an HAProxy node (haproxy1): 5000 to the primary, 5001 to the replicas, 7000 its
+    /// stats page [default: with the colocated and dedicated-etcd topologies].
+    #[arg(long, conflicts_with = "no_haproxy")]
+    pub haproxy: bool,
+    /// Leave HAProxy out of a topology that has it.
+    #[arg(long)]
+    pub no_haproxy: bool,
     /// The Docker network [default: NAMEnet, created]; an existing one is joined.
     #[arg(long, value_name = "NET")]
     pub network: Option<String>,

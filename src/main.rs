@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod cli;
+mod client;
 mod engine;
 mod error;
 mod image;
@@ -360,8 +361,17 @@ fn create_specs(args: &Create) -> Result<Vec<spec::LabSpec>> {
         .map(|name| {
             spec::Request {
                 name,
+                topology: args.topology,
                 nodes: args.nodes,
                 postgres: args.postgres,
+                etcd: args.etcd,
+                dedicated_etcd: args.dedicated_etcd,
+                repo: args.repo,
+                haproxy: match (args.haproxy, args.no_haproxy) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
                 network: args.network.as_deref(),
                 subnet: args.subnet.as_deref(),
                 image: &args.image,

@@ -19,17 +19,20 @@ pub enum Stage {
     Etcd,
     /// Plus the Patroni cluster: a primary and streaming replicas.
     Patroni,
+    /// Plus HAProxy in front of the cluster, in labs that have an HAProxy node.
+    Haproxy,
     /// Plus the pgBackRest repository with a first full backup.
     Backup,
 }
 
 impl Stage {
     /// Every stage, in the course's order.
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::Containers,
         Stage::Access,
         Stage::Etcd,
         Stage::Patroni,
+        Stage::Haproxy,
         Stage::Backup,
     ];
 
@@ -39,6 +42,7 @@ impl Stage {
             Stage::Access => "access",
             Stage::Etcd => "etcd",
             Stage::Patroni => "patroni",
+            Stage::Haproxy => "haproxy",
             Stage::Backup => "backup",
         }
     }
@@ -70,6 +74,8 @@ pub struct Roles {
     pub postgres: bool,
     pub etcd: bool,
     pub repo: bool,
+    /// HAProxy, the clients' entry point (alias haproxy1).
+    pub haproxy: bool,
 }
 
 impl Roles {
@@ -85,20 +91,10 @@ impl Roles {
         if self.repo {
             names.push("repo");
         }
+        if self.haproxy {
+            names.push("haproxy");
+        }
         names.join(",")
-    }
-
-    /// The /etc/hosts aliases of node `index` with these roles: etcdN for an etcd member,
-    /// pgbackrest1 for the repository host.
-    pub fn aliases(self, index: usize) -> Vec<String> {
-        let mut aliases = Vec::new();
-        if self.etcd {
-            aliases.push(format!("etcd{index}"));
-        }
-        if self.repo {
-            aliases.push("pgbackrest1".into());
-        }
-        aliases
     }
 
     pub fn from_label(text: &str) -> Roles {
@@ -107,8 +103,136 @@ impl Roles {
             postgres: has("postgres"),
             etcd: has("etcd"),
             repo: has("repo"),
+            haproxy: has("haproxy"),
         }
     }
+}
+
+/// PostgreSQL's port inside a node.
+pub const POSTGRES_PORT: u16 = 5432;
+/// HAProxy's ports as Percona's guide has them: the primary, the replicas (round-robin), the
+/// stats page.
+pub const HAPROXY_PRIMARY: u16 = 5000;
+pub const HAPROXY_REPLICAS: u16 = 5001;
+pub const HAPROXY_STATS: u16 = 7000;
+
+/// The layouts of the guides in the training material.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Topology {
+    /// The main course (004): five nodes; the first three run PostgreSQL, Patroni and etcd,
+    /// the other two etcd only, and the last is also the pgBackRest repository (pgbackrest1).
+    Course,
+    /// Percona's guide (001) and the blog series (003): three nodes that each run PostgreSQL,
+    /// Patroni and etcd, the third also the repository, plus an HAProxy node.
+    Colocated,
+    /// The guide in 002: three PostgreSQL + Patroni nodes that run no etcd, three etcd-only
+    /// nodes, the last of them also the repository, plus an HAProxy node.
+    DedicatedEtcd,
+}
+
+/// Where the pgBackRest repository lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoPlace {
+    /// On the last PostgreSQL or etcd node (each guide's choice).
+    Last,
+    /// On a node of its own.
+    Own,
+    /// On node N.
+    Node(usize),
+}
+
+impl std::str::FromStr for RepoPlace {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<RepoPlace, String> {
+        match text {
+            "last" => Ok(RepoPlace::Last),
+            "own" => Ok(RepoPlace::Own),
+            n => n
+                .parse()
+                .map(RepoPlace::Node)
+                .map_err(|_| format!("{n:?}: use last, own, or a node number such as 3")),
+        }
+    }
+}
+
+/// Which node runs what: PostgreSQL nodes first, then etcd-only nodes (sharing the first
+/// nodes with PostgreSQL, or on nodes of their own), the repository's own node if it has one,
+/// and HAProxy last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub postgres: usize,
+    pub etcd: usize,
+    /// etcd on nodes that run no PostgreSQL.
+    pub dedicated_etcd: bool,
+    pub repo: RepoPlace,
+    pub haproxy: bool,
+}
+
+impl Layout {
+    /// The nodes that run PostgreSQL or etcd.
+    fn database_nodes(&self) -> usize {
+        if self.dedicated_etcd {
+            self.postgres + self.etcd
+        } else {
+            self.postgres.max(self.etcd)
+        }
+    }
+
+    pub fn nodes(&self) -> usize {
+        self.database_nodes() + usize::from(self.repo == RepoPlace::Own) + usize::from(self.haproxy)
+    }
+
+    fn repo_index(&self) -> usize {
+        match self.repo {
+            RepoPlace::Last => self.database_nodes(),
+            RepoPlace::Own => self.database_nodes() + 1,
+            RepoPlace::Node(n) => n,
+        }
+    }
+
+    /// What node `index` (from 1) runs.
+    pub fn roles(&self, index: usize) -> Roles {
+        let database = index <= self.database_nodes();
+        Roles {
+            postgres: index <= self.postgres,
+            etcd: database
+                && if self.dedicated_etcd {
+                    index > self.postgres
+                } else {
+                    index <= self.etcd
+                },
+            repo: index == self.repo_index(),
+            haproxy: self.haproxy && index == self.nodes(),
+        }
+    }
+
+    /// Node `index`'s /etc/hosts aliases (see `aliases`).
+    pub fn aliases(&self, index: usize) -> Vec<String> {
+        let all: Vec<Roles> = (1..=self.nodes()).map(|i| self.roles(i)).collect();
+        aliases(&all, index)
+    }
+}
+
+/// The /etc/hosts aliases of node `index` (from 1) of a lab whose nodes have `all` roles, in
+/// node order: etcdN for the Nth etcd member, pgbackrest1 for the repository host, haproxy1
+/// for HAProxy.
+pub fn aliases(all: &[Roles], index: usize) -> Vec<String> {
+    let Some(roles) = index.checked_sub(1).and_then(|i| all.get(i)) else {
+        return Vec::new();
+    };
+    let mut aliases = Vec::new();
+    if roles.etcd {
+        let nth = all[..index].iter().filter(|r| r.etcd).count();
+        aliases.push(format!("etcd{nth}"));
+    }
+    if roles.repo {
+        aliases.push("pgbackrest1".into());
+    }
+    if roles.haproxy {
+        aliases.push("haproxy1".into());
+    }
+    aliases
 }
 
 /// A validated request for one lab.
@@ -116,7 +240,7 @@ impl Roles {
 pub struct LabSpec {
     pub name: String,
     pub nodes: usize,
-    pub postgres: usize,
+    pub layout: Layout,
     pub network: String,
     /// None: the default, moved to the next free /24 when taken.
     pub subnet: Option<Ipv4Net>,
@@ -138,11 +262,7 @@ impl LabSpec {
     }
 
     pub fn roles(&self, index: usize) -> Roles {
-        Roles {
-            postgres: index <= self.postgres,
-            etcd: true,
-            repo: index == self.nodes,
-        }
+        self.layout.roles(index)
     }
 }
 
@@ -218,8 +338,14 @@ pub fn validate_network(name: &str) -> Result<()> {
 /// The raw request, as parsed from the command line.
 pub struct Request<'a> {
     pub name: &'a str,
-    pub nodes: usize,
+    pub topology: Topology,
+    /// The course layout's node count: every node an etcd member.
+    pub nodes: Option<usize>,
     pub postgres: Option<usize>,
+    pub etcd: Option<usize>,
+    pub dedicated_etcd: bool,
+    pub repo: Option<RepoPlace>,
+    pub haproxy: Option<bool>,
     pub network: Option<&'a str>,
     pub subnet: Option<&'a str>,
     pub image: &'a str,
@@ -231,26 +357,94 @@ pub struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
+    /// The topology's layout with the roles given directly laid over it, validated.
+    pub fn layout(&self) -> Result<Layout> {
+        let (postgres, etcd, dedicated, haproxy) = match self.topology {
+            Topology::Course => (3, 5, false, false),
+            Topology::Colocated => (3, 3, false, true),
+            Topology::DedicatedEtcd => (3, 3, true, true),
+        };
+        let dedicated_etcd = dedicated || self.dedicated_etcd;
+        let (etcd, postgres) = match self.nodes {
+            Some(_) if dedicated_etcd => {
+                return Err(Error::Invalid(
+                    "--nodes counts the nodes of a layout where every node is an etcd member;                      with etcd on nodes of its own, give --postgres P and --etcd E instead."
+                        .into(),
+                ));
+            }
+            Some(nodes) => {
+                if !(1..=MAX_NODES).contains(&nodes) {
+                    return Err(Error::Invalid(format!(
+                        "--nodes {nodes} is out of range: a lab has 1 to {MAX_NODES} nodes (the                          course uses 5: three PostgreSQL nodes and two more etcd members)."
+                    )));
+                }
+                let postgres = self.postgres.unwrap_or(nodes.min(postgres));
+                if postgres > nodes {
+                    return Err(Error::Invalid(format!(
+                        "--postgres {postgres} does not fit --nodes {nodes}: between 1 and                          {nodes} of the nodes can run PostgreSQL."
+                    )));
+                }
+                (nodes, postgres)
+            }
+            None => (self.etcd.unwrap_or(etcd), self.postgres.unwrap_or(postgres)),
+        };
+        if postgres < 1 {
+            return Err(Error::Invalid(
+                "--postgres 0 leaves the lab without PostgreSQL: at least one node must run                  it."
+                    .into(),
+            ));
+        }
+        if etcd < 1 {
+            return Err(Error::Invalid(
+                "--etcd 0 leaves Patroni without its DCS: a lab needs at least one etcd member                  (three survive one failure)."
+                    .into(),
+            ));
+        }
+        if etcd.is_multiple_of(2) && !self.force {
+            let flag = match self.nodes {
+                Some(n) => format!("--nodes {n}"),
+                None => format!("--etcd {etcd}"),
+            };
+            return Err(Error::Invalid(quorum_refusal(&flag, etcd)));
+        }
+        let layout = Layout {
+            postgres,
+            etcd,
+            dedicated_etcd,
+            repo: self.repo.unwrap_or(RepoPlace::Last),
+            haproxy: self.haproxy.unwrap_or(haproxy),
+        };
+        if let RepoPlace::Node(n) = layout.repo
+            && !(1..=layout.database_nodes()).contains(&n)
+        {
+            return Err(Error::Invalid(format!(
+                "--repo {n} is not one of the lab's PostgreSQL or etcd nodes (1 to {}): name                  one of them, or use last (the default) or own (a node of its own).",
+                layout.database_nodes()
+            )));
+        }
+        if layout.nodes() > MAX_NODES {
+            return Err(Error::Invalid(format!(
+                "this layout needs {} nodes ({postgres} PostgreSQL, {etcd} etcd member(s){}{}{}),                  more than the {MAX_NODES} a lab may have: fewer PostgreSQL nodes or etcd members                  make it fit.",
+                layout.nodes(),
+                if dedicated_etcd {
+                    " on nodes of their own"
+                } else {
+                    ""
+                },
+                if layout.repo == RepoPlace::Own {
+                    ", a repository node"
+                } else {
+                    ""
+                },
+                if layout.haproxy { ", HAProxy" } else { "" },
+            )));
+        }
+        Ok(layout)
+    }
+
     pub fn validate(&self) -> Result<LabSpec> {
         validate_name(self.name)?;
-        if !(1..=MAX_NODES).contains(&self.nodes) {
-            return Err(Error::Invalid(format!(
-                "--nodes {} is out of range: a lab has 1 to {MAX_NODES} nodes (the course uses \
-                 5: three PostgreSQL nodes and two more etcd members).",
-                self.nodes
-            )));
-        }
-        let postgres = self.postgres.unwrap_or(self.nodes.min(3));
-        if postgres < 1 || postgres > self.nodes {
-            return Err(Error::Invalid(format!(
-                "--postgres {postgres} does not fit --nodes {}: between 1 and {} of the nodes \
-                 can run PostgreSQL.",
-                self.nodes, self.nodes
-            )));
-        }
-        if self.nodes.is_multiple_of(2) && !self.force {
-            return Err(Error::Invalid(quorum_refusal(self.nodes)));
-        }
+        let layout = self.layout()?;
         let network = match self.network {
             Some(n) => n.to_string(),
             None => format!("{}net", self.name),
@@ -283,8 +477,8 @@ impl<'a> Request<'a> {
         }
         Ok(LabSpec {
             name: self.name.to_string(),
-            nodes: self.nodes,
-            postgres,
+            nodes: layout.nodes(),
+            layout,
             network,
             subnet,
             image: self.image.to_string(),
@@ -299,16 +493,16 @@ impl<'a> Request<'a> {
 
 /// etcd needs a majority: N = 2F + 1 members survive F failures, and an even N tolerates no more
 /// than N - 1 would.
-pub fn quorum_refusal(nodes: usize) -> String {
-    let (quorum, tolerated) = quorum(nodes);
+pub fn quorum_refusal(flag: &str, members: usize) -> String {
+    let (quorum, tolerated) = quorum(members);
     format!(
-        "--nodes {nodes} would make an etcd cluster of {nodes} members: quorum {quorum}, \
-         {tolerated} failure(s) tolerated, no more than {} members give. etcd needs a majority, \
-         so N = 2F + 1 members survive F failures: use {} or {} nodes, or pass --force to \
-         build the even cluster anyway (to show why it is a bad idea).",
-        nodes - 1,
-        nodes - 1,
-        nodes + 1
+        "{flag} would make an etcd cluster of {members} members: quorum {quorum}, {tolerated} \
+         failure(s) tolerated, no more than {} members give. etcd needs a majority, so N = \
+         2F + 1 members survive F failures: use {} or {} members, or pass --force to build the \
+         even cluster anyway (to show why it is a bad idea).",
+        members - 1,
+        members - 1,
+        members + 1
     )
 }
 
@@ -341,8 +535,13 @@ mod tests {
     fn request() -> Request<'static> {
         Request {
             name: "pgha",
-            nodes: 5,
+            topology: Topology::Course,
+            nodes: None,
             postgres: None,
+            etcd: None,
+            dedicated_etcd: false,
+            repo: None,
+            haproxy: None,
             network: None,
             subnet: None,
             image: "pgha-lab:17-g1",
@@ -357,11 +556,13 @@ mod tests {
     fn defaults_give_the_course_topology() {
         let spec = request().validate().unwrap();
         assert_eq!(spec.network, "pghanet");
-        assert_eq!(spec.postgres, 3);
+        assert_eq!(spec.layout.postgres, 3);
+        assert_eq!(spec.nodes, 5);
         assert_eq!(spec.node_name(1), "pgha1");
         assert_eq!(spec.roles(1).label(), "postgres,etcd");
         assert_eq!(spec.roles(4).label(), "etcd");
         assert_eq!(spec.roles(5).label(), "etcd,repo");
+        assert_eq!(spec.layout.aliases(5), ["etcd5", "pgbackrest1"]);
         assert_eq!(spec.credentials.auth, Auth::Scram);
     }
 
@@ -371,17 +572,22 @@ mod tests {
             Roles {
                 postgres: true,
                 etcd: true,
-                repo: false,
+                ..Roles::default()
             },
             Roles {
-                postgres: false,
                 etcd: true,
                 repo: true,
+                ..Roles::default()
             },
             Roles {
                 postgres: true,
                 etcd: true,
                 repo: true,
+                haproxy: false,
+            },
+            Roles {
+                haproxy: true,
+                ..Roles::default()
             },
         ] {
             assert_eq!(Roles::from_label(&roles.label()), roles);
@@ -403,22 +609,26 @@ mod tests {
     #[test]
     fn node_counts_are_bounded() {
         for nodes in [0, 10] {
-            let r = Request { nodes, ..request() };
+            let r = Request {
+                nodes: Some(nodes),
+                ..request()
+            };
             assert!(r.validate().is_err());
         }
         let single = Request {
-            nodes: 1,
+            nodes: Some(1),
             ..request()
         }
         .validate()
         .unwrap();
-        assert_eq!(single.postgres, 1);
+        assert_eq!(single.layout.postgres, 1);
         assert_eq!(single.roles(1).label(), "postgres,etcd,repo");
     }
 
     #[test]
     fn postgres_count_must_fit() {
         let r = Request {
+            nodes: Some(5),
             postgres: Some(6),
             ..request()
         };
@@ -433,7 +643,7 @@ mod tests {
     #[test]
     fn even_etcd_clusters_need_force_and_are_explained() {
         let text = Request {
-            nodes: 4,
+            nodes: Some(4),
             ..request()
         }
         .validate()
@@ -441,13 +651,151 @@ mod tests {
         .to_string();
         assert!(text.contains("N = 2F + 1"), "{text}");
         assert!(text.contains("quorum 3, 1 failure(s) tolerated"), "{text}");
+        assert!(text.starts_with("--nodes 4 "), "{text}");
         Request {
-            nodes: 4,
+            nodes: Some(4),
             force: true,
             ..request()
         }
         .validate()
         .unwrap();
+    }
+
+    fn labels(spec: &LabSpec) -> Vec<String> {
+        (1..=spec.nodes).map(|i| spec.roles(i).label()).collect()
+    }
+
+    #[test]
+    fn the_colocated_guides_get_three_full_nodes_and_haproxy() {
+        let spec = Request {
+            topology: Topology::Colocated,
+            ..request()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(
+            labels(&spec),
+            [
+                "postgres,etcd",
+                "postgres,etcd",
+                "postgres,etcd,repo",
+                "haproxy"
+            ]
+        );
+        assert_eq!(spec.layout.aliases(3), ["etcd3", "pgbackrest1"]);
+        assert_eq!(spec.layout.aliases(4), ["haproxy1"]);
+    }
+
+    #[test]
+    fn dedicated_etcd_members_are_numbered_from_one_on_their_own_nodes() {
+        let spec = Request {
+            topology: Topology::DedicatedEtcd,
+            ..request()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(
+            labels(&spec),
+            [
+                "postgres",
+                "postgres",
+                "postgres",
+                "etcd",
+                "etcd",
+                "etcd,repo",
+                "haproxy"
+            ]
+        );
+        assert!(spec.layout.aliases(1).is_empty());
+        assert_eq!(spec.layout.aliases(4), ["etcd1"]);
+        assert_eq!(spec.layout.aliases(6), ["etcd3", "pgbackrest1"]);
+        assert_eq!(spec.layout.aliases(7), ["haproxy1"]);
+    }
+
+    #[test]
+    fn roles_can_be_given_directly() {
+        let spec = Request {
+            postgres: Some(2),
+            etcd: Some(3),
+            repo: Some(RepoPlace::Own),
+            haproxy: Some(true),
+            ..request()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(
+            labels(&spec),
+            ["postgres,etcd", "postgres,etcd", "etcd", "repo", "haproxy"]
+        );
+        let spec = Request {
+            topology: Topology::Colocated,
+            haproxy: Some(false),
+            repo: Some(RepoPlace::Node(1)),
+            ..request()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(
+            labels(&spec),
+            ["postgres,etcd,repo", "postgres,etcd", "postgres,etcd"]
+        );
+        // More PostgreSQL nodes than etcd members: the last ones run no etcd.
+        let spec = Request {
+            postgres: Some(3),
+            etcd: Some(1),
+            ..request()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(
+            labels(&spec),
+            ["postgres,etcd", "postgres", "postgres,repo"]
+        );
+    }
+
+    #[test]
+    fn every_combination_is_validated() {
+        let refused = |r: Request| r.validate().unwrap_err().to_string();
+        let e = refused(Request {
+            etcd: Some(4),
+            ..request()
+        });
+        assert!(
+            e.starts_with("--etcd 4 ") && e.contains("N = 2F + 1"),
+            "{e}"
+        );
+        let e = refused(Request {
+            etcd: Some(0),
+            ..request()
+        });
+        assert!(e.contains("at least one etcd member"), "{e}");
+        let e = refused(Request {
+            postgres: Some(0),
+            ..request()
+        });
+        assert!(e.contains("at least one node"), "{e}");
+        let e = refused(Request {
+            topology: Topology::DedicatedEtcd,
+            nodes: Some(5),
+            ..request()
+        });
+        assert!(e.contains("--postgres P and --etcd E"), "{e}");
+        let e = refused(Request {
+            topology: Topology::DedicatedEtcd,
+            postgres: Some(3),
+            etcd: Some(5),
+            repo: Some(RepoPlace::Own),
+            ..request()
+        });
+        assert!(e.contains("needs 10 nodes"), "{e}");
+        let e = refused(Request {
+            repo: Some(RepoPlace::Node(6)),
+            ..request()
+        });
+        assert!(e.contains("--repo 6"), "{e}");
+        assert!("x".parse::<RepoPlace>().is_err());
+        assert_eq!("own".parse::<RepoPlace>(), Ok(RepoPlace::Own));
+        assert_eq!("2".parse::<RepoPlace>(), Ok(RepoPlace::Node(2)));
     }
 
     #[test]

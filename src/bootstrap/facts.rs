@@ -21,6 +21,8 @@ pgrep -x patroni >/dev/null && echo patroni_running
 [ -s /pgha/config/pgbackrest.conf ] && echo pgbackrest_config
 grep -qs '^repo1-path=' /pgha/config/pgbackrest.conf && echo repo_config
 grep -qs '^repo1-host=' /pgha/config/pgbackrest.conf && echo repo_client
+[ -s /etc/haproxy/haproxy.cfg ] && echo haproxy_config
+pgrep -x haproxy >/dev/null && echo haproxy_running
 true";
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -47,6 +49,8 @@ pub struct Facts {
     pub repo_config: bool,
     /// pgbackrest.conf points at a repository host (a database server's file).
     pub repo_client: bool,
+    pub haproxy_config: bool,
+    pub haproxy_running: bool,
 }
 
 impl Facts {
@@ -73,6 +77,8 @@ impl Facts {
                 "pgbackrest_config" => &mut f.pgbackrest_config,
                 "repo_config" => &mut f.repo_config,
                 "repo_client" => &mut f.repo_client,
+                "haproxy_config" => &mut f.haproxy_config,
+                "haproxy_running" => &mut f.haproxy_running,
                 _ => continue,
             };
             *flag = true;
@@ -119,6 +125,8 @@ mod tests {
             "pgbackrest_config",
             "repo_config",
             "repo_client",
+            "haproxy_config",
+            "haproxy_running",
         ] {
             assert!(PROBE.contains(&format!("echo {word}\n")), "{word}");
             assert_ne!(Facts::parse("n", word), Facts::parse("n", ""), "{word}");

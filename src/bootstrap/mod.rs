@@ -1,5 +1,5 @@
 //! The HA stack, bootstrapped through exec and file upload, one stage after another: access
-//! (SSH between nodes), etcd, patroni, backup. Each stage ends only when its effect is observed,
+//! (SSH between nodes), etcd, patroni, haproxy (where the lab has it), backup. Each stage ends only when its effect is observed,
 //! skips what is already in place (so `lab bootstrap` can finish a lab, twice if need be), and
 //! on failure names the node and shows the end of the log that says why.
 
@@ -7,6 +7,7 @@ mod access;
 pub mod backup;
 pub mod etcd;
 mod facts;
+pub mod haproxy;
 pub mod patroni;
 pub mod services;
 
@@ -290,6 +291,11 @@ pub async fn run(
         if stage > target {
             break;
         }
+        // A lab without HAProxy passes its stage without a word.
+        if stage == Stage::Haproxy && lab.haproxy_node().is_none() {
+            crate::lab::mark(engine, &lab.name, stage.name()).await?;
+            continue;
+        }
         let step = progress.step(stage.name());
         let facts = ctx.facts().await?;
         if stage > Stage::Access
@@ -307,6 +313,7 @@ pub async fn run(
             Stage::Access => access::run(&ctx, &facts).await?,
             Stage::Etcd => etcd::run(&ctx, &facts).await?,
             Stage::Patroni => patroni::run(&ctx, &facts).await?,
+            Stage::Haproxy => haproxy::run(&ctx, &facts).await?,
             Stage::Backup => backup::run(&ctx, &facts).await?,
             Stage::Containers => unreachable!("not a bootstrap stage"),
         };

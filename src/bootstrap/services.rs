@@ -1,17 +1,26 @@
 //! The services inside a lab's nodes across `lab stop` and `lab start`: stopped so that
 //! PostgreSQL shuts down cleanly and no failover happens on the way down, started again so that
-//! the same cluster comes back healthy. Only what is configured on a node is touched.
+//! the same cluster comes back healthy, HAProxy included. Only what is configured on a node is
+//! touched.
 
 use std::time::Duration;
 
-use super::{Ctx, Facts, etcd, patroni};
+use super::{Ctx, Facts, etcd, haproxy, patroni};
 use crate::error::Result;
 use crate::spec::Stage;
 
-/// Stops Patroni on the replicas, then on the primary, then etcd: the followers, then the
-/// leader.
+/// Stops HAProxy (the clients' entry), then Patroni on the replicas, then on the primary, then
+/// etcd: the followers, then the leader.
 pub async fn stop(ctx: &Ctx<'_>) -> Result<String> {
     let facts = ctx.facts().await?;
+    let proxies: Vec<&str> = facts
+        .iter()
+        .filter(|f| f.haproxy_running)
+        .map(|f| f.node.as_str())
+        .collect();
+    let (wait, log) = (Duration::from_secs(30), Some(haproxy::LOG));
+    ctx.must_on(&proxies, Stage::Haproxy, "root", "stopHaproxy", wait, log)
+        .await?;
     let mut primaries = Vec::new();
     let mut replicas = Vec::new();
     for f in facts.iter().filter(|f| f.patroni_running) {
@@ -46,6 +55,9 @@ pub async fn stop(ctx: &Ctx<'_>) -> Result<String> {
             .await?;
     }
     let mut done = Vec::new();
+    if !proxies.is_empty() {
+        done.push(format!("HAProxy stopped on {}", proxies.join(", ")));
+    }
     if !replicas.is_empty() || !primaries.is_empty() {
         done.push(format!(
             "Patroni stopped on {} (replicas first, then the primary)",
@@ -71,7 +83,11 @@ pub async fn stop(ctx: &Ctx<'_>) -> Result<String> {
 /// healthy again.
 pub async fn start(ctx: &Ctx<'_>) -> Result<String> {
     let all: Vec<String> = ctx.lab.node_names();
-    let (etcd_nodes, pg_nodes) = launch(ctx, &all).await?;
+    let Launched {
+        etcd: etcd_nodes,
+        postgres: pg_nodes,
+        haproxy: proxies,
+    } = launch(ctx, &all).await?;
     let mut done = Vec::new();
     if !etcd_nodes.is_empty() && etcd_nodes.len() == ctx.lab.etcd_nodes().count() {
         let view = etcd::wait_healthy(ctx, &etcd_nodes, Duration::from_secs(90)).await?;
@@ -80,6 +96,10 @@ pub async fn start(ctx: &Ctx<'_>) -> Result<String> {
     if !pg_nodes.is_empty() {
         let healthy = patroni::wait_healthy(ctx, &pg_nodes, Duration::from_secs(180)).await?;
         done.push(format!("Patroni {}", healthy.describe()));
+        if !proxies.is_empty() {
+            let routing = haproxy::wait_routing(ctx, Duration::from_secs(45)).await?;
+            done.push(format!("HAProxy {}", routing.describe()));
+        }
     }
     Ok(if done.is_empty() {
         "no services configured yet".into()
@@ -94,9 +114,15 @@ pub async fn start_on(ctx: &Ctx<'_>, nodes: &[String]) -> Result<()> {
     launch(ctx, nodes).await.map(drop)
 }
 
-/// Starts sshd, etcd and Patroni where configured on `nodes`; returns the nodes where etcd and
-/// Patroni were started.
-async fn launch(ctx: &Ctx<'_>, nodes: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+/// The nodes where `launch` started each service.
+struct Launched {
+    etcd: Vec<String>,
+    postgres: Vec<String>,
+    haproxy: Vec<String>,
+}
+
+/// Starts sshd, etcd, Patroni and HAProxy where configured on `nodes`.
+async fn launch(ctx: &Ctx<'_>, nodes: &[String]) -> Result<Launched> {
     let all = ctx.facts().await?;
     let facts: Vec<Facts> = all
         .iter()
@@ -130,7 +156,20 @@ async fn launch(ctx: &Ctx<'_>, nodes: &[String]) -> Result<(Vec<String>, Vec<Str
         let _ = resume_primary(ctx, &primary).await;
     }
     futures_util::future::try_join_all(pg_nodes.iter().map(|n| patroni::start(ctx, n))).await?;
-    Ok((etcd_nodes, pg_nodes))
+    // HAProxy's checks find the leader by themselves once Patroni runs.
+    let proxies: Vec<String> = facts
+        .iter()
+        .filter(|f| f.haproxy_config && !f.haproxy_running)
+        .map(|f| f.node.clone())
+        .collect();
+    let log = Some(haproxy::LOG);
+    ctx.must_on(&proxies, Stage::Haproxy, "root", haproxy::START, wait, log)
+        .await?;
+    Ok(Launched {
+        etcd: etcd_nodes,
+        postgres: pg_nodes,
+        haproxy: proxies,
+    })
 }
 
 /// The node to bring back as the primary before any Patroni starts: when the whole cluster was

@@ -39,6 +39,8 @@ pub struct Endpoint {
 /// A host port a container publishes (or will publish when started).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PublishedPort {
+    /// The container's port (5432 for PostgreSQL, 5000, 5001 and 7000 for HAProxy).
+    pub port: u16,
     pub host_ip: Option<IpAddr>,
     pub host_port: u16,
 }
@@ -83,8 +85,10 @@ pub struct ContainerSpec {
     pub ip: Ipv4Addr,
     /// `name:address` entries for /etc/hosts; the Engine rewrites them on every start.
     pub extra_hosts: Vec<String>,
-    /// Host address and port published for the container's 5432.
-    pub publish: (IpAddr, u16),
+    /// The host address the ports are published on.
+    pub publish_ip: IpAddr,
+    /// (container port, host port) pairs.
+    pub publish: Vec<(u16, u16)>,
     /// (volume name, mount point)
     pub volumes: Vec<(String, String)>,
 }
@@ -135,15 +139,26 @@ fn container_info(c: ContainerInspectResponse) -> ContainerInfo {
         .host_config
         .and_then(|h| h.port_bindings)
         .unwrap_or_default()
-        .into_values()
-        .flatten()
-        .flatten()
-        .flat_map(|b| {
+        .into_iter()
+        .flat_map(|(key, bindings)| {
+            // "5432/tcp"
+            let port = key
+                .split('/')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            bindings.into_iter().flatten().map(move |b| (port, b))
+        })
+        .flat_map(|(port, b)| {
             let host_ip = b.host_ip.as_deref().and_then(|a| a.parse().ok());
             port_range(b.host_port.as_deref().unwrap_or(""))
                 .into_iter()
                 .flatten()
-                .map(move |host_port| PublishedPort { host_ip, host_port })
+                .map(move |host_port| PublishedPort {
+                    port,
+                    host_ip,
+                    host_port,
+                })
         })
         .collect();
     ContainerInfo {
@@ -210,13 +225,17 @@ impl Engine {
     }
 
     pub async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
-        let port = "5432/tcp".to_string();
+        let ports: Vec<String> = spec
+            .publish
+            .iter()
+            .map(|(p, _)| format!("{p}/tcp"))
+            .collect();
         let body = ContainerCreateBody {
             hostname: Some(spec.hostname.clone()),
             image: Some(spec.image.clone()),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
-            exposed_ports: Some(vec![port.clone()]),
+            exposed_ports: Some(ports.clone()),
             // Time for the node's own clean shutdown when stopped from outside `lab` (docker
             // stop, a daemon restart): pgha-init runs stopPatroni (up to 120 s while PostgreSQL
             // finishes a checkpoint) and then stopEtcd (up to 25 s), so Docker must not kill
@@ -224,13 +243,19 @@ impl Engine {
             stop_timeout: Some(NODE_STOP_GRACE.as_secs() as i64),
             host_config: Some(HostConfig {
                 extra_hosts: Some(spec.extra_hosts.clone()),
-                port_bindings: Some(HashMap::from([(
-                    port,
-                    Some(vec![PortBinding {
-                        host_ip: Some(spec.publish.0.to_string()),
-                        host_port: Some(spec.publish.1.to_string()),
-                    }]),
-                )])),
+                port_bindings: Some(
+                    ports
+                        .into_iter()
+                        .zip(&spec.publish)
+                        .map(|(port, (_, host_port))| {
+                            let binding = PortBinding {
+                                host_ip: Some(spec.publish_ip.to_string()),
+                                host_port: Some(host_port.to_string()),
+                            };
+                            (port, Some(vec![binding]))
+                        })
+                        .collect(),
+                ),
                 binds: Some(
                     spec.volumes
                         .iter()

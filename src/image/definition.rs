@@ -7,7 +7,7 @@ use crate::engine::{UploadFile, archive};
 
 /// The image `lab create` uses unless told otherwise. The part after "17-g" is the generation:
 /// raise it whenever `docker/` changes, so labs never silently run on an older definition.
-pub const IMAGE: &str = "pgha-lab:17-g2";
+pub const IMAGE: &str = "pgha-lab:17-g3";
 /// Where a registry is reachable, the image builds on this.
 pub const REGISTRY_BASE: (&str, &str) = ("debian", "trixie-slim");
 /// Where none is, on this: Debian trixie debootstrapped from the package mirror and imported.
@@ -19,6 +19,7 @@ pub mod label {
     pub const PATRONI: &str = "io.pgha-lab.patroni";
     pub const ETCD: &str = "io.pgha-lab.etcd";
     pub const PGBACKREST: &str = "io.pgha-lab.pgbackrest";
+    pub const HAPROXY: &str = "io.pgha-lab.haproxy";
     pub const BASE: &str = "io.pgha-lab.base";
     pub const DEFINITION: &str = "io.pgha-lab.definition";
 }
@@ -72,8 +73,18 @@ const FILES: &[(&str, &str, u32)] = &[
         0o755,
     ),
     (
+        "rootfs/usr/local/bin/startHaproxy",
+        include_str!("../../docker/rootfs/usr/local/bin/startHaproxy"),
+        0o755,
+    ),
+    (
         "rootfs/usr/local/bin/stopEtcd",
         include_str!("../../docker/rootfs/usr/local/bin/stopEtcd"),
+        0o755,
+    ),
+    (
+        "rootfs/usr/local/bin/stopHaproxy",
+        include_str!("../../docker/rootfs/usr/local/bin/stopHaproxy"),
         0o755,
     ),
     (
@@ -132,7 +143,7 @@ pub fn fingerprint() -> String {
 
 /// The command that prints the versions `versions` reads.
 pub const VERSION_PROBE: &str = "postgres --version; patroni --version; \
-     etcd --version | head -n 1; pgbackrest version";
+     etcd --version | head -n 1; pgbackrest version; haproxy -v | head -n 1";
 
 /// Component versions from the probe's output, as image labels; None when one is missing.
 pub fn versions(probe: &str) -> Option<HashMap<String, String>> {
@@ -144,11 +155,12 @@ pub fn versions(probe: &str) -> Option<HashMap<String, String>> {
             ["patroni", v] => (label::PATRONI, *v),
             ["etcd", "Version:", v] => (label::ETCD, *v),
             ["pgBackRest", v] => (label::PGBACKREST, *v),
+            ["HAProxy", "version", v, ..] => (label::HAPROXY, *v),
             _ => continue,
         };
         found.insert(key.to_string(), version.to_string());
     }
-    (found.len() == 4).then_some(found)
+    (found.len() == 5).then_some(found)
 }
 
 #[cfg(test)]
@@ -202,8 +214,10 @@ mod tests {
     #[test]
     fn versions_are_read_from_the_probe() {
         let probe = "postgres (PostgreSQL) 17.11 (Debian 17.11-0+deb13u1)\npatroni 4.0.7\n\
-                     etcd Version: 3.5.16\npgBackRest 2.55.1\n";
+                     etcd Version: 3.5.16\npgBackRest 2.55.1\n\
+                     HAProxy version 3.0.11-1 2025/06/03 - https://haproxy.org/\n";
         let v = versions(probe).unwrap();
+        assert_eq!(v[label::HAPROXY], "3.0.11-1");
         assert_eq!(v[label::POSTGRESQL], "17.11");
         assert_eq!(v[label::PATRONI], "4.0.7");
         assert_eq!(v[label::ETCD], "3.5.16");

@@ -161,15 +161,16 @@ fn label_instruction(labels: &HashMap<String, String>) -> String {
     pairs.join(" ")
 }
 
-/// "PostgreSQL 17.11, Patroni 4.0.7, etcd 3.5.16, pgBackRest 2.55.1"
+/// "PostgreSQL 17.11, Patroni 4.0.7, etcd 3.5.16, pgBackRest 2.55.1, HAProxy 3.0.11-1"
 pub fn describe(labels: &HashMap<String, String>) -> String {
     let get = |k: &str| labels.get(k).map(String::as_str).unwrap_or("?");
     format!(
-        "PostgreSQL {}, Patroni {}, etcd {}, pgBackRest {}",
+        "PostgreSQL {}, Patroni {}, etcd {}, pgBackRest {}, HAProxy {}",
         get(label::POSTGRESQL),
         get(label::PATRONI),
         get(label::ETCD),
-        get(label::PGBACKREST)
+        get(label::PGBACKREST),
+        get(label::HAPROXY)
     )
 }
 
@@ -198,7 +199,8 @@ pub async fn info(engine: &Engine, tag: &str) -> Result<String> {
          PostgreSQL  {}\n\
          Patroni     {}\n\
          etcd        {}\n\
-         pgBackRest  {}{stale}",
+         pgBackRest  {}\n\
+         HAProxy     {}{stale}",
         image.id,
         image.created,
         image.size / 1_000_000,
@@ -207,6 +209,7 @@ pub async fn info(engine: &Engine, tag: &str) -> Result<String> {
         get(label::PATRONI),
         get(label::ETCD),
         get(label::PGBACKREST),
+        get(label::HAPROXY),
     ))
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Lab;
+use crate::bootstrap::haproxy::{self, Routing};
 use crate::bootstrap::patroni::{COPY_ROLES, MemberState, SETUP as PATRONI_SETUP};
 use crate::bootstrap::{Ctx, Facts, backup, etcd, patroni};
 use crate::engine::Engine;
@@ -46,6 +47,8 @@ pub struct Observed {
     pub stanza: Option<backup::Info>,
     /// archive_command as the primary runs it.
     pub archive_command: Option<String>,
+    /// Where HAProxy sends clients, when the lab has HAProxy and its stats page answers.
+    pub routing: Option<Routing>,
 }
 
 /// The course's command that does a step, and where to type it.
@@ -124,7 +127,7 @@ async fn observe(engine: &Engine, lab: &Lab) -> Result<Observed> {
     let names: Vec<String> = lab
         .nodes
         .iter()
-        .flat_map(|n| std::iter::once(n.name.clone()).chain(n.roles.aliases(n.index)))
+        .flat_map(|n| std::iter::once(n.name.clone()).chain(lab.aliases(n)))
         .collect();
     let reachable: Vec<&str> = lab
         .nodes
@@ -174,7 +177,7 @@ async fn observe(engine: &Engine, lab: &Lab) -> Result<Observed> {
             Ok::<_, Error>(NodeSeen {
                 name: n.name.clone(),
                 ip: n.ip().map(|ip| ip.to_string()).unwrap_or_default(),
-                aliases: n.roles.aliases(n.index),
+                aliases: lab.aliases(n),
                 roles: n.roles,
                 running: n.running(),
                 partitioned: n.partitioned(&lab.network),
@@ -204,12 +207,19 @@ async fn observe(engine: &Engine, lab: &Lab) -> Result<Observed> {
         Some(p) => backup::archive_command(&ctx, &p.name).await?,
         None => None,
     };
+    let routing = match nodes.iter().find(|n| n.roles.haproxy) {
+        Some(h) if h.facts.as_ref().is_some_and(|f| f.haproxy_running) => {
+            haproxy::routing(&ctx, &h.name).await?
+        }
+        _ => None,
+    };
     Ok(Observed {
         lab: lab.name.clone(),
         nodes,
         etcd,
         stanza,
         archive_command,
+        routing,
     })
 }
 
@@ -507,6 +517,11 @@ pub fn judge(o: &Observed) -> Report {
         });
     }
 
+    // HAProxy, as Percona's guide (001) sets it up after Patroni, where the lab has it.
+    if let Some(h) = o.nodes.iter().find(|n| n.roles.haproxy) {
+        steps.extend(haproxy_steps(h, o, primary.as_deref(), &pg));
+    }
+
     // pgBackRest: the repository host, the database servers, the stanza, archiving, a backup.
     let repo = o.nodes.iter().find(|n| n.roles.repo);
     let repo_name = repo.map(|n| n.name.clone()).unwrap_or_default();
@@ -676,6 +691,76 @@ fn names(o: &Observed, keep: impl Fn(&NodeSeen) -> bool) -> Vec<&str> {
 }
 
 /// A step that cannot be judged because the nodes it looks at are not running.
+/// HAProxy configured on its node `h`, then routing as Patroni says.
+fn haproxy_steps(h: &NodeSeen, o: &Observed, primary: Option<&str>, pg: &[&NodeSeen]) -> [Step; 2] {
+    let on_root = |command: &str| Next {
+        on: h.name.clone(),
+        user: "root".into(),
+        command: command.into(),
+    };
+    let Some(f) = &h.facts else {
+        return [
+            unseen("HAProxy configured", &[h.name.as_str()]),
+            unseen("HAProxy routes to the leader", &[h.name.as_str()]),
+        ];
+    };
+    let configured = if f.haproxy_config {
+        step_done(
+            "HAProxy configured",
+            format!("/etc/haproxy/haproxy.cfg in place on {}", h.name),
+        )
+    } else {
+        step_todo(
+            "HAProxy configured",
+            format!("/etc/haproxy/haproxy.cfg on {} is empty", h.name),
+            on_root(
+                "vi /etc/haproxy/haproxy.cfg   # Percona's guide, \"Configure HAProxy\", with \
+                 this lab's PostgreSQL nodes as servers",
+            ),
+        )
+    };
+    let title = "HAProxy routes to the leader";
+    let replicas: Vec<String> = pg
+        .iter()
+        .filter(|n| n.running && Some(n.name.as_str()) != primary)
+        .map(|n| n.name.clone())
+        .collect();
+    let routes = match (&o.routing, primary) {
+        _ if !f.haproxy_running => step_todo(
+            title,
+            format!("HAProxy is not running on {}", h.name),
+            on_root(&format!(
+                "{}   # stands for the guide's sudo systemctl restart haproxy",
+                haproxy::START
+            )),
+        ),
+        (None, _) => step_todo(
+            title,
+            format!(
+                "HAProxy runs but its stats page (port 7000) does not answer; its start-up \
+                 log is {}",
+                haproxy::LOG
+            ),
+            None::<Next>,
+        ),
+        (Some(r), Some(p)) if r.follows(p, &replicas) => step_done(title, r.describe()),
+        (Some(r), Some(p)) => step_todo(
+            title,
+            format!(
+                "{}, while Patroni's leader is {p} (its checks take a few seconds)",
+                r.describe()
+            ),
+            None::<Next>,
+        ),
+        (Some(r), None) => step_todo(
+            title,
+            format!("{}; Patroni has no leader", r.describe()),
+            None::<Next>,
+        ),
+    };
+    [configured, routes]
+}
+
 fn unseen(step: &str, nodes: &[&str]) -> Step {
     step_todo(
         step,
@@ -744,6 +829,7 @@ mod tests {
                         postgres,
                         etcd: true,
                         repo: i == 5,
+                        haproxy: false,
                     },
                     running: true,
                     partitioned: false,
@@ -790,7 +876,33 @@ mod tests {
                 last: Some(("20261123-072324F".into(), "full".into())),
             }),
             archive_command: Some(ARCHIVE_COMMAND.into()),
+            routing: None,
         }
+    }
+
+    /// The finished lab with an HAProxy node, pgha6, running and routing as Patroni says.
+    fn with_haproxy() -> Observed {
+        let mut o = finished();
+        let mut h = o.nodes[4].clone();
+        h.name = "pgha6".into();
+        h.roles = Roles {
+            haproxy: true,
+            ..Roles::default()
+        };
+        h.member = None;
+        let f = h.facts.as_mut().unwrap();
+        *f = Facts {
+            node: "pgha6".into(),
+            haproxy_config: true,
+            haproxy_running: true,
+            ..Facts::default()
+        };
+        o.nodes.push(h);
+        o.routing = Some(Routing {
+            primary: vec!["pgha1".into()],
+            replicas: vec!["pgha2".into(), "pgha3".into()],
+        });
+        o
     }
 
     /// The first step not done, with its next command.
@@ -835,6 +947,51 @@ mod tests {
         );
         assert!(report.steps.iter().all(|s| s.next.is_none()));
         assert!(report.text().ends_with("every step of the course is done"));
+    }
+
+    #[test]
+    fn haproxy_comes_after_patroni_and_follows_the_leader() {
+        let report = judge(&with_haproxy());
+        assert!(report.done, "{}", report.text());
+        let order: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
+        let at = order
+            .iter()
+            .position(|s| *s == "HAProxy configured")
+            .unwrap();
+        assert_eq!(order[at - 1], "pgha3 in the cluster");
+        assert_eq!(order[at + 1], "HAProxy routes to the leader");
+
+        // Still routing to the old leader after a switchover: not done, and said so.
+        let mut o = with_haproxy();
+        o.routing = Some(Routing {
+            primary: vec!["pgha2".into()],
+            replicas: vec!["pgha1".into(), "pgha3".into()],
+        });
+        let report = judge(&o);
+        let step = report.steps.iter().find(|s| !s.done).unwrap();
+        assert_eq!(step.step, "HAProxy routes to the leader");
+        assert!(
+            step.seen.contains("while Patroni's leader is pgha1"),
+            "{}",
+            step.seen
+        );
+
+        // Not configured: the guide's file, typed as root on the HAProxy node.
+        let mut o = with_haproxy();
+        let f = facts(&mut o, 6);
+        f.haproxy_config = false;
+        f.haproxy_running = false;
+        o.routing = None;
+        let (step, next) = first_todo(&judge(&o));
+        assert_eq!(step, "HAProxy configured");
+        assert_eq!((next.on.as_str(), next.user.as_str()), ("pgha6", "root"));
+        assert!(next.command.starts_with("vi /etc/haproxy/haproxy.cfg"));
+
+        // Configured but stopped: the start command.
+        facts(&mut o, 6).haproxy_config = true;
+        let (step, next) = first_todo(&judge(&o));
+        assert_eq!(step, "HAProxy routes to the leader");
+        assert!(next.command.starts_with("startHaproxy"), "{}", next.command);
     }
 
     /// A lab made with `--stage access`: nodes and ssh, nothing else.

@@ -4,13 +4,16 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinHandle;
+
 use super::Lab;
-use crate::bootstrap::{Ctx, etcd, patroni, services, wait_for};
+use crate::bootstrap::{self, Ctx, etcd, haproxy, patroni, services, wait_for};
+use crate::client;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::progress::{Progress, seconds};
 use crate::render::PATRONI_CONF;
-use crate::spec::Stage;
+use crate::spec::{HAPROXY_PRIMARY, Stage};
 
 /// How long a new leader may take: Patroni's ttl (30 s) plus a loop or two.
 const ELECTION: Duration = Duration::from_secs(90);
@@ -60,6 +63,79 @@ async fn wait_new_primary(
     Ok((primary, streams))
 }
 
+/// A client's watch on HAProxy's published 5000 during a drill: when it first reached a primary
+/// other than the old one, and which node that was.
+type EntryWatch = JoinHandle<std::result::Result<(Duration, String), String>>;
+
+/// Starts watching 5000 from this host, as a client would, when the lab has HAProxy: a fresh
+/// connection every 200 ms, until one lands on a primary that is not `old`.
+async fn watch_entry(
+    engine: &Engine,
+    lab: &Lab,
+    old: &str,
+    started: Instant,
+) -> Result<Option<EntryWatch>> {
+    let Some(proxy) = lab.haproxy_node() else {
+        return Ok(None);
+    };
+    let (Some(port), Some(published)) = (
+        proxy.host_port(HAPROXY_PRIMARY),
+        proxy.container.published.first(),
+    ) else {
+        return Ok(None);
+    };
+    let host = published
+        .host_ip
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let password = bootstrap::credentials(&Ctx::new(engine, lab))
+        .await?
+        .password;
+    let old_ip = lab.node(old)?.ip().map(|ip| ip.to_string());
+    let names: Vec<(String, String)> = lab
+        .nodes
+        .iter()
+        .filter_map(|n| Some((n.ip()?.to_string(), n.name.clone())))
+        .collect();
+    Ok(Some(tokio::spawn(async move {
+        let deadline = ELECTION + REJOIN;
+        let mut last = String::from("no answer yet");
+        while started.elapsed() < deadline {
+            match client::who(host, port, &password, Duration::from_secs(2)).await {
+                Ok(a) if !a.in_recovery && Some(&a.server) != old_ip.as_ref() => {
+                    let node = names
+                        .iter()
+                        .find(|(ip, _)| *ip == a.server)
+                        .map_or(a.server.clone(), |(_, n)| n.clone());
+                    return Ok((started.elapsed(), node));
+                }
+                Ok(a) => {
+                    last = format!("answered by {} (in recovery: {})", a.server, a.in_recovery)
+                }
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(last)
+    })))
+}
+
+/// "HAProxy's 5000 reached pgha2 after 9.6 s", once the watch has seen it (it keeps going a
+/// while after Patroni's answer: HAProxy follows on its own checks).
+async fn entry_report(watch: Option<EntryWatch>) -> Option<String> {
+    let watch = watch?;
+    Some(match watch.await {
+        Ok(Ok((after, node))) => format!(
+            "HAProxy's {HAPROXY_PRIMARY} reached {node} after {}",
+            seconds(after)
+        ),
+        Ok(Err(last)) => format!(
+            "HAProxy's {HAPROXY_PRIMARY} did not reach a new primary within {} s (last: {last})",
+            (ELECTION + REJOIN).as_secs()
+        ),
+        Err(_) => format!("HAProxy's {HAPROXY_PRIMARY} could not be watched"),
+    })
+}
+
 async fn etcd_health(engine: &Engine, name: &str) -> Result<String> {
     let lab = super::get(engine, name).await?;
     Ok(etcd::view(&Ctx::new(engine, &lab)).await?.health())
@@ -72,6 +148,7 @@ async fn aftermath(
     node: &str,
     was_primary: bool,
     started: Instant,
+    watch: Option<EntryWatch>,
 ) -> Result<String> {
     let node_roles = lab.node(node)?.roles;
     let others: Vec<String> = lab
@@ -88,6 +165,7 @@ async fn aftermath(
                 "new leader {primary} after {}",
                 seconds(started.elapsed())
             ));
+            report.extend(entry_report(watch).await);
         } else {
             report.push(format!("leader {primary} unchanged"));
         }
@@ -97,6 +175,13 @@ async fn aftermath(
     }
     if node_roles.etcd {
         report.push(format!("etcd: {}", etcd_health(engine, &lab.name).await?));
+    }
+    if node_roles.haproxy {
+        report.push(
+            "clients have lost their entry: HAProxy's ports refuse connections, while the \
+             cluster behind it goes on"
+                .into(),
+        );
     }
     Ok(report.join("; "))
 }
@@ -108,12 +193,22 @@ pub async fn kill(engine: &Engine, progress: &Progress, name: &str, node: &str) 
     let was_primary = primary_now(engine, &lab).await?.as_deref() == Some(node);
     let step = progress.step(format!("kill {node}"));
     let started = Instant::now();
+    let watch = if was_primary {
+        watch_entry(engine, &lab, node, started).await?
+    } else {
+        None
+    };
     engine.kill_container(node).await?;
     let what = if was_primary { " (the primary)" } else { "" };
-    let report = aftermath(engine, &lab, node, was_primary, started).await?;
+    let report = aftermath(engine, &lab, node, was_primary, started, watch).await?;
     step.done(format!("{node}{what} killed; {report}"));
+    let rejoins = if lab.node(node)?.roles.postgres {
+        "; it rejoins as a replica"
+    } else {
+        ""
+    };
     progress.line(format!(
-        "`lab start --name {name} {node}` brings it back; it rejoins as a replica"
+        "`lab start --name {name} {node}` brings it back{rejoins}"
     ));
     Ok(())
 }
@@ -131,8 +226,13 @@ pub async fn partition(engine: &Engine, progress: &Progress, name: &str, node: &
     let was_primary = primary_now(engine, &lab).await?.as_deref() == Some(node);
     let step = progress.step(format!("partition {node}"));
     let started = Instant::now();
+    let watch = if was_primary {
+        watch_entry(engine, &lab, node, started).await?
+    } else {
+        None
+    };
     engine.disconnect_network(&lab.network, node).await?;
-    let report = aftermath(engine, &lab, node, was_primary, started).await?;
+    let report = aftermath(engine, &lab, node, was_primary, started, watch).await?;
     let what = if was_primary { " (the primary)" } else { "" };
     step.done(format!(
         "{node}{what} cut off from {}; {report}",
@@ -209,6 +309,14 @@ async fn rejoined(
     if !members.is_empty() {
         let view = etcd::wait_healthy(&ctx, &members, Duration::from_secs(60)).await?;
         report.push(format!("etcd: {}", view.health()));
+    }
+    if lab.haproxy_node().is_some_and(|n| nodes.contains(&n.name)) {
+        let routing = haproxy::wait_routing(&ctx, Duration::from_secs(45)).await?;
+        report.push(format!(
+            "HAProxy routes again after {}: {}",
+            seconds(started.elapsed()),
+            routing.describe()
+        ));
     }
     Ok(report.join("; "))
 }
@@ -301,6 +409,7 @@ pub async fn change_leader(
             .unwrap_or_default()
     ));
     let started = Instant::now();
+    let watch = watch_entry(engine, &lab, &old, started).await?;
     let out = engine
         .exec(&old, "postgres", &cmd, Duration::from_secs(120))
         .await?;
@@ -311,9 +420,13 @@ pub async fn change_leader(
         )));
     }
     let (primary, streams) = wait_new_primary(engine, name, &pg, Some(&old), REJOIN).await?;
+    let elected = seconds(started.elapsed());
+    let entry = entry_report(watch)
+        .await
+        .map(|e| format!("; {e}"))
+        .unwrap_or_default();
     step.done(format!(
-        "new leader {primary} after {}; {streams}",
-        seconds(started.elapsed())
+        "new leader {primary} after {elected}{entry}; {streams}"
     ));
     Ok(())
 }

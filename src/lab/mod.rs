@@ -28,7 +28,7 @@ use std::net::Ipv4Addr;
 use crate::engine::{ContainerInfo, Engine};
 use crate::error::{Error, Result};
 use crate::labels;
-use crate::spec::Roles;
+use crate::spec::{POSTGRES_PORT, Roles};
 
 /// One node of an existing lab.
 #[derive(Debug, Clone)]
@@ -74,7 +74,28 @@ impl Node {
 
     /// The host port its PostgreSQL is published on.
     pub fn port(&self) -> Option<u16> {
-        self.container.published.first().map(|p| p.host_port)
+        self.host_port(POSTGRES_PORT)
+    }
+
+    /// Its host ports as tables show them: "6432", or HAProxy's "5000/5001/7000".
+    pub fn ports_label(&self) -> String {
+        let mut published = self.container.published.clone();
+        published.sort_by_key(|p| p.port);
+        let ports: Vec<String> = published.iter().map(|p| p.host_port.to_string()).collect();
+        if ports.is_empty() {
+            "-".into()
+        } else {
+            ports.join("/")
+        }
+    }
+
+    /// The host port published for `port` in the node.
+    pub fn host_port(&self, port: u16) -> Option<u16> {
+        self.container
+            .published
+            .iter()
+            .find(|p| p.port == port)
+            .map(|p| p.host_port)
     }
 }
 
@@ -134,6 +155,17 @@ impl Lab {
 
     pub fn repo_node(&self) -> Option<&Node> {
         self.nodes.iter().find(|n| n.roles.repo)
+    }
+
+    pub fn haproxy_node(&self) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.roles.haproxy)
+    }
+
+    /// The /etc/hosts aliases `node` was given (etcdN, pgbackrest1, haproxy1).
+    pub fn aliases(&self, node: &Node) -> Vec<String> {
+        let all: Vec<Roles> = self.nodes.iter().map(|n| n.roles).collect();
+        let position = self.nodes.iter().position(|n| n.name == node.name);
+        position.map_or_else(Vec::new, |p| crate::spec::aliases(&all, p + 1))
     }
 
     /// For a lab whose create or bootstrap did not finish, the last stage it finished.

@@ -204,8 +204,8 @@ pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<(
     let script = format!(
         "set -e; exec 9>{dir}/reset.lock; flock 9; \
          pkill -KILL -x patroni || true; pkill -KILL -x postgres || true; \
-         pkill -KILL -x etcd || true; \
-         while pgrep -x 'patroni|postgres|etcd' >/dev/null; do sleep 0.1; done; \
+         pkill -KILL -x etcd || true; pkill -KILL -x haproxy || true; \
+         while pgrep -x 'patroni|postgres|etcd|haproxy' >/dev/null; do sleep 0.1; done; \
          rm -rf /var/lib/postgresql/.ssh; find /pgha /pgdata -mindepth 1 -delete; \
          gzip -dc {SNAPSHOT} | tar -C / -xpf -",
         dir = parent(SNAPSHOT)

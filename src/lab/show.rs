@@ -5,9 +5,11 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::Lab;
+use crate::bootstrap::haproxy::{self, Routing};
 use crate::bootstrap::{Ctx, backup, etcd, patroni};
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS};
 
 /// One line per lab: name, nodes, running/stopped, network, subnet, ports.
 pub async fn list(engine: &Engine) -> Result<String> {
@@ -28,11 +30,14 @@ pub async fn list(engine: &Engine) -> Result<String> {
             .map(|(s, _)| s.to_string())
             .unwrap_or_else(|| "-".into());
         let ports: Vec<u16> = lab.nodes.iter().filter_map(|n| n.port()).collect();
-        let ports = match (ports.iter().min(), ports.iter().max()) {
+        let mut ports = match (ports.iter().min(), ports.iter().max()) {
             (Some(lo), Some(hi)) if lo != hi => format!("{lo}-{hi}"),
             (Some(lo), _) => lo.to_string(),
             _ => "-".into(),
         };
+        if let Some(proxy) = lab.haproxy_node() {
+            let _ = write!(ports, ", HAProxy {}", proxy.ports_label());
+        }
         let _ = writeln!(
             out,
             "{:<14} {:<6} {:<22} {:<16} {:<18} {ports}",
@@ -68,6 +73,7 @@ pub struct Report {
     pub unfinished: Option<String>,
     pub nodes: Vec<NodeReport>,
     pub etcd: Option<EtcdReport>,
+    pub haproxy: Option<HaproxyReport>,
     pub backup: Option<BackupReport>,
 }
 
@@ -77,7 +83,10 @@ pub struct NodeReport {
     /// running, exited, ..., or "partitioned" when running but cut off from the lab network.
     pub state: String,
     pub address: Option<String>,
+    /// PostgreSQL's host port.
     pub port: Option<u16>,
+    /// Every host port it publishes, as the table shows them.
+    pub ports: String,
     pub roles: String,
     pub patroni: Option<PatroniReport>,
 }
@@ -99,6 +108,17 @@ pub struct EtcdReport {
     pub unhealthy: Vec<String>,
     pub leader: Option<String>,
     pub summary: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HaproxyReport {
+    pub node: String,
+    /// Host ports: to the primary, to the replicas, the stats page.
+    pub primary_port: Option<u16>,
+    pub replicas_port: Option<u16>,
+    pub stats_port: Option<u16>,
+    /// The servers HAProxy sends clients to, None when its stats page does not answer.
+    pub routing: Option<Routing>,
 }
 
 #[derive(Debug, Serialize)]
@@ -139,6 +159,7 @@ pub async fn status(engine: &Engine, name: &str) -> Result<Report> {
             },
             address: n.ip().map(|a| a.to_string()),
             port: n.port(),
+            ports: n.ports_label(),
             roles: n.roles.label(),
             patroni: m.as_ref().map(|m| PatroniReport {
                 role: m.role.clone(),
@@ -171,6 +192,16 @@ pub async fn status(engine: &Engine, name: &str) -> Result<Report> {
     } else {
         None
     };
+    let haproxy = match lab.haproxy_node() {
+        Some(n) => Some(HaproxyReport {
+            node: n.name.clone(),
+            primary_port: n.host_port(HAPROXY_PRIMARY),
+            replicas_port: n.host_port(HAPROXY_REPLICAS),
+            stats_port: n.host_port(HAPROXY_STATS),
+            routing: haproxy::routing(&ctx, &n.name).await?,
+        }),
+        None => None,
+    };
     let backup = match lab.repo_node().filter(|n| n.running()) {
         Some(repo) => backup::info(&ctx, &repo.name).await?.map(|i| BackupReport {
             status: i.status.clone(),
@@ -186,6 +217,7 @@ pub async fn status(engine: &Engine, name: &str) -> Result<Report> {
         unfinished: lab.unfinished(),
         nodes,
         etcd,
+        haproxy,
         backup,
     })
 }
@@ -209,19 +241,19 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "{:<12} {:<12} {:<16} {:<6} {:<18} {:<10} {:<10} {:>3} {:>10}",
-            "node", "container", "address", "port", "roles", "patroni", "state", "tl", "lag"
+            "{:<12} {:<12} {:<16} {:<14} {:<18} {:<10} {:<10} {:>3} {:>10}",
+            "node", "container", "address", "ports", "roles", "patroni", "state", "tl", "lag"
         );
         for n in &self.nodes {
             let dash = || "-".to_string();
             let p = n.patroni.as_ref();
             let _ = writeln!(
                 out,
-                "{:<12} {:<12} {:<16} {:<6} {:<18} {:<10} {:<10} {:>3} {:>10}",
+                "{:<12} {:<12} {:<16} {:<14} {:<18} {:<10} {:<10} {:>3} {:>10}",
                 n.name,
                 n.state,
                 n.address.clone().unwrap_or_else(dash),
-                n.port.map(|p| p.to_string()).unwrap_or_else(dash),
+                n.ports,
                 n.roles,
                 p.map(|p| p.role.clone()).unwrap_or_else(dash),
                 p.map(|p| p.state.clone()).unwrap_or_else(dash),
@@ -238,6 +270,22 @@ impl Report {
                 let _ = writeln!(out, "etcd: {}", e.summary);
             }
             None => out.push_str("etcd: not set up, or no node running\n"),
+        }
+        if let Some(h) = &self.haproxy {
+            let port = |p: Option<u16>| p.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+            let routing = match &h.routing {
+                Some(r) => r.describe(),
+                None => "not running (its stats page does not answer)".into(),
+            };
+            let _ = writeln!(
+                out,
+                "haproxy: haproxy1 ({}), host ports {} (primary), {} (replicas), {} (stats): \
+                 {routing}",
+                h.node,
+                port(h.primary_port),
+                port(h.replicas_port),
+                port(h.stats_port)
+            );
         }
         match &self.backup {
             Some(b) => {
@@ -261,19 +309,17 @@ impl Report {
 /// What `lab create` prints at the end: the nodes.
 pub fn print_nodes(lab: &Lab) {
     let mut out = format!(
-        "{:<12} {:<10} {:<16} {:<7} {}\n",
-        "node", "state", "address", "port", "roles"
+        "{:<12} {:<10} {:<16} {:<15} {}\n",
+        "node", "state", "address", "ports", "roles"
     );
     for n in &lab.nodes {
         let _ = writeln!(
             out,
-            "{:<12} {:<10} {:<16} {:<7} {}",
+            "{:<12} {:<10} {:<16} {:<15} {}",
             n.name,
             n.container.state,
             n.ip().map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
-            n.port()
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "-".into()),
+            n.ports_label(),
             n.roles.label()
         );
     }

@@ -152,9 +152,48 @@ pub fn host_ports(
     Ok(ports)
 }
 
+/// A host port for each of `wanted` (HAProxy's 5000, 5001, 7000): the port itself when it is
+/// free, else the next free one above it, by the same rules as `host_ports` and never one in
+/// `chosen` or picked for an earlier entry.
+pub fn preferred_ports(
+    wanted: &[u16],
+    published: &BTreeSet<u16>,
+    chosen: &[u16],
+    bound: &dyn Fn(u16) -> bool,
+) -> Result<Vec<u16>> {
+    let mut picked: Vec<u16> = Vec::new();
+    for &want in wanted {
+        let port = (want..=u16::MAX)
+            .find(|p| {
+                !published.contains(p) && !chosen.contains(p) && !picked.contains(p) && !bound(*p)
+            })
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "no free host port left from {want} to 65535 for HAProxy: each is published \
+                     by a container or in use on this host. Remove labs you no longer need \
+                     (`lab destroy`), or publish on another address with --publish."
+                ))
+            })?;
+        picked.push(port);
+    }
+    Ok(picked)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn haproxy_gets_its_usual_ports_when_free_and_the_next_free_ones_else() {
+        let none = BTreeSet::new();
+        let ports = preferred_ports(&[5000, 5001, 7000], &none, &[], &|_| false).unwrap();
+        assert_eq!(ports, [5000, 5001, 7000]);
+        // 5000 taken by a stopped container, 5002 bound on the host: 5001 moves up too.
+        let published: BTreeSet<u16> = [5000].into();
+        let ports =
+            preferred_ports(&[5000, 5001, 7000], &published, &[7000], &|p| p == 5002).unwrap();
+        assert_eq!(ports, [5001, 5003, 7001]);
+    }
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap()

@@ -14,7 +14,9 @@ use crate::engine::objects::{Endpoint, PublishedPort};
 use crate::engine::{ContainerInfo, ContainerSpec, NetworkInfo, NetworkSpec, VolumeInfo};
 use crate::error::{Error, Result};
 use crate::labels;
-use crate::spec::{LabSpec, Roles};
+use crate::spec::{
+    HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS, LabSpec, POSTGRES_PORT, Roles,
+};
 use ipam::TakenSubnet;
 
 /// What the engine and the host hold when planning starts.
@@ -49,10 +51,15 @@ impl World {
                     static_ip: Some(node.ip),
                     ip: None,
                 }],
-                published: vec![PublishedPort {
-                    host_ip: Some(plan.publish),
-                    host_port: node.port,
-                }],
+                published: node
+                    .ports
+                    .iter()
+                    .map(|(port, host_port)| PublishedPort {
+                        port: *port,
+                        host_ip: Some(plan.publish),
+                        host_port: *host_port,
+                    })
+                    .collect(),
             });
         }
     }
@@ -95,9 +102,12 @@ pub struct NodePlan {
     pub name: String,
     pub index: usize,
     pub ip: Ipv4Addr,
-    pub port: u16,
+    /// (port in the node, host port) for each published port: PostgreSQL's on every node but
+    /// HAProxy's, which publishes its own three.
+    pub ports: Vec<(u16, u16)>,
     pub roles: Roles,
-    /// Extra names in every node's /etc/hosts: etcdN, and pgbackrest1 for the repository.
+    /// Extra names in every node's /etc/hosts: etcdN, pgbackrest1 for the repository,
+    /// haproxy1 for HAProxy.
     pub aliases: Vec<String>,
 }
 
@@ -109,6 +119,9 @@ pub struct Plan {
     pub network: NetworkPlan,
     pub nodes: Vec<NodePlan>,
 }
+
+/// HAProxy's ports in its node, in the order they are published.
+const HAPROXY_PORTS: [u16; 3] = [HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS];
 
 /// The volumes of a node: (name, mount point). PostgreSQL's data and /pgha (configuration, etcd
 /// data, the backup repository) live in volumes, off the container's copy-on-write layer.
@@ -136,7 +149,15 @@ pub fn plan(spec: &LabSpec, world: &World, port_bound: &dyn Fn(u16) -> bool) -> 
         .iter()
         .flat_map(|c| c.published.iter().map(|p| p.host_port))
         .collect();
-    let ports = ipam::host_ports(spec.nodes, &published, port_bound)?;
+    let roles: Vec<Roles> = (1..=spec.nodes).map(|i| spec.roles(i)).collect();
+    let postgres_ports = ipam::host_ports(
+        roles.iter().filter(|r| !r.haproxy).count(),
+        &published,
+        port_bound,
+    )?;
+    let haproxy_ports =
+        ipam::preferred_ports(&HAPROXY_PORTS, &published, &postgres_ports, port_bound)?;
+    let mut postgres_ports = postgres_ports.into_iter();
     let network = NetworkPlan {
         ip_range: if network.create {
             addresses
@@ -149,17 +170,26 @@ pub fn plan(spec: &LabSpec, world: &World, port_bound: &dyn Fn(u16) -> bool) -> 
     };
     let nodes = (1..=spec.nodes)
         .zip(addresses)
-        .zip(ports)
-        .map(|((index, ip), port)| {
-            let roles = spec.roles(index);
-            let aliases = roles.aliases(index);
+        .zip(roles)
+        .map(|((index, ip), roles)| {
+            let ports = if roles.haproxy {
+                HAPROXY_PORTS
+                    .into_iter()
+                    .zip(haproxy_ports.clone())
+                    .collect()
+            } else {
+                postgres_ports
+                    .next()
+                    .map(|p| vec![(POSTGRES_PORT, p)])
+                    .unwrap_or_default()
+            };
             NodePlan {
                 name: spec.node_name(index),
                 index,
                 ip,
-                port,
+                ports,
                 roles,
-                aliases,
+                aliases: spec.layout.aliases(index),
             }
         })
         .collect();
@@ -365,7 +395,8 @@ impl Plan {
             network: self.network.name.clone(),
             ip: node.ip,
             extra_hosts: self.extra_hosts(),
-            publish: (self.publish, node.port),
+            publish_ip: self.publish,
+            publish: node.ports.clone(),
             volumes: volumes_of(&node.name)
                 .into_iter()
                 .map(|(v, m)| (v, m.to_string()))
@@ -396,16 +427,21 @@ impl Plan {
         }
         let _ = writeln!(
             out,
-            "{:<12} {:<16} {:<22} {:<20} aliases",
-            "node", "address", "postgres port", "roles"
+            "{:<12} {:<16} {:<30} {:<20} aliases",
+            "node", "address", "host ports", "roles"
         );
         for n in &self.nodes {
+            let ports: Vec<String> = n
+                .ports
+                .iter()
+                .map(|(port, host)| format!("{}:{host}->{port}", self.publish))
+                .collect();
             let _ = writeln!(
                 out,
-                "{:<12} {:<16} {:<22} {:<20} {}",
+                "{:<12} {:<16} {:<30} {:<20} {}",
                 n.name,
                 n.ip,
-                format!("{}:{}", self.publish, n.port),
+                ports.join(" "),
                 n.roles.label(),
                 n.aliases.join(", ")
             );
@@ -421,10 +457,19 @@ mod tests {
     use crate::spec::Request;
 
     fn spec(name: &str) -> LabSpec {
+        request(name).validate().unwrap()
+    }
+
+    fn request(name: &str) -> Request<'_> {
         Request {
             name,
-            nodes: 5,
+            topology: crate::spec::Topology::Course,
+            nodes: None,
             postgres: None,
+            etcd: None,
+            dedicated_etcd: false,
+            repo: None,
+            haproxy: None,
             network: None,
             subnet: None,
             image: "pgha-lab:17-g1",
@@ -433,8 +478,6 @@ mod tests {
             md5: false,
             force: false,
         }
-        .validate()
-        .unwrap()
     }
 
     fn empty() -> World {
@@ -470,6 +513,7 @@ mod tests {
             }],
             published: port
                 .map(|p| PublishedPort {
+                    port: 5432,
                     host_ip: None,
                     host_port: p,
                 })
@@ -510,7 +554,7 @@ mod tests {
                 "192.168.50.14"
             ]
         );
-        let ports: Vec<u16> = plan.nodes.iter().map(|n| n.port).collect();
+        let ports: Vec<u16> = plan.nodes.iter().map(|n| n.ports[0].1).collect();
         assert_eq!(ports, [6432, 6433, 6434, 6435, 6436]);
         assert_eq!(plan.nodes[4].aliases, ["etcd5", "pgbackrest1"]);
         assert_eq!(
@@ -522,6 +566,33 @@ mod tests {
         assert!(hosts.contains(&"pgbackrest1:192.168.50.14".to_string()));
         assert!(hosts.contains(&"etcd2:192.168.50.11".to_string()));
         assert!(hosts.contains(&"pgha3:192.168.50.12".to_string()));
+    }
+
+    #[test]
+    fn an_haproxy_node_publishes_its_own_three_ports_and_no_postgres_port() {
+        let spec = Request {
+            name: "pgha",
+            topology: crate::spec::Topology::DedicatedEtcd,
+            ..request("pgha")
+        }
+        .validate()
+        .unwrap();
+        let mut world = empty();
+        world
+            .containers
+            .push(foreign("web", "bridge", None, Some(5000)));
+        let plan = plan(&spec, &world, &|_| false).unwrap();
+        assert_eq!(plan.nodes.len(), 7);
+        let haproxy = &plan.nodes[6];
+        assert_eq!(haproxy.aliases, ["haproxy1"]);
+        assert_eq!(haproxy.ports, [(5000, 5001), (5001, 5002), (7000, 7000)]);
+        assert_eq!(plan.nodes[5].ports, [(5432, 6437)]);
+        assert_eq!(plan.nodes[3].aliases, ["etcd1"]);
+        let hosts = plan.extra_hosts();
+        assert!(hosts.contains(&"haproxy1:192.168.50.16".to_string()));
+        let c = plan.container_spec(haproxy);
+        assert_eq!(c.labels[labels::ROLES], "haproxy");
+        assert!(plan.describe().contains("127.0.0.1:7000->7000"));
     }
 
     #[test]
@@ -552,7 +623,7 @@ mod tests {
             .containers
             .push(foreign("old", "bridge", None, Some(6432)));
         let plan = plan(&spec("pgha"), &world, &|p| p == 6434).unwrap();
-        let ports: Vec<u16> = plan.nodes.iter().map(|n| n.port).collect();
+        let ports: Vec<u16> = plan.nodes.iter().map(|n| n.ports[0].1).collect();
         assert_eq!(ports, [6433, 6435, 6436, 6437, 6438]);
     }
 
@@ -619,7 +690,7 @@ mod tests {
                 .unwrap()
                 .contains("network pghanet")
         );
-        assert_eq!(plan.nodes[0].port, 6433);
+        assert_eq!(plan.nodes[0].ports, [(5432, 6433)]);
     }
 
     #[test]
@@ -629,7 +700,7 @@ mod tests {
         world.reserve(&first);
         let second = plan(&spec("bob"), &world, &|_| false).unwrap();
         assert_eq!(second.network.subnet.to_string(), "192.168.51.0/24");
-        assert_eq!(second.nodes[0].port, 6437);
+        assert_eq!(second.nodes[0].ports, [(5432, 6437)]);
         // The same name again is an existing lab; forgetting it (--replace) frees the name.
         assert!(plan(&spec("alice"), &world, &|_| false).is_err());
         world.forget("alice");
@@ -708,7 +779,8 @@ mod tests {
         assert_eq!(c.name, "pgha5");
         assert_eq!(c.hostname, "pgha5");
         assert_eq!(c.ip.to_string(), "192.168.50.14");
-        assert_eq!(c.publish, ("127.0.0.1".parse().unwrap(), 6436));
+        assert_eq!(c.publish_ip.to_string(), "127.0.0.1");
+        assert_eq!(c.publish, [(5432, 6436)]);
         assert_eq!(c.labels[labels::ROLES], "etcd,repo");
         assert_eq!(c.labels[labels::LAB], "pgha");
         assert!(c.env[0].starts_with("NODELIST=pgha1:192.168.50.10 "));
@@ -727,7 +799,7 @@ mod tests {
             .unwrap()
             .describe();
         assert!(text.contains("pgha5"), "{text}");
-        assert!(text.contains("127.0.0.1:6436"), "{text}");
+        assert!(text.contains("127.0.0.1:6436->5432"), "{text}");
         assert!(text.contains("etcd5, pgbackrest1"), "{text}");
         assert!(text.contains("postgres,etcd"), "{text}");
     }

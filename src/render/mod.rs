@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use crate::spec::Roles;
+use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS, POSTGRES_PORT, Roles};
 
 /// pgBackRest's stanza: the course's name in every lab.
 pub const STANZA: &str = "pgha";
@@ -15,6 +15,11 @@ pub const STANZA: &str = "pgha";
 pub const PGDATA: &str = "/pgdata/17/data";
 pub const PATRONI_CONF: &str = "/pgha/config/patroni.yaml";
 pub const PGBACKREST_CONF: &str = "/pgha/config/pgbackrest.conf";
+/// Where HAProxy's configuration really lives: /etc/haproxy/haproxy.cfg, where the guide has
+/// it, links here, so that `lab reset` restores it with the rest of /pgha.
+pub const HAPROXY_CONF: &str = "/pgha/config/haproxy.cfg";
+/// Patroni's REST API, which HAProxy's health checks ask.
+pub const PATRONI_API_PORT: u16 = 8008;
 /// What the course puts in Patroni's dynamic configuration once the repository exists.
 pub const ARCHIVE_COMMAND: &str =
     r#"pgbackrest --stanza=pgha archive-push "/pgdata/17/data/pg_wal/%f""#;
@@ -102,6 +107,44 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// /etc/haproxy/haproxy.cfg as Percona's guide (001) has the trainee type it, with the
+    /// lab's PostgreSQL nodes as the servers: 5000 to the one Patroni's REST API calls the
+    /// primary, 5001 round-robin over the replicas, 7000 the stats page.
+    pub fn haproxy_cfg(&self) -> String {
+        let servers: String = self
+            .postgres_members()
+            .map(|m| {
+                format!(
+                    "    server {0} {0}:{POSTGRES_PORT} maxconn 100 check port {PATRONI_API_PORT}\n",
+                    m.name
+                )
+            })
+            .collect();
+        let listen = |name: &str, port: u16, check: &str, balance: &str| {
+            format!(
+                "listen {name}\n{balance}    bind *:{port}\n    option httpchk {check}\n    \
+                 http-check expect status 200\n    default-server inter 3s fall 3 rise 2 \
+                 on-marked-down shutdown-sessions\n{servers}"
+            )
+        };
+        format!(
+            "global\n    maxconn 100\n\n\
+             defaults\n    log global\n    mode tcp\n    retries 2\n    timeout client 30m\n    \
+             timeout connect 4s\n    timeout server 30m\n    timeout check 5s\n\n\
+             listen stats\n    mode http\n    bind *:{HAPROXY_STATS}\n    stats enable\n    \
+             stats uri /\n\n{}\n{}",
+            listen("primary", HAPROXY_PRIMARY, "/primary", ""),
+            listen(
+                "standbys",
+                HAPROXY_REPLICAS,
+                "/replica",
+                "    balance roundrobin\n"
+            ),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +154,7 @@ mod tests {
             postgres: i <= 3,
             etcd: true,
             repo: i == 5,
+            haproxy: false,
         };
         Cluster {
             members: (1..=5)
@@ -156,6 +200,13 @@ mod tests {
         c.members.truncate(1);
         c.members[0].roles.repo = true;
         assert!(!c.pgbackrest_conf(&c.members[0]).contains("backup-standby"));
+    }
+
+    #[test]
+    fn haproxy_cfg_is_percona_s_with_the_lab_s_postgres_nodes() {
+        // The guide's text, its node1..node3 named pgha1..pgha3.
+        let guide = include_str!("../../tests/course/haproxy.cfg");
+        assert_eq!(cluster().haproxy_cfg(), guide);
     }
 
     #[test]

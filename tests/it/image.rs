@@ -33,7 +33,8 @@ async fn the_image_holds_the_training_stack_and_no_private_key() {
         &d,
         name,
         "postgres",
-        "postgres --version; patroni --version; etcd --version | head -1; pgbackrest version",
+        "postgres --version; patroni --version; etcd --version | head -1; pgbackrest version; \
+         haproxy -v | head -1",
     )
     .await;
     let lines: Vec<&str> = versions.lines().collect();
@@ -44,6 +45,7 @@ async fn the_image_holds_the_training_stack_and_no_private_key() {
     assert!(lines[1].starts_with("patroni 4."), "{versions}");
     assert!(lines[2].starts_with("etcd Version: 3.5."), "{versions}");
     assert!(lines[3].starts_with("pgBackRest 2.5"), "{versions}");
+    assert!(lines[4].starts_with("HAProxy version "), "{versions}");
 
     // The course's commands work from a postgres login shell.
     let env = exec_ok(

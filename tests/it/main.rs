@@ -9,3 +9,4 @@ mod faults;
 mod image;
 mod labs;
 mod lifecycle;
+mod topologies;
