@@ -228,7 +228,8 @@ pub struct Logs {
     #[command(flatten)]
     pub lab: Target,
     pub node: String,
-    /// Which log [default: patroni on PostgreSQL nodes, etcd elsewhere].
+    /// Which log [default: patroni on PostgreSQL nodes, etcd on etcd members, haproxy on the
+    /// HAProxy node, pgbackrest elsewhere].
     #[arg(value_enum)]
     pub component: Option<Component>,
     /// Keep printing new lines until Ctrl-C.

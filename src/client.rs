@@ -32,12 +32,12 @@ pub async fn who(
         let (client, connection) = config
             .connect(tokio_postgres::NoTls)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| said(&e))?;
         let driver = tokio::spawn(connection);
         let row = client
             .query_one("SELECT host(inet_server_addr()), pg_is_in_recovery()", &[])
             .await
-            .map_err(|e| e.to_string());
+            .map_err(|e| said(&e));
         drop(client);
         let _ = driver.await;
         let row = row?;
@@ -49,6 +49,19 @@ pub async fn who(
     tokio::time::timeout(timeout, ask)
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {} s", timeout.as_secs())))
+}
+
+/// The client's error with its causes ("error connecting to server: Connection refused ..."):
+/// tokio-postgres keeps the cause out of its own message.
+fn said(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// 0.0.0.0 (or ::) publishes on every interface; from this host, loopback reaches it.
@@ -76,6 +89,6 @@ mod tests {
         let e = who("127.0.0.1".parse().unwrap(), 1, "x", Duration::from_secs(2))
             .await
             .unwrap_err();
-        assert!(!e.is_empty());
+        assert!(e.starts_with("error connecting to server: "), "{e}");
     }
 }

@@ -63,9 +63,17 @@ async fn wait_new_primary(
     Ok((primary, streams))
 }
 
+/// How long HAProxy may take to follow Patroni's new leader: three failed checks 3 s apart
+/// mark the old primary down, two good ones the new one up, with room to spare.
+const ENTRY_GRACE: Duration = Duration::from_secs(30);
+
 /// A client's watch on HAProxy's published 5000 during a drill: when it first reached a primary
-/// other than the old one, and which node that was.
-type EntryWatch = JoinHandle<std::result::Result<(Duration, String), String>>;
+/// other than the old one, and which node that was. It is told when Patroni has answered, and
+/// gives up ENTRY_GRACE after that.
+struct EntryWatch {
+    seen: JoinHandle<std::result::Result<(Duration, String), String>>,
+    elected: tokio::sync::watch::Sender<Option<Instant>>,
+}
 
 /// Starts watching 5000 from this host, as a client would, when the lab has HAProxy: a fresh
 /// connection every 200 ms, until one lands on a primary that is not `old`.
@@ -96,10 +104,13 @@ async fn watch_entry(
         .iter()
         .filter_map(|n| Some((n.ip()?.to_string(), n.name.clone())))
         .collect();
-    Ok(Some(tokio::spawn(async move {
-        let deadline = ELECTION + REJOIN;
+    let (elected, told) = tokio::sync::watch::channel(None::<Instant>);
+    let seen = tokio::spawn(async move {
         let mut last = String::from("no answer yet");
-        while started.elapsed() < deadline {
+        loop {
+            if told.borrow().is_some_and(|at| at.elapsed() > ENTRY_GRACE) {
+                return Err(last);
+            }
             match client::who(host, port, &password, Duration::from_secs(2)).await {
                 Ok(a) if !a.in_recovery && Some(&a.server) != old_ip.as_ref() => {
                     let node = names
@@ -115,22 +126,24 @@ async fn watch_entry(
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Err(last)
-    })))
+    });
+    Ok(Some(EntryWatch { seen, elected }))
 }
 
-/// "HAProxy's 5000 reached pgha2 after 9.6 s", once the watch has seen it (it keeps going a
-/// while after Patroni's answer: HAProxy follows on its own checks).
+/// Once Patroni has answered: "HAProxy's 5000 reached pgha2 after 9.6 s" (HAProxy follows on
+/// its own checks, so the watch may go on a little longer).
 async fn entry_report(watch: Option<EntryWatch>) -> Option<String> {
     let watch = watch?;
-    Some(match watch.await {
+    let _ = watch.elected.send(Some(Instant::now()));
+    Some(match watch.seen.await {
         Ok(Ok((after, node))) => format!(
             "HAProxy's {HAPROXY_PRIMARY} reached {node} after {}",
             seconds(after)
         ),
         Ok(Err(last)) => format!(
-            "HAProxy's {HAPROXY_PRIMARY} did not reach a new primary within {} s (last: {last})",
-            (ELECTION + REJOIN).as_secs()
+            "HAProxy's {HAPROXY_PRIMARY} did not reach a new primary within {} s of it (last: \
+             {last})",
+            ENTRY_GRACE.as_secs()
         ),
         Err(_) => format!("HAProxy's {HAPROXY_PRIMARY} could not be watched"),
     })

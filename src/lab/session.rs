@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::bootstrap::{Ctx, etcd, newest, patroni};
+use crate::bootstrap::{Ctx, etcd, haproxy, newest, patroni};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::terminal;
@@ -22,6 +22,8 @@ pub enum Component {
     Patroni,
     Postgres,
     Pgbackrest,
+    /// HAProxy's start-up warnings and errors (the guide's configuration logs nothing else).
+    Haproxy,
 }
 
 impl Component {
@@ -32,6 +34,7 @@ impl Component {
             Component::Patroni => patroni::LOG,
             Component::Postgres => "/pgdata/17/data/log/postgresql-*.log",
             Component::Pgbackrest => "/var/log/pgbackrest/*.log",
+            Component::Haproxy => haproxy::LOG,
         }
     }
 }
@@ -124,10 +127,15 @@ pub async fn logs(
 ) -> Result<i64> {
     let lab = super::get(engine, name).await?;
     running_node(&lab, node)?;
-    let component = component.unwrap_or(if lab.node(node)?.roles.postgres {
+    let roles = lab.node(node)?.roles;
+    let component = component.unwrap_or(if roles.postgres {
         Component::Patroni
-    } else {
+    } else if roles.etcd {
         Component::Etcd
+    } else if roles.haproxy {
+        Component::Haproxy
+    } else {
+        Component::Pgbackrest
     });
     // A followed tail's pid is kept so that Ctrl-C here stops it there too.
     let pidfile = format!("/tmp/pgha-lab-logs.{}", std::process::id());

@@ -427,24 +427,20 @@ impl Plan {
         }
         let _ = writeln!(
             out,
-            "{:<12} {:<16} {:<30} {:<20} aliases",
+            "{:<12} {:<16} {:<26} {:<20} aliases",
             "node", "address", "host ports", "roles"
         );
         for n in &self.nodes {
-            let ports: Vec<String> = n
-                .ports
-                .iter()
-                .map(|(port, host)| format!("{}:{host}->{port}", self.publish))
-                .collect();
-            let _ = writeln!(
-                out,
-                "{:<12} {:<16} {:<30} {:<20} {}",
+            let ports: Vec<String> = n.ports.iter().map(|(_, host)| host.to_string()).collect();
+            let line = format!(
+                "{:<12} {:<16} {:<26} {:<20} {}",
                 n.name,
                 n.ip,
-                ports.join(" "),
+                format!("{}:{}", self.publish, ports.join(",")),
                 n.roles.label(),
                 n.aliases.join(", ")
             );
+            let _ = writeln!(out, "{}", line.trim_end());
         }
         let _ = write!(out, "NODELIST=\"{}\"", self.nodelist());
         out
@@ -592,7 +588,7 @@ mod tests {
         assert!(hosts.contains(&"haproxy1:192.168.50.16".to_string()));
         let c = plan.container_spec(haproxy);
         assert_eq!(c.labels[labels::ROLES], "haproxy");
-        assert!(plan.describe().contains("127.0.0.1:7000->7000"));
+        assert!(plan.describe().contains("127.0.0.1:5001,5002,7000 "));
     }
 
     #[test]
@@ -799,7 +795,7 @@ mod tests {
             .unwrap()
             .describe();
         assert!(text.contains("pgha5"), "{text}");
-        assert!(text.contains("127.0.0.1:6436->5432"), "{text}");
+        assert!(text.contains("127.0.0.1:6436 "), "{text}");
         assert!(text.contains("etcd5, pgbackrest1"), "{text}");
         assert!(text.contains("postgres,etcd"), "{text}");
     }
