@@ -84,7 +84,7 @@ pub struct Create {
     #[arg(long, value_enum, default_value = "course", value_name = "NAME")]
     pub topology: Topology,
     /// Number of PostgreSQL and etcd nodes, every one an etcd member (the course's layout)
-    /// [default: 5].
+    /// [default: 5 in the course, 3 in colocated].
     #[arg(long, value_name = "N", conflicts_with_all = ["etcd", "dedicated_etcd"])]
     pub nodes: Option<usize>,
     /// Nodes 1..P run PostgreSQL and Patroni [default: 3, or all nodes when fewer].

@@ -12,7 +12,7 @@ pub const INDEX: &str = "io.pgha-lab.index";
 /// The node's address on the lab network, kept here because a partitioned node's network
 /// settings no longer show it.
 pub const ADDRESS: &str = "io.pgha-lab.address";
-/// What the node runs: a comma-separated list of `postgres`, `etcd`, `repo`.
+/// What the node runs: a comma-separated list of `postgres`, `etcd`, `repo`, `haproxy`.
 pub const ROLES: &str = "io.pgha-lab.roles";
 /// The lab's network, on its containers.
 pub const NETWORK: &str = "io.pgha-lab.network";

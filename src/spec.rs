@@ -126,7 +126,8 @@ pub enum Topology {
     /// Patroni and etcd, the third also the repository, plus an HAProxy node.
     Colocated,
     /// The guide in 002: three PostgreSQL + Patroni nodes that run no etcd, three etcd-only
-    /// nodes, the last of them also the repository, plus an HAProxy node.
+    /// nodes, the last of them also the repository, plus an HAProxy node (the guide has neither
+    /// pgBackRest nor HAProxy; the lab adds them as the other guides set them up).
     DedicatedEtcd,
 }
 
@@ -368,20 +369,23 @@ impl<'a> Request<'a> {
         let (etcd, postgres) = match self.nodes {
             Some(_) if dedicated_etcd => {
                 return Err(Error::Invalid(
-                    "--nodes counts the nodes of a layout where every node is an etcd member;                      with etcd on nodes of its own, give --postgres P and --etcd E instead."
+                    "--nodes counts the nodes of a layout where every node is an etcd member; \
+                     with etcd on nodes of its own, give --postgres P and --etcd E instead."
                         .into(),
                 ));
             }
             Some(nodes) => {
                 if !(1..=MAX_NODES).contains(&nodes) {
                     return Err(Error::Invalid(format!(
-                        "--nodes {nodes} is out of range: a lab has 1 to {MAX_NODES} nodes (the                          course uses 5: three PostgreSQL nodes and two more etcd members)."
+                        "--nodes {nodes} is out of range: a lab has 1 to {MAX_NODES} nodes (the \
+                         course uses 5: three PostgreSQL nodes and two more etcd members)."
                     )));
                 }
                 let postgres = self.postgres.unwrap_or(nodes.min(postgres));
                 if postgres > nodes {
                     return Err(Error::Invalid(format!(
-                        "--postgres {postgres} does not fit --nodes {nodes}: between 1 and                          {nodes} of the nodes can run PostgreSQL."
+                        "--postgres {postgres} does not fit --nodes {nodes}: between 1 and \
+                         {nodes} of the nodes can run PostgreSQL."
                     )));
                 }
                 (nodes, postgres)
@@ -390,13 +394,15 @@ impl<'a> Request<'a> {
         };
         if postgres < 1 {
             return Err(Error::Invalid(
-                "--postgres 0 leaves the lab without PostgreSQL: at least one node must run                  it."
-                    .into(),
+                "--postgres 0 leaves the lab without PostgreSQL: at least one node must run \
+                 it."
+                .into(),
             ));
         }
         if etcd < 1 {
             return Err(Error::Invalid(
-                "--etcd 0 leaves Patroni without its DCS: a lab needs at least one etcd member                  (three survive one failure)."
+                "--etcd 0 leaves Patroni without its DCS: a lab needs at least one etcd member \
+                 (three survive one failure)."
                     .into(),
             ));
         }
@@ -418,13 +424,16 @@ impl<'a> Request<'a> {
             && !(1..=layout.database_nodes()).contains(&n)
         {
             return Err(Error::Invalid(format!(
-                "--repo {n} is not one of the lab's PostgreSQL or etcd nodes (1 to {}): name                  one of them, or use last (the default) or own (a node of its own).",
+                "--repo {n} is not one of the lab's PostgreSQL or etcd nodes (1 to {}): name \
+                 one of them, or use last (the default) or own (a node of its own).",
                 layout.database_nodes()
             )));
         }
         if layout.nodes() > MAX_NODES {
             return Err(Error::Invalid(format!(
-                "this layout needs {} nodes ({postgres} PostgreSQL, {etcd} etcd member(s){}{}{}),                  more than the {MAX_NODES} a lab may have: fewer PostgreSQL nodes or etcd members                  make it fit.",
+                "this layout needs {} nodes ({postgres} PostgreSQL, {etcd} etcd member(s){}{}{}), \
+                 more than the {MAX_NODES} a lab may have: fewer PostgreSQL nodes or etcd \
+                 members{}{} make it fit.",
                 layout.nodes(),
                 if dedicated_etcd {
                     " on nodes of their own"
@@ -437,6 +446,12 @@ impl<'a> Request<'a> {
                     ""
                 },
                 if layout.haproxy { ", HAProxy" } else { "" },
+                if layout.repo == RepoPlace::Own {
+                    ", the repository on one of them (--repo last)"
+                } else {
+                    ""
+                },
+                if layout.haproxy { ", --no-haproxy" } else { "" },
             )));
         }
         Ok(layout)

@@ -115,11 +115,12 @@ pub async fn wait_healthy(ctx: &Ctx<'_>, members: &[String], deadline: Duration)
     match waited {
         Ok(view) => Ok(view),
         Err(view) => {
-            let (node, why) = view
-                .unhealthy
-                .first()
-                .cloned()
-                .unwrap_or_else(|| (ctx.lab.nodes[0].name.clone(), "no leader".into()));
+            let (node, why) = view.unhealthy.first().cloned().unwrap_or_else(|| {
+                (
+                    members.first().cloned().unwrap_or_default(),
+                    "no leader".into(),
+                )
+            });
             Err(ctx
                 .failure(
                     Stage::Etcd,

@@ -129,10 +129,11 @@ pub async fn wait_routing(ctx: &Ctx<'_>, deadline: Duration) -> Result<Routing> 
     let Some(node) = ctx.lab.haproxy_node().map(|n| n.name.clone()) else {
         return Ok(Routing::default());
     };
+    // A node cut off from the lab network is out of HAProxy's reach as well as Patroni's.
     let postgres: Vec<String> = ctx
         .lab
         .postgres_nodes()
-        .filter(|n| n.running())
+        .filter(|n| n.running() && !n.partitioned(&ctx.lab.network))
         .map(|n| n.name.clone())
         .collect();
     let waited = wait_for(deadline, Duration::from_millis(500), || async {

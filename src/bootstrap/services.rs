@@ -79,8 +79,8 @@ pub async fn stop(ctx: &Ctx<'_>) -> Result<String> {
     })
 }
 
-/// Starts sshd, etcd and Patroni where they are configured and waits for the cluster to be
-/// healthy again.
+/// Starts sshd, etcd, Patroni and HAProxy where they are configured and waits for the cluster
+/// to be healthy again and HAProxy to route to it.
 pub async fn start(ctx: &Ctx<'_>) -> Result<String> {
     let all: Vec<String> = ctx.lab.node_names();
     let Launched {

@@ -690,7 +690,6 @@ fn names(o: &Observed, keep: impl Fn(&NodeSeen) -> bool) -> Vec<&str> {
         .collect()
 }
 
-/// A step that cannot be judged because the nodes it looks at are not running.
 /// HAProxy configured on its node `h`, then routing as Patroni says.
 fn haproxy_steps(h: &NodeSeen, o: &Observed, primary: Option<&str>, pg: &[&NodeSeen]) -> [Step; 2] {
     let on_root = |command: &str| Next {
@@ -722,7 +721,7 @@ fn haproxy_steps(h: &NodeSeen, o: &Observed, primary: Option<&str>, pg: &[&NodeS
     let title = "HAProxy routes to the leader";
     let replicas: Vec<String> = pg
         .iter()
-        .filter(|n| n.running && Some(n.name.as_str()) != primary)
+        .filter(|n| n.running && !n.partitioned && Some(n.name.as_str()) != primary)
         .map(|n| n.name.clone())
         .collect();
     let routes = match (&o.routing, primary) {
@@ -761,6 +760,7 @@ fn haproxy_steps(h: &NodeSeen, o: &Observed, primary: Option<&str>, pg: &[&NodeS
     [configured, routes]
 }
 
+/// A step that cannot be judged because the nodes it looks at are not running.
 fn unseen(step: &str, nodes: &[&str]) -> Step {
     step_todo(
         step,

@@ -69,73 +69,101 @@ const ENTRY_GRACE: Duration = Duration::from_secs(30);
 
 /// A client's watch on HAProxy's published 5000 during a drill: when it first reached a primary
 /// other than the old one, and which node that was. It is told when Patroni has answered, and
-/// gives up ENTRY_GRACE after that.
+/// gives up ENTRY_GRACE after that; dropped, it stops.
 struct EntryWatch {
     seen: JoinHandle<std::result::Result<(Duration, String), String>>,
     elected: tokio::sync::watch::Sender<Option<Instant>>,
 }
 
-/// Starts watching 5000 from this host, as a client would, when the lab has HAProxy: a fresh
-/// connection every 200 ms, until one lands on a primary that is not `old`.
-async fn watch_entry(
-    engine: &Engine,
-    lab: &Lab,
-    old: &str,
-    started: Instant,
-) -> Result<Option<EntryWatch>> {
-    let Some(proxy) = lab.haproxy_node() else {
-        return Ok(None);
-    };
-    let (Some(port), Some(published)) = (
-        proxy.host_port(HAPROXY_PRIMARY),
-        proxy.container.published.first(),
-    ) else {
-        return Ok(None);
-    };
-    let host = published
-        .host_ip
-        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-    let password = bootstrap::credentials(&Ctx::new(engine, lab))
-        .await?
-        .password;
-    let old_ip = lab.node(old)?.ip().map(|ip| ip.to_string());
-    let names: Vec<(String, String)> = lab
-        .nodes
-        .iter()
-        .filter_map(|n| Some((n.ip()?.to_string(), n.name.clone())))
-        .collect();
-    let (elected, told) = tokio::sync::watch::channel(None::<Instant>);
-    let seen = tokio::spawn(async move {
-        let mut last = String::from("no answer yet");
-        loop {
-            if told.borrow().is_some_and(|at| at.elapsed() > ENTRY_GRACE) {
-                return Err(last);
-            }
-            match client::who(host, port, &password, Duration::from_secs(2)).await {
-                Ok(a) if !a.in_recovery && Some(&a.server) != old_ip.as_ref() => {
-                    let node = names
-                        .iter()
-                        .find(|(ip, _)| *ip == a.server)
-                        .map_or(a.server.clone(), |(_, n)| n.clone());
-                    return Ok((started.elapsed(), node));
-                }
-                Ok(a) => {
-                    last = format!("answered by {} (in recovery: {})", a.server, a.in_recovery)
-                }
-                Err(e) => last = e,
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+impl Drop for EntryWatch {
+    fn drop(&mut self) {
+        self.seen.abort();
+    }
+}
+
+/// What a client needs to watch 5000: where it is published, the password, the nodes'
+/// addresses, and the old primary's.
+struct EntryProbe {
+    host: std::net::IpAddr,
+    port: u16,
+    password: String,
+    names: Vec<(String, String)>,
+    old_ip: Option<String>,
+}
+
+impl EntryProbe {
+    /// For a lab whose HAProxy serves clients right now (running, on the lab network, its
+    /// stats page answering); None otherwise, when there is nothing to watch.
+    async fn new(engine: &Engine, lab: &Lab, old: &str) -> Result<Option<EntryProbe>> {
+        let Some(proxy) = lab
+            .haproxy_node()
+            .filter(|n| n.running() && !n.partitioned(&lab.network))
+        else {
+            return Ok(None);
+        };
+        let (Some(port), Some(published)) = (
+            proxy.host_port(HAPROXY_PRIMARY),
+            proxy.container.published.first(),
+        ) else {
+            return Ok(None);
+        };
+        let ctx = Ctx::new(engine, lab);
+        if haproxy::routing(&ctx, &proxy.name).await?.is_none() {
+            return Ok(None);
         }
-    });
-    Ok(Some(EntryWatch { seen, elected }))
+        Ok(Some(EntryProbe {
+            host: published
+                .host_ip
+                .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+            port,
+            password: bootstrap::credentials(&ctx).await?.password,
+            names: lab
+                .nodes
+                .iter()
+                .filter_map(|n| Some((n.ip()?.to_string(), n.name.clone())))
+                .collect(),
+            old_ip: lab.node(old)?.ip().map(|ip| ip.to_string()),
+        }))
+    }
+
+    /// Starts watching, from `started`: a fresh connection every 200 ms, until one lands on a
+    /// primary that is not the old one.
+    fn watch(self, started: Instant) -> EntryWatch {
+        let (elected, told) = tokio::sync::watch::channel(None::<Instant>);
+        let seen = tokio::spawn(async move {
+            let mut last = String::from("no answer yet");
+            loop {
+                if told.borrow().is_some_and(|at| at.elapsed() > ENTRY_GRACE) {
+                    return Err(last);
+                }
+                let timeout = Duration::from_secs(2);
+                match client::who(self.host, self.port, &self.password, timeout).await {
+                    Ok(a) if !a.in_recovery && Some(&a.server) != self.old_ip.as_ref() => {
+                        let node = self
+                            .names
+                            .iter()
+                            .find(|(ip, _)| *ip == a.server)
+                            .map_or(a.server.clone(), |(_, n)| n.clone());
+                        return Ok((started.elapsed(), node));
+                    }
+                    Ok(a) => {
+                        last = format!("answered by {} (in recovery: {})", a.server, a.in_recovery)
+                    }
+                    Err(e) => last = e,
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        EntryWatch { seen, elected }
+    }
 }
 
 /// Once Patroni has answered: "HAProxy's 5000 reached pgha2 after 9.6 s" (HAProxy follows on
 /// its own checks, so the watch may go on a little longer).
 async fn entry_report(watch: Option<EntryWatch>) -> Option<String> {
-    let watch = watch?;
+    let mut watch = watch?;
     let _ = watch.elected.send(Some(Instant::now()));
-    Some(match watch.seen.await {
+    Some(match (&mut watch.seen).await {
         Ok(Ok((after, node))) => format!(
             "HAProxy's {HAPROXY_PRIMARY} reached {node} after {}",
             seconds(after)
@@ -147,6 +175,30 @@ async fn entry_report(watch: Option<EntryWatch>) -> Option<String> {
         ),
         Err(_) => format!("HAProxy's {HAPROXY_PRIMARY} could not be watched"),
     })
+}
+
+/// The watch to set up before a fault on `node`: only the primary's loss moves 5000.
+async fn entry_probe(
+    engine: &Engine,
+    lab: &Lab,
+    node: &str,
+    was_primary: bool,
+) -> Result<Option<EntryProbe>> {
+    if was_primary {
+        EntryProbe::new(engine, lab, node).await
+    } else {
+        Ok(None)
+    }
+}
+
+/// Whether `node` is the HAProxy node and serves clients right now (its stats page answers).
+async fn serves_clients(engine: &Engine, lab: &Lab, node: &str) -> Result<bool> {
+    if !lab.node(node)?.roles.haproxy {
+        return Ok(false);
+    }
+    Ok(haproxy::routing(&Ctx::new(engine, lab), node)
+        .await?
+        .is_some())
 }
 
 async fn etcd_health(engine: &Engine, name: &str) -> Result<String> {
@@ -162,6 +214,7 @@ async fn aftermath(
     was_primary: bool,
     started: Instant,
     watch: Option<EntryWatch>,
+    lost_entry: bool,
 ) -> Result<String> {
     let node_roles = lab.node(node)?.roles;
     let others: Vec<String> = lab
@@ -189,7 +242,7 @@ async fn aftermath(
     if node_roles.etcd {
         report.push(format!("etcd: {}", etcd_health(engine, &lab.name).await?));
     }
-    if node_roles.haproxy {
+    if lost_entry {
         report.push(
             "clients have lost their entry: HAProxy's ports refuse connections, while the \
              cluster behind it goes on"
@@ -205,15 +258,13 @@ pub async fn kill(engine: &Engine, progress: &Progress, name: &str, node: &str) 
     lab.node(node)?;
     let was_primary = primary_now(engine, &lab).await?.as_deref() == Some(node);
     let step = progress.step(format!("kill {node}"));
+    let probe = entry_probe(engine, &lab, node, was_primary).await?;
+    let lost_entry = serves_clients(engine, &lab, node).await?;
     let started = Instant::now();
-    let watch = if was_primary {
-        watch_entry(engine, &lab, node, started).await?
-    } else {
-        None
-    };
+    let watch = probe.map(|p| p.watch(started));
     engine.kill_container(node).await?;
     let what = if was_primary { " (the primary)" } else { "" };
-    let report = aftermath(engine, &lab, node, was_primary, started, watch).await?;
+    let report = aftermath(engine, &lab, node, was_primary, started, watch, lost_entry).await?;
     step.done(format!("{node}{what} killed; {report}"));
     let rejoins = if lab.node(node)?.roles.postgres {
         "; it rejoins as a replica"
@@ -238,14 +289,12 @@ pub async fn partition(engine: &Engine, progress: &Progress, name: &str, node: &
     }
     let was_primary = primary_now(engine, &lab).await?.as_deref() == Some(node);
     let step = progress.step(format!("partition {node}"));
+    let probe = entry_probe(engine, &lab, node, was_primary).await?;
+    let lost_entry = serves_clients(engine, &lab, node).await?;
     let started = Instant::now();
-    let watch = if was_primary {
-        watch_entry(engine, &lab, node, started).await?
-    } else {
-        None
-    };
+    let watch = probe.map(|p| p.watch(started));
     engine.disconnect_network(&lab.network, node).await?;
-    let report = aftermath(engine, &lab, node, was_primary, started, watch).await?;
+    let report = aftermath(engine, &lab, node, was_primary, started, watch, lost_entry).await?;
     let what = if was_primary { " (the primary)" } else { "" };
     step.done(format!(
         "{node}{what} cut off from {}; {report}",
@@ -323,13 +372,26 @@ async fn rejoined(
         let view = etcd::wait_healthy(&ctx, &members, Duration::from_secs(60)).await?;
         report.push(format!("etcd: {}", view.health()));
     }
-    if lab.haproxy_node().is_some_and(|n| nodes.contains(&n.name)) {
-        let routing = haproxy::wait_routing(&ctx, Duration::from_secs(45)).await?;
-        report.push(format!(
-            "HAProxy routes again after {}: {}",
-            seconds(started.elapsed()),
-            routing.describe()
-        ));
+    if let Some(proxy) = lab.haproxy_node().filter(|n| nodes.contains(&n.name)) {
+        // HAProxy came back only where it was configured (services::start_on).
+        let configured = ctx
+            .facts()
+            .await?
+            .iter()
+            .any(|f| f.node == proxy.name && f.haproxy_config);
+        report.push(if configured {
+            let routing = haproxy::wait_routing(&ctx, Duration::from_secs(45)).await?;
+            format!(
+                "HAProxy routes again after {}: {}",
+                seconds(started.elapsed()),
+                routing.describe()
+            )
+        } else {
+            format!(
+                "HAProxy is not configured on {} yet (`lab bootstrap --name {name}` does it)",
+                proxy.name
+            )
+        });
     }
     Ok(report.join("; "))
 }
@@ -421,8 +483,9 @@ pub async fn change_leader(
             .map(|c| format!(" to {c}"))
             .unwrap_or_default()
     ));
+    let probe = EntryProbe::new(engine, &lab, &old).await?;
     let started = Instant::now();
-    let watch = watch_entry(engine, &lab, &old, started).await?;
+    let watch = probe.map(|p| p.watch(started));
     let out = engine
         .exec(&old, "postgres", &cmd, Duration::from_secs(120))
         .await?;

@@ -161,11 +161,15 @@ impl Lab {
         self.nodes.iter().find(|n| n.roles.haproxy)
     }
 
-    /// The /etc/hosts aliases `node` was given (etcdN, pgbackrest1, haproxy1).
+    /// The /etc/hosts aliases `node` was given (etcdN, pgbackrest1, haproxy1), by the nodes'
+    /// indexes (a node removed by hand leaves its place).
     pub fn aliases(&self, node: &Node) -> Vec<String> {
-        let all: Vec<Roles> = self.nodes.iter().map(|n| n.roles).collect();
-        let position = self.nodes.iter().position(|n| n.name == node.name);
-        position.map_or_else(Vec::new, |p| crate::spec::aliases(&all, p + 1))
+        let last = self.nodes.iter().map(|n| n.index).max().unwrap_or(0);
+        let mut all = vec![Roles::default(); last];
+        for n in self.nodes.iter().filter(|n| n.index > 0) {
+            all[n.index - 1] = n.roles;
+        }
+        crate::spec::aliases(&all, node.index)
     }
 
     /// For a lab whose create or bootstrap did not finish, the last stage it finished.

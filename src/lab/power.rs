@@ -1,6 +1,7 @@
 //! `lab start` and `lab stop`: the lab's containers, and the services inside them in the order
-//! that keeps the cluster intact: Patroni replicas, then the primary, then etcd on the way down;
-//! sshd, etcd, then Patroni on the way up, waiting until the cluster is healthy again.
+//! that keeps the cluster intact: HAProxy, Patroni replicas, then the primary, then etcd on the
+//! way down; sshd, etcd, Patroni, then HAProxy on the way up, waiting until the cluster is
+//! healthy again and HAProxy routes to it.
 
 use crate::bootstrap::{self, Ctx};
 use crate::engine::{Engine, NODE_STOP_GRACE};

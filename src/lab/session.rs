@@ -117,7 +117,8 @@ pub async fn exec(
 }
 
 /// `lab logs NODE [COMPONENT] [--follow]`: the end of a service's log (Patroni's on PostgreSQL
-/// nodes and etcd's elsewhere, unless told), followed until Ctrl-C when asked.
+/// nodes, etcd's on etcd members, HAProxy's on its node, unless told), followed until Ctrl-C
+/// when asked.
 pub async fn logs(
     engine: &Engine,
     name: &str,

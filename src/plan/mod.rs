@@ -155,8 +155,11 @@ pub fn plan(spec: &LabSpec, world: &World, port_bound: &dyn Fn(u16) -> bool) -> 
         &published,
         port_bound,
     )?;
-    let haproxy_ports =
-        ipam::preferred_ports(&HAPROXY_PORTS, &published, &postgres_ports, port_bound)?;
+    let haproxy_ports = if spec.layout.haproxy {
+        ipam::preferred_ports(&HAPROXY_PORTS, &published, &postgres_ports, port_bound)?
+    } else {
+        Vec::new()
+    };
     let mut postgres_ports = postgres_ports.into_iter();
     let network = NetworkPlan {
         ip_range: if network.create {

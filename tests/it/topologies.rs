@@ -231,6 +231,19 @@ async fn a_dedicated_etcd_lab_keeps_etcd_off_the_postgres_nodes() {
         let (code, _) = exec(&d, node, "root", "pgrep -x patroni").await;
         assert_ne!(code, 0, "no Patroni on {node}");
     }
+    // A login shell's ENDPOINTS, and so the course's etcdctl commands, name the members only.
+    let endpoints = exec_ok(
+        &d,
+        "ittopo-d1",
+        "postgres",
+        "echo $ENDPOINTS; etcdctl --endpoints=$ENDPOINTS endpoint health >/dev/null && echo ok",
+    )
+    .await;
+    assert_eq!(
+        endpoints,
+        "ittopo-d4:2379,ittopo-d5:2379,ittopo-d6:2379
+ok"
+    );
     // etcd1..etcd3 are the dedicated members, and the repository is the last of them.
     let hosts = exec_ok(
         &d,

@@ -11,11 +11,17 @@ if [ -r /pgha/config/patroni.yaml ]; then
 fi
 export ETCDCTL_API=3
 # The client endpoints of every etcd member. The course writes ENDPOINTS with port 2380, which is
-# etcd's peer port; etcdctl talks to the client port, 2379.
+# etcd's peer port; etcdctl talks to the client port, 2379. The members are the nodes of NODELIST
+# with an etcdN alias in /etc/hosts (every node, when none has one), as /etcdSetup.sh takes them:
+# in some layouts the PostgreSQL nodes or HAProxy run no etcd.
 if [ -n "${NODELIST:-}" ]; then
+    members=" $(awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^etcd[0-9]+$/) print $1 }' /etc/hosts 2>/dev/null | tr '\n' ' ')"
     ENDPOINTS=
     for node in $NODELIST; do
-        ENDPOINTS="${ENDPOINTS:+$ENDPOINTS,}${node%%:*}:2379"
+        case "$members" in
+            " " | *" ${node#*:} "*) ENDPOINTS="${ENDPOINTS:+$ENDPOINTS,}${node%%:*}:2379" ;;
+        esac
     done
+    unset members
     export ENDPOINTS
 fi
