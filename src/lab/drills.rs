@@ -249,6 +249,9 @@ async fn aftermath(
                 .into(),
         );
     }
+    if report.is_empty() {
+        report.push("nothing of the cluster ran there".into());
+    }
     Ok(report.join("; "))
 }
 
