@@ -297,7 +297,8 @@ async fn the_course_typed_by_hand_builds_the_same_lab_that_check_follows_and_res
     .await;
     assert_eq!(
         left.split_whitespace().collect::<Vec<_>>(),
-        ["pgbackrest.conf"]
+        // The image's empty placeholders behind /etc/haproxy/haproxy.cfg and /etc/pgbackrest.conf.
+        ["haproxy.cfg", "pgbackrest.conf"]
     );
 
     // The helper's other forms: member names from the etcdN aliases (-e), the service

@@ -34,7 +34,7 @@ async fn the_image_holds_the_training_stack_and_no_private_key() {
         name,
         "postgres",
         "postgres --version; patroni --version; etcd --version | head -1; pgbackrest version; \
-         haproxy -v | head -1",
+         /usr/sbin/haproxy -v | head -1",
     )
     .await;
     let lines: Vec<&str> = versions.lines().collect();
