@@ -130,26 +130,19 @@ fn shell_quote(text: &str) -> String {
 
 pub async fn connect(engine: &Engine, name: &str) -> Result<String> {
     let lab = super::get(engine, name).await?;
-    let host_ip = |n: &super::Node| {
-        n.container
-            .published
-            .first()
-            .and_then(|p| p.host_ip)
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
-    };
     let endpoints: Vec<Endpoint> = lab
         .postgres_nodes()
         .filter_map(|n| {
             Some(Endpoint {
                 name: n.name.clone(),
-                host: host_ip(n),
+                host: n.publish_ip(),
                 port: n.port()?,
             })
         })
         .collect();
     let proxy = lab.haproxy_node().and_then(|n| {
         Some(Proxy {
-            host: host_ip(n),
+            host: n.publish_ip(),
             primary: n.host_port(HAPROXY_PRIMARY)?,
             replicas: n.host_port(HAPROXY_REPLICAS)?,
             stats: n.host_port(HAPROXY_STATS)?,

@@ -101,10 +101,7 @@ impl EntryProbe {
         else {
             return Ok(None);
         };
-        let (Some(port), Some(published)) = (
-            proxy.host_port(HAPROXY_PRIMARY),
-            proxy.container.published.first(),
-        ) else {
+        let Some(port) = proxy.host_port(HAPROXY_PRIMARY) else {
             return Ok(None);
         };
         let ctx = Ctx::new(engine, lab);
@@ -112,9 +109,7 @@ impl EntryProbe {
             return Ok(None);
         }
         Ok(Some(EntryProbe {
-            host: published
-                .host_ip
-                .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+            host: proxy.publish_ip(),
             port,
             password: bootstrap::credentials(&ctx).await?.password,
             names: lab

@@ -89,6 +89,15 @@ impl Node {
         }
     }
 
+    /// The host address its ports are published on (127.0.0.1 when it publishes none).
+    pub fn publish_ip(&self) -> std::net::IpAddr {
+        self.container
+            .published
+            .first()
+            .and_then(|p| p.host_ip)
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
+    }
+
     /// The host port published for `port` in the node.
     pub fn host_port(&self, port: u16) -> Option<u16> {
         self.container
