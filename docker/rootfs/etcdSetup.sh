@@ -2,7 +2,9 @@
 # The course's /etcdSetup.sh: writes this node's etcd configuration from NODELIST and the
 # etcdN aliases in /etc/hosts, writes /pgha/config/patroniVars for /patroniSetup.sh, and prints
 # the ENDPOINTS line to copy. `lab` runs this same script to bootstrap a lab, so a lab built by
-# hand and one made by `lab create` hold the same files.
+# hand and one made by `lab create` hold the same files. In a lab made with `lab create --tls`,
+# the members talk https to each other and to their clients, with the node's certificate from
+# /pgha/certs and client certificates required on both ports, as guide 002 sets etcd up.
 #
 #   /etcdSetup.sh [-y] [-e]
 #     -y  YAML for `etcd --config-file` (/pgha/config/etcd.yaml); without it the service
@@ -36,6 +38,8 @@ vars_file=$config_dir/patroniVars
 hosts_file=/etc/hosts
 token=pgha-token
 data_dir=/pgha/data/etcd
+settings=/etc/pgha-lab.json
+certs=/pgha/certs
 
 if [ ! -d "$config_dir" ]; then
     echo "ERROR: $config_dir does not exist; as root: mkdir -p /pgha/{config,certs,data/{etcd,postgres,pgbackrest}} && chown -R postgres:postgres /pgha" >&2
@@ -58,6 +62,19 @@ done
 if [ -z "$this_ip" ]; then
     echo "ERROR: this node ($this) is not in NODELIST ($NODELIST)" >&2
     exit 1
+fi
+
+# TLS when the lab was made with --tls; its certificates must be in place then.
+tls=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("tls", False))' "$settings" 2>/dev/null || echo False)
+scheme=http
+if [ "$tls" = True ]; then
+    scheme=https
+    for file in "$certs/ca.crt" "$certs/$this.crt" "$certs/$this.key"; do
+        if [ ! -s "$file" ]; then
+            echo "ERROR: this lab has TLS (lab create --tls), but $file is missing; on the host, \`lab bootstrap --stage access\` puts the lab's certificates in place" >&2
+            exit 1
+        fi
+    done
 fi
 
 # The etcdN alias /etc/hosts gives an address, if any.
@@ -94,7 +111,7 @@ endpoints=
 for member in "${members[@]}"; do
     read -r member_name member_ip <<<"$member"
     if [ "$member_ip" = "$this_ip" ]; then name=$member_name; fi
-    initial_cluster+="${initial_cluster:+,}$member_name=http://$member_ip:2380"
+    initial_cluster+="${initial_cluster:+,}$member_name=$scheme://$member_ip:2380"
     etcd_nodes+="${etcd_nodes:+,}$member_name:2379"
     endpoints+="${endpoints:+,}$member_name:2379"
 done
@@ -108,11 +125,22 @@ initial-cluster: "$initial_cluster"
 initial-cluster-token: $token
 data-dir: $data_dir
 initial-cluster-state: new
-initial-advertise-peer-urls: "http://$this_ip:2380"
-listen-peer-urls: "http://$this_ip:2380"
-listen-client-urls: "http://$this_ip:2379,http://localhost:2379"
-advertise-client-urls: "http://$this_ip:2379"
+initial-advertise-peer-urls: "$scheme://$this_ip:2380"
+listen-peer-urls: "$scheme://$this_ip:2380"
+listen-client-urls: "$scheme://$this_ip:2379,$scheme://localhost:2379"
+advertise-client-urls: "$scheme://$this_ip:2379"
 EOF
+        if [ "$tls" = True ]; then
+            for side in client peer; do
+                cat >>"$config" <<EOF
+$side-transport-security:
+  cert-file: $certs/$this.crt
+  key-file: $certs/$this.key
+  client-cert-auth: true
+  trusted-ca-file: $certs/ca.crt
+EOF
+            done
+        fi
     else
         config=$config_dir/etcd.conf
         cat >"$config" <<EOF
@@ -120,12 +148,22 @@ ETCD_NAME=$name
 ETCD_INITIAL_CLUSTER="$initial_cluster"
 ETCD_INITIAL_CLUSTER_TOKEN="$token"
 ETCD_INITIAL_CLUSTER_STATE="new"
-ETCD_INITIAL_ADVERTISE_PEER_URLS="http://$this_ip:2380"
+ETCD_INITIAL_ADVERTISE_PEER_URLS="$scheme://$this_ip:2380"
 ETCD_DATA_DIR="$data_dir"
-ETCD_LISTEN_PEER_URLS="http://$this_ip:2380"
-ETCD_LISTEN_CLIENT_URLS="http://$this_ip:2379,http://localhost:2379"
-ETCD_ADVERTISE_CLIENT_URLS="http://$this_ip:2379"
+ETCD_LISTEN_PEER_URLS="$scheme://$this_ip:2380"
+ETCD_LISTEN_CLIENT_URLS="$scheme://$this_ip:2379,$scheme://localhost:2379"
+ETCD_ADVERTISE_CLIENT_URLS="$scheme://$this_ip:2379"
 EOF
+        if [ "$tls" = True ]; then
+            for side in "" PEER_; do
+                cat >>"$config" <<EOF
+ETCD_${side}CERT_FILE="$certs/$this.crt"
+ETCD_${side}KEY_FILE="$certs/$this.key"
+ETCD_${side}CLIENT_CERT_AUTH="true"
+ETCD_${side}TRUSTED_CA_FILE="$certs/ca.crt"
+EOF
+            done
+        fi
     fi
     cat "$config"
     if [ "$yaml" = 0 ]; then
@@ -142,6 +180,9 @@ echo
 printf '\texport ENDPOINTS="%s"\n' "$endpoints"
 echo
 echo "note: the course prints these endpoints with port 2380, etcd's peer port; etcdctl talks to the client port, 2379, so they are written with 2379 here (login shells in this lab already export ENDPOINTS)."
+if [ "$tls" = True ]; then
+    echo "note: this lab has TLS (lab create --tls): etcd serves https on both ports and requires a client certificate from the lab's CA; login shells export ETCDCTL_CACERT, ETCDCTL_CERT and ETCDCTL_KEY for etcdctl."
+fi
 
 cat >"$vars_file" <<EOF
 ETCD_NODES="$etcd_nodes"

@@ -1,8 +1,11 @@
 #!/bin/bash
 # The course's /patroniSetup.sh: reads /pgha/config/patroniVars (written by /etcdSetup.sh) and
 # writes this node's /pgha/config/patroni.yaml as the course shows it. The passwords and their
-# hashing come from the lab's settings (`lab create --password`, `--md5`). `lab` runs this same
-# script to bootstrap a lab, so a lab built by hand and one made by `lab create` match.
+# hashing come from the lab's settings (`lab create --password`, `--md5`). In a lab made with
+# `lab create --tls`, Patroni talks https to etcd with the node's certificate, its REST API
+# serves https and requires authentication for changes, and PostgreSQL takes remote
+# connections, replication included, over TLS only. `lab` runs this same script to bootstrap a
+# lab, so a lab built by hand and one made by `lab create` match.
 set -euo pipefail
 
 vars_file=/pgha/config/patroniVars
@@ -31,6 +34,40 @@ case $(setting auth) in
     *) password_encryption=scram-sha-256 ;;
 esac
 
+# The TLS parts of the file, empty in a plain lab; remote connections are `host` lines there
+# and `hostssl` ones here.
+rest_tls='' etcd_tls='' pg_tls='' client_tls='' remote=host
+if [ "$(setting tls 2>/dev/null)" = true ]; then
+    certs=/pgha/certs
+    for file in "$certs/ca.crt" "$certs/$NODE_NAME.crt" "$certs/$NODE_NAME.key"; do
+        if [ ! -s "$file" ]; then
+            echo "Error: this lab has TLS (lab create --tls), but $file is missing; on the host, \`lab bootstrap --stage access\` puts the lab's certificates in place." >&2
+            exit 1
+        fi
+    done
+    remote=hostssl
+    rest_tls="
+    certfile: $certs/$NODE_NAME.crt
+    keyfile: $certs/$NODE_NAME.key
+    cafile: $certs/ca.crt
+    authentication:
+        username: patroni
+        password: ${superuser_password}"
+    etcd_tls="
+    protocol: https
+    cacert: $certs/ca.crt
+    cert: $certs/$NODE_NAME.crt
+    key: $certs/$NODE_NAME.key"
+    client_tls="
+            sslmode: verify-full
+            sslrootcert: $certs/ca.crt"
+    pg_tls="
+        ssl: 'on'
+        ssl_cert_file: $certs/$NODE_NAME.crt
+        ssl_key_file: $certs/$NODE_NAME.key
+        ssl_ca_file: $certs/ca.crt"
+fi
+
 umask 077
 cat >"$PATRONI_CFG" <<EOF
 namespace: ${NAMESPACE}
@@ -46,10 +83,10 @@ log:
 
 restapi:
     listen: 0.0.0.0:8008
-    connect_address: ${NODE_NAME}:8008
+    connect_address: ${NODE_NAME}:8008${rest_tls}
 
 etcd3:
-    hosts: ${ETCD_NODES}
+    hosts: ${ETCD_NODES}${etcd_tls}
 
 bootstrap:
     dcs:
@@ -83,9 +120,9 @@ bootstrap:
             pg_hba: # Add the following lines to pg_hba.conf after running 'initdb'
                 - local all all trust
                 - host all postgres 127.0.0.1/32 trust
-                - host all postgres 0.0.0.0/0 md5
+                - ${remote} all postgres 0.0.0.0/0 md5
                 - host replication replicator 127.0.0.1/32 trust
-                - host replication replicator 0.0.0.0/0 md5
+                - ${remote} replication replicator 0.0.0.0/0 md5
 
             #recovery_conf:
                 #recovery_target_timeline: latest
@@ -111,13 +148,13 @@ postgresql:
     authentication:
         replication:
             username: replicator
-            password: replicator
+            password: replicator${client_tls}
         superuser:
             username: postgres
-            password: ${superuser_password}
+            password: ${superuser_password}${client_tls}
 
     parameters:
-        unix_socket_directories: /var/run/postgresql/
+        unix_socket_directories: /var/run/postgresql/${pg_tls}
 
     create_replica_methods:
         - pgbackrest
@@ -146,3 +183,6 @@ if [ "$(id -u)" = 0 ]; then
     chown postgres:postgres "$PATRONI_CFG"
 fi
 echo "note: pg_hba is written under bootstrap.dcs.postgresql, where Patroni 4 reads it; the course's file puts it directly under bootstrap, where Patroni 4 ignores it."
+if [ "$remote" = hostssl ]; then
+    echo "note: this lab has TLS (lab create --tls): Patroni reaches etcd over https with this node's certificate, its REST API serves https and asks changes for the user patroni with the lab's password, and PostgreSQL takes remote connections over TLS only (hostssl)."
+fi

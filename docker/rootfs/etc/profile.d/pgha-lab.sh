@@ -25,3 +25,16 @@ if [ -n "${NODELIST:-}" ]; then
     unset members
     export ENDPOINTS
 fi
+# In a lab made with `lab create --tls`, the course's commands reach etcd, Patroni's REST API and
+# PostgreSQL over TLS without extra flags: etcdctl presents this node's certificate (etcd requires
+# one), and psql and curl verify the servers against the lab's CA.
+pgha_cert=/pgha/certs/$(hostname 2>/dev/null).crt
+if [ -r /pgha/certs/ca.crt ] && [ -s "$pgha_cert" ]; then
+    export ETCDCTL_CACERT=/pgha/certs/ca.crt
+    export ETCDCTL_CERT=$pgha_cert
+    export ETCDCTL_KEY=${pgha_cert%.crt}.key
+    export PGSSLMODE=verify-full
+    export PGSSLROOTCERT=/pgha/certs/ca.crt
+    export CURL_CA_BUNDLE=/pgha/certs/ca.crt
+fi
+unset pgha_cert
