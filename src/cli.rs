@@ -37,6 +37,8 @@ pub enum Command {
     Check(Status),
     /// Print the connection strings for the lab, from this host and from inside it.
     Connect(Target),
+    /// Write a `--tls` lab's CA certificate, for clients on this host to verify the lab with.
+    Ca(Ca),
     /// Run psql on a node (the primary unless told otherwise).
     Psql(Psql),
     /// Open a login shell on a node, as postgres (or root).
@@ -130,6 +132,11 @@ pub struct Create {
     /// Use md5 password hashing instead of scram-sha-256.
     #[arg(long)]
     pub md5: bool,
+    /// Secure every channel: a CA of the lab's own and a certificate per node; etcd with
+    /// client certificates, Patroni's REST API over https with authentication for changes,
+    /// PostgreSQL refusing plain remote connections, HAProxy checking over https.
+    #[arg(long)]
+    pub tls: bool,
     /// Stop after this stage, to do the rest by hand as the course teaches.
     #[arg(long, value_enum, default_value = "backup")]
     pub stage: Stage,
@@ -145,6 +152,15 @@ pub struct Create {
     /// Accept an even number of etcd members.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args)]
+pub struct Ca {
+    #[command(flatten)]
+    pub lab: Target,
+    /// Write it to this file [default: print it].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]

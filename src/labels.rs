@@ -14,6 +14,9 @@ pub const INDEX: &str = "io.pgha-lab.index";
 pub const ADDRESS: &str = "io.pgha-lab.address";
 /// What the node runs: a comma-separated list of `postgres`, `etcd`, `repo`, `haproxy`.
 pub const ROLES: &str = "io.pgha-lab.roles";
+/// "true" on the containers of a lab made with `--tls` (TLS and authentication on every
+/// channel).
+pub const TLS: &str = "io.pgha-lab.tls";
 /// The lab's network, on its containers.
 pub const NETWORK: &str = "io.pgha-lab.network";
 /// "true" when the lab created its network (and so may remove it), "false" when it joined one.

@@ -2,6 +2,7 @@
 //! and resets or removes it in another.
 
 mod bootstrap;
+mod certs;
 mod cli;
 mod client;
 mod engine;
@@ -133,6 +134,20 @@ async fn run(cli: Cli) -> Result<i32> {
             return Ok(if report.done { 0 } else { 1 });
         }
         Command::Connect(t) => println!("{}", lab::connect(&engine, &t.name).await?),
+        Command::Ca(args) => {
+            let ca = lab::ca(&engine, &args.lab.name).await?;
+            match &args.out {
+                Some(path) => {
+                    lab::write_ca(path, &ca)?;
+                    progress.line(format!(
+                        "the CA certificate of lab {} is in {}",
+                        args.lab.name,
+                        path.display()
+                    ));
+                }
+                None => print!("{ca}"),
+            }
+        }
         Command::Psql(args) => {
             let target = match (args.node, args.replica) {
                 (Some(node), _) => lab::PsqlTarget::Node(node),
@@ -378,6 +393,7 @@ fn create_specs(args: &Create) -> Result<Vec<spec::LabSpec>> {
                 publish: &args.publish,
                 password: &password,
                 md5: args.md5,
+                tls: args.tls,
                 force: args.force,
             }
             .validate()

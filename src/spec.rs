@@ -56,15 +56,20 @@ pub enum Auth {
     Md5,
 }
 
-/// The lab's secrets. They live in a root-only file inside the nodes, not in labels that anyone
-/// with access to the engine can read, so `lab bootstrap` can finish a lab later.
+/// The lab's settings, its secrets among them. They live in a file inside the nodes readable by
+/// postgres alone, not in labels that anyone with access to the engine can read, so that `lab
+/// bootstrap` can finish a lab later and the course's helpers write what the lab was asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Credentials {
+pub struct Settings {
     pub password: String,
     pub auth: Auth,
+    /// TLS and authentication on every channel (`lab create --tls`); labs made before it have
+    /// none.
+    #[serde(default)]
+    pub tls: bool,
 }
 
-impl Credentials {
+impl Settings {
     pub const PATH: &str = "/etc/pgha-lab.json";
 }
 
@@ -247,7 +252,7 @@ pub struct LabSpec {
     pub subnet: Option<Ipv4Net>,
     pub image: String,
     pub publish: IpAddr,
-    pub credentials: Credentials,
+    pub settings: Settings,
 }
 
 /// The postgres role's password unless told otherwise: the course's.
@@ -353,6 +358,7 @@ pub struct Request<'a> {
     pub publish: &'a str,
     pub password: &'a str,
     pub md5: bool,
+    pub tls: bool,
     /// Accept an even number of etcd members.
     pub force: bool,
 }
@@ -498,9 +504,10 @@ impl<'a> Request<'a> {
             subnet,
             image: self.image.to_string(),
             publish,
-            credentials: Credentials {
+            settings: Settings {
                 password: self.password.to_string(),
                 auth: if self.md5 { Auth::Md5 } else { Auth::Scram },
+                tls: self.tls,
             },
         })
     }
@@ -563,6 +570,7 @@ mod tests {
             publish: "127.0.0.1",
             password: "postgres",
             md5: false,
+            tls: false,
             force: false,
         }
     }
@@ -578,7 +586,22 @@ mod tests {
         assert_eq!(spec.roles(4).label(), "etcd");
         assert_eq!(spec.roles(5).label(), "etcd,repo");
         assert_eq!(spec.layout.aliases(5), ["etcd5", "pgbackrest1"]);
-        assert_eq!(spec.credentials.auth, Auth::Scram);
+        assert_eq!(spec.settings.auth, Auth::Scram);
+    }
+
+    #[test]
+    fn settings_from_before_tls_read_as_plain() {
+        let old: Settings = serde_json::from_str(r#"{"password": "pw", "auth": "md5"}"#).unwrap();
+        assert!(!old.tls);
+        let spec = Request {
+            tls: true,
+            ..request()
+        }
+        .validate()
+        .unwrap();
+        assert!(spec.settings.tls);
+        let json = serde_json::to_string(&spec.settings).unwrap();
+        assert!(json.contains(r#""tls":true"#), "{json}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Stage 1, access: one SSH key pair per lab (made at create time on the first node, never
 //! stored in the image), installed for postgres on every node, and sshd running, so that `ssh
-//! pgha2` works between nodes as the course uses it and pgBackRest can reach every node.
+//! pgha2` works between nodes as the course uses it and pgBackRest can reach every node; on a
+//! `--tls` lab, the lab's certificates too (`tls`).
 
 use std::time::Duration;
 
@@ -67,14 +68,18 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     }))
     .await?;
     verify(ctx).await?;
-    Ok(Outcome {
-        summary: format!(
-            "the lab's key pair is installed for postgres on {} node(s); every node reaches \
-             every other with ssh",
-            ctx.lab.nodes.len()
-        ),
-        changed: facts.iter().any(|f| !f.ssh_keys || !f.host_keys),
-    })
+    let mut summary = format!(
+        "the lab's key pair is installed for postgres on {} node(s); every node reaches every \
+         other with ssh",
+        ctx.lab.nodes.len()
+    );
+    let mut changed = facts.iter().any(|f| !f.ssh_keys || !f.host_keys);
+    if ctx.lab.tls {
+        let (said, placed) = super::tls::place(ctx, facts).await?;
+        summary = format!("{summary}; {said}");
+        changed |= placed;
+    }
+    Ok(Outcome { summary, changed })
 }
 
 /// Shell that tries ssh as the current user to each of `nodes` and prints `WORD NODE ERROR` for

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::facts::of;
 use super::{Ctx, Facts, Outcome, wait_for};
+use crate::certs::{CA_CERT, cert_path, key_path};
 use crate::error::Result;
 use crate::spec::{Stage, quorum};
 
@@ -142,7 +143,10 @@ pub async fn wait_healthy(ctx: &Ctx<'_>, members: &[String], deadline: Duration)
 /// calls (a stopped member costs a one-second timeout, not a sequential one).
 pub async fn view(ctx: &Ctx<'_>) -> Result<View> {
     let endpoints = ctx.cluster.etcd_endpoints();
-    let flags = "--dial-timeout=1s --command-timeout=2s";
+    let flags = format!(
+        "--dial-timeout=1s --command-timeout=2s{}",
+        tls_flags(ctx.lab.tls)
+    );
     let script = format!(
         "etcdctl --endpoints={endpoints} {flags} endpoint health -w json 2>/dev/null; \
          echo '-----'; for e in {each}; do etcdctl --endpoints=$e {flags} endpoint status \
@@ -176,6 +180,20 @@ pub async fn view(ctx: &Ctx<'_>) -> Result<View> {
             .collect(),
         leader: None,
     }))
+}
+
+/// etcdctl's flags for a `--tls` lab: the lab's CA, and the node's own certificate as the
+/// client certificate etcd requires (whichever node the command runs on).
+fn tls_flags(tls: bool) -> String {
+    if tls {
+        format!(
+            " --cacert={CA_CERT} --cert={} --key={}",
+            cert_path("$(hostname)"),
+            key_path("$(hostname)")
+        )
+    } else {
+        String::new()
+    }
 }
 
 #[derive(Deserialize)]
@@ -212,7 +230,10 @@ fn parse(ctx: &Ctx<'_>, health: &str, status: &str) -> View {
         ctx.cluster
             .members
             .iter()
-            .find(|m| endpoint.trim_start_matches("http://") == format!("{}:2379", m.ip))
+            .find(|m| {
+                let bare = endpoint.trim_start_matches("http://");
+                bare.trim_start_matches("https://") == format!("{}:2379", m.ip)
+            })
             .map(|m| m.name.clone())
             .unwrap_or_else(|| endpoint.to_string())
     };

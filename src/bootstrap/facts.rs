@@ -7,6 +7,7 @@ pub const PROBE: &str = "\
 [ -x /etcdSetup.sh ] && [ -x /patroniSetup.sh ] && echo helpers
 [ -s /var/lib/postgresql/.ssh/authorized_keys ] && echo ssh_keys
 [ -s /etc/ssh/ssh_host_ed25519_key ] && echo host_keys
+n=$(hostname); [ -s /pgha/certs/ca.crt ] && [ -s /pgha/certs/$n.crt ] && [ -s /pgha/certs/$n.key ] && echo certs
 [ -s /pgha/config/etcd.yaml ] && echo etcd_config
 [ -d /pgha/data/etcd/member ] && echo etcd_data
 pgrep -x etcd >/dev/null && echo etcd_running
@@ -32,6 +33,8 @@ pub struct Facts {
     pub helpers: bool,
     pub ssh_keys: bool,
     pub host_keys: bool,
+    /// The lab's CA certificate and the node's own certificate and key, in /pgha/certs.
+    pub certs: bool,
     pub etcd_config: bool,
     pub etcd_data: bool,
     pub etcd_running: bool,
@@ -64,6 +67,7 @@ impl Facts {
                 "helpers" => &mut f.helpers,
                 "ssh_keys" => &mut f.ssh_keys,
                 "host_keys" => &mut f.host_keys,
+                "certs" => &mut f.certs,
                 "etcd_config" => &mut f.etcd_config,
                 "etcd_data" => &mut f.etcd_data,
                 "etcd_running" => &mut f.etcd_running,
@@ -112,6 +116,7 @@ mod tests {
             "helpers",
             "ssh_keys",
             "host_keys",
+            "certs",
             "etcd_config",
             "etcd_data",
             "etcd_running",

@@ -10,6 +10,7 @@ mod facts;
 pub mod haproxy;
 pub mod patroni;
 pub mod services;
+mod tls;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ use crate::interrupt::Interrupt;
 use crate::lab::Lab;
 use crate::progress::{Progress, seconds};
 use crate::render::{Cluster, Member};
-use crate::spec::{Credentials, Stage};
+use crate::spec::{Settings, Stage};
 pub use access::ssh_probe;
 pub use facts::Facts;
 
@@ -46,6 +47,7 @@ impl<'a> Ctx<'a> {
                     roles: n.roles,
                 })
                 .collect(),
+            tls: lab.tls,
         };
         Ctx {
             engine,
@@ -342,8 +344,8 @@ pub async fn run(
     Ok(changed)
 }
 
-/// Reads the lab's credentials from a running node.
-pub async fn credentials(ctx: &Ctx<'_>) -> Result<Credentials> {
+/// Reads the lab's settings (its password among them) from a running node.
+pub async fn settings(ctx: &Ctx<'_>) -> Result<Settings> {
     let Some(node) = ctx.lab.nodes.iter().find(|n| n.running()).map(|n| &n.name) else {
         return Err(Error::Invalid(format!(
             "lab {name} is stopped, and its password is kept inside it; `lab start --name \
@@ -355,7 +357,7 @@ pub async fn credentials(ctx: &Ctx<'_>) -> Result<Credentials> {
         .sh(
             node,
             "root",
-            &format!("cat {}", Credentials::PATH),
+            &format!("cat {}", Settings::PATH),
             Duration::from_secs(10),
         )
         .await?;
@@ -363,7 +365,7 @@ pub async fn credentials(ctx: &Ctx<'_>) -> Result<Credentials> {
         Error::Failed(format!(
             "node {node} has no readable {} ({}); the lab was not made by this version of \
              lab. Recreate it with `lab create --replace --name {}`.",
-            Credentials::PATH,
+            Settings::PATH,
             out.said(),
             ctx.lab.name
         ))

@@ -10,8 +10,9 @@ use serde::Deserialize;
 
 use super::facts::of;
 use super::{Ctx, Facts, Outcome, etcd, wait_for};
+use crate::certs::CA_CERT;
 use crate::error::{Error, Result};
-use crate::render::PATRONI_CONF;
+use crate::render::{PATRONI_API_PORT, PATRONI_CONF};
 use crate::spec::Stage;
 
 pub const LOG: &str = "/var/log/patroni/patroni.log";
@@ -248,15 +249,13 @@ pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
     if !ctx.lab.nodes.iter().any(|n| n.name == node && n.running()) {
         return Ok(None);
     }
+    let script = format!(
+        "curl -s --max-time 3 {}; echo; echo '-----'; psql -XAtc \"SELECT status || ' ' || \
+         coalesce(sender_host, '') FROM pg_stat_wal_receiver\" 2>/dev/null; true",
+        rest_url(ctx.lab.tls, "/patroni")
+    );
     let asked = ctx
-        .sh(
-            node,
-            "postgres",
-            "curl -s --max-time 3 http://localhost:8008/patroni; echo; echo '-----'; \
-             psql -XAtc \"SELECT status || ' ' || coalesce(sender_host, '') FROM \
-             pg_stat_wal_receiver\" 2>/dev/null; true",
-            Duration::from_secs(15),
-        )
+        .sh(node, "postgres", &script, Duration::from_secs(15))
         .await;
     // A node killed a moment ago cannot be asked: it does not answer.
     let out = match asked {
@@ -361,18 +360,29 @@ fn waits_for_its_slot(states: &[(String, Option<MemberState>)]) -> Option<String
         .then(|| primary.0.clone())
 }
 
+/// curl's arguments for this node's REST API at `path`: https verified against the lab's CA
+/// on a `--tls` lab (the certificate names localhost).
+fn rest_url(tls: bool, path: &str) -> String {
+    if tls {
+        format!("--cacert {CA_CERT} https://localhost:{PATRONI_API_PORT}{path}")
+    } else {
+        format!("http://localhost:{PATRONI_API_PORT}{path}")
+    }
+}
+
 /// Wakes the primary's HA loop at once: an empty patch of the dynamic configuration changes
-/// nothing, but Patroni runs its loop right after any PATCH /config.
+/// nothing, but Patroni runs its loop right after any PATCH /config. patroniApi authenticates
+/// it as patronictl would on a lab whose REST API requires it (`--tls`).
 async fn nudge(ctx: &Ctx<'_>, primary: &str) -> Result<()> {
-    ctx.sh(
-        primary,
-        "postgres",
-        "curl -s --max-time 3 -o /dev/null -X PATCH -H 'Content-Type: application/json' \
-         -d '{\"postgresql\": {}}' http://localhost:8008/config",
-        Duration::from_secs(15),
-    )
-    .await
-    .map(drop)
+    ctx.engine
+        .exec(
+            primary,
+            "postgres",
+            &["patroniApi", "PATCH", "/config", r#"{"postgresql": {}}"#],
+            Duration::from_secs(15),
+        )
+        .await
+        .map(drop)
 }
 
 /// One primary and every other member streaming, or what is wrong (first the node).
@@ -531,6 +541,15 @@ mod tests {
             ("pgha2".to_string(), streaming_from("pgha1")),
         ];
         assert_eq!(waits_for_its_slot(&settled), None);
+    }
+
+    #[test]
+    fn the_rest_api_is_asked_over_verified_https_on_a_tls_lab() {
+        assert_eq!(rest_url(false, "/patroni"), "http://localhost:8008/patroni");
+        assert_eq!(
+            rest_url(true, "/patroni"),
+            "--cacert /pgha/certs/ca.crt https://localhost:8008/patroni"
+        );
     }
 
     #[test]

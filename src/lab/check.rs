@@ -49,6 +49,8 @@ pub struct Observed {
     pub archive_command: Option<String>,
     /// Where HAProxy sends clients, when the lab has HAProxy and its stats page answers.
     pub routing: Option<Routing>,
+    /// The lab was made with `--tls`: every node needs the lab's certificates.
+    pub tls: bool,
 }
 
 /// The course's command that does a step, and where to type it.
@@ -220,6 +222,7 @@ async fn observe(engine: &Engine, lab: &Lab) -> Result<Observed> {
         stanza,
         archive_command,
         routing,
+        tls: lab.tls,
     })
 }
 
@@ -339,6 +342,33 @@ pub fn judge(o: &Observed) -> Report {
             host(format!("lab bootstrap --name {} --stage access", o.lab)),
         )
     });
+
+    // A --tls lab's certificates, which `lab` issues in the access stage (the course has the
+    // trainee make them with openssl; here the CA's key never enters a node).
+    if o.tls {
+        let all: Vec<&NodeSeen> = o.nodes.iter().collect();
+        let (missing, blind) = lacking(&all, |f| f.certs);
+        steps.push(match missing.first() {
+            None if !blind.is_empty() => unseen("TLS certificates", &blind),
+            None => step_done(
+                "TLS certificates",
+                format!(
+                    "the lab's CA and each node's certificate and key in {} on {} node(s)",
+                    crate::certs::DIR,
+                    all.len()
+                ),
+            ),
+            Some(_) => step_todo(
+                "TLS certificates",
+                format!(
+                    "no certificate or key in {} on {}",
+                    crate::certs::DIR,
+                    list(&missing)
+                ),
+                host(format!("lab bootstrap --name {} --stage access", o.lab)),
+            ),
+        });
+    }
 
     // etcd: configured, running, quorum.
     let members: Vec<&NodeSeen> = o.nodes.iter().filter(|n| n.roles.etcd).collect();
@@ -877,6 +907,7 @@ mod tests {
             }),
             archive_command: Some(ARCHIVE_COMMAND.into()),
             routing: None,
+            tls: false,
         }
     }
 
@@ -947,6 +978,35 @@ mod tests {
         );
         assert!(report.steps.iter().all(|s| s.next.is_none()));
         assert!(report.text().ends_with("every step of the course is done"));
+    }
+
+    #[test]
+    fn a_tls_lab_needs_its_certificates_on_every_node_after_ssh() {
+        let mut o = finished();
+        o.tls = true;
+        for n in 1..=5 {
+            facts(&mut o, n).certs = true;
+        }
+        let report = judge(&o);
+        assert!(report.done);
+        let titles: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
+        let at = titles
+            .iter()
+            .position(|t| *t == "TLS certificates")
+            .unwrap();
+        assert_eq!(titles[at - 1], "ssh between nodes");
+        facts(&mut o, 3).certs = false;
+        let (seen, next) = first_todo(&judge(&o));
+        assert_eq!(seen, "TLS certificates");
+        assert_eq!(next.on, "host");
+        assert_eq!(next.command, "lab bootstrap --name pgha --stage access");
+        // A plain lab has no such step.
+        assert!(
+            !judge(&finished())
+                .steps
+                .iter()
+                .any(|s| s.step == "TLS certificates")
+        );
     }
 
     #[test]

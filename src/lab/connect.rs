@@ -1,11 +1,14 @@
 //! `lab connect`: the libpq connection strings a trainee uses, from the host over the published
-//! ports and from inside the lab network, with libpq's multi-host routing as the course shows.
+//! ports and from inside the lab network, with libpq's multi-host routing as the course shows;
+//! on a `--tls` lab, verifying the server, and `lab ca`, the lab's CA certificate for clients.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::bootstrap::{self, Ctx};
+use crate::certs::CA_CERT;
 use crate::client::reachable;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -26,9 +29,21 @@ pub struct Proxy {
     pub stats: u16,
 }
 
+/// Where a `--tls` lab's clients find its CA certificate: on this host, and inside a node.
+pub struct Tls {
+    pub host_ca: String,
+}
+
 /// The connection strings for a lab: through HAProxy first when it has one, the entry its
-/// clients are meant to use, then to the PostgreSQL nodes themselves.
-pub fn strings(endpoints: &[Endpoint], proxy: Option<&Proxy>, password: &str) -> String {
+/// clients are meant to use, then to the PostgreSQL nodes themselves. On a `--tls` lab every
+/// string verifies the server as libpq's strictest mode does (verify-full: the lab's CA, and
+/// the name connected to).
+pub fn strings(
+    endpoints: &[Endpoint],
+    proxy: Option<&Proxy>,
+    password: &str,
+    tls: Option<&Tls>,
+) -> String {
     let quote = |v: &str| {
         if v.is_empty() || v.contains([' ', '\'', '\\']) {
             format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -36,14 +51,34 @@ pub fn strings(endpoints: &[Endpoint], proxy: Option<&Proxy>, password: &str) ->
             v.to_string()
         }
     };
+    let verify = |ca: &str| format!(" sslmode=verify-full sslrootcert={}", quote(ca));
+    let (host_tls, inside_tls) = match tls {
+        Some(t) => (verify(&t.host_ca), verify(CA_CERT)),
+        None => (String::new(), String::new()),
+    };
     let auth = format!("user=postgres password={} dbname=postgres", quote(password));
+    let host_auth = format!("{auth}{host_tls}");
+    let inside_auth = format!("{auth}{inside_tls}");
     let host_of = |e: &Endpoint| reachable(e.host);
     let hosts: Vec<String> = endpoints.iter().map(host_of).collect();
     let ports: Vec<String> = endpoints.iter().map(|e| e.port.to_string()).collect();
     let names: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
-    let from_host = format!("host={} port={} {auth}", hosts.join(","), ports.join(","));
-    let inside = format!("host={} port=5432 {auth}", names.join(","));
+    let from_host = format!(
+        "host={} port={} {host_auth}",
+        hosts.join(","),
+        ports.join(",")
+    );
+    let inside = format!("host={} port=5432 {inside_auth}", names.join(","));
     let mut out = String::new();
+    if let Some(t) = tls {
+        let _ = writeln!(
+            out,
+            "TLS: plain connections are refused; these strings verify the server against the \
+             lab's CA,\n  on this host {} (`lab ca` writes it elsewhere), inside the lab \
+             {CA_CERT}.\n",
+            t.host_ca
+        );
+    }
     if let Some(p) = proxy {
         let host = reachable(p.host);
         let _ = writeln!(
@@ -54,12 +89,12 @@ pub fn strings(endpoints: &[Endpoint], proxy: Option<&Proxy>, password: &str) ->
         let _ = writeln!(
             out,
             "    the primary, for writes:\n      psql {}",
-            shell_quote(&format!("host={host} port={} {auth}", p.primary))
+            shell_quote(&format!("host={host} port={} {host_auth}", p.primary))
         );
         let _ = writeln!(
             out,
             "    a replica, for reads (round-robin):\n      psql {}",
-            shell_quote(&format!("host={host} port={} {auth}", p.replicas))
+            shell_quote(&format!("host={host} port={} {host_auth}", p.replicas))
         );
         let _ = writeln!(out, "    its stats page: http://{host}:{}/", p.stats);
         let _ = writeln!(out, "  from inside the lab network (`lab shell NODE`):");
@@ -70,7 +105,7 @@ pub fn strings(endpoints: &[Endpoint], proxy: Option<&Proxy>, password: &str) ->
             let _ = writeln!(
                 out,
                 "    {what}:\n      psql {}",
-                shell_quote(&format!("host=haproxy1 port={port} {auth}"))
+                shell_quote(&format!("host=haproxy1 port={port} {inside_auth}"))
             );
         }
         out.push('\n');
@@ -98,13 +133,18 @@ pub fn strings(endpoints: &[Endpoint], proxy: Option<&Proxy>, password: &str) ->
     }
     let _ = writeln!(out, "  one node:");
     for e in endpoints {
-        let _ = writeln!(
-            out,
-            "    {:<8} psql -h {} -p {} -U postgres",
-            e.name,
-            host_of(e),
-            e.port
-        );
+        let one = match tls {
+            Some(_) => format!(
+                "psql {}",
+                shell_quote(&format!(
+                    "host={} port={} user=postgres dbname=postgres{host_tls}",
+                    host_of(e),
+                    e.port
+                ))
+            ),
+            None => format!("psql -h {} -p {} -U postgres", host_of(e), e.port),
+        };
+        let _ = writeln!(out, "    {:<8} {one}", e.name);
     }
     let _ = writeln!(out, "\nFrom inside the lab network (`lab shell NODE`):");
     for (what, attrs) in [
@@ -149,10 +189,105 @@ pub async fn connect(engine: &Engine, name: &str) -> Result<String> {
         })
     });
     let ctx = Ctx::new(engine, &lab);
-    let credentials = tokio::time::timeout(Duration::from_secs(30), bootstrap::credentials(&ctx))
+    let settings = answered(name, bootstrap::settings(&ctx)).await?;
+    let tls = if lab.tls {
+        let ca = answered(name, ca_of(&ctx)).await?;
+        Some(Tls {
+            host_ca: keep_ca(name, &ca)?,
+        })
+    } else {
+        None
+    };
+    Ok(strings(
+        &endpoints,
+        proxy.as_ref(),
+        &settings.password,
+        tls.as_ref(),
+    ))
+}
+
+/// `work`'s answer, or an error when the lab gives none within 30 s.
+async fn answered<T>(name: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(Duration::from_secs(30), work)
         .await
-        .map_err(|_| Error::Failed(format!("lab {name} did not answer within 30 s")))??;
-    Ok(strings(&endpoints, proxy.as_ref(), &credentials.password))
+        .map_err(|_| Error::Failed(format!("lab {name} did not answer within 30 s")))?
+}
+
+/// `lab ca`: a `--tls` lab's CA certificate (PEM), read from a running node.
+pub async fn ca(engine: &Engine, name: &str) -> Result<String> {
+    let lab = super::get(engine, name).await?;
+    if !lab.tls {
+        return Err(Error::Invalid(format!(
+            "lab {name} was made without --tls: its connections are plain, and it has no \
+             certificate authority. `lab create --replace --tls --name {name}` makes it anew \
+             with TLS on every channel."
+        )));
+    }
+    answered(name, ca_of(&Ctx::new(engine, &lab))).await
+}
+
+/// The CA certificate on the lab's first running node.
+async fn ca_of(ctx: &Ctx<'_>) -> Result<String> {
+    let name = &ctx.lab.name;
+    let Some(node) = ctx.lab.nodes.iter().find(|n| n.running()) else {
+        return Err(Error::Invalid(format!(
+            "lab {name} is stopped, and its CA certificate is kept inside it; `lab start \
+             --name {name}` first."
+        )));
+    };
+    let out = ctx
+        .sh(
+            &node.name,
+            "root",
+            &format!("cat {CA_CERT}"),
+            Duration::from_secs(10),
+        )
+        .await?;
+    if !out.ok() || !out.stdout.starts_with("-----BEGIN CERTIFICATE-----") {
+        return Err(Error::Invalid(format!(
+            "{} holds no CA certificate in {CA_CERT} yet: the lab's bootstrap has not reached \
+             its access stage. `lab bootstrap --name {name} --stage access` makes the \
+             certificates.",
+            node.name
+        )));
+    }
+    Ok(out.stdout)
+}
+
+/// Writes a CA certificate to `path` (a public certificate: readable by all).
+pub fn write_ca(path: &Path, pem: &str) -> Result<()> {
+    std::fs::write(path, pem).map_err(|e| {
+        Error::Invalid(format!(
+            "cannot write the CA certificate to {}: {e}. Name a file in a directory you can \
+             write with --out, or leave --out out to print it.",
+            path.display()
+        ))
+    })
+}
+
+/// Keeps lab `name`'s CA certificate where `lab connect`'s strings name it on this host (the
+/// user's data directory, `$XDG_DATA_HOME` or ~/.local/share, under pgha-lab); its path.
+fn keep_ca(name: &str, pem: &str) -> Result<String> {
+    let dir = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "neither XDG_DATA_HOME nor HOME is set, so there is nowhere to keep lab \
+                 {name}'s CA certificate for the strings; `lab ca --name {name} --out FILE` \
+                 writes it where you choose."
+            ))
+        })?
+        .join("pgha-lab");
+    let path = dir.join(format!("{name}-ca.crt"));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::Io {
+            action: format!("create {}", dir.display()),
+            source: e,
+        })
+        .and_then(|()| write_ca(&path, pem))?;
+    Ok(path.display().to_string())
 }
 
 #[cfg(test)]
@@ -171,7 +306,7 @@ mod tests {
 
     #[test]
     fn multi_host_strings_follow_the_published_ports() {
-        let text = strings(&endpoints("127.0.0.1"), None, "postgres");
+        let text = strings(&endpoints("127.0.0.1"), None, "postgres", None);
         assert!(text.starts_with("From this host"), "{text}");
         assert!(text.contains(
             "psql 'host=127.0.0.1,127.0.0.1,127.0.0.1 port=6432,6433,6434 user=postgres \
@@ -188,7 +323,7 @@ mod tests {
 
     #[test]
     fn every_interface_is_reached_through_loopback_and_odd_passwords_are_quoted() {
-        let text = strings(&endpoints("0.0.0.0"), None, "it's a pw");
+        let text = strings(&endpoints("0.0.0.0"), None, "it's a pw", None);
         assert!(text.contains("host=127.0.0.1,127.0.0.1,127.0.0.1 "));
         assert!(text.contains(r"password='\''it\'\''s a pw'\''"), "{text}");
     }
@@ -201,7 +336,7 @@ mod tests {
             replicas: 5002,
             stats: 7000,
         };
-        let text = strings(&endpoints("0.0.0.0"), Some(&proxy), "postgres");
+        let text = strings(&endpoints("0.0.0.0"), Some(&proxy), "postgres", None);
         assert!(text.starts_with("Through HAProxy (haproxy1)"), "{text}");
         let host = "psql 'host=127.0.0.1 port=5000 user=postgres password=postgres \
                     dbname=postgres'";
@@ -209,5 +344,42 @@ mod tests {
         assert!(text.contains("port=5002 "), "{text}");
         assert!(text.contains("http://127.0.0.1:7000/"), "{text}");
         assert!(text.contains("psql 'host=haproxy1 port=5001 "), "{text}");
+    }
+
+    #[test]
+    fn on_a_tls_lab_every_string_verifies_the_server() {
+        let proxy = Proxy {
+            host: "127.0.0.1".parse().unwrap(),
+            primary: 5000,
+            replicas: 5001,
+            stats: 7000,
+        };
+        let tls = Tls {
+            host_ca: "/home/t/.local/share/pgha-lab/pgha-ca.crt".into(),
+        };
+        let text = strings(
+            &endpoints("127.0.0.1"),
+            Some(&proxy),
+            "postgres",
+            Some(&tls),
+        );
+        assert!(
+            text.starts_with("TLS: plain connections are refused"),
+            "{text}"
+        );
+        let host = " sslmode=verify-full sslrootcert=/home/t/.local/share/pgha-lab/pgha-ca.crt";
+        let inside = " sslmode=verify-full sslrootcert=/pgha/certs/ca.crt";
+        for line in text.lines().filter(|l| l.contains("psql ")) {
+            assert!(line.contains(host) || line.contains(inside), "{line}");
+        }
+        assert!(text.contains(&format!(
+            "psql 'host=127.0.0.1 port=5000 user=postgres password=postgres dbname=postgres{host}'"
+        )));
+        assert!(text.contains(&format!(
+            "host=haproxy1 port=5000 user=postgres password=postgres dbname=postgres{inside}'"
+        )));
+        assert!(text.contains(&format!(
+            "pgha2    psql 'host=127.0.0.1 port=6433 user=postgres dbname=postgres{host}'"
+        )));
     }
 }

@@ -14,7 +14,7 @@ use crate::labels;
 use crate::lock;
 use crate::plan::{self, Plan, World};
 use crate::progress::Progress;
-use crate::spec::{Credentials, LabSpec, Stage};
+use crate::spec::{LabSpec, Settings, Stage};
 
 pub struct CreateOptions {
     pub stage: Stage,
@@ -58,7 +58,7 @@ pub async fn create(
     // From here on everything made carries the lab's labels, which is how it is undone.
     let made = tokio::select! {
         made = async {
-            make(engine, progress, &plan, &spec.credentials, lock).await?;
+            make(engine, progress, &plan, &spec.settings, lock).await?;
             let lab = super::get(engine, &spec.name).await?;
             bootstrap::run(engine, progress, &lab, options.stage, None).await?;
             super::snapshot(engine, progress, &spec.name).await?;
@@ -162,7 +162,7 @@ async fn make(
     engine: &Engine,
     progress: &Progress,
     plan: &Plan,
-    credentials: &Credentials,
+    credentials: &Settings,
     lock: lock::PlanningLock,
 ) -> Result<()> {
     // First of all: from here on, a create cut short leaves a lab known to be unfinished.
@@ -193,7 +193,7 @@ async fn make(
             .upload(
                 &node.name,
                 &[UploadFile {
-                    path: Credentials::PATH.into(),
+                    path: Settings::PATH.into(),
                     content: secrets.clone(),
                     mode: 0o600,
                     uid: 0,

@@ -84,9 +84,7 @@ impl Drop for EntryWatch {
 /// What a client needs to watch 5000: where it is published, the password, the nodes'
 /// addresses, and the old primary's.
 struct EntryProbe {
-    host: std::net::IpAddr,
-    port: u16,
-    password: String,
+    entry: client::Entry,
     names: Vec<(String, String)>,
     old_ip: Option<String>,
 }
@@ -108,10 +106,18 @@ impl EntryProbe {
         if haproxy::routing(&ctx, &proxy.name).await?.is_none() {
             return Ok(None);
         }
+        let ca = if lab.tls {
+            Some(super::ca(engine, &lab.name).await?)
+        } else {
+            None
+        };
         Ok(Some(EntryProbe {
-            host: proxy.publish_ip(),
-            port,
-            password: bootstrap::credentials(&ctx).await?.password,
+            entry: client::Entry {
+                host: proxy.publish_ip(),
+                port,
+                password: bootstrap::settings(&ctx).await?.password,
+                ca,
+            },
             names: lab
                 .nodes
                 .iter()
@@ -132,7 +138,7 @@ impl EntryProbe {
                     return Err(last);
                 }
                 let timeout = Duration::from_secs(2);
-                match client::who(self.host, self.port, &self.password, timeout).await {
+                match client::who(&self.entry, timeout).await {
                     Ok(a) if !a.in_recovery && Some(&a.server) != self.old_ip.as_ref() => {
                         let node = self
                             .names

@@ -13,7 +13,7 @@ mod session;
 mod show;
 
 pub use check::check;
-pub use connect::connect;
+pub use connect::{ca, connect, write_ca};
 pub use create::{CreateOptions, create, dry_run};
 pub use destroy::{destroy, destroy_all};
 pub use drills::{change_leader, etcd_members, heal, kill, partition, start_nodes};
@@ -44,6 +44,8 @@ pub struct Node {
 pub struct Lab {
     pub name: String,
     pub network: String,
+    /// Made with `--tls`: TLS and authentication on every channel.
+    pub tls: bool,
     /// In node order.
     pub nodes: Vec<Node>,
     /// How far its create or bootstrap got (see labels::MARK).
@@ -117,6 +119,7 @@ impl Lab {
         let label = |c: &ContainerInfo, key: &str| c.labels.get(key).cloned().unwrap_or_default();
         let first = containers.first()?;
         let network = label(first, labels::NETWORK);
+        let tls = label(first, labels::TLS) == "true";
         let mut nodes: Vec<Node> = containers
             .into_iter()
             .map(|c| Node {
@@ -130,6 +133,7 @@ impl Lab {
         Some(Lab {
             name: name.to_string(),
             network,
+            tls,
             nodes,
             marks,
         })

@@ -116,6 +116,7 @@ pub struct Plan {
     pub lab: String,
     pub image: String,
     pub publish: IpAddr,
+    pub tls: bool,
     pub network: NetworkPlan,
     pub nodes: Vec<NodePlan>,
 }
@@ -200,6 +201,7 @@ pub fn plan(spec: &LabSpec, world: &World, port_bound: &dyn Fn(u16) -> bool) -> 
         lab: spec.name.clone(),
         image: spec.image.clone(),
         publish: spec.publish,
+        tls: spec.settings.tls,
         network,
         nodes,
     })
@@ -385,6 +387,7 @@ impl Plan {
                 labels::NETWORK_CREATED.to_string(),
                 self.network.create.to_string(),
             ),
+            (labels::TLS.to_string(), self.tls.to_string()),
         ])
     }
 
@@ -427,6 +430,13 @@ impl Plan {
         );
         if let Some(note) = &self.network.note {
             let _ = writeln!(out, "note: {note}");
+        }
+        if self.tls {
+            let _ = writeln!(
+                out,
+                "TLS: a CA of the lab's own, a certificate per node in /pgha/certs; etcd, \
+                 Patroni's REST API and PostgreSQL refuse plain connections"
+            );
         }
         let _ = writeln!(
             out,
@@ -475,8 +485,29 @@ mod tests {
             publish: "127.0.0.1",
             password: "postgres",
             md5: false,
+            tls: false,
             force: false,
         }
+    }
+
+    #[test]
+    fn a_tls_lab_is_labelled_and_said_so_in_the_plan() {
+        let tls = Request {
+            tls: true,
+            ..request("sec")
+        }
+        .validate()
+        .unwrap();
+        let plan = plan(&tls, &empty(), &|_| false).unwrap();
+        assert_eq!(plan.node_labels(&plan.nodes[0])[labels::TLS], "true");
+        assert!(plan.describe().contains("\nTLS: "), "{}", plan.describe());
+        let plain = plan_of("pgha");
+        assert_eq!(plain.node_labels(&plain.nodes[0])[labels::TLS], "false");
+        assert!(!plain.describe().contains("TLS"));
+    }
+
+    fn plan_of(name: &str) -> Plan {
+        plan(&spec(name), &empty(), &|_| false).unwrap()
     }
 
     fn empty() -> World {

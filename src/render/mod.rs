@@ -42,6 +42,8 @@ pub struct Member {
 #[derive(Debug, Clone)]
 pub struct Cluster {
     pub members: Vec<Member>,
+    /// `--tls`: HAProxy checks Patroni over https.
+    pub tls: bool,
 }
 
 impl Cluster {
@@ -110,13 +112,24 @@ impl Cluster {
 impl Cluster {
     /// /etc/haproxy/haproxy.cfg as Percona's guide (001) has the trainee type it, with the
     /// lab's PostgreSQL nodes as the servers: 5000 to the one Patroni's REST API calls the
-    /// primary, 5001 round-robin over the replicas, 7000 the stats page.
+    /// primary, 5001 round-robin over the replicas, 7000 the stats page. On a `--tls` lab the
+    /// checks ask Patroni over https, verifying its certificate against the lab's CA and the
+    /// node's name (a check sends no SNI, so the name is given).
     pub fn haproxy_cfg(&self) -> String {
         let servers: String = self
             .postgres_members()
             .map(|m| {
+                let tls = if self.tls {
+                    format!(
+                        " check-ssl verify required ca-file {} verifyhost {}",
+                        crate::certs::CA_CERT,
+                        m.name
+                    )
+                } else {
+                    String::new()
+                };
                 format!(
-                    "    server {0} {0}:{POSTGRES_PORT} maxconn 100 check port {PATRONI_API_PORT}\n",
+                    "    server {0} {0}:{POSTGRES_PORT} maxconn 100 check port {PATRONI_API_PORT}{tls}\n",
                     m.name
                 )
             })
@@ -164,6 +177,7 @@ mod tests {
                     roles: roles(i),
                 })
                 .collect(),
+            tls: false,
         }
     }
 
@@ -207,6 +221,30 @@ mod tests {
         // The guide's text, its node1..node3 named pgha1..pgha3.
         let guide = include_str!("../../tests/course/haproxy.cfg");
         assert_eq!(cluster().haproxy_cfg(), guide);
+    }
+
+    #[test]
+    fn haproxy_checks_patroni_over_verified_https_on_a_tls_lab() {
+        let c = Cluster {
+            tls: true,
+            ..cluster()
+        };
+        let cfg = c.haproxy_cfg();
+        assert!(cfg.contains(
+            "    server pgha2 pgha2:5432 maxconn 100 check port 8008 check-ssl verify required \
+             ca-file /pgha/certs/ca.crt verifyhost pgha2\n"
+        ));
+        assert_eq!(cfg.matches("check-ssl").count(), 6, "{cfg}");
+        // The rest is the guide's.
+        assert_eq!(
+            cfg.replace(" check-ssl verify required ca-file /pgha/certs/ca.crt", "")
+                .lines()
+                .map(|l| l.split(" verifyhost").next().unwrap())
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n",
+            cluster().haproxy_cfg()
+        );
     }
 
     #[test]
