@@ -9,4 +9,5 @@ mod faults;
 mod image;
 mod labs;
 mod lifecycle;
+mod tls;
 mod topologies;
