@@ -227,7 +227,7 @@ pub async fn ca(engine: &Engine, name: &str) -> Result<String> {
 }
 
 /// The CA certificate on the lab's first running node.
-async fn ca_of(ctx: &Ctx<'_>) -> Result<String> {
+pub(super) async fn ca_of(ctx: &Ctx<'_>) -> Result<String> {
     let name = &ctx.lab.name;
     let Some(node) = ctx.lab.nodes.iter().find(|n| n.running()) else {
         return Err(Error::Invalid(format!(

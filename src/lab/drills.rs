@@ -107,7 +107,7 @@ impl EntryProbe {
             return Ok(None);
         }
         let ca = if lab.tls {
-            Some(super::ca(engine, &lab.name).await?)
+            Some(super::connect::ca_of(&ctx).await?)
         } else {
             None
         };

@@ -130,8 +130,20 @@ async fn haproxy_serves_clients(lab_name: &str) {
         }
     })
     .await;
-    let check = lab(&["check", "--name", lab_name]);
-    assert_eq!(check.code, 0, "{check}");
+    // The old primary stays UP behind 5000 until three checks 3 s apart fail (`fall 3`), and
+    // `lab check` says so until then.
+    let switched = std::time::Instant::now();
+    loop {
+        let check = lab(&["check", "--name", lab_name]);
+        if check.ok() {
+            break;
+        }
+        assert!(
+            switched.elapsed() < Duration::from_secs(30),
+            "lab check does not pass 30 s after the switchover:\n{check}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 #[tokio::test]
