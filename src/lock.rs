@@ -1,6 +1,7 @@
-//! The host-wide planning lock: held from reading what the engine holds until the lab's
+//! The host-wide lock: held by a create from reading what the engine holds until the lab's
 //! containers exist (and so hold their addresses and ports), so two `lab create` runs at the same
-//! time can never pick the same subnet, addresses or ports.
+//! time can never pick the same subnet, addresses or ports; and by a `--tls` lab's certificate
+//! check and issue, so two bootstraps at once never hand a lab two CAs.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
@@ -37,12 +38,13 @@ fn open(path: &Path) -> std::io::Result<File> {
     }
 }
 
-/// How long a create waits for another to finish planning before it gives up.
+/// How long a command waits for another to let go of the lock before it gives up.
 const PATIENCE: Duration = Duration::from_secs(120);
 
-/// Takes the lock, waiting while another `lab create` plans (it holds the lock for seconds:
-/// until its containers exist). Says who holds it while waiting, and gives up after PATIENCE.
-pub async fn acquire(progress: &Progress) -> Result<PlanningLock> {
+/// Takes the lock, waiting while another command holds it (for seconds: a create until its
+/// containers exist). Says who holds it while waiting, and gives up after PATIENCE. `purpose`
+/// names what waits, in the words of "so {purpose} cannot go on safely".
+pub async fn acquire(progress: &Progress, purpose: &str) -> Result<PlanningLock> {
     let file =
         open(Path::new(PATH)).map_err(Error::io(format!("open the planning lock {PATH}")))?;
     // The patience is per holder: behind a queue of creates (a class made with --count), the
@@ -63,15 +65,15 @@ pub async fn acquire(progress: &Progress) -> Result<PlanningLock> {
         }
         if since.elapsed() >= PATIENCE {
             return Err(Error::Failed(format!(
-                "{holder} has held the planning lock {PATH} for over {} s, so this create \
-                 cannot pick addresses and ports safely. Wait for it to finish (or stop it if \
-                 it hangs) and run the command again.",
+                "{holder} has held the lock {PATH} for over {} s, so {purpose} cannot go on \
+                 safely. Wait for it to finish (or stop it if it hangs) and run the command \
+                 again.",
                 PATIENCE.as_secs()
             )));
         }
         if told.as_ref() != Some(&holder) {
             progress.line(format!(
-                "waiting for the planning lock {PATH}, held by {holder} (up to {} s)",
+                "waiting for the lock {PATH}, held by {holder} (up to {} s)",
                 PATIENCE.as_secs()
             ));
             told = Some(holder);

@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use super::{Ctx, Facts, Outcome, wait_for};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::progress::Progress;
 use crate::spec::Stage;
 
 const SSH_DIR: &str = "/var/lib/postgresql/.ssh";
 
-pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
+pub async fn run(ctx: &Ctx<'_>, facts: &[Facts], progress: &Progress) -> Result<Outcome> {
     let first = &ctx.lab.nodes[0].name;
     // The key stays the lab's own across reruns: node 1 keeps it.
     let keygen = format!(
@@ -51,20 +52,20 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
             None,
         )
         .await?;
-        for (file, content, mode) in [
-            ("id_ed25519", private, 0o600),
-            ("id_ed25519.pub", public, 0o644),
-            ("authorized_keys", public, 0o600),
-        ] {
-            ctx.upload(
-                &n.name,
-                &format!("{SSH_DIR}/{file}"),
-                content.to_string(),
-                mode,
-            )
-            .await?;
-        }
-        Ok::<_, Error>(())
+        let (key, pubkey, authorized) = (
+            format!("{SSH_DIR}/id_ed25519"),
+            format!("{SSH_DIR}/id_ed25519.pub"),
+            format!("{SSH_DIR}/authorized_keys"),
+        );
+        ctx.upload(
+            &n.name,
+            &[
+                (&key, private, 0o600),
+                (&pubkey, public, 0o644),
+                (&authorized, public, 0o600),
+            ],
+        )
+        .await
     }))
     .await?;
     verify(ctx).await?;
@@ -75,7 +76,7 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     );
     let mut changed = facts.iter().any(|f| !f.ssh_keys || !f.host_keys);
     if ctx.lab.tls {
-        let (said, placed) = super::tls::place(ctx, facts).await?;
+        let (said, placed) = super::tls::place(ctx, facts, progress).await?;
         summary = format!("{summary}; {said}");
         changed |= placed;
     }

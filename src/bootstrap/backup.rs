@@ -46,7 +46,7 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     for node in &targets {
         if !of(facts, node).pgbackrest_config {
             let conf = ctx.cluster.pgbackrest_conf(ctx.member(node));
-            ctx.upload(node, PGBACKREST_CONF, conf, 0o640).await?;
+            ctx.upload(node, &[(PGBACKREST_CONF, &conf, 0o640)]).await?;
         }
     }
 

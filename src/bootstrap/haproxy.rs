@@ -99,7 +99,8 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     // A configuration already there (typed by a trainee, or by an earlier run) is kept.
     if !f.haproxy_config {
         let cfg = ctx.cluster.haproxy_cfg();
-        ctx.upload(&node.name, HAPROXY_CONF, cfg, 0o644).await?;
+        ctx.upload(&node.name, &[(HAPROXY_CONF, &cfg, 0o644)])
+            .await?;
     }
     if !f.haproxy_running {
         ctx.must(

@@ -156,21 +156,21 @@ impl<'a> Ctx<'a> {
             .unwrap_or_default()
     }
 
-    /// Places a file, owned by postgres, on a node.
-    pub async fn upload(&self, node: &str, path: &str, content: String, mode: u32) -> Result<()> {
+    /// Places files (path, content, mode), owned by postgres, on a node, in one archive: all
+    /// of them or none.
+    pub async fn upload(&self, node: &str, files: &[(&str, &str, u32)]) -> Result<()> {
         let (uid, gid) = self.postgres_ids().await?;
-        self.engine
-            .upload(
-                node,
-                &[UploadFile {
-                    path: path.into(),
-                    content: content.into_bytes(),
-                    mode,
-                    uid,
-                    gid,
-                }],
-            )
-            .await
+        let files: Vec<UploadFile> = files
+            .iter()
+            .map(|(path, content, mode)| UploadFile {
+                path: path.to_string(),
+                content: content.as_bytes().to_vec(),
+                mode: *mode,
+                uid,
+                gid,
+            })
+            .collect();
+        self.engine.upload(node, &files).await
     }
 
     /// The postgres user's uid and gid in the image (the same on every node).
@@ -311,7 +311,7 @@ pub async fn run(
             )));
         }
         let outcome = match stage {
-            Stage::Access => access::run(&ctx, &facts).await?,
+            Stage::Access => access::run(&ctx, &facts, progress).await?,
             Stage::Etcd => etcd::run(&ctx, &facts).await?,
             Stage::Patroni => patroni::run(&ctx, &facts).await?,
             Stage::Haproxy => haproxy::run(&ctx, &facts).await?,

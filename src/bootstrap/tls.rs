@@ -10,14 +10,17 @@ use std::time::Duration;
 use super::{Ctx, Facts, services};
 use crate::certs::{self, CA_CERT, Subject};
 use crate::error::Result;
+use crate::lock;
+use crate::progress::Progress;
 use crate::spec::Stage;
 
 /// Makes sure every node holds the lab's certificates; returns what was done, and whether
-/// anything changed.
-pub async fn place(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<(String, bool)> {
-    let lab = ctx.lab;
-    let n = lab.nodes.len();
-    if facts.iter().all(|f| f.certs) && one_ca(ctx).await? {
+/// anything changed. Under the host-wide lock, so that two bootstraps at once agree on one CA.
+pub async fn place(ctx: &Ctx<'_>, facts: &[Facts], progress: &Progress) -> Result<(String, bool)> {
+    let _lock = lock::acquire(progress, "this lab's certificate check").await?;
+    let n = ctx.lab.nodes.len();
+    // Read again under the lock: another command may have just placed them.
+    if one_whole_set(ctx).await? {
         return Ok((
             format!("TLS: the lab's certificates are in place on {n} node(s)"),
             false,
@@ -26,7 +29,7 @@ pub async fn place(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<(String, bool)> {
     let running = facts
         .iter()
         .any(|f| f.etcd_running || f.patroni_running || f.haproxy_running);
-    let issued = certs::issue(&lab.name, &subjects(ctx))?;
+    let issued = certs::issue(&ctx.lab.name, &subjects(ctx))?;
     if running {
         services::stop(ctx).await?;
     }
@@ -43,19 +46,14 @@ pub async fn place(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<(String, bool)> {
                 None,
             )
             .await?;
-            ctx.upload(&cert.node, CA_CERT, ca.clone(), 0o644).await?;
+            let (cert_path, key_path) = (certs::cert_path(&cert.node), certs::key_path(&cert.node));
             ctx.upload(
                 &cert.node,
-                &certs::cert_path(&cert.node),
-                cert.cert.clone(),
-                0o644,
-            )
-            .await?;
-            ctx.upload(
-                &cert.node,
-                &certs::key_path(&cert.node),
-                cert.key.clone(),
-                0o600,
+                &[
+                    (CA_CERT, ca, 0o644),
+                    (&cert_path, &cert.cert, 0o644),
+                    (&key_path, &cert.key, 0o600),
+                ],
             )
             .await
         }
@@ -74,21 +72,21 @@ pub async fn place(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<(String, bool)> {
     Ok((said, true))
 }
 
-/// Whether every node holds the same CA certificate.
-async fn one_ca(ctx: &Ctx<'_>) -> Result<bool> {
-    let cas = futures_util::future::try_join_all(ctx.lab.nodes.iter().map(|n| async move {
+/// Whether every node holds its certificate, its key and the same CA certificate.
+async fn one_whole_set(ctx: &Ctx<'_>) -> Result<bool> {
+    let script = format!(
+        "n=$(hostname); [ -s {} ] && [ -s {} ] && cat {CA_CERT}",
+        certs::cert_path("$n"),
+        certs::key_path("$n")
+    );
+    let cas = futures_util::future::try_join_all(ctx.lab.nodes.iter().map(|n| async {
         let out = ctx
-            .sh(
-                &n.name,
-                "root",
-                &format!("cat {CA_CERT}"),
-                Duration::from_secs(10),
-            )
+            .sh(&n.name, "root", &script, Duration::from_secs(10))
             .await?;
-        Ok::<_, crate::error::Error>(out.stdout)
+        Ok::<_, crate::error::Error>(out.ok().then_some(out.stdout))
     }))
     .await?;
-    Ok(cas.windows(2).all(|w| w[0] == w[1]))
+    Ok(cas.iter().all(Option::is_some) && cas.windows(2).all(|w| w[0] == w[1]))
 }
 
 /// Every node, with the names it is reached as.

@@ -94,7 +94,7 @@ async fn prepare(
     options: &CreateOptions,
 ) -> Result<(Plan, lock::PlanningLock)> {
     image::ensure(engine, progress, &spec.image).await?;
-    let lock = lock::acquire(progress).await?;
+    let lock = lock::acquire(progress, "this create's choice of addresses and ports").await?;
     let mut world = snapshot(engine).await?;
     if options.replace {
         world.forget(&spec.name);
