@@ -12,6 +12,11 @@ use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS, POSTGRES_POR
 /// pgBackRest's stanza: the course's name in every lab.
 pub const STANZA: &str = "pgha";
 /// PostgreSQL's data directory, as the course has it.
+/// HAProxy's health checks (Percona's haproxy.cfg): one every HAPROXY_INTER seconds, a server
+/// down after HAPROXY_FALL failures and up again after HAPROXY_RISE successes.
+pub const HAPROXY_INTER: u64 = 3;
+pub const HAPROXY_FALL: u64 = 3;
+pub const HAPROXY_RISE: u64 = 2;
 pub const PGDATA: &str = "/pgdata/17/data";
 pub const PATRONI_CONF: &str = "/pgha/config/patroni.yaml";
 pub const PGBACKREST_CONF: &str = "/pgha/config/pgbackrest.conf";
@@ -88,10 +93,14 @@ impl Cluster {
             }
             blocks.push(tuning);
             blocks.push(format!("[{STANZA}]"));
-            for (i, m) in self.postgres_members().enumerate() {
+            // The repository's own PostgreSQL, when it has one, is local (no host) and comes
+            // first: archive-push runs only where pg1 is local, so a primary on this node
+            // could not archive otherwise.
+            let (local, remote): (Vec<&Member>, Vec<&Member>) =
+                self.postgres_members().partition(|m| m.name == member.name);
+            for (i, m) in local.into_iter().chain(remote).enumerate() {
                 let n = i + 1;
                 let mut pg = String::new();
-                // The repository's own PostgreSQL, when it has one, is local: no host.
                 if m.name != member.name {
                     let _ = writeln!(pg, "pg{n}-host={}", m.name);
                 }
@@ -137,8 +146,8 @@ impl Cluster {
         let listen = |name: &str, port: u16, check: &str, balance: &str| {
             format!(
                 "listen {name}\n{balance}    bind *:{port}\n    option httpchk {check}\n    \
-                 http-check expect status 200\n    default-server inter 3s fall 3 rise 2 \
-                 on-marked-down shutdown-sessions\n{servers}"
+                 http-check expect status 200\n    default-server inter {HAPROXY_INTER}s fall \
+                 {HAPROXY_FALL} rise {HAPROXY_RISE} on-marked-down shutdown-sessions\n{servers}"
             )
         };
         format!(
@@ -206,10 +215,14 @@ mod tests {
         c.members.truncate(3);
         c.members[2].roles.repo = true;
         let text = c.pgbackrest_conf(&c.members[2]);
-        assert!(text.contains("pg1-host=pgha1\n"));
-        assert!(text.contains("pg2-host=pgha2\n"));
-        assert!(!text.contains("pg3-host"));
-        assert!(text.ends_with("pg3-port=5432\npg3-path=/pgdata/17/data\n"));
+        // Its own first, local, so that archive-push works while it is the primary.
+        assert!(
+            text.contains("[pgha]\n\npg1-port=5432\npg1-path=/pgdata/17/data\n"),
+            "{text}"
+        );
+        assert!(text.contains("pg2-host=pgha1\n"));
+        assert!(text.contains("pg3-host=pgha2\n"));
+        assert!(!text.contains("pg1-host"));
         // A single PostgreSQL node has no standby to back up from.
         c.members.truncate(1);
         c.members[0].roles.repo = true;
