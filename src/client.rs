@@ -1,9 +1,13 @@
 //! A real PostgreSQL client (tokio-postgres, with rustls on a `--tls` lab), for what a client of
-//! the lab sees: which server answers behind an entry point such as HAProxy's published 5000,
-//! and whether it is a primary.
+//! the lab sees: connections through an entry point (HAProxy's published 5000, or libpq's
+//! multi-host routing over the nodes' published ports), which server answers there, and
+//! whether it is a primary.
 
 use std::net::IpAddr;
 use std::time::Duration;
+
+pub use tokio_postgres::Client;
+pub use tokio_postgres::config::TargetSessionAttrs;
 
 /// Who answered a connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,63 +20,75 @@ pub struct Answer {
 /// An entry point of the lab as a client on this host reaches it.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    pub host: IpAddr,
-    pub port: u16,
+    /// Tried in order, as libpq tries a multi-host string's hosts.
+    pub addrs: Vec<(IpAddr, u16)>,
+    /// Which server of `addrs` will do (libpq's target_session_attrs).
+    pub session: TargetSessionAttrs,
     pub password: String,
     /// A `--tls` lab's CA certificate (PEM): the connection then uses TLS and verifies the
     /// server against it and the host connected to, as libpq's sslmode=verify-full does.
     pub ca: Option<String>,
 }
 
-/// Connects as postgres to `entry` and asks who answers; the error is the client's own
-/// words (refused, reset, timed out, ...).
-pub async fn who(entry: &Entry, timeout: Duration) -> Result<Answer, String> {
-    let ask = async {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(reachable(entry.host))
-            .port(entry.port)
-            .user("postgres")
-            .password(&entry.password)
-            .dbname("postgres")
-            .connect_timeout(timeout);
-        let row = match &entry.ca {
+/// Connects as postgres to `entry`; the connection is driven in the background until the
+/// client is dropped. The error is the client's own words (refused, reset, timed out, ...).
+pub async fn connect(entry: &Entry, timeout: Duration) -> Result<Client, String> {
+    let mut config = tokio_postgres::Config::new();
+    for (host, port) in &entry.addrs {
+        config.host(reachable(*host)).port(*port);
+    }
+    config
+        .user("postgres")
+        .password(&entry.password)
+        .dbname("postgres")
+        .application_name("lab")
+        .target_session_attrs(entry.session)
+        .connect_timeout(timeout);
+    let open = async {
+        match &entry.ca {
             Some(ca) => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Require);
                 let (client, connection) =
                     config.connect(verifying(ca)?).await.map_err(|e| said(&e))?;
-                ask_who(client, tokio::spawn(connection)).await
+                tokio::spawn(connection);
+                Ok(client)
             }
             None => {
                 let (client, connection) = config
                     .connect(tokio_postgres::NoTls)
                     .await
                     .map_err(|e| said(&e))?;
-                ask_who(client, tokio::spawn(connection)).await
+                tokio::spawn(connection);
+                Ok(client)
             }
-        }?;
-        Ok(Answer {
-            server: row.get::<_, Option<String>>(0).unwrap_or_default(),
-            in_recovery: row.get(1),
-        })
+        }
+    };
+    tokio::time::timeout(timeout, open)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} s", timeout.as_secs_f32())))
+}
+
+/// Connects as postgres to `entry` and asks who answers.
+pub async fn who(entry: &Entry, timeout: Duration) -> Result<Answer, String> {
+    let ask = async {
+        let client = connect(entry, timeout).await?;
+        ask_who(&client).await
     };
     tokio::time::timeout(timeout, ask)
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {} s", timeout.as_secs())))
 }
 
-/// The server's address and role, asked on `client`; `driver` ends with it.
-async fn ask_who<T>(
-    client: tokio_postgres::Client,
-    driver: tokio::task::JoinHandle<T>,
-) -> Result<tokio_postgres::Row, String> {
+/// The server's address and role, asked on `client`.
+pub async fn ask_who(client: &Client) -> Result<Answer, String> {
     let row = client
         .query_one("SELECT host(inet_server_addr()), pg_is_in_recovery()", &[])
         .await
-        .map_err(|e| said(&e));
-    drop(client);
-    let _ = driver.await;
-    row
+        .map_err(|e| said(&e))?;
+    Ok(Answer {
+        server: row.get::<_, Option<String>>(0).unwrap_or_default(),
+        in_recovery: row.get(1),
+    })
 }
 
 /// TLS that trusts the lab's CA alone and checks the server's name (rustls always does).
@@ -101,7 +117,7 @@ fn verifying(ca: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, Strin
 
 /// The client's error with its causes ("error connecting to server: Connection refused ..."):
 /// tokio-postgres keeps the cause out of its own message.
-fn said(e: &tokio_postgres::Error) -> String {
+pub fn said(e: &tokio_postgres::Error) -> String {
     let mut text = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
@@ -135,8 +151,8 @@ mod tests {
     async fn a_closed_port_is_an_error_in_the_client_s_words() {
         // Port 1 on loopback: nothing listens there.
         let mut entry = Entry {
-            host: "127.0.0.1".parse().unwrap(),
-            port: 1,
+            addrs: vec![("127.0.0.1".parse().unwrap(), 1)],
+            session: TargetSessionAttrs::Any,
             password: "x".into(),
             ca: None,
         };

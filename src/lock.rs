@@ -1,7 +1,9 @@
 //! The host-wide lock: held by a create from reading what the engine holds until the lab's
 //! containers exist (and so hold their addresses and ports), so two `lab create` runs at the same
 //! time can never pick the same subnet, addresses or ports; and by a `--tls` lab's certificate
-//! check and issue, so two bootstraps at once never hand a lab two CAs.
+//! check and issue, so two bootstraps at once never hand a lab two CAs. Beside it, a lock per
+//! lab that a drill, a restore or a switch of replication mode holds while it changes the lab,
+//! so a second one on the same lab is refused instead of spoiling the first.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
@@ -79,6 +81,24 @@ pub async fn acquire(progress: &Progress, purpose: &str) -> Result<PlanningLock>
             told = Some(holder);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Takes lab `name`'s own lock without waiting: another command changing the same lab (a drill,
+/// a restore) is a conflict to report, not a queue. `purpose` is what would have run.
+pub fn exclusive(name: &str, purpose: &str) -> Result<PlanningLock> {
+    let path = format!("/tmp/pgha-lab-{name}.lock");
+    let file = open(Path::new(&path)).map_err(Error::io(format!("open the lab's lock {path}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(PlanningLock { _file: file }),
+        Err(TryLockError::WouldBlock) => {
+            let holder = holder(&file).unwrap_or_else(|| "another process".into());
+            Err(Error::Invalid(format!(
+                "{holder} is changing lab {name} right now (it holds {path}), so {purpose} \
+                 would spoil both; wait for it to end, then run this again"
+            )))
+        }
+        Err(TryLockError::Error(e)) => Err(Error::io(format!("take the lab's lock {path}"))(e)),
     }
 }
 

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::facts::of;
 use super::{Ctx, Facts, Outcome, etcd, wait_for};
 use crate::certs::CA_CERT;
+use crate::engine::ExecOutput;
 use crate::error::{Error, Result};
 use crate::render::{PATRONI_API_PORT, PATRONI_CONF};
 use crate::spec::Stage;
@@ -360,6 +361,79 @@ fn waits_for_its_slot(states: &[(String, Option<MemberState>)]) -> Option<String
         .then(|| primary.0.clone())
 }
 
+/// `patronictl edit-config --force` on `node` with `changes` (`-s key=value` for Patroni's own
+/// settings, `-p name=value` for PostgreSQL's), as a trainee changes the dynamic configuration.
+pub async fn edit_config(ctx: &Ctx<'_>, node: &str, changes: &[&str]) -> Result<ExecOutput> {
+    let mut cmd = vec!["patronictl", "-c", PATRONI_CONF, "edit-config", "--force"];
+    cmd.extend_from_slice(changes);
+    ctx.engine
+        .exec(node, "postgres", &cmd, Duration::from_secs(60))
+        .await
+}
+
+/// The part of Patroni's dynamic configuration (`GET /config`) that sets a failover's pace and
+/// whether commits wait for a standby.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Dynamic {
+    pub ttl: u64,
+    pub loop_wait: u64,
+    pub retry_timeout: u64,
+    pub synchronous_mode: bool,
+    pub synchronous_mode_strict: bool,
+}
+
+impl Dynamic {
+    /// "async", "sync" or "sync (strict)".
+    pub fn mode(&self) -> &'static str {
+        match (self.synchronous_mode, self.synchronous_mode_strict) {
+            (false, _) => "async",
+            (true, false) => "sync",
+            (true, true) => "sync (strict)",
+        }
+    }
+
+    /// From `GET /config`'s JSON; Patroni's own defaults for what it leaves out.
+    fn parse(json: &str) -> Option<Dynamic> {
+        let v: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
+        let secs = |key: &str, default: u64| v.get(key).and_then(|x| x.as_u64()).unwrap_or(default);
+        // synchronous_mode is a boolean, or "quorum" since Patroni 4.
+        let sync = match v.get("synchronous_mode") {
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) => s != "off" && s != "false",
+            _ => false,
+        };
+        Some(Dynamic {
+            ttl: secs("ttl", 30),
+            loop_wait: secs("loop_wait", 10),
+            retry_timeout: secs("retry_timeout", 10),
+            synchronous_mode: sync,
+            synchronous_mode_strict: v
+                .get("synchronous_mode_strict")
+                .and_then(|x| x.as_bool())
+                .unwrap_or(false),
+        })
+    }
+}
+
+/// The dynamic configuration as `node`'s REST API serves it from the DCS.
+pub async fn dynamic(ctx: &Ctx<'_>, node: &str) -> Result<Dynamic> {
+    let out = ctx
+        .sh(
+            node,
+            "postgres",
+            &format!("curl -sf --max-time 5 {}", rest_url(ctx.lab.tls, "/config")),
+            Duration::from_secs(15),
+        )
+        .await?;
+    Dynamic::parse(&out.stdout).ok_or_else(|| {
+        Error::Failed(format!(
+            "Patroni's REST API on {node} did not give its dynamic configuration ({}); \
+             `lab logs {node} patroni` shows why",
+            out.said()
+        ))
+    })
+}
+
 /// curl's arguments for this node's REST API at `path`: https verified against the lab's CA
 /// on a `--tls` lab (the certificate names localhost).
 fn rest_url(tls: bool, path: &str) -> String {
@@ -561,5 +635,19 @@ mod tests {
             ("pgha2".to_string(), state(PRIMARY)),
         ];
         assert!(healthy(&two).unwrap_err().contains("2 running primaries"));
+    }
+
+    #[test]
+    fn the_dynamic_configuration_reads_with_patroni_s_defaults() {
+        let d =
+            Dynamic::parse(r#"{"ttl": 30, "loop_wait": 10, "synchronous_mode": true}"#).unwrap();
+        assert_eq!((d.ttl, d.loop_wait, d.retry_timeout), (30, 10, 10));
+        assert_eq!(d.mode(), "sync");
+        let d =
+            Dynamic::parse(r#"{"synchronous_mode": "quorum", "synchronous_mode_strict": true}"#)
+                .unwrap();
+        assert_eq!(d.mode(), "sync (strict)");
+        assert_eq!(Dynamic::parse("{}").unwrap().mode(), "async");
+        assert_eq!(Dynamic::parse("not json"), None);
     }
 }

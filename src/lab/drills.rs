@@ -16,9 +16,9 @@ use crate::render::PATRONI_CONF;
 use crate::spec::{HAPROXY_PRIMARY, Stage};
 
 /// How long a new leader may take: Patroni's ttl (30 s) plus a loop or two.
-const ELECTION: Duration = Duration::from_secs(90);
+pub(super) const ELECTION: Duration = Duration::from_secs(90);
 /// How long a node may take to stream again (a pg_rewind included).
-const REJOIN: Duration = Duration::from_secs(180);
+pub(super) const REJOIN: Duration = Duration::from_secs(180);
 
 /// The primary before a drill, asked live.
 async fn primary_now(engine: &Engine, lab: &Lab) -> Result<Option<String>> {
@@ -113,8 +113,8 @@ impl EntryProbe {
         };
         Ok(Some(EntryProbe {
             entry: client::Entry {
-                host: proxy.publish_ip(),
-                port,
+                addrs: vec![(proxy.publish_ip(), port)],
+                session: client::TargetSessionAttrs::Any,
                 password: bootstrap::settings(&ctx).await?.password,
                 ca,
             },
@@ -333,7 +333,7 @@ pub async fn heal(engine: &Engine, progress: &Progress, name: &str, node: &str) 
 }
 
 /// Waits until `nodes` are back in the cluster; describes how they came back.
-async fn rejoined(
+pub(super) async fn rejoined(
     engine: &Engine,
     name: &str,
     nodes: &[String],
@@ -401,7 +401,7 @@ async fn rejoined(
 }
 
 /// Whether Patroni ran pg_rewind on `node` since `since` (its log says so).
-async fn rewound(ctx: &Ctx<'_>, node: &str, since: Instant) -> Result<bool> {
+pub(super) async fn rewound(ctx: &Ctx<'_>, node: &str, since: Instant) -> Result<bool> {
     let secs = since.elapsed().as_secs() + 2;
     let script = format!(
         "since=$(date -d '-{secs} seconds' '+%Y-%m-%d %H:%M:%S'); \
@@ -450,14 +450,7 @@ pub async fn change_leader(
     let lab = super::get(engine, name).await?;
     let pg = lab.postgres_names();
     let ctx = Ctx::new(engine, &lab);
-    let healthy = patroni::wait_healthy(&ctx, &pg, Duration::from_secs(10))
-        .await
-        .map_err(|_| {
-            Error::Invalid(format!(
-                "lab {name} is not healthy (one primary, every replica streaming), so there is \
-                 nothing to hand over safely; `lab status --name {name}` shows why"
-            ))
-        })?;
+    let healthy = healthy_before(&ctx, "there is nothing to hand over safely").await?;
     let old = healthy.primary.clone();
     let candidate = match to {
         Some(to) if !healthy.replicas.iter().any(|r| r == to) => {
@@ -472,14 +465,6 @@ pub async fn change_leader(
         None => None,
     };
     let kind = if failover { "failover" } else { "switchover" };
-    let mut cmd = vec!["patronictl", "-c", PATRONI_CONF, kind];
-    if !failover {
-        cmd.extend(["--leader", old.as_str()]);
-    }
-    if let Some(c) = &candidate {
-        cmd.extend(["--candidate", c.as_str()]);
-    }
-    cmd.push("--force");
     let step = progress.step(format!(
         "{kind} from {old}{}",
         candidate
@@ -490,15 +475,7 @@ pub async fn change_leader(
     let probe = EntryProbe::new(engine, &lab, &old).await?;
     let started = Instant::now();
     let watch = probe.map(|p| p.watch(started));
-    let out = engine
-        .exec(&old, "postgres", &cmd, Duration::from_secs(120))
-        .await?;
-    if !out.ok() {
-        return Err(Error::Failed(format!(
-            "patronictl {kind} refused: {}",
-            out.said()
-        )));
-    }
+    hand_over(engine, &old, candidate.as_deref(), failover).await?;
     let (primary, streams) = wait_new_primary(engine, name, &pg, Some(&old), REJOIN).await?;
     let elected = seconds(started.elapsed());
     let entry = entry_report(watch)
@@ -508,6 +485,66 @@ pub async fn change_leader(
     step.done(format!(
         "new leader {primary} after {elected}{entry}; {streams}"
     ));
+    Ok(())
+}
+
+/// The cluster healthy right now (one primary, every replica streaming), as a drill or a change
+/// of mode needs it; otherwise a refusal saying `so` what cannot be done.
+pub(super) async fn healthy_before(ctx: &Ctx<'_>, so: &str) -> Result<patroni::Healthy> {
+    let name = &ctx.lab.name;
+    patroni::wait_healthy(ctx, &ctx.lab.postgres_names(), Duration::from_secs(15))
+        .await
+        .map_err(|_| {
+            Error::Invalid(format!(
+                "lab {name} is not healthy (one primary, every replica streaming), so {so}; \
+                 `lab status --name {name}` shows why, `lab check --name {name}` what to do"
+            ))
+        })
+}
+
+/// Runs startEtcd or stopEtcd on `nodes`, as the course's helpers do.
+pub(super) async fn etcd_service(ctx: &Ctx<'_>, nodes: &[String], start: bool) -> Result<()> {
+    let script = if start { "startEtcd" } else { "stopEtcd" };
+    for node in nodes {
+        ctx.must(
+            Stage::Etcd,
+            node,
+            "postgres",
+            script,
+            Duration::from_secs(60),
+            Some(etcd::LOG),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A switchover from `old` (to `candidate`, or Patroni's choice), or a failover to `candidate`,
+/// through patronictl on `old` as the course types it.
+pub(super) async fn hand_over(
+    engine: &Engine,
+    old: &str,
+    candidate: Option<&str>,
+    failover: bool,
+) -> Result<()> {
+    let kind = if failover { "failover" } else { "switchover" };
+    let mut cmd = vec!["patronictl", "-c", PATRONI_CONF, kind];
+    if !failover {
+        cmd.extend(["--leader", old]);
+    }
+    if let Some(c) = candidate {
+        cmd.extend(["--candidate", c]);
+    }
+    cmd.push("--force");
+    let out = engine
+        .exec(old, "postgres", &cmd, Duration::from_secs(120))
+        .await?;
+    if !out.ok() {
+        return Err(Error::Failed(format!(
+            "patronictl {kind} refused: {}",
+            out.said()
+        )));
+    }
     Ok(())
 }
 
@@ -527,24 +564,10 @@ pub async fn etcd_members(
         }
     }
     let ctx = Ctx::new(engine, &lab);
-    let (verb, script) = if start {
-        ("start", "startEtcd")
-    } else {
-        ("stop", "stopEtcd")
-    };
+    let verb = if start { "start" } else { "stop" };
     let step = progress.step(format!("{verb} etcd on {}", nodes.join(", ")));
     let started = Instant::now();
-    for node in nodes {
-        ctx.must(
-            Stage::Etcd,
-            node,
-            "postgres",
-            script,
-            Duration::from_secs(60),
-            Some(etcd::LOG),
-        )
-        .await?;
-    }
+    etcd_service(&ctx, nodes, start).await?;
     let view = if start {
         etcd::wait_healthy(&ctx, nodes, Duration::from_secs(60)).await?
     } else {

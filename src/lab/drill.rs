@@ -1,0 +1,764 @@
+//! `lab drill SCENARIO`: a fault with a client workload around it, measured as the application
+//! saw it (how long writes failed, which acknowledged writes are gone, what the client was told)
+//! next to what Patroni did and what the lab's own settings predict. Every drill puts the lab
+//! back: the node started or rejoined, etcd's members and HAProxy running, the cluster healthy.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::Lab;
+use super::drills::{ELECTION, REJOIN, etcd_service, hand_over, healthy_before, rejoined, rewound};
+use super::predict::{self, Timers, Window};
+use crate::bootstrap::{self, Ctx, etcd, haproxy, patroni, services};
+use crate::client::{Entry, TargetSessionAttrs};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::lock;
+use crate::progress::{Progress, seconds};
+use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS};
+use crate::workload::{self, Record, TABLE, Workload};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// SIGKILL the primary's node, then start it again (it rejoins, pg_rewind if needed).
+    KillPrimary,
+    /// Cut the primary off the lab network, then heal it.
+    PartitionPrimary,
+    /// A planned switchover through patronictl.
+    Switchover,
+    /// A manual failover through patronictl.
+    Failover,
+    /// SIGKILL a replica (the synchronous standby in sync mode), then start it again.
+    KillReplica,
+    /// Stop etcd on a majority of its members for a ttl, then start them again.
+    EtcdMajority,
+    /// SIGKILL the HAProxy node, then start it again.
+    KillHaproxy,
+    /// A dropped table brought back by a point-in-time restore with pgBackRest.
+    Pitr,
+}
+
+impl Scenario {
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// How long HAProxy may take to route as Patroni says: fall 3 checks 3 s apart, with room.
+const PROXY_FOLLOWS: Duration = Duration::from_secs(45);
+/// How long HAProxy stays down in kill-haproxy.
+const PROXY_HOLD: u64 = 10;
+/// How long the workload runs before the fault, and on after the cluster has settled.
+const BASELINE: Duration = Duration::from_secs(3);
+const AFTER: Duration = Duration::from_secs(2);
+/// How long, once Patroni has answered, writes may take to come back through the entry.
+const RESUME: Duration = Duration::from_secs(60);
+
+/// What a client saw on one side of the workload; times in seconds after the fault.
+#[derive(Debug, Serialize)]
+pub struct Side {
+    pub acknowledged: usize,
+    /// Sent, but the connection died before the answer: committed or not, nobody knows.
+    pub in_doubt: usize,
+    /// The longest time without an acknowledgement that ended after the fault.
+    pub downtime: Option<f64>,
+    /// When that stretch began and ended.
+    pub failing_from: Option<f64>,
+    pub back_at: Option<f64>,
+    pub errors: Vec<workload::Errors>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Leader {
+    pub node: String,
+    /// Seconds after the fault; None when it stayed the same node.
+    pub after: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Lost {
+    pub count: usize,
+    /// As ranges: "1203-1207, 1210".
+    pub ids: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub lab: String,
+    pub scenario: Scenario,
+    /// async, sync or sync (strict): the replication mode the lab was in.
+    pub mode: String,
+    /// The entry the workload used.
+    pub entry: String,
+    pub fault: String,
+    pub writes: Side,
+    pub reads: Option<Side>,
+    pub leader: Leader,
+    /// When the first write after the fault was acknowledged by the new primary, through the
+    /// entry (seconds after the fault).
+    pub entry_reached_new_primary: Option<f64>,
+    /// Acknowledged writes missing on the primary afterwards.
+    pub lost: Lost,
+    /// Rows on the old primary's timeline that pg_rewind threw away (None: not readable).
+    pub discarded_by_rewind: Option<usize>,
+    pub discarded_note: String,
+    pub predicted: Window,
+    pub verdict: String,
+    /// How the lab was put back.
+    pub restored: String,
+}
+
+/// The lab's read-write and read-only entries as a client on this host uses them.
+struct Entries {
+    write: Entry,
+    read: Entry,
+    what: String,
+    haproxy: bool,
+}
+
+async fn entries(ctx: &Ctx<'_>, lab: &Lab) -> Result<Entries> {
+    let password = bootstrap::settings(ctx).await?.password;
+    let ca = if lab.tls {
+        Some(super::connect::ca_of(ctx).await?)
+    } else {
+        None
+    };
+    let entry = |addrs: Vec<_>, session| Entry {
+        addrs,
+        session,
+        password: password.clone(),
+        ca: ca.clone(),
+    };
+    if let Some(proxy) = lab
+        .haproxy_node()
+        .filter(|n| n.running() && !n.partitioned(&lab.network))
+        && let (Some(w), Some(r)) = (
+            proxy.host_port(HAPROXY_PRIMARY),
+            proxy.host_port(HAPROXY_REPLICAS),
+        )
+        && haproxy::routing(ctx, &proxy.name).await?.is_some()
+    {
+        let ip = proxy.publish_ip();
+        return Ok(Entries {
+            write: entry(vec![(ip, w)], TargetSessionAttrs::Any),
+            read: entry(vec![(ip, r)], TargetSessionAttrs::Any),
+            what: format!(
+                "HAProxy's {HAPROXY_PRIMARY} at {}:{w} (reads: {HAPROXY_REPLICAS} at {}:{r})",
+                crate::client::reachable(ip),
+                crate::client::reachable(ip)
+            ),
+            haproxy: true,
+        });
+    }
+    let addrs: Vec<_> = lab
+        .postgres_nodes()
+        .filter_map(|n| Some((n.publish_ip(), n.port()?)))
+        .collect();
+    let ports: Vec<String> = addrs.iter().map(|(_, p)| p.to_string()).collect();
+    Ok(Entries {
+        write: entry(addrs.clone(), TargetSessionAttrs::ReadWrite),
+        read: entry(addrs, TargetSessionAttrs::ReadOnly),
+        what: format!(
+            "libpq's multi-host string over ports {} (target_session_attrs read-write; reads: \
+             read-only)",
+            ports.join(",")
+        ),
+        haproxy: false,
+    })
+}
+
+/// The node a scenario hits.
+async fn target(
+    scenario: Scenario,
+    ctx: &Ctx<'_>,
+    healthy: &patroni::Healthy,
+    dynamic: &patroni::Dynamic,
+) -> Result<Vec<String>> {
+    let lab = ctx.lab;
+    Ok(match scenario {
+        Scenario::KillPrimary
+        | Scenario::PartitionPrimary
+        | Scenario::Switchover
+        | Scenario::Failover => vec![healthy.primary.clone()],
+        Scenario::KillReplica => {
+            let Some(first) = healthy.replicas.first() else {
+                return Err(Error::Invalid(format!(
+                    "lab {} has no replica to kill",
+                    lab.name
+                )));
+            };
+            // In sync mode the synchronous standby is the one whose loss a commit feels.
+            let standby = if dynamic.synchronous_mode {
+                sync_standby(ctx, &healthy.primary).await?
+            } else {
+                None
+            };
+            vec![standby.unwrap_or_else(|| first.clone())]
+        }
+        Scenario::EtcdMajority => {
+            let members: Vec<String> = lab.etcd_nodes().map(|n| n.name.clone()).collect();
+            let majority = members.len() / 2 + 1;
+            members[members.len() - majority..].to_vec()
+        }
+        Scenario::KillHaproxy => match lab.haproxy_node() {
+            Some(proxy) => vec![proxy.name.clone()],
+            None => {
+                return Err(Error::Invalid(format!(
+                    "lab {} has no HAProxy node; kill-haproxy needs a lab made with --haproxy \
+                     (or the colocated or dedicated-etcd topology)",
+                    lab.name
+                )));
+            }
+        },
+        Scenario::Pitr => unreachable!("the PITR drill has its own flow"),
+    })
+}
+
+/// The synchronous standby as the primary's pg_stat_replication names it.
+async fn sync_standby(ctx: &Ctx<'_>, primary: &str) -> Result<Option<String>> {
+    let out = ctx
+        .sh(
+            primary,
+            "postgres",
+            "psql -XAtc \"SELECT application_name FROM pg_stat_replication WHERE sync_state IN \
+             ('sync', 'quorum') ORDER BY application_name LIMIT 1\"",
+            Duration::from_secs(15),
+        )
+        .await?;
+    let name = out.stdout.trim();
+    Ok((out.ok() && !name.is_empty()).then(|| name.to_string()))
+}
+
+/// What a fault did to the cluster, seen from the lab's side.
+struct Observed {
+    fault: String,
+    leader: Leader,
+    /// The ids on the old primary's timeline, read before it rejoined (or why they could not
+    /// be); None where the scenario does not read them.
+    old_rows: Option<std::result::Result<BTreeSet<i64>, String>>,
+    restored: String,
+}
+
+pub async fn drill(
+    engine: &Engine,
+    progress: &Progress,
+    name: &str,
+    scenario: Scenario,
+    reader: bool,
+) -> Result<Report> {
+    let _lock = lock::exclusive(name, &format!("the {} drill", scenario.name()))?;
+    let lab = super::get(engine, name).await?;
+    let ctx = Ctx::new(engine, &lab);
+    let healthy = healthy_before(&ctx, "a drill would measure the wrong thing").await?;
+    if lab.haproxy_node().is_some() {
+        // A drill right after another starts from HAProxy following Patroni again, so the
+        // baseline is clean.
+        haproxy::wait_routing(&ctx, PROXY_FOLLOWS).await?;
+    }
+    let dynamic = patroni::dynamic(&ctx, &healthy.primary).await?;
+    let targets = target(scenario, &ctx, &healthy, &dynamic).await?;
+    let entries = entries(&ctx, &lab).await?;
+    let timers = Timers {
+        ttl: dynamic.ttl,
+        loop_wait: dynamic.loop_wait,
+        retry_timeout: dynamic.retry_timeout,
+        haproxy: entries.haproxy,
+        sync: dynamic.synchronous_mode,
+        hold: match scenario {
+            Scenario::KillHaproxy => PROXY_HOLD,
+            _ => dynamic.ttl,
+        },
+    };
+
+    let step = progress.step(format!("workload through {}", entries.what));
+    workload::prepare(&entries.write).await.map_err(|e| {
+        Error::Failed(format!(
+            "the workload could not make its table {TABLE} through {}: {e}",
+            entries.what
+        ))
+    })?;
+    let load = Workload::start(entries.write.clone(), reader.then(|| entries.read.clone()));
+    tokio::time::sleep(BASELINE).await;
+    if !load
+        .wait_ack(None, Duration::ZERO, Duration::from_secs(10))
+        .await
+    {
+        let (writes, _) = load.stop().await;
+        return Err(Error::Failed(format!(
+            "the workload could not write through {} before the fault ({}); nothing was done \
+             to lab {name}",
+            entries.what,
+            writes
+                .failures
+                .last()
+                .map_or("no answer".into(), |(_, e)| e.clone())
+        )));
+    }
+    step.done(format!(
+        "writing{} in lab {name} ({} mode)",
+        if reader { " and reading" } else { "" },
+        dynamic.mode()
+    ));
+
+    let fault_at = load.now();
+    let started = Instant::now();
+    let step = progress.step(format!("{} on {}", scenario.name(), targets.join(", ")));
+    let observed = act(
+        engine, &lab, scenario, &targets, &healthy, &timers, &load, started,
+    )
+    .await;
+    let (writes, reads) = load.stop().await;
+    let observed = match observed {
+        Ok(o) => o,
+        Err(e) => {
+            let put_back = put_back(engine, &lab, scenario, &targets, started).await;
+            return Err(match put_back {
+                Ok(how) => Error::Failed(format!("{e}; the lab was put back: {how}")),
+                Err(left) => Error::Failed(format!("{e}; and putting the lab back failed: {left}")),
+            });
+        }
+    };
+    step.done(format!("{}; {}", observed.fault, observed.restored));
+
+    let step = progress.step("count the rows on the primary");
+    let present = rows_now(&entries.write).await?;
+    let lost = workload::lost(&writes.acks, &present);
+    step.done(format!(
+        "{} of {} acknowledged writes there",
+        writes.acks.len() - lost.len(),
+        writes.acks.len()
+    ));
+
+    let old = healthy.primary.clone();
+    let (discarded, discarded_note) = match &observed.old_rows {
+        Some(Ok(old_rows)) => {
+            let gone = old_rows.difference(&present).count();
+            (
+                Some(gone),
+                format!("read on {old}'s own timeline before it rejoined"),
+            )
+        }
+        Some(Err(why)) => (
+            None,
+            format!("{old}'s own timeline could not be read before it rejoined: {why}"),
+        ),
+        None if rewound(&ctx, &old, started).await? => (
+            None,
+            format!("pg_rewind ran on {old}, but its timeline was not read first"),
+        ),
+        None => (Some(0), format!("no pg_rewind ran on {old}")),
+    };
+    let names = ip_names(&lab);
+    let new_ip = names
+        .iter()
+        .find(|(_, n)| *n == observed.leader.node)
+        .map(|(ip, _)| ip.clone());
+    let fault_s = fault_at.as_secs_f64();
+    let reached = new_ip.and_then(|ip| {
+        writes
+            .acks
+            .iter()
+            .find(|a| a.at > fault_at && a.server == ip)
+            .map(|a| a.at.as_secs_f64() - fault_s)
+    });
+    let window = predict::window(scenario, &timers);
+    let side = |r: &Record| {
+        let gap = workload::outage(&r.acks, fault_at);
+        Side {
+            acknowledged: r.acks.len(),
+            in_doubt: r.in_doubt.len(),
+            downtime: gap.map(|g| g.length()),
+            failing_from: gap.map(|g| g.from - fault_s),
+            back_at: gap.map(|g| g.to - fault_s),
+            errors: workload::errors(&r.failures)
+                .into_iter()
+                .map(|e| workload::Errors {
+                    first: e.first - fault_s,
+                    last: e.last - fault_s,
+                    ..e
+                })
+                .collect(),
+        }
+    };
+    let writes_side = side(&writes);
+    let verdict = predict::verdict(writes_side.downtime, &window);
+    Ok(Report {
+        lab: name.to_string(),
+        scenario,
+        mode: dynamic.mode().to_string(),
+        entry: entries.what,
+        fault: observed.fault,
+        reads: reads.as_ref().map(side),
+        writes: writes_side,
+        leader: observed.leader,
+        entry_reached_new_primary: reached,
+        lost: Lost {
+            count: lost.len(),
+            ids: workload::ranges(&lost),
+        },
+        discarded_by_rewind: discarded,
+        discarded_note,
+        predicted: window,
+        verdict,
+        restored: observed.restored,
+    })
+}
+
+/// (address on the lab network, node name) for every node.
+fn ip_names(lab: &Lab) -> Vec<(String, String)> {
+    lab.nodes
+        .iter()
+        .filter_map(|n| Some((n.ip()?.to_string(), n.name.clone())))
+        .collect()
+}
+
+/// The drill's rows on the primary, asked through the entry until it answers.
+async fn rows_now(entry: &Entry) -> Result<BTreeSet<i64>> {
+    let mut last = String::new();
+    for _ in 0..20 {
+        match workload::rows(entry).await {
+            Ok(rows) => return Ok(rows),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(Error::Failed(format!(
+        "the drill's rows could not be read back on the primary: {last}"
+    )))
+}
+
+/// The fault, the cluster's answer, and the lab put back.
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    engine: &Engine,
+    lab: &Lab,
+    scenario: Scenario,
+    targets: &[String],
+    healthy: &patroni::Healthy,
+    timers: &Timers,
+    load: &Workload,
+    started: Instant,
+) -> Result<Observed> {
+    let name = &lab.name;
+    let old = healthy.primary.clone();
+    let node = targets[0].clone();
+    let others: Vec<String> = lab
+        .postgres_names()
+        .into_iter()
+        .filter(|n| *n != old)
+        .collect();
+    let fault = match scenario {
+        Scenario::KillPrimary | Scenario::KillReplica | Scenario::KillHaproxy => {
+            engine.kill_container(&node).await?;
+            format!("{node} killed")
+        }
+        Scenario::PartitionPrimary => {
+            engine.disconnect_network(&lab.network, &node).await?;
+            format!("{node} cut off from {}", lab.network)
+        }
+        Scenario::Switchover | Scenario::Failover => {
+            let failover = scenario == Scenario::Failover;
+            let candidate = failover.then(|| others[0].as_str());
+            hand_over(engine, &old, candidate, failover).await?;
+            format!(
+                "{} from {old}",
+                if failover { "failover" } else { "switchover" }
+            )
+        }
+        Scenario::EtcdMajority => {
+            etcd_service(&Ctx::new(engine, lab), targets, false).await?;
+            format!("etcd stopped on {}", targets.join(", "))
+        }
+        Scenario::Pitr => unreachable!("the PITR drill has its own flow"),
+    };
+
+    let fresh = super::get(engine, name).await?;
+    let ctx = Ctx::new(engine, &fresh);
+    let leader = match scenario {
+        Scenario::KillPrimary
+        | Scenario::PartitionPrimary
+        | Scenario::Switchover
+        | Scenario::Failover => {
+            let (node, after) = new_leader(&ctx, &others, None, started).await?;
+            Leader {
+                node,
+                after: Some(after),
+            }
+        }
+        Scenario::EtcdMajority => {
+            // The quorum stays away for a ttl: long enough for the primary to give up.
+            hold_until(started, timers.hold).await;
+            etcd_service(&Ctx::new(engine, lab), targets, true).await?;
+            etcd::wait_healthy(&ctx, targets, Duration::from_secs(60)).await?;
+            let (node, after) = new_leader(&ctx, &lab.postgres_names(), None, started).await?;
+            Leader {
+                after: (node != old).then_some(after),
+                node,
+            }
+        }
+        Scenario::KillReplica => {
+            // Long enough for Patroni to answer the loss in sync mode (a loop or a ttl).
+            let settle = if timers.sync {
+                timers.ttl + timers.loop_wait
+            } else {
+                timers.loop_wait
+            };
+            load.wait_ack(None, load.now(), Duration::from_secs(settle + 30))
+                .await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Leader {
+                node: old.clone(),
+                after: None,
+            }
+        }
+        Scenario::KillHaproxy => {
+            hold_until(started, timers.hold).await;
+            Leader {
+                node: old.clone(),
+                after: None,
+            }
+        }
+        Scenario::Pitr => unreachable!("the PITR drill has its own flow"),
+    };
+
+    // Nodes that the fault took away and that must be read before they come back.
+    let old_rows = match scenario {
+        Scenario::KillPrimary => {
+            super::reattach(engine, lab, lab.node(&node)?).await?;
+            engine.start_container(&node).await?;
+            Some(peek(&ctx, &node).await)
+        }
+        Scenario::PartitionPrimary => Some(peek(&ctx, &node).await),
+        _ => None,
+    };
+    let restored = put_back(engine, lab, scenario, targets, started).await?;
+    let new_ip = ip_names(lab)
+        .into_iter()
+        .find(|(_, n)| *n == leader.node)
+        .map(|(ip, _)| ip);
+    if !load.wait_ack(new_ip.as_deref(), load.now(), RESUME).await {
+        return Err(Error::Failed(format!(
+            "writes through the entry did not reach {} within {} s of the cluster's answer; \
+             `lab status --name {name}` shows where it stands",
+            leader.node,
+            RESUME.as_secs()
+        )));
+    }
+    tokio::time::sleep(AFTER).await;
+    Ok(Observed {
+        fault,
+        leader,
+        old_rows,
+        restored,
+    })
+}
+
+/// Sleeps until `hold` seconds after `started`.
+async fn hold_until(started: Instant, hold: u64) {
+    if let Some(rest) = Duration::from_secs(hold).checked_sub(started.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+}
+
+/// Waits for a running primary among `candidates` (other than `not`); it and when it came.
+async fn new_leader(
+    ctx: &Ctx<'_>,
+    candidates: &[String],
+    not: Option<&str>,
+    started: Instant,
+) -> Result<(String, f64)> {
+    loop {
+        if let Some(p) = patroni::current_primary(ctx, candidates).await?
+            && Some(p.as_str()) != not
+        {
+            return Ok((p, started.elapsed().as_secs_f64()));
+        }
+        if started.elapsed() > ELECTION {
+            return Err(Error::Failed(format!(
+                "no primary among {} after {} s; `lab logs NODE patroni` says why",
+                candidates.join(", "),
+                ELECTION.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The drill's rows on `node`'s own data directory, or why they could not be read.
+async fn peek(ctx: &Ctx<'_>, node: &str) -> std::result::Result<BTreeSet<i64>, String> {
+    let out = ctx
+        .engine
+        .exec(
+            node,
+            "postgres",
+            &["peekRows", TABLE],
+            Duration::from_secs(150),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if !out.ok() {
+        return Err(out.said());
+    }
+    Ok(out
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect())
+}
+
+/// Puts back what the fault took, and waits until the lab is healthy; how it came back.
+async fn put_back(
+    engine: &Engine,
+    lab: &Lab,
+    scenario: Scenario,
+    targets: &[String],
+    started: Instant,
+) -> Result<String> {
+    let name = &lab.name;
+    let fresh = super::get(engine, name).await?;
+    let node = &targets[0];
+    match scenario {
+        Scenario::KillPrimary | Scenario::KillReplica | Scenario::KillHaproxy => {
+            let n = fresh.node(node)?;
+            super::reattach(engine, &fresh, n).await?;
+            if !fresh.node(node)?.running() {
+                engine.start_container(node).await?;
+            }
+            let fresh = super::get(engine, name).await?;
+            services::start_on(&Ctx::new(engine, &fresh), targets).await?;
+        }
+        Scenario::PartitionPrimary => {
+            if fresh.node(node)?.partitioned(&fresh.network) {
+                super::reattach(engine, &fresh, fresh.node(node)?).await?;
+            }
+        }
+        Scenario::EtcdMajority => {
+            // Started again in the drill itself; again here after a failure, which is harmless.
+            etcd_service(&Ctx::new(engine, &fresh), targets, true).await?;
+        }
+        Scenario::Switchover | Scenario::Failover | Scenario::Pitr => {}
+    }
+    // After a switchover or failover the target is the old primary, now a replica.
+    let how = rejoined(engine, name, targets, started).await?;
+    let fresh = super::get(engine, name).await?;
+    let ctx = Ctx::new(engine, &fresh);
+    let healthy = patroni::wait_healthy(&ctx, &fresh.postgres_names(), REJOIN).await?;
+    let proxy = if fresh.haproxy_node().is_some() {
+        let routing = haproxy::wait_routing(&ctx, PROXY_FOLLOWS).await?;
+        format!("; HAProxy {}", routing.describe())
+    } else {
+        String::new()
+    };
+    Ok(format!(
+        "{how}; healthy again after {}: {}{proxy}",
+        seconds(started.elapsed()),
+        healthy.describe()
+    ))
+}
+
+impl Report {
+    /// The report people read.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let s = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2} s"));
+        let mut row = |k: &str, v: String| {
+            let _ = writeln!(out, "{k:<30} {v}");
+        };
+        row(
+            "drill",
+            format!(
+                "{} on lab {} ({} mode)",
+                self.scenario.name(),
+                self.lab,
+                self.mode
+            ),
+        );
+        row("entry", self.entry.clone());
+        row("fault", self.fault.clone());
+        row(
+            "writes acknowledged",
+            format!(
+                "{} ({} in doubt)",
+                self.writes.acknowledged, self.writes.in_doubt
+            ),
+        );
+        row(
+            "write downtime",
+            match (
+                self.writes.downtime,
+                self.writes.failing_from,
+                self.writes.back_at,
+            ) {
+                (Some(d), Some(f), Some(b)) => {
+                    // The last write before the fault came a hair before it: "+0.00", not "-0.00".
+                    let f = if f.abs() < 0.005 { 0.0 } else { f };
+                    format!("{d:.2} s (from {f:+.2} s to {b:+.2} s after the fault)")
+                }
+                _ => "writes did not come back".into(),
+            },
+        );
+        if let Some(r) = &self.reads {
+            row(
+                "read downtime",
+                format!("{} ({} reads)", s(r.downtime), r.acknowledged),
+            );
+        }
+        row(
+            "leader",
+            match self.leader.after {
+                Some(after) => format!("{} after {after:.2} s", self.leader.node),
+                None => format!("{} (unchanged)", self.leader.node),
+            },
+        );
+        if self.leader.after.is_some() {
+            row(
+                "entry reached new primary",
+                self.entry_reached_new_primary
+                    .map_or("-".into(), |v| format!("after {v:.2} s")),
+            );
+        }
+        row(
+            "acknowledged writes lost",
+            if self.lost.count == 0 {
+                "0".into()
+            } else {
+                format!("{} (ids {})", self.lost.count, self.lost.ids)
+            },
+        );
+        row(
+            "discarded by pg_rewind",
+            format!(
+                "{} ({})",
+                self.discarded_by_rewind
+                    .map_or("unknown".into(), |n| n.to_string()),
+                self.discarded_note
+            ),
+        );
+        for (side, errors) in [("write", &self.writes.errors)]
+            .into_iter()
+            .chain(self.reads.iter().map(|r| ("read", &r.errors)))
+        {
+            for e in errors {
+                row(
+                    &format!("{side} errors"),
+                    format!(
+                        "{} x {} ({:+.1} s to {:+.1} s)",
+                        e.count, e.kind, e.first, e.last
+                    ),
+                );
+            }
+        }
+        row(
+            "predicted downtime",
+            format!("{:.0}-{:.0} s", self.predicted.low, self.predicted.high),
+        );
+        let _ = writeln!(out, "\n{}\n\nafterwards: {}", self.verdict, self.restored);
+        out
+    }
+}
