@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::image::definition::IMAGE;
-use crate::lab::Component;
+use crate::lab::{BackupType, Component, Scenario};
 use crate::spec::{RepoPlace, Stage, Topology};
 
 /// Turns a Docker Engine into a PostgreSQL high-availability training lab: PostgreSQL 17 with
@@ -60,6 +60,19 @@ pub enum Command {
     /// Drill: stop or start etcd on chosen members to show quorum loss and recovery.
     #[command(subcommand)]
     Etcd(EtcdCommand),
+    /// A fault with a client workload around it, measured as the application saw it (write
+    /// downtime, acknowledged writes lost, errors), then the lab put back; or `pitr`, a dropped
+    /// table brought back by a point-in-time restore.
+    Drill(Drill),
+    /// Switch synchronous replication on or off through Patroni's dynamic configuration.
+    Sync(Sync),
+    /// Take a pgBackRest backup from the repository host.
+    Backup(BackupArgs),
+    /// List the pgBackRest backups in the repository.
+    Backups(Status),
+    /// Restore the cluster to a point in time with pgBackRest; everything written after it is
+    /// lost.
+    Restore(Restore),
     /// Build or inspect the lab image.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -268,6 +281,59 @@ pub struct Handover {
     /// streaming replica for a failover].
     #[arg(long, value_name = "NODE")]
     pub to: Option<String>,
+}
+
+#[derive(Args)]
+pub struct Drill {
+    #[command(flatten)]
+    pub lab: Target,
+    pub scenario: Scenario,
+    /// Also read through the read-only entry (HAProxy's 5001, or the read-only multi-host
+    /// string) and report what reads saw.
+    #[arg(long)]
+    pub reader: bool,
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Args)]
+pub struct Sync {
+    #[command(flatten)]
+    pub lab: Target,
+    pub mode: OnOff,
+    /// synchronous_mode_strict: with no synchronous standby left, writes stop rather than go
+    /// on unprotected.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub lab: Target,
+    /// The kind of backup.
+    #[arg(long = "type", value_enum, default_value = "full", value_name = "TYPE")]
+    pub kind: BackupType,
+}
+
+#[derive(Args)]
+pub struct Restore {
+    #[command(flatten)]
+    pub lab: Target,
+    /// The time to restore to, as PostgreSQL prints a timestamptz (the output of `select
+    /// now()`, such as "2026-12-03 12:34:56.789+00"); pgBackRest's --target.
+    #[arg(long, value_name = "T")]
+    pub time: String,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Subcommand)]

@@ -17,6 +17,7 @@ mod progress;
 mod render;
 mod spec;
 mod terminal;
+mod workload;
 
 use std::io::Write;
 
@@ -207,6 +208,59 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Etcd(EtcdCommand::Start(m)) => {
             let work = lab::etcd_members(&engine, &progress, &m.lab.name, &m.nodes, true);
             finishing(&progress, "the drill", work).await?
+        }
+        Command::Drill(args) => {
+            let name = &args.lab.name;
+            let output = if args.scenario == lab::Scenario::Pitr {
+                if args.reader {
+                    return Err(Error::Invalid(
+                        "--reader goes with the fault drills; the pitr drill runs no workload"
+                            .into(),
+                    ));
+                }
+                let work = lab::pitr_drill(&engine, &progress, name);
+                let report = finishing(&progress, "the drill", work).await?;
+                if args.json {
+                    json(&report, "the drill's report")?
+                } else {
+                    report.table()
+                }
+            } else {
+                let work = lab::drill(&engine, &progress, name, args.scenario, args.reader);
+                let report = finishing(&progress, "the drill", work).await?;
+                if args.json {
+                    json(&report, "the drill's report")?
+                } else {
+                    report.table()
+                }
+            };
+            println!("{}", output.trim_end());
+        }
+        Command::Sync(args) => {
+            let on = args.mode == cli::OnOff::On;
+            let work = lab::sync(&engine, &progress, &args.lab.name, on, args.strict);
+            finishing(&progress, "the switch", work).await?
+        }
+        Command::Backup(args) => {
+            let work = lab::backup(&engine, &progress, &args.lab.name, args.kind);
+            finishing(&progress, "the backup", work).await?
+        }
+        Command::Backups(args) => {
+            let list = lab::backups(&engine, &args.lab.name).await?;
+            if args.json {
+                println!("{}", json(&list, "the backups")?);
+            } else {
+                print!("{}", lab::backups_table(&list));
+            }
+        }
+        Command::Restore(args) => {
+            let work = lab::restore(&engine, &progress, &args.lab.name, &args.time, args.yes);
+            let steps = finishing(&progress, "the restore", work).await?;
+            let total: f64 = steps.iter().map(|s| s.seconds).sum();
+            progress.line(format!(
+                "lab {} restored to {} in {total:.1} s",
+                args.lab.name, args.time
+            ));
         }
         Command::Image(ImageCommand::Build(args)) => {
             let request = image::BuildRequest {

@@ -10,9 +10,7 @@ use serde::Deserialize;
 use super::facts::of;
 use super::{Ctx, Facts, Outcome, patroni, wait_for};
 use crate::error::{Error, Result};
-use crate::render::{
-    ARCHIVE_COMMAND, PATRONI_CONF, PGBACKREST_CONF, STANZA, archives_to_pgbackrest,
-};
+use crate::render::{ARCHIVE_COMMAND, PGBACKREST_CONF, STANZA, archives_to_pgbackrest};
 use crate::spec::Stage;
 
 const LOGS: &str = "/var/log/pgbackrest/pgha-*.log";
@@ -100,7 +98,7 @@ fn describe(info: &Info) -> String {
     )
 }
 
-async fn pgbackrest(ctx: &Ctx<'_>, repo: &str, command: &str, timeout: Duration) -> Result<()> {
+pub async fn pgbackrest(ctx: &Ctx<'_>, repo: &str, command: &str, timeout: Duration) -> Result<()> {
     ctx.must(
         Stage::Backup,
         repo,
@@ -115,6 +113,11 @@ async fn pgbackrest(ctx: &Ctx<'_>, repo: &str, command: &str, timeout: Duration)
 
 /// `pgbackrest info` from the repository host, or None when it cannot say.
 pub async fn info(ctx: &Ctx<'_>, repo: &str) -> Result<Option<Info>> {
+    Ok(parse_info(&info_json(ctx, repo).await?))
+}
+
+/// What `pgbackrest info --output=json` prints on the repository host.
+async fn info_json(ctx: &Ctx<'_>, repo: &str) -> Result<String> {
     let out = ctx
         .sh(
             repo,
@@ -123,7 +126,7 @@ pub async fn info(ctx: &Ctx<'_>, repo: &str) -> Result<Option<Info>> {
             Duration::from_secs(60),
         )
         .await?;
-    Ok(parse_info(&out.stdout))
+    Ok(out.stdout)
 }
 
 #[derive(Deserialize)]
@@ -143,6 +146,88 @@ struct Backup {
     label: String,
     #[serde(rename = "type")]
     kind: String,
+    #[serde(default)]
+    timestamp: Option<Span>,
+    #[serde(default)]
+    archive: Option<WalSpan>,
+    #[serde(default)]
+    info: Option<Sizes>,
+}
+
+#[derive(Deserialize)]
+struct Span {
+    start: i64,
+    stop: i64,
+}
+
+#[derive(Deserialize)]
+struct WalSpan {
+    start: Option<String>,
+    stop: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Sizes {
+    size: Option<u64>,
+    repository: Option<RepoSize>,
+}
+
+#[derive(Deserialize)]
+struct RepoSize {
+    size: Option<u64>,
+}
+
+/// One backup in the repository, as `pgbackrest info` lists it (times as Unix seconds).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Listed {
+    pub label: String,
+    pub kind: String,
+    pub start: i64,
+    pub stop: i64,
+    /// The database's size, and the backup's in the repository (bytes).
+    pub size: u64,
+    pub repo_size: u64,
+    pub wal_start: String,
+    pub wal_stop: String,
+}
+
+/// Every backup of the stanza, oldest first; None when pgBackRest cannot say.
+pub async fn list(ctx: &Ctx<'_>, repo: &str) -> Result<Option<Vec<Listed>>> {
+    Ok(parse_list(&info_json(ctx, repo).await?))
+}
+
+fn parse_list(json: &str) -> Option<Vec<Listed>> {
+    let stanzas: Vec<Stanza> = serde_json::from_str(json.trim()).ok()?;
+    let stanza = stanzas.into_iter().next()?;
+    Some(
+        stanza
+            .backup
+            .into_iter()
+            .map(|b| Listed {
+                start: b.timestamp.as_ref().map_or(0, |t| t.start),
+                stop: b.timestamp.as_ref().map_or(0, |t| t.stop),
+                size: b.info.as_ref().and_then(|i| i.size).unwrap_or(0),
+                repo_size: b
+                    .info
+                    .as_ref()
+                    .and_then(|i| i.repository.as_ref())
+                    .and_then(|r| r.size)
+                    .unwrap_or(0),
+                wal_start: b
+                    .archive
+                    .as_ref()
+                    .and_then(|a| a.start.clone())
+                    .unwrap_or_default(),
+                wal_stop: b
+                    .archive
+                    .as_ref()
+                    .and_then(|a| a.stop.clone())
+                    .unwrap_or_default(),
+                label: b.label,
+                kind: b.kind,
+            })
+            .collect(),
+    )
 }
 
 fn parse_info(json: &str) -> Option<Info> {
@@ -193,23 +278,12 @@ async fn set_archive_command(ctx: &Ctx<'_>) -> Result<()> {
         .await?
         .is_some_and(|c| archives_to_pgbackrest(&c))
     {
-        let set = ctx
-            .engine
-            .exec(
-                primary,
-                "postgres",
-                &[
-                    "patronictl",
-                    "-c",
-                    PATRONI_CONF,
-                    "edit-config",
-                    "--force",
-                    "-p",
-                    &format!("archive_command={ARCHIVE_COMMAND}"),
-                ],
-                Duration::from_secs(60),
-            )
-            .await?;
+        let set = patroni::edit_config(
+            ctx,
+            primary,
+            &["-p", &format!("archive_command={ARCHIVE_COMMAND}")],
+        )
+        .await?;
         if !set.ok() {
             return Err(ctx
                 .failure(
@@ -277,5 +351,20 @@ mod tests {
         assert_eq!(info.full_backups, 0);
         assert_eq!(parse_info("not json"), None);
         assert_eq!(parse_info("[]"), None);
+    }
+
+    #[test]
+    fn the_list_reads_times_sizes_and_wal() {
+        let json = r#"[{"backup":[{"label":"20251122-064336F","type":"full",
+            "timestamp":{"start":1763793816,"stop":1763793820},
+            "archive":{"start":"000000010000000000000002","stop":"000000010000000000000002"},
+            "info":{"size":23000000,"repository":{"size":3000000,"delta":3000000}}}],
+            "name":"pgha","status":{"code":0,"message":"ok"}}]"#;
+        let list = parse_list(json).unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!((list[0].start, list[0].stop), (1763793816, 1763793820));
+        assert_eq!((list[0].size, list[0].repo_size), (23000000, 3000000));
+        assert_eq!(list[0].wal_start, "000000010000000000000002");
+        assert_eq!(parse_list("[]"), None);
     }
 }

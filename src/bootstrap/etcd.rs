@@ -184,7 +184,7 @@ pub async fn view(ctx: &Ctx<'_>) -> Result<View> {
 
 /// etcdctl's flags for a `--tls` lab: the lab's CA, and the node's own certificate as the
 /// client certificate etcd requires (whichever node the command runs on).
-fn tls_flags(tls: bool) -> String {
+pub fn tls_flags(tls: bool) -> String {
     if tls {
         format!(
             " --cacert={CA_CERT} --cert={} --key={}",

@@ -7,7 +7,7 @@ use crate::engine::{UploadFile, archive};
 
 /// The image `lab create` uses unless told otherwise. The part after "17-g" is the generation:
 /// raise it whenever `docker/` changes, so labs never silently run on an older definition.
-pub const IMAGE: &str = "pgha-lab:17-g4";
+pub const IMAGE: &str = "pgha-lab:17-g5";
 /// Where a registry is reachable, the image builds on this.
 pub const REGISTRY_BASE: (&str, &str) = ("debian", "trixie-slim");
 /// Where none is, on this: Debian trixie debootstrapped from the package mirror and imported.
@@ -61,6 +61,16 @@ const FILES: &[(&str, &str, u32)] = &[
         "rootfs/etc/sudoers.d/pgha-lab",
         include_str!("../../docker/rootfs/etc/sudoers.d/pgha-lab"),
         0o644,
+    ),
+    (
+        "rootfs/usr/local/bin/peekRows",
+        include_str!("../../docker/rootfs/usr/local/bin/peekRows"),
+        0o755,
+    ),
+    (
+        "rootfs/usr/local/bin/restoreTo",
+        include_str!("../../docker/rootfs/usr/local/bin/restoreTo"),
+        0o755,
     ),
     (
         "rootfs/usr/local/bin/patroniApi",

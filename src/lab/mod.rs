@@ -2,25 +2,34 @@
 //! on them: the lifecycle (create, start, stop, destroy, reset), looking and connecting (list,
 //! status, connect, psql, shell, exec, logs) and the drills.
 
+mod backups;
 mod check;
 mod connect;
 mod create;
 mod destroy;
+mod drill;
 mod drills;
+mod pitr;
 mod power;
+mod predict;
 mod reset;
 mod session;
 mod show;
+mod sync;
 
+pub use backups::{BackupType, list as backups, table as backups_table, take as backup};
 pub use check::check;
 pub use connect::{ca, connect, write_ca};
 pub use create::{CreateOptions, create, dry_run};
 pub use destroy::{destroy, destroy_all};
+pub use drill::{Scenario, drill};
 pub use drills::{change_leader, etcd_members, heal, kill, partition, start_nodes};
+pub use pitr::{drill as pitr_drill, restore};
 pub use power::{start, stop};
 pub use reset::{has_snapshot, reset, snapshot};
 pub use session::{Component, PsqlTarget, exec, logs, psql, shell};
 pub use show::{list, status};
+pub use sync::sync;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

@@ -1,0 +1,122 @@
+//! `lab backup [--type full|diff|incr]` and `lab backups`: pgBackRest's backups taken and listed
+//! from the repository host (pgbackrest1), as the course runs them.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::pitr::print_time;
+use crate::bootstrap::{Ctx, backup};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::lock;
+use crate::progress::Progress;
+use crate::render::STANZA;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackupType {
+    Full,
+    Diff,
+    Incr,
+}
+
+/// The running repository node, or why there is none.
+fn repo_of(lab: &super::Lab) -> Result<String> {
+    match lab.repo_node() {
+        Some(n) if n.running() => Ok(n.name.clone()),
+        Some(n) => Err(Error::Invalid(format!(
+            "{} (pgbackrest1) of lab {} is stopped; `lab start --name {} {}` first",
+            n.name, lab.name, lab.name, n.name
+        ))),
+        None => Err(Error::Invalid(format!(
+            "lab {} has no repository node (pgbackrest1)",
+            lab.name
+        ))),
+    }
+}
+
+pub async fn take(
+    engine: &Engine,
+    progress: &Progress,
+    name: &str,
+    kind: BackupType,
+) -> Result<()> {
+    let _lock = lock::exclusive(name, "a backup")?;
+    let lab = super::get(engine, name).await?;
+    let repo = repo_of(&lab)?;
+    let ctx = Ctx::new(engine, &lab);
+    let kind = match kind {
+        BackupType::Full => "full",
+        BackupType::Diff => "diff",
+        BackupType::Incr => "incr",
+    };
+    let command = format!("pgbackrest --stanza={STANZA} --type={kind} backup");
+    let step = progress.step(format!("{command} on {repo}"));
+    backup::pgbackrest(
+        &ctx,
+        &repo,
+        &format!("--type={kind} backup"),
+        Duration::from_secs(900),
+    )
+    .await?;
+    let newest = backup::list(&ctx, &repo)
+        .await?
+        .and_then(|l| l.into_iter().last());
+    step.done(match newest {
+        Some(b) => format!(
+            "{} ({}), {} of WAL {}..{}",
+            b.label,
+            b.kind,
+            mib(b.repo_size),
+            b.wal_start,
+            b.wal_stop
+        ),
+        None => "done; pgbackrest info does not list it".into(),
+    });
+    Ok(())
+}
+
+pub async fn list(engine: &Engine, name: &str) -> Result<Vec<backup::Listed>> {
+    let lab = super::get(engine, name).await?;
+    let repo = repo_of(&lab)?;
+    backup::list(&Ctx::new(engine, &lab), &repo)
+        .await?
+        .ok_or_else(|| {
+            Error::Failed(format!(
+                "pgbackrest info on {repo} gave no stanza {STANZA}: the backup stage has not \
+                 run yet (`lab check --name {name}` says where the lab stands)"
+            ))
+        })
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
+}
+
+/// The table people read; the times are the window a restore can reach from each backup on.
+pub fn table(backups: &[backup::Listed]) -> String {
+    if backups.is_empty() {
+        return "no backups yet\n".into();
+    }
+    let mut out = format!(
+        "{:<34} {:<5} {:<22} {:<22} {:>10} {:>10}  {}\n",
+        "label", "type", "started", "ended", "database", "stored", "WAL"
+    );
+    for b in backups {
+        let _ = writeln!(
+            out,
+            "{:<34} {:<5} {:<22} {:<22} {:>10} {:>10}  {}..{}",
+            b.label,
+            b.kind,
+            print_time(b.start),
+            print_time(b.stop),
+            mib(b.size),
+            mib(b.repo_size),
+            b.wal_start,
+            b.wal_stop
+        );
+    }
+    out.push_str(
+        "a restore (`lab restore --time T`) can reach any time after the end of the oldest backup\n",
+    );
+    out
+}

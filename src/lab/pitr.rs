@@ -1,0 +1,620 @@
+//! Point-in-time recovery with pgBackRest: `lab restore --time T`, and `lab drill pitr`, which
+//! drops a table of known rows and brings it back. The recovery is the one Patroni's
+//! documentation describes for a restore: Patroni stopped everywhere, the cluster's state in
+//! etcd cleared (its dynamic configuration kept), pgBackRest's `--type=time` restore on one
+//! node, the cluster started from that node, the replicas rebuilt from it.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::Lab;
+use super::drills::REJOIN;
+use crate::bootstrap::{Ctx, backup, etcd, patroni};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::lock;
+use crate::progress::Progress;
+use crate::render::{PGDATA, STANZA};
+use crate::spec::Stage;
+
+/// Patroni's keys in etcd: namespace and scope, as /patroniSetup.sh writes them.
+const DCS_PREFIX: &str = "/pgha/pgha_patroni_cluster/";
+/// The PITR drill's table and its rows.
+const TABLE: &str = "lab_pitr";
+const ROWS: u32 = 1000;
+
+/// One step of a recovery and how long it took.
+#[derive(Debug, Serialize)]
+pub struct Timed {
+    pub step: String,
+    pub seconds: f64,
+    pub result: String,
+}
+
+/// Runs one step under a progress line and records it.
+async fn timed<T>(
+    progress: &Progress,
+    steps: &mut Vec<Timed>,
+    label: &str,
+    work: impl std::future::Future<Output = Result<(T, String)>>,
+) -> Result<T> {
+    let step = progress.step(label);
+    let (value, result) = work.await?;
+    let took = step.done(&result);
+    steps.push(Timed {
+        step: label.to_string(),
+        seconds: took.as_secs_f64(),
+        result,
+    });
+    Ok(value)
+}
+
+/// A time as PostgreSQL prints a timestamptz ("2026-12-03 12:34:56.789012+00"), also with a
+/// "T", "Z", "+01:00" or no offset (the nodes' UTC): Unix seconds.
+pub fn parse_time(text: &str) -> Option<f64> {
+    use time::{Date, Month, PrimitiveDateTime, Time, UtcOffset};
+    let text = text.trim();
+    let (date, rest) = text.split_at_checked(10)?;
+    let rest = rest.strip_prefix([' ', 'T'])?;
+    let mut d = date.split('-');
+    let (y, m, day) = (d.next()?, d.next()?, d.next()?);
+    let date = Date::from_calendar_date(
+        y.parse().ok()?,
+        Month::try_from(m.parse::<u8>().ok()?).ok()?,
+        day.parse().ok()?,
+    )
+    .ok()?;
+    let split = rest.find(['+', '-', 'Z']).unwrap_or(rest.len());
+    let (clock, zone) = rest.split_at(split);
+    let (hms, frac) = clock.split_once('.').unwrap_or((clock, "0"));
+    let mut t = hms.split(':');
+    let (h, mi, s) = (t.next()?, t.next()?, t.next().unwrap_or("0"));
+    if t.next().is_some() || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let micros: u32 = format!("{frac:0<6}")[..6].parse().ok()?;
+    let clock =
+        Time::from_hms_micro(h.parse().ok()?, mi.parse().ok()?, s.parse().ok()?, micros).ok()?;
+    let offset = match zone {
+        "" | "Z" => UtcOffset::UTC,
+        z => {
+            let sign: i8 = if z.starts_with('-') { -1 } else { 1 };
+            let digits: String = z[1..].chars().filter(|c| *c != ':').collect();
+            let (oh, om) = match digits.len() {
+                2 => (digits.parse::<i8>().ok()?, 0),
+                4 => (digits[..2].parse().ok()?, digits[2..].parse().ok()?),
+                _ => return None,
+            };
+            UtcOffset::from_hms(sign * oh, sign * om, 0).ok()?
+        }
+    };
+    let at = PrimitiveDateTime::new(date, clock).assume_offset(offset);
+    Some(at.unix_timestamp() as f64 + f64::from(at.microsecond()) / 1e6)
+}
+
+/// Unix seconds as PostgreSQL prints them in UTC: "2026-12-03 12:34:56+00".
+pub fn print_time(unix: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}+00",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => unix.to_string(),
+    }
+}
+
+/// Why `target` cannot be restored to, given the backups' stop times and the time now; None
+/// when it can.
+pub fn refuse_target(target: f64, stops: &[i64], now: f64) -> Option<String> {
+    let Some(earliest) = stops.iter().min() else {
+        return Some("the repository holds no backup to restore from".into());
+    };
+    if target < *earliest as f64 {
+        return Some(format!(
+            "it is before the end of the oldest backup ({}), the earliest time a restore can \
+             reach",
+            print_time(*earliest)
+        ));
+    }
+    if target > now {
+        return Some(format!(
+            "it is in the future (now is {})",
+            print_time(now as i64)
+        ));
+    }
+    None
+}
+
+/// psql on `node` as postgres with `sql` passed as one argument (no shell quoting); its output.
+async fn psql(ctx: &Ctx<'_>, node: &str, sql: &str) -> Result<String> {
+    let out = ctx
+        .engine
+        .exec(
+            node,
+            "postgres",
+            &["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            Duration::from_secs(60),
+        )
+        .await?;
+    if out.ok() {
+        Ok(out.stdout.trim().to_string())
+    } else {
+        Err(Error::Failed(format!(
+            "psql on {node} failed ({sql}): {}",
+            out.said()
+        )))
+    }
+}
+
+/// Closes the primary's current WAL segment and waits until pgBackRest has archived it, so
+/// a recovery finds everything written so far; the segment's name.
+async fn archive_now(ctx: &Ctx<'_>, primary: &str) -> Result<String> {
+    let segment = psql(ctx, primary, "SELECT pg_walfile_name(pg_switch_wal())").await?;
+    let started = Instant::now();
+    loop {
+        let last = psql(
+            ctx,
+            primary,
+            "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+        )
+        .await?;
+        // Segment names sort as their order within a timeline.
+        if last.len() >= 24 && last[..24] >= *segment.as_str() {
+            return Ok(segment);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(Error::Failed(format!(
+                "WAL segment {segment} was not archived within 60 s (last archived: {last:?}); \
+                 `lab logs {primary} postgresql` shows archive_command's errors"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `lab restore --time T`: asks first unless `yes`.
+pub async fn restore(
+    engine: &Engine,
+    progress: &Progress,
+    name: &str,
+    target: &str,
+    yes: bool,
+) -> Result<Vec<Timed>> {
+    let _lock = lock::exclusive(name, "a restore")?;
+    let lab = super::get(engine, name).await?;
+    let repo = check_target(engine, &lab, target).await?;
+    let restored = restored_node(engine, &lab).await?;
+    if !yes {
+        confirm(&lab, &restored, target)?;
+    }
+    recover(engine, progress, &lab, &repo, target, &restored).await
+}
+
+/// The node a restore starts the cluster from: the primary, or the first node when none runs.
+async fn restored_node(engine: &Engine, lab: &Lab) -> Result<String> {
+    let pg = lab.postgres_names();
+    Ok(patroni::current_primary(&Ctx::new(engine, lab), &pg)
+        .await?
+        .unwrap_or_else(|| pg[0].clone()))
+}
+
+/// What `lab restore` needs before it touches anything: every PostgreSQL node running, a
+/// repository with a backup that ends before `target`, and `target` not in the future. The
+/// repository node's name.
+async fn check_target(engine: &Engine, lab: &Lab, target: &str) -> Result<String> {
+    let name = &lab.name;
+    let Some(at) = parse_time(target) else {
+        return Err(Error::Invalid(format!(
+            "{target:?} is not a time as PostgreSQL prints one (such as `2026-12-03 \
+             12:34:56.789+00`, the output of `select now()`)"
+        )));
+    };
+    let stopped: Vec<&str> = lab
+        .postgres_nodes()
+        .filter(|n| !n.running() || n.partitioned(&lab.network))
+        .map(|n| n.name.as_str())
+        .collect();
+    if !stopped.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{} of lab {name} is stopped or cut off, and a restore rebuilds every PostgreSQL \
+             node; `lab start --name {name}` (or `lab heal`) first",
+            stopped.join(", ")
+        )));
+    }
+    let Some(repo) = lab.repo_node().filter(|n| n.running()) else {
+        return Err(Error::Invalid(format!(
+            "lab {name} has no running repository node (pgbackrest1) to restore from"
+        )));
+    };
+    let ctx = Ctx::new(engine, lab);
+    let listed = backup::list(&ctx, &repo.name).await?.unwrap_or_default();
+    let stops: Vec<i64> = listed.iter().map(|b| b.stop).collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    if let Some(why) = refuse_target(at, &stops, now) {
+        return Err(Error::Invalid(format!(
+            "lab {name} cannot be restored to {target}: {why}; `lab backups --name {name}` \
+             lists what the repository holds"
+        )));
+    }
+    Ok(repo.name.clone())
+}
+
+fn confirm(lab: &Lab, restored: &str, target: &str) -> Result<()> {
+    let what = format!(
+        "lab restore stops Patroni on {}, restores {restored} to {target} and rebuilds the \
+         others from it: everything written after {target} is lost",
+        lab.postgres_names().join(", "),
+    );
+    if !crate::terminal::interactive() {
+        return Err(Error::Invalid(format!(
+            "{what}. Without a terminal to confirm on, add --yes"
+        )));
+    }
+    eprint!("{what}.\nGo on? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(Error::io("read the answer"))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Error::Invalid(
+            "restore cancelled; nothing was changed".into(),
+        ))
+    }
+}
+
+/// The recovery itself; each step timed.
+async fn recover(
+    engine: &Engine,
+    progress: &Progress,
+    lab: &Lab,
+    repo: &str,
+    target: &str,
+    restored: &str,
+) -> Result<Vec<Timed>> {
+    let ctx = Ctx::new(engine, lab);
+    let pg = lab.postgres_names();
+    let mut steps = Vec::new();
+    let restored = restored.to_string();
+    if patroni::member(&ctx, &restored)
+        .await?
+        .is_some_and(|m| m.is_primary())
+    {
+        timed(
+            progress,
+            &mut steps,
+            "archive the WAL written so far",
+            async {
+                let seg = archive_now(&ctx, &restored).await?;
+                Ok(((), format!("{seg} archived from {restored}")))
+            },
+        )
+        .await?;
+    }
+    timed(progress, &mut steps, "stop Patroni everywhere", async {
+        // The primary last, so that no replica is promoted in between.
+        let mut order: Vec<&String> = pg.iter().filter(|n| **n != restored).collect();
+        order.push(&restored);
+        for node in order {
+            ctx.must(
+                Stage::Patroni,
+                node,
+                "postgres",
+                "stopPatroni",
+                Duration::from_secs(150),
+                Some(patroni::LOG),
+            )
+            .await?;
+        }
+        Ok(((), format!("stopped on {}", pg.join(", "))))
+    })
+    .await?;
+    timed(
+        progress,
+        &mut steps,
+        "clear the cluster's state in etcd",
+        async {
+            let removed = clear_dcs(&ctx, &restored).await?;
+            Ok((
+                (),
+                format!("{removed} keys under {DCS_PREFIX} removed, its config kept"),
+            ))
+        },
+    )
+    .await?;
+    let timeline = timed(
+        progress,
+        &mut steps,
+        &format!("restore {restored} to {target}"),
+        async {
+            let out = ctx
+                .must(
+                    Stage::Backup,
+                    &restored,
+                    "postgres",
+                    &format!("restoreTo {}", shell_quote(target)),
+                    Duration::from_secs(900),
+                    Some("/tmp/restoreTo.log"),
+                )
+                .await?;
+            let timeline = serde_json::from_str::<serde_json::Value>(out.trim())
+                .ok()
+                .and_then(|v| v["timeline"].as_u64())
+                .unwrap_or(0);
+            Ok((
+                timeline,
+                format!(
+                    "pgBackRest restored and replayed to {target}; promoted on timeline {timeline}"
+                ),
+            ))
+        },
+    )
+    .await?;
+    timed(
+        progress,
+        &mut steps,
+        &format!("start the cluster from {restored}"),
+        async {
+            patroni::start(&ctx, &restored).await?;
+            patroni::wait_primary(&ctx, &restored, Duration::from_secs(120)).await?;
+            // Patroni starts the data as a replica and promotes it once it holds the leader
+            // key: one timeline more.
+            let now = patroni::member(&ctx, &restored)
+                .await?
+                .and_then(|m| m.timeline)
+                .unwrap_or(timeline);
+            Ok(((), format!("{restored} leads on timeline {now}")))
+        },
+    )
+    .await?;
+    let replicas: Vec<String> = pg.iter().filter(|n| **n != restored).cloned().collect();
+    if !replicas.is_empty() {
+        timed(progress, &mut steps, "rebuild the replicas", async {
+            for node in &replicas {
+                ctx.must(
+                    Stage::Patroni,
+                    node,
+                    "postgres",
+                    &format!("rm -rf {PGDATA:?} && startPatroni"),
+                    Duration::from_secs(60),
+                    Some(patroni::LOG),
+                )
+                .await?;
+            }
+            let healthy = patroni::wait_healthy(&ctx, &pg, REJOIN).await?;
+            Ok(((), healthy.describe()))
+        })
+        .await?;
+    }
+    timed(progress, &mut steps, "check archiving", async {
+        backup::pgbackrest(&ctx, repo, "check", Duration::from_secs(180)).await?;
+        Ok(((), format!("pgbackrest check passes on {repo}")))
+    })
+    .await?;
+    Ok(steps)
+}
+
+/// Deletes Patroni's keys for the cluster except its dynamic configuration (ttl, archive_command,
+/// synchronous mode, ...), which the restored cluster keeps; how many went.
+async fn clear_dcs(ctx: &Ctx<'_>, node: &str) -> Result<usize> {
+    let etcdctl = format!(
+        "etcdctl --endpoints={} --dial-timeout=2s --command-timeout=5s{}",
+        ctx.cluster.etcd_endpoints(),
+        etcd::tls_flags(ctx.lab.tls)
+    );
+    let script = format!(
+        "set -eo pipefail; n=0; for key in $({etcdctl} get --prefix --keys-only {DCS_PREFIX} \
+         | grep -v '^$' | grep -v '/config$' || true); do {etcdctl} del \"$key\" >/dev/null; \
+         n=$((n+1)); done; echo $n"
+    );
+    let out = ctx
+        .must(
+            Stage::Patroni,
+            node,
+            "postgres",
+            &script,
+            Duration::from_secs(60),
+            None,
+        )
+        .await?;
+    Ok(out.trim().parse().unwrap_or(0))
+}
+
+/// `value` in single quotes for bash.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// The PITR drill's report.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub lab: String,
+    pub target: String,
+    pub rows: u32,
+    pub rows_back: u64,
+    pub identical: bool,
+    pub steps: Vec<Timed>,
+    pub total_seconds: f64,
+}
+
+impl Report {
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "drill pitr on lab {}: {} of {} rows of {TABLE} back ({}), restored to {}\n",
+            self.lab,
+            self.rows_back,
+            self.rows,
+            if self.identical {
+                "identical to what was dropped"
+            } else {
+                "NOT identical to what was dropped"
+            },
+            self.target
+        );
+        for s in &self.steps {
+            out.push_str(&format!(
+                "{:>8.2} s  {:<44} {}\n",
+                s.seconds, s.step, s.result
+            ));
+        }
+        out.push_str(&format!("{:>8.2} s  in all\n", self.total_seconds));
+        out
+    }
+}
+
+/// `lab drill pitr`.
+pub async fn drill(engine: &Engine, progress: &Progress, name: &str) -> Result<Report> {
+    let _lock = lock::exclusive(name, "the pitr drill")?;
+    let started = Instant::now();
+    let lab = super::get(engine, name).await?;
+    let ctx = Ctx::new(engine, &lab);
+    let pg = lab.postgres_names();
+    let healthy =
+        super::drills::healthy_before(&ctx, "the drill cannot start from a known state").await?;
+    let primary = healthy.primary.clone();
+    let fingerprint =
+        format!("SELECT count(*) || ' ' || md5(string_agg(note, ',' ORDER BY id)) FROM {TABLE}");
+    let mut steps = Vec::new();
+    let before = timed(
+        progress,
+        &mut steps,
+        &format!("make {TABLE} with {ROWS} known rows"),
+        async {
+            psql(
+                &ctx,
+                &primary,
+                &format!(
+                    "DROP TABLE IF EXISTS {TABLE}; CREATE TABLE {TABLE} AS SELECT g AS id, \
+                     md5(g::text) AS note FROM generate_series(1, {ROWS}) g"
+                ),
+            )
+            .await?;
+            let f = psql(&ctx, &primary, &fingerprint).await?;
+            Ok((f.clone(), format!("on {primary}: {f}")))
+        },
+    )
+    .await?;
+    timed(progress, &mut steps, "let it reach the archive", async {
+        let seg = archive_now(&ctx, &primary).await?;
+        Ok(((), format!("{seg} archived")))
+    })
+    .await?;
+    let target = psql(&ctx, &primary, "SELECT now()").await?;
+    // The drop must come strictly after the time noted.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    timed(
+        progress,
+        &mut steps,
+        &format!("the accident: DROP TABLE {TABLE}"),
+        async {
+            psql(&ctx, &primary, &format!("DROP TABLE {TABLE}")).await?;
+            Ok(((), format!("dropped after {target}")))
+        },
+    )
+    .await?;
+    let repo = check_target(engine, &lab, &target).await?;
+    steps.extend(recover(engine, progress, &lab, &repo, &target, &primary).await?);
+
+    let lab = super::get(engine, name).await?;
+    let ctx = Ctx::new(engine, &lab);
+    let now_primary = patroni::current_primary(&ctx, &pg)
+        .await?
+        .unwrap_or(primary);
+    let after = timed(progress, &mut steps, &format!("read {TABLE} back"), async {
+        let f = psql(&ctx, &now_primary, &fingerprint).await?;
+        Ok((f.clone(), format!("on {now_primary}: {f}")))
+    })
+    .await?;
+    timed(progress, &mut steps, "take a new backup", async {
+        backup::pgbackrest(&ctx, &repo, "--type=incr backup", Duration::from_secs(600)).await?;
+        let newest = backup::list(&ctx, &repo)
+            .await?
+            .and_then(|l| l.last().map(|b| format!("{} ({})", b.label, b.kind)))
+            .unwrap_or_else(|| "?".into());
+        Ok(((), format!("{newest} in stanza {STANZA}")))
+    })
+    .await?;
+    let rows_back = after
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Ok(Report {
+        lab: name.to_string(),
+        target,
+        rows: ROWS,
+        rows_back,
+        identical: after == before,
+        steps,
+        total_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_postgresql_prints_them() {
+        let t = parse_time("2026-12-03 12:34:56.789012+00").unwrap();
+        assert!((t - 1_796_301_296.789_012).abs() < 1e-6, "{t}");
+        assert_eq!(parse_time("2026-12-03 12:34:56+00"), Some(1_796_301_296.0));
+        assert_eq!(parse_time("2026-12-03T12:34:56Z"), Some(1_796_301_296.0));
+        assert_eq!(
+            parse_time("2026-12-03 13:34:56+01:00"),
+            Some(1_796_301_296.0)
+        );
+        assert_eq!(
+            parse_time("2026-12-03 07:04:56-0530"),
+            Some(1_796_301_296.0)
+        );
+        assert_eq!(parse_time("2026-12-03 12:34:56"), Some(1_796_301_296.0));
+        for bad in [
+            "yesterday",
+            "2026-13-03 12:00:00",
+            "2026-12-03",
+            "2026-12-03 25:00:00",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+        assert_eq!(print_time(1_796_301_296), "2026-12-03 12:34:56+00");
+    }
+
+    #[test]
+    fn a_target_needs_a_backup_that_ended_before_it_and_must_not_be_ahead() {
+        assert!(
+            refuse_target(100.0, &[], 200.0)
+                .unwrap()
+                .contains("no backup")
+        );
+        assert!(
+            refuse_target(50.0, &[60, 90], 200.0)
+                .unwrap()
+                .contains("oldest backup")
+        );
+        assert!(
+            refuse_target(300.0, &[60], 200.0)
+                .unwrap()
+                .contains("future")
+        );
+        assert_eq!(refuse_target(100.0, &[60, 150], 200.0), None);
+    }
+
+    #[test]
+    fn targets_are_quoted_for_bash() {
+        assert_eq!(
+            shell_quote("2026-12-03 12:34:56+00"),
+            "'2026-12-03 12:34:56+00'"
+        );
+        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+    }
+}

@@ -1,0 +1,105 @@
+//! `lab sync on|off [--strict]`: Patroni's synchronous_mode switched in the DCS with
+//! `patronictl edit-config`, as a trainee would, then waited for until the primary's
+//! pg_stat_replication shows it: a synchronous standby, or none.
+
+use std::time::Duration;
+
+use crate::bootstrap::{Ctx, patroni, wait_for};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::lock;
+use crate::progress::Progress;
+
+/// How long Patroni may take to apply it: a loop_wait, with room.
+const APPLIED: Duration = Duration::from_secs(60);
+
+pub async fn sync(
+    engine: &Engine,
+    progress: &Progress,
+    name: &str,
+    on: bool,
+    strict: bool,
+) -> Result<()> {
+    if strict && !on {
+        return Err(Error::Invalid(
+            "--strict goes with `lab sync on`; `lab sync off` turns strict mode off as well".into(),
+        ));
+    }
+    let _lock = lock::exclusive(name, "switching the replication mode")?;
+    let lab = super::get(engine, name).await?;
+    let ctx = Ctx::new(engine, &lab);
+    let healthy =
+        super::drills::healthy_before(&ctx, "its replication mode is not changed").await?;
+    if on && healthy.replicas.is_empty() {
+        return Err(Error::Invalid(format!(
+            "lab {name} has no replica, and synchronous replication needs one"
+        )));
+    }
+    let primary = healthy.primary;
+    let mode = format!("synchronous_mode={on}");
+    let strictness = format!("synchronous_mode_strict={strict}");
+    let step = progress.step(format!("patronictl edit-config -s {mode} -s {strictness}"));
+    let out = patroni::edit_config(&ctx, &primary, &["-s", &mode, "-s", &strictness]).await?;
+    if !out.ok() {
+        return Err(Error::Failed(format!(
+            "patronictl edit-config on {primary} failed: {}",
+            out.said()
+        )));
+    }
+    let seen = wait_for(APPLIED, Duration::from_millis(500), || async {
+        let states = replication(&ctx, &primary).await?;
+        let synchronous = states.iter().any(|(_, s)| s == "sync" || s == "quorum");
+        let listed = states
+            .iter()
+            .map(|(n, s)| format!("{n} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(if synchronous == on {
+            Ok(listed)
+        } else {
+            Err(listed)
+        })
+    })
+    .await?;
+    match seen {
+        Ok(listed) => {
+            step.done(format!(
+                "{} mode; pg_stat_replication on {primary}: {listed}",
+                if on && strict {
+                    "sync (strict)"
+                } else if on {
+                    "sync"
+                } else {
+                    "async"
+                }
+            ));
+            Ok(())
+        }
+        Err(listed) => Err(Error::Failed(format!(
+            "Patroni took the change, but after {} s pg_stat_replication on {primary} still \
+             shows {listed:?}; `lab logs {primary} patroni` says why",
+            APPLIED.as_secs()
+        ))),
+    }
+}
+
+/// (standby, sync_state) rows of the primary's pg_stat_replication.
+async fn replication(ctx: &Ctx<'_>, primary: &str) -> Result<Vec<(String, String)>> {
+    let out = ctx
+        .sh(
+            primary,
+            "postgres",
+            "psql -XAtc \"SELECT application_name || ' ' || sync_state FROM pg_stat_replication \
+             ORDER BY 1\"",
+            Duration::from_secs(15),
+        )
+        .await?;
+    Ok(out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let (n, s) = l.trim().split_once(' ')?;
+            Some((n.to_string(), s.to_string()))
+        })
+        .collect())
+}
