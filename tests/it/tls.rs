@@ -3,8 +3,8 @@
 //! host), every secured one works as the course's commands use it (etcdctl and patronictl in a
 //! login shell, psql from the host with sslmode=verify-full and the exported CA, replication,
 //! HAProxy's checks), changes through the REST API need its credentials, no private key is
-//! readable by others and the CA's key is nowhere; drills, check and reset work as on a plain
-//! lab, and the certificates survive the reset.
+//! readable by others and the CA's key is nowhere; drills, a point-in-time restore, check and
+//! reset work as on a plain lab, and the certificates survive the reset.
 
 use std::process::Command;
 
@@ -221,6 +221,11 @@ async fn a_tls_lab_refuses_every_plain_channel_and_works_as_the_course_does() {
     let run = lab_ok(&["switchover", "--name", LAB]);
     assert!(run.stderr.contains("HAProxy's 5000 reached"), "{run}");
     let ca_before = exec_ok(&d, &pg, "root", "cat /pgha/certs/ca.crt").await;
+    // A point-in-time restore on the new primary, from a backup taken on a standby: the
+    // restored settings name another node's certificate, and the recovery must not trip on it.
+    let run = lab_ok(&["drill", "pitr", "--name", LAB, "--json"]);
+    let pitr: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(pitr["identical"], true, "{run}");
     lab_ok(&["reset", "--name", LAB]);
     assert_eq!(
         exec_ok(&d, &member, "root", "cat /pgha/certs/ca.crt").await,
