@@ -1,58 +1,78 @@
 //! `lab reset`: puts a lab back to the state it was created in (the stage `lab create` stopped
 //! at, or the finished bootstrap), with the same names, addresses and ports, in a fraction of a
 //! create's time. When a create finishes, every node's state (/pgha, /pgdata, the postgres SSH
-//! keys) is archived inside the node with the services cleanly stopped; a reset discards the
-//! current state and unpacks that archive.
+//! keys) is archived inside the node by `labSnapshot`, with the services frozen for the moment
+//! it takes instead of stopped and started again: the archive holds what a file-system snapshot
+//! would, which PostgreSQL and etcd recover from as from a power cut. A reset discards the
+//! current state, unpacks that archive, and starts the snapshot's primary before Patroni, so
+//! that it recovers as the primary it was, on its timeline.
 
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
+
 use super::Lab;
-use crate::bootstrap::{Ctx, services};
+use crate::bootstrap::{Ctx, patroni, services};
 use crate::engine::{Engine, ExecOutput};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, seconds};
+use crate::spec::Stage;
 
-const SNAPSHOT: &str = "/var/lib/pgha-lab/snapshot.tgz";
-/// The snapshot's generation, the same on every node of one snapshot: a reset restores only a
-/// lab whose nodes all hold the same one.
-const GENERATION: &str = "/var/lib/pgha-lab/snapshot.id";
-const STATE: &str = "pgha pgdata var/lib/postgresql/.ssh";
+/// The node-side script that takes, probes and restores a node's snapshot.
+const TOOL: &str = "labSnapshot";
 
-/// Archives every node's state; the services are stopped cleanly around it and the lab is
-/// healthy again afterwards.
+/// What `labSnapshot take` reports of one node.
+#[derive(Deserialize)]
+struct Taken {
+    bytes: u64,
+    frozen_seconds: f64,
+}
+
+/// Archives every node's state, each node's services frozen for as long as it takes, and
+/// proves the cluster healthy afterwards.
 pub async fn snapshot(engine: &Engine, progress: &Progress, name: &str) -> Result<()> {
     let lab = super::get(engine, name).await?;
-    let ctx = Ctx::new(engine, &lab);
     let step = progress.step("snapshot for `lab reset`");
-    services::stop(&ctx).await?;
     let generation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    // The archive holds patroni.yaml, the pgpass files and the SSH private key: root's alone.
-    let script = format!(
-        "set -e; umask 077; mkdir -p {dir}; chmod 700 {dir}; tar -C / -cpf - \
-         --ignore-failed-read {STATE} | gzip -1 > {SNAPSHOT}.new; echo {generation} > \
-         {GENERATION}.new; mv {SNAPSHOT}.new {SNAPSHOT}; mv {GENERATION}.new {GENERATION}",
-        dir = parent(SNAPSHOT)
-    );
-    let archived = on_every_node(engine, &lab, &script, Duration::from_secs(120)).await;
-    // Whatever happened, the services come back before anything is reported.
-    let started = services::start(&ctx).await;
-    if let Some((node, why)) = archived.iter().find_map(|(n, r)| failure(n, r)) {
-        let services = match &started {
-            Ok(health) => format!("the services run again ({health})"),
-            Err(e) => format!("starting the services again failed too: {e}"),
-        };
+        .unwrap_or_default()
+        .to_string();
+    let taken = on_every_node(
+        engine,
+        &lab,
+        &[TOOL, "take", &generation],
+        Duration::from_secs(60),
+    )
+    .await;
+    if let Some((node, why)) = taken.iter().find_map(|(n, r)| failure(n, r)) {
         return Err(Error::Failed(format!(
-            "could not archive the state of {node} for `lab reset`: {why}. {services}; `lab \
-             bootstrap --name {name}` takes the snapshot again."
+            "could not archive the state of {node} for `lab reset`: {why}. Its services were \
+             only frozen for it and run on; `lab bootstrap --name {name}` takes the snapshot \
+             again."
         )));
     }
-    started?;
+    let taken: Vec<Taken> = taken
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .filter_map(|out| serde_json::from_str(out.stdout.trim()).ok())
+        .collect();
+    let bytes: u64 = taken.iter().map(|t| t.bytes).sum();
+    let frozen = taken.iter().map(|t| t.frozen_seconds).fold(0.0, f64::max);
+    // A frozen moment is nothing to Patroni (ttl 30 s); proven all the same where it runs.
+    let health = if lab.marks.iter().any(|m| m == Stage::Patroni.name()) {
+        let ctx = Ctx::new(engine, &lab);
+        let nodes = lab.postgres_names();
+        let healthy = patroni::wait_healthy(&ctx, &nodes, Duration::from_secs(60)).await?;
+        format!("; {}", healthy.describe())
+    } else {
+        String::new()
+    };
     step.done(format!(
-        "every node's state archived ({} node(s))",
-        lab.nodes.len()
+        "every node's state archived ({} node(s), {:.1} MiB, services frozen {frozen:.1} s at \
+         most){health}",
+        lab.nodes.len(),
+        bytes as f64 / (1024.0 * 1024.0)
     ));
     Ok(())
 }
@@ -65,7 +85,8 @@ struct Held {
     archive: Archive,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum Archive {
     Missing,
     /// There, but it does not read back whole.
@@ -73,46 +94,44 @@ enum Archive {
     Intact,
 }
 
+/// What `labSnapshot probe` prints.
+#[derive(Deserialize)]
+struct Probed {
+    generation: String,
+    archive: Archive,
+}
+
 async fn held(engine: &Engine, lab: &Lab) -> Result<Vec<Held>> {
-    let probe = format!(
-        "echo \"generation=$(cat {GENERATION} 2>/dev/null)\"; if [ ! -e {SNAPSHOT} ]; then \
-         echo missing; elif gzip -t {SNAPSHOT} 2>/dev/null; then echo intact; else echo \
-         damaged; fi"
-    );
     let mut all = Vec::new();
-    for (node, result) in on_every_node(engine, lab, &probe, Duration::from_secs(60)).await {
+    for (node, result) in
+        on_every_node(engine, lab, &[TOOL, "probe"], Duration::from_secs(60)).await
+    {
         let out = result?;
-        let generation = out
-            .stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("generation="))
-            .map(str::trim)
-            .filter(|g| !g.is_empty())
-            .map(str::to_string);
-        let archive = match out.stdout.lines().last().map(str::trim) {
-            Some("intact") => Archive::Intact,
-            Some("damaged") => Archive::Damaged,
-            _ => Archive::Missing,
-        };
+        if out.code == 127 {
+            return Err(Error::Invalid(format!(
+                "lab {name} was made from an image older than this lab tool: {node} has no \
+                 {TOOL}, which takes and restores its snapshot. Recreate the lab on the current \
+                 image with `lab create --replace --name {name}`.",
+                name = lab.name
+            )));
+        }
+        let probed: Probed = serde_json::from_str(out.stdout.trim()).map_err(|_| {
+            Error::Failed(format!(
+                "{TOOL} probe on {node} did not say what it holds: {}",
+                out.said()
+            ))
+        })?;
         all.push(Held {
             node,
-            generation,
-            archive,
+            generation: Some(probed.generation).filter(|g| !g.is_empty()),
+            archive: probed.archive,
         });
     }
     Ok(all)
 }
 
-/// The generation every node holds whole, or why there is none. Snapshots from before
-/// generations (every node's archive whole, none marked) count as one.
+/// The generation every node holds whole, or why there is none.
 fn one_generation(held: &[Held]) -> std::result::Result<String, String> {
-    if !held.is_empty()
-        && held
-            .iter()
-            .all(|h| h.archive == Archive::Intact && h.generation.is_none())
-    {
-        return Ok("from before generations".into());
-    }
     let mut found: Option<&str> = None;
     for h in held {
         let generation = match (h.archive, h.generation.as_deref()) {
@@ -149,17 +168,15 @@ pub async fn has_snapshot(engine: &Engine, name: &str) -> Result<bool> {
     Ok(one_generation(&held(engine, &lab).await?).is_ok())
 }
 
-/// Runs `script` as root on every node at once, each to its end; every node's result.
+/// Runs `cmd` as root on every node at once, each to its end; every node's result.
 async fn on_every_node(
     engine: &Engine,
     lab: &Lab,
-    script: &str,
+    cmd: &[&str],
     timeout: Duration,
 ) -> Vec<(String, Result<ExecOutput>)> {
     futures_util::future::join_all(lab.nodes.iter().map(|n| async move {
-        let out = engine
-            .exec(&n.name, "root", &["bash", "-c", script], timeout)
-            .await;
+        let out = engine.exec(&n.name, "root", cmd, timeout).await;
         (n.name.clone(), out)
     }))
     .await
@@ -174,8 +191,16 @@ fn failure(node: &str, result: &Result<ExecOutput>) -> Option<(String, String)> 
     }
 }
 
-fn parent(path: &str) -> &str {
-    path.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("/")
+/// What `labSnapshot restore` prints: what the node's PostgreSQL was in the snapshot
+/// ("primary", "replica", or "none" before the patroni stage).
+#[derive(Deserialize)]
+struct Restored {
+    postgres: String,
+}
+
+/// Whether a node's restore says its PostgreSQL was the primary.
+fn restored_primary(stdout: &str) -> bool {
+    serde_json::from_str::<Restored>(stdout.trim()).is_ok_and(|r| r.postgres == "primary")
 }
 
 /// Resets a lab to its snapshot, all or nothing: nodes restarted or rejoined as needed, every
@@ -200,17 +225,7 @@ pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<(
              anew."
         )));
     }
-    // One reset at a time inside a node: a second one waits for an earlier one's unpacking.
-    let script = format!(
-        "set -e; exec 9>{dir}/reset.lock; flock 9; \
-         pkill -KILL -x patroni || true; pkill -KILL -x postgres || true; \
-         pkill -KILL -x etcd || true; pkill -KILL -x haproxy || true; \
-         while pgrep -x 'patroni|postgres|etcd|haproxy' >/dev/null; do sleep 0.1; done; \
-         rm -rf /var/lib/postgresql/.ssh; find /pgha /pgdata -mindepth 1 -delete; \
-         gzip -dc {SNAPSHOT} | tar -C / -xpf -",
-        dir = parent(SNAPSHOT)
-    );
-    let restored = on_every_node(engine, &lab, &script, Duration::from_secs(120)).await;
+    let restored = on_every_node(engine, &lab, &[TOOL, "restore"], Duration::from_secs(120)).await;
     let ctx = Ctx::new(engine, &lab);
     let failed: Vec<(String, String)> =
         restored.iter().filter_map(|(n, r)| failure(n, r)).collect();
@@ -245,7 +260,11 @@ pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<(
             failed[0].1
         )));
     }
-    let health = services::start(&ctx).await?;
+    let primary = restored
+        .iter()
+        .find(|(_, r)| r.as_ref().is_ok_and(|out| restored_primary(&out.stdout)))
+        .map(|(n, _)| n.as_str());
+    let health = services::start_restored(&ctx, primary).await?;
     step.done(health);
     progress.line(format!(
         "lab {name} is back to the state it was created in, in {}",
@@ -264,6 +283,22 @@ mod tests {
             generation: generation.map(str::to_string),
             archive,
         }
+    }
+
+    #[test]
+    fn the_node_side_reports_read_back() {
+        let probed: Probed =
+            serde_json::from_str(r#"{"generation": "17", "archive": "damaged"}"#).unwrap();
+        assert_eq!(
+            (probed.generation.as_str(), probed.archive),
+            ("17", Archive::Damaged)
+        );
+        assert!(restored_primary("{\"postgres\": \"primary\"}\n"));
+        assert!(!restored_primary(r#"{"postgres": "replica"}"#));
+        assert!(!restored_primary("labSnapshot: not found"));
+        let taken: Taken =
+            serde_json::from_str(r#"{"bytes": 1048576, "frozen_seconds": 0.42}"#).unwrap();
+        assert_eq!((taken.bytes, taken.frozen_seconds), (1048576, 0.42));
     }
 
     #[test]
@@ -288,12 +323,16 @@ mod tests {
             "pgha2's snapshot is damaged"
         );
         assert!(case(held("pgha2", None, Archive::Intact)).contains("carries no generation"));
-        // A lab whose snapshots all predate generations keeps them.
-        let old = [
+        // Unmarked everywhere is no snapshot either: each take was cut short.
+        let cut = [
             held("pgha1", None, Archive::Intact),
             held("pgha2", None, Archive::Intact),
         ];
-        assert!(one_generation(&old).is_ok());
+        assert!(
+            one_generation(&cut)
+                .unwrap_err()
+                .contains("carries no generation")
+        );
         assert_eq!(
             case(held("pgha2", Some("8"), Archive::Intact)),
             "pgha2's snapshot is from another time than pgha1's"

@@ -98,7 +98,7 @@ async fn a_lab_survives_the_faults_users_cause() {
         &d,
         &format!("{LAB}2"),
         "root",
-        "rm /var/lib/pgha-lab/snapshot.tgz",
+        "rm /var/lib/pgha-lab/snapshot.tar.zst",
     )
     .await;
     let refused = lab(&["reset", "--name", LAB]);
