@@ -7,6 +7,7 @@ pub const PROBE: &str = "\
 [ -x /etcdSetup.sh ] && [ -x /patroniSetup.sh ] && echo helpers
 [ -s /var/lib/postgresql/.ssh/authorized_keys ] && echo ssh_keys
 [ -s /etc/ssh/ssh_host_ed25519_key ] && echo host_keys
+pgrep -x sshd >/dev/null && echo sshd_running
 n=$(hostname); [ -s /pgha/certs/ca.crt ] && [ -s /pgha/certs/$n.crt ] && [ -s /pgha/certs/$n.key ] && echo certs
 [ -s /pgha/config/etcd.yaml ] && echo etcd_config
 [ -d /pgha/data/etcd/member ] && echo etcd_data
@@ -33,6 +34,7 @@ pub struct Facts {
     pub helpers: bool,
     pub ssh_keys: bool,
     pub host_keys: bool,
+    pub sshd_running: bool,
     /// The lab's CA certificate and the node's own certificate and key, in /pgha/certs.
     pub certs: bool,
     pub etcd_config: bool,
@@ -67,6 +69,7 @@ impl Facts {
                 "helpers" => &mut f.helpers,
                 "ssh_keys" => &mut f.ssh_keys,
                 "host_keys" => &mut f.host_keys,
+                "sshd_running" => &mut f.sshd_running,
                 "certs" => &mut f.certs,
                 "etcd_config" => &mut f.etcd_config,
                 "etcd_data" => &mut f.etcd_data,
@@ -116,6 +119,7 @@ mod tests {
             "helpers",
             "ssh_keys",
             "host_keys",
+            "sshd_running",
             "certs",
             "etcd_config",
             "etcd_data",

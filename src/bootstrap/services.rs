@@ -79,28 +79,60 @@ pub async fn stop(ctx: &Ctx<'_>) -> Result<String> {
     })
 }
 
+/// Which PostgreSQL comes back as the primary before any Patroni starts: left to Patroni, every
+/// member would start as a replica and the winner would be promoted onto a new timeline.
+#[derive(Clone, Copy)]
+enum Resume<'a> {
+    /// The one a whole-cluster clean shutdown left, when that is certain (`clean_primary`).
+    AfterShutdown,
+    /// This one, just restored from a snapshot taken while it was the primary.
+    Restored(&'a str),
+}
+
 /// Starts sshd, etcd, Patroni and HAProxy where they are configured and waits for the cluster
 /// to be healthy again and HAProxy to route to it.
 pub async fn start(ctx: &Ctx<'_>) -> Result<String> {
+    start_resuming(ctx, Resume::AfterShutdown).await
+}
+
+/// `start` on a lab whose every node was just restored from its snapshot, `primary` the node
+/// whose PostgreSQL was the primary in it (none when the snapshot holds no cluster yet).
+pub async fn start_restored(ctx: &Ctx<'_>, primary: Option<&str>) -> Result<String> {
+    match primary {
+        Some(node) => start_resuming(ctx, Resume::Restored(node)).await,
+        None => start(ctx).await,
+    }
+}
+
+async fn start_resuming(ctx: &Ctx<'_>, resume: Resume<'_>) -> Result<String> {
     let all: Vec<String> = ctx.lab.node_names();
     let Launched {
         etcd: etcd_nodes,
         postgres: pg_nodes,
         haproxy: proxies,
-    } = launch(ctx, &all).await?;
-    let mut done = Vec::new();
-    if !etcd_nodes.is_empty() && etcd_nodes.len() == ctx.lab.etcd_nodes().count() {
-        let view = etcd::wait_healthy(ctx, &etcd_nodes, Duration::from_secs(90)).await?;
-        done.push(format!("etcd {}", view.describe()));
-    }
-    if !pg_nodes.is_empty() {
-        let healthy = patroni::wait_healthy(ctx, &pg_nodes, Duration::from_secs(180)).await?;
-        done.push(format!("Patroni {}", healthy.describe()));
-        if !proxies.is_empty() {
-            let routing = haproxy::wait_routing(ctx, Duration::from_secs(45)).await?;
-            done.push(format!("HAProxy {}", routing.describe()));
+    } = launch(ctx, &all, resume).await?;
+    // etcd's health and the cluster's are proven side by side: Patroni's needs etcd's anyway.
+    let etcd_health = async {
+        if !etcd_nodes.is_empty() && etcd_nodes.len() == ctx.lab.etcd_nodes().count() {
+            let view = etcd::wait_healthy(ctx, &etcd_nodes, Duration::from_secs(90)).await?;
+            return Ok(Some(format!("etcd {}", view.describe())));
         }
-    }
+        Ok::<_, crate::error::Error>(None)
+    };
+    let cluster_health = async {
+        let mut done = Vec::new();
+        if !pg_nodes.is_empty() {
+            let healthy = patroni::wait_healthy(ctx, &pg_nodes, Duration::from_secs(180)).await?;
+            done.push(format!("Patroni {}", healthy.describe()));
+            if !proxies.is_empty() {
+                let routing = haproxy::wait_routing(ctx, Duration::from_secs(45)).await?;
+                done.push(format!("HAProxy {}", routing.describe()));
+            }
+        }
+        Ok::<_, crate::error::Error>(done)
+    };
+    let (etcd, cluster) = tokio::try_join!(etcd_health, cluster_health)?;
+    let done: Vec<String> = etcd.into_iter().chain(cluster).collect();
     Ok(if done.is_empty() {
         "no services configured yet".into()
     } else {
@@ -111,7 +143,7 @@ pub async fn start(ctx: &Ctx<'_>) -> Result<String> {
 /// Starts the services configured on `nodes` only, without waiting (the caller knows what
 /// to wait for).
 pub async fn start_on(ctx: &Ctx<'_>, nodes: &[String]) -> Result<()> {
-    launch(ctx, nodes).await.map(drop)
+    launch(ctx, nodes, Resume::AfterShutdown).await.map(drop)
 }
 
 /// The nodes where `launch` started each service.
@@ -122,7 +154,7 @@ struct Launched {
 }
 
 /// Starts sshd, etcd, Patroni and HAProxy where configured on `nodes`.
-async fn launch(ctx: &Ctx<'_>, nodes: &[String]) -> Result<Launched> {
+async fn launch(ctx: &Ctx<'_>, nodes: &[String], resume: Resume<'_>) -> Result<Launched> {
     let all = ctx.facts().await?;
     let facts: Vec<Facts> = all
         .iter()
@@ -131,7 +163,7 @@ async fn launch(ctx: &Ctx<'_>, nodes: &[String]) -> Result<Launched> {
         .collect();
     let sshd: Vec<&str> = facts
         .iter()
-        .filter(|f| f.host_keys)
+        .filter(|f| f.host_keys && !f.sshd_running)
         .map(|f| f.node.as_str())
         .collect();
     let wait = Duration::from_secs(30);
@@ -142,18 +174,59 @@ async fn launch(ctx: &Ctx<'_>, nodes: &[String]) -> Result<Launched> {
         .filter(|f| f.etcd_config && f.etcd_data)
         .map(|f| f.node.clone())
         .collect();
-    let log = Some(etcd::LOG);
-    ctx.must_on(&etcd_nodes, Stage::Etcd, "postgres", "startEtcd", wait, log)
+    // A whole cluster coming back settles its version before Patroni may look (see
+    // etcd::wait_versioned); a member rejoining finds it settled.
+    let whole = !etcd_nodes.is_empty() && etcd_nodes.len() == ctx.lab.etcd_nodes().count();
+    let start_etcd = async {
+        ctx.must_on(
+            &etcd_nodes,
+            Stage::Etcd,
+            "postgres",
+            "startEtcd",
+            wait,
+            Some(etcd::LOG),
+        )
         .await?;
+        if whole {
+            etcd::wait_versioned(ctx, Duration::from_secs(60)).await?;
+        }
+        Ok::<_, crate::error::Error>(())
+    };
     let pg_nodes: Vec<String> = facts
         .iter()
         .filter(|f| f.patroni_config && f.pg_data)
         .map(|f| f.node.clone())
         .collect();
-    if let Some(primary) = clean_primary(&ctx.lab.postgres_names(), &all, &facts) {
-        // Only a shortcut: should it fail, Patroni starts everywhere and elects as ever, and
-        // the health that follows is the proof either way.
-        let _ = resume_primary(ctx, &primary).await;
+    // Either way the primary is only a shortcut: should it fail, Patroni starts everywhere and
+    // elects as ever, and the health that follows is the proof.
+    match resume {
+        Resume::Restored(primary) => {
+            // The restored DCS still names it the leader, so the others follow it from their
+            // start with no race to lead: while etcd starts, the primary's PostgreSQL, then
+            // the replicas' (streaming from it at once: a replica that finds no primary
+            // retries only after wal_retrieve_retry_interval, 5 s), then every Patroni,
+            // which adopts them as they run.
+            let postgres = async {
+                start_postgres(ctx, primary).await?;
+                futures_util::future::try_join_all(
+                    pg_nodes
+                        .iter()
+                        .filter(|n| *n != primary)
+                        .map(|n| start_postgres(ctx, n)),
+                )
+                .await
+            };
+            let (etcd, _) = tokio::join!(start_etcd, postgres);
+            etcd?;
+        }
+        Resume::AfterShutdown => {
+            start_etcd.await?;
+            // A clean shutdown removed the leader key: the primary's Patroni must hold it
+            // before any other Patroni looks for a leader.
+            if let Some(primary) = clean_primary(&ctx.lab.postgres_names(), &all, &facts) {
+                let _ = resume_primary(ctx, &primary).await;
+            }
+        }
     }
     futures_util::future::try_join_all(pg_nodes.iter().map(|n| patroni::start(ctx, n))).await?;
     // HAProxy's checks find the leader by themselves once Patroni runs.
@@ -201,18 +274,25 @@ fn clean_primary(postgres: &[String], all: &[Facts], starting: &[Facts]) -> Opti
     }
 }
 
-/// Starts PostgreSQL on `node` with the command line Patroni last started it with
-/// (postmaster.opts, which `pg_ctl restart` reuses), then Patroni, and waits until Patroni leads
-/// with it: Patroni adopts a running primary without promoting it.
+/// Brings `node` back as the primary: its PostgreSQL first, then Patroni, which adopts a running
+/// primary without promoting it, waited for until it leads.
 async fn resume_primary(ctx: &Ctx<'_>, node: &str) -> Result<()> {
+    start_postgres(ctx, node).await?;
+    patroni::start(ctx, node).await?;
+    patroni::wait_primary(ctx, node, Duration::from_secs(90)).await
+}
+
+/// Starts PostgreSQL on `node` with the command line Patroni last started it with
+/// (postmaster.opts, which `pg_ctl restart` reuses), without Patroni; after a crash (a restored
+/// snapshot) it recovers and comes up as what it was: a primary on its timeline, or a standby.
+async fn start_postgres(ctx: &Ctx<'_>, node: &str) -> Result<()> {
     let script = "pg_ctl -D /pgdata/17/data -w -t 60 -l /var/log/patroni/postgres-resume.log \
                   restart >/dev/null 2>&1 || { tail -n 5 /var/log/patroni/postgres-resume.log; \
                   exit 1; }";
     let wait = Duration::from_secs(90);
     ctx.must(Stage::Patroni, node, "postgres", script, wait, None)
-        .await?;
-    patroni::start(ctx, node).await?;
-    patroni::wait_primary(ctx, node, wait).await
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]
