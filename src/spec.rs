@@ -36,6 +36,49 @@ impl Stage {
         Stage::Backup,
     ];
 
+    /// The stages whose effect this one builds on: a stage may run as soon as they are done,
+    /// alongside others whose needs are met. etcd needs no SSH, nor Patroni the repository's
+    /// access; the backup needs both the cluster and SSH. On a `--tls` lab etcd also needs the
+    /// certificates, which the access stage places.
+    pub fn needs(self, tls: bool) -> &'static [Stage] {
+        match self {
+            Stage::Containers => &[],
+            Stage::Access => &[Stage::Containers],
+            Stage::Etcd if tls => &[Stage::Access],
+            Stage::Etcd => &[Stage::Containers],
+            Stage::Patroni => &[Stage::Etcd],
+            Stage::Haproxy => &[Stage::Patroni],
+            Stage::Backup => &[Stage::Access, Stage::Patroni],
+        }
+    }
+
+    /// `stages` (in the course's order) grouped into waves: each wave's stages need only
+    /// stages of earlier waves (or ones outside `stages`, taken as done), so a wave's stages
+    /// can run at once.
+    pub fn waves(stages: &[Stage], tls: bool) -> Vec<Vec<Stage>> {
+        let mut wave_of: Vec<(Stage, usize)> = Vec::new();
+        for &stage in stages {
+            let wave = stage
+                .needs(tls)
+                .iter()
+                .filter_map(|need| wave_of.iter().find(|(s, _)| s == need))
+                .map(|(_, w)| w + 1)
+                .max()
+                .unwrap_or(0);
+            wave_of.push((stage, wave));
+        }
+        let count = wave_of.iter().map(|(_, w)| w + 1).max().unwrap_or(0);
+        (0..count)
+            .map(|w| {
+                wave_of
+                    .iter()
+                    .filter(|(_, sw)| *sw == w)
+                    .map(|(s, _)| *s)
+                    .collect()
+            })
+            .collect()
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Stage::Containers => "containers",
@@ -553,6 +596,37 @@ fn parse_subnet(text: &str) -> Result<Ipv4Net> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn independent_stages_run_in_one_wave() {
+        use Stage::*;
+        let all = [Access, Etcd, Patroni, Haproxy, Backup];
+        assert_eq!(
+            Stage::waves(&all, false),
+            vec![vec![Access, Etcd], vec![Patroni], vec![Haproxy, Backup]]
+        );
+        // A --tls lab's etcd waits for the certificates that access places.
+        assert_eq!(
+            Stage::waves(&all, true),
+            vec![
+                vec![Access],
+                vec![Etcd],
+                vec![Patroni],
+                vec![Haproxy, Backup]
+            ]
+        );
+        // Stages left out (done already, or not in the lab) are taken as done.
+        assert_eq!(
+            Stage::waves(&[Patroni, Backup], false),
+            vec![vec![Patroni], vec![Backup]]
+        );
+        assert_eq!(Stage::waves(&[Access], false), vec![vec![Access]]);
+        assert!(Stage::waves(&[], false).is_empty());
+        // Every stage needs only stages before it in the course's order.
+        for s in Stage::ALL {
+            assert!(s.needs(true).iter().chain(s.needs(false)).all(|n| *n < s));
+        }
+    }
 
     fn request() -> Request<'static> {
         Request {

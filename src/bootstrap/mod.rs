@@ -283,65 +283,91 @@ pub async fn run(
         )));
     }
     let ctx = Ctx::new(engine, lab);
+    // The containers are `lab create`'s, not the bootstrap's; a lab without HAProxy has no such
+    // stage: no word, and no mark.
+    let stages: Vec<Stage> = Stage::ALL
+        .into_iter()
+        .filter(|s| *s != Stage::Containers && *s <= target)
+        .filter(|s| *s != Stage::Haproxy || lab.haproxy_node().is_some())
+        .collect();
+    let started = Instant::now();
     let mut timings = Vec::new();
     let mut changed = false;
-    // The containers are `lab create`'s, not the bootstrap's.
-    for stage in Stage::ALL
-        .into_iter()
-        .skip_while(|s| *s == Stage::Containers)
-    {
-        if stage > target {
-            break;
+    let waves = Stage::waves(&stages, lab.tls);
+    for (i, wave) in waves.iter().enumerate() {
+        // Every stage of a wave runs to its end, even when another fails: none is cut off
+        // halfway, and each one that succeeds is marked.
+        let results = futures_util::future::join_all(
+            wave.iter().map(|stage| run_stage(&ctx, progress, *stage)),
+        )
+        .await;
+        let mut failure = None;
+        for (stage, result) in wave.iter().zip(results) {
+            match result {
+                Ok((outcome, took)) => {
+                    changed |= outcome.changed;
+                    timings.push((*stage, took));
+                }
+                Err(e) => failure = failure.or(Some(e)),
+            }
         }
-        // A lab without HAProxy has no such stage: no word, and no mark.
-        if stage == Stage::Haproxy && lab.haproxy_node().is_none() {
-            continue;
+        if let Some(e) = failure {
+            return Err(e);
         }
-        let step = progress.step(stage.name());
-        let facts = ctx.facts().await?;
-        if stage > Stage::Access
-            && let Some(old) = facts.iter().find(|f| !f.helpers)
-        {
-            return Err(Error::Invalid(format!(
-                "lab {name} was made from an image older than this lab tool: {node} has no \
-                 /etcdSetup.sh or /patroniSetup.sh, which the bootstrap runs as the course does. \
-                 Recreate the lab on the current image with `lab create --replace --name {name}`.",
-                name = lab.name,
-                node = old.node
-            )));
-        }
-        let outcome = match stage {
-            Stage::Access => access::run(&ctx, &facts, progress).await?,
-            Stage::Etcd => etcd::run(&ctx, &facts).await?,
-            Stage::Patroni => patroni::run(&ctx, &facts).await?,
-            Stage::Haproxy => haproxy::run(&ctx, &facts).await?,
-            Stage::Backup => backup::run(&ctx, &facts).await?,
-            Stage::Containers => unreachable!("not a bootstrap stage"),
-        };
-        changed |= outcome.changed;
-        crate::lab::mark(engine, &lab.name, stage.name()).await?;
-        timings.push((stage, step.done(outcome.summary)));
-        if stage < target && interrupt.is_some_and(Interrupt::was_pressed) {
+        if i + 1 < waves.len() && interrupt.is_some_and(Interrupt::was_pressed) {
+            let names: Vec<&str> = wave.iter().map(|s| s.name()).collect();
             return Err(Error::InterruptedAfter(format!(
                 "stage {}; `lab bootstrap --name {}` goes on from there",
-                stage.name(),
+                names.join(" and "),
                 lab.name
             )));
         }
     }
     if !timings.is_empty() {
-        let total: Duration = timings.iter().map(|(_, d)| *d).sum();
+        timings.sort_by_key(|(s, _)| *s);
         let parts: Vec<String> = timings
             .iter()
             .map(|(s, d)| format!("{} {}", s.name(), seconds(*d)))
             .collect();
         progress.line(format!(
-            "bootstrap: {} (total {})",
+            "bootstrap: {} ({} in all, stages that need nothing of each other at once)",
             parts.join(", "),
-            seconds(total)
+            seconds(started.elapsed())
         ));
     }
     Ok(changed)
+}
+
+/// Runs one stage on what the nodes hold now, marks it done, and says how long it took.
+async fn run_stage(
+    ctx: &Ctx<'_>,
+    progress: &Progress,
+    stage: Stage,
+) -> Result<(Outcome, Duration)> {
+    let step = progress.step(stage.name());
+    let facts = ctx.facts().await?;
+    if stage > Stage::Access
+        && let Some(old) = facts.iter().find(|f| !f.helpers)
+    {
+        return Err(Error::Invalid(format!(
+            "lab {name} was made from an image older than this lab tool: {node} has no \
+             /etcdSetup.sh or /patroniSetup.sh, which the bootstrap runs as the course does. \
+             Recreate the lab on the current image with `lab create --replace --name {name}`.",
+            name = ctx.lab.name,
+            node = old.node
+        )));
+    }
+    let outcome = match stage {
+        Stage::Access => access::run(ctx, &facts, progress).await?,
+        Stage::Etcd => etcd::run(ctx, &facts).await?,
+        Stage::Patroni => patroni::run(ctx, &facts).await?,
+        Stage::Haproxy => haproxy::run(ctx, &facts).await?,
+        Stage::Backup => backup::run(ctx, &facts).await?,
+        Stage::Containers => unreachable!("not a bootstrap stage"),
+    };
+    crate::lab::mark(ctx.engine, &ctx.lab.name, stage.name()).await?;
+    let took = step.done(&outcome.summary);
+    Ok((outcome, took))
 }
 
 /// Reads the lab's settings (its password among them) from a running node.
