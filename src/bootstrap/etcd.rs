@@ -65,32 +65,30 @@ impl View {
 
 pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     let members: Vec<_> = ctx.lab.etcd_nodes().collect();
-    futures_util::future::try_join_all(members.iter().map(|n| async move {
-        // A configuration already there (written by hand, or by an earlier run) is kept.
-        if !of(facts, &n.name).etcd_config {
-            ctx.must(
-                Stage::Etcd,
-                &n.name,
-                "postgres",
-                SETUP,
-                Duration::from_secs(30),
-                None,
-            )
-            .await?;
-        }
-        ctx.must(
-            Stage::Etcd,
-            &n.name,
-            "postgres",
-            "startEtcd",
-            Duration::from_secs(30),
-            Some(LOG),
-        )
-        .await
-    }))
+    // A configuration already there (written by hand, or by an earlier run) is kept.
+    let unconfigured: Vec<&str> = members
+        .iter()
+        .filter(|n| !of(facts, &n.name).etcd_config)
+        .map(|n| n.name.as_str())
+        .collect();
+    let wait = Duration::from_secs(30);
+    ctx.must_on(&unconfigured, Stage::Etcd, "postgres", SETUP, wait, None)
+        .await?;
+    // Every member started at once: a leader elected before the last ones answer leaves the
+    // cluster's version undecided for its next check, 4 s later, and Patroni waits for it.
+    let names: Vec<&str> = members.iter().map(|n| n.name.as_str()).collect();
+    ctx.must_on(
+        &names,
+        Stage::Etcd,
+        "postgres",
+        "startEtcd",
+        wait,
+        Some(LOG),
+    )
     .await?;
     let names: Vec<String> = members.iter().map(|n| n.name.clone()).collect();
     let view = wait_healthy(ctx, &names, Duration::from_secs(60)).await?;
+    wait_versioned(ctx, Duration::from_secs(30)).await?;
     Ok(Outcome {
         summary: view.describe(),
         changed: names.iter().any(|n| {
@@ -103,7 +101,7 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
 /// Waits until `members` are healthy and one member leads.
 pub async fn wait_healthy(ctx: &Ctx<'_>, members: &[String], deadline: Duration) -> Result<View> {
     let waited = wait_for(deadline, Duration::from_millis(300), || async {
-        let view = view(ctx).await?;
+        let view = view_within(ctx, "1s").await?;
         Ok(
             if view.leader.is_some() && members.iter().all(|m| view.healthy.contains(m)) {
                 Ok(view)
@@ -142,9 +140,15 @@ pub async fn wait_healthy(ctx: &Ctx<'_>, members: &[String], deadline: Duration)
 /// a member: health in one call to every member at once, each member's status in parallel
 /// calls (a stopped member costs a one-second timeout, not a sequential one).
 pub async fn view(ctx: &Ctx<'_>) -> Result<View> {
+    view_within(ctx, "2s").await
+}
+
+/// `view`, each member given `timeout` to answer: a wait that asks again soon gives a cluster
+/// still electing its first leader less time than a one-off look does.
+async fn view_within(ctx: &Ctx<'_>, timeout: &str) -> Result<View> {
     let endpoints = ctx.cluster.etcd_endpoints();
     let flags = format!(
-        "--dial-timeout=1s --command-timeout=2s{}",
+        "--dial-timeout=1s --command-timeout={timeout}{}",
         tls_flags(ctx.lab.tls)
     );
     let script = format!(
@@ -184,6 +188,78 @@ pub async fn view(ctx: &Ctx<'_>) -> Result<View> {
 
 /// etcdctl's flags for a `--tls` lab: the lab's CA, and the node's own certificate as the
 /// client certificate etcd requires (whichever node the command runs on).
+/// Waits until every member reports the cluster's version settled at its own. A new or
+/// restarted cluster has a leader a moment before it settles its version: `GET /version` says
+/// "not_decided", then "3.0.0", and a Patroni started in that moment takes etcd for 3.0, finds
+/// no v3 API where 3.0 has it, and waits 5 s before it asks again.
+pub async fn wait_versioned(ctx: &Ctx<'_>, deadline: Duration) -> Result<()> {
+    let Some(node) = ctx.lab.etcd_nodes().next().map(|n| n.name.clone()) else {
+        return Ok(());
+    };
+    let (scheme, flags) = if ctx.lab.tls {
+        (
+            "https",
+            format!(
+                " --cacert {CA_CERT} --cert {} --key {}",
+                cert_path("$(hostname)"),
+                key_path("$(hostname)")
+            ),
+        )
+    } else {
+        ("http", String::new())
+    };
+    let script = format!(
+        "for e in {}; do curl -s --max-time 1{flags} {scheme}://$e/version; echo; done",
+        ctx.cluster.etcd_endpoints().replace(',', " ")
+    );
+    let members = ctx.lab.etcd_nodes().count();
+    let waited = wait_for(deadline, Duration::from_millis(200), || async {
+        let out = ctx
+            .sh(&node, "postgres", &script, Duration::from_secs(30))
+            .await?;
+        let decided = out.stdout.lines().filter(|l| version_decided(l)).count();
+        Ok(if decided == members {
+            Ok(())
+        } else {
+            Err(format!(
+                "{decided} of {members} member(s) report the cluster's version"
+            ))
+        })
+    })
+    .await?;
+    match waited {
+        Ok(()) => Ok(()),
+        Err(seen) => Err(ctx
+            .failure(
+                Stage::Etcd,
+                &node,
+                format!(
+                    "the etcd cluster has not settled its version after {} s ({seen})",
+                    deadline.as_secs()
+                ),
+                Some(LOG),
+            )
+            .await),
+    }
+}
+
+/// Whether a member's `GET /version` gives the cluster the member's own major.minor version.
+fn version_decided(json: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Version {
+        etcdserver: String,
+        etcdcluster: String,
+    }
+    let major_minor = |v: &str| -> Option<(u32, u32)> {
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+        Some((parts.next()??, parts.next()??))
+    };
+    serde_json::from_str::<Version>(json.trim()).is_ok_and(|v| {
+        major_minor(&v.etcdcluster).is_some()
+            && major_minor(&v.etcdcluster) == major_minor(&v.etcdserver)
+    })
+}
+
 pub fn tls_flags(tls: bool) -> String {
     if tls {
         format!(
@@ -292,6 +368,21 @@ fn view_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_version_counts_once_decided() {
+        assert!(version_decided(
+            r#"{"etcdserver":"3.5.16","etcdcluster":"3.5.0"}"#
+        ));
+        assert!(!version_decided(
+            r#"{"etcdserver":"3.5.16","etcdcluster":"not_decided"}"#
+        ));
+        // Where a new cluster starts, before its leader raises it.
+        assert!(!version_decided(
+            r#"{"etcdserver":"3.5.16","etcdcluster":"3.0.0"}"#
+        ));
+        assert!(!version_decided(""));
+    }
 
     fn names() -> Vec<String> {
         (1..=3).map(|i| format!("pgha{i}")).collect()
