@@ -40,6 +40,9 @@ pub struct MemberState {
     /// from.
     #[serde(skip)]
     pub receiver: Option<Receiver>,
+    /// The replication slots its PostgreSQL holds (read with the receiver; empty on a replica).
+    #[serde(skip)]
+    pub slots: Vec<String>,
 }
 
 /// A replica's WAL receiver: its status and the host it receives from.
@@ -146,57 +149,39 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     let nodes = ctx.lab.postgres_names();
     futures_util::future::try_join_all(nodes.iter().map(|node| async move {
         let f = of(facts, node);
-        // What is already there (written by hand, or by an earlier run) is kept.
+        // What is already there (written by hand, or by an earlier run) is kept; what is
+        // missing is typed as the course has it, in one go.
+        let mut commands = Vec::new();
         if !f.create_roles {
-            ctx.must(
-                Stage::Patroni,
-                node,
-                "postgres",
-                COPY_ROLES,
-                SETUP_WAIT,
-                None,
-            )
-            .await?;
+            commands.push(COPY_ROLES.to_string());
         }
         if !f.patroni_config {
             if !f.patroni_vars {
                 // patroniVars comes from /etcdSetup.sh; an etcd configuration already there
                 // (a trainee's own, say) is kept as it was.
-                ctx.must(
-                    Stage::Patroni,
-                    node,
-                    "postgres",
-                    &format!(
-                        "set -e; cd /pgha/config; kept=$(mktemp -d); \
-                         cp -p etcd.yaml etcd.conf \"$kept\" 2>/dev/null || true; {}; \
-                         cp -p \"$kept\"/* . 2>/dev/null || true; rm -rf \"$kept\"",
-                        etcd::SETUP
-                    ),
-                    SETUP_WAIT,
-                    None,
-                )
-                .await?;
+                commands.push(format!(
+                    "(set -e; cd /pgha/config; kept=$(mktemp -d); \
+                     cp -p etcd.yaml etcd.conf \"$kept\" 2>/dev/null || true; {}; \
+                     cp -p \"$kept\"/* . 2>/dev/null || true; rm -rf \"$kept\")",
+                    etcd::SETUP
+                ));
             }
-            ctx.must(Stage::Patroni, node, "postgres", SETUP, SETUP_WAIT, None)
-                .await?;
+            commands.push(SETUP.to_string());
         }
-        // A running Patroni holds port 8008, which --validate-config would find taken.
-        if !f.patroni_running {
-            ctx.must(
-                Stage::Patroni,
-                node,
-                "postgres",
-                &format!("patroni --validate-config {PATRONI_CONF}"),
-                SETUP_WAIT,
-                None,
-            )
-            .await?;
+        if !commands.is_empty() {
+            let script = commands.join(" && ");
+            ctx.must(Stage::Patroni, node, "postgres", &script, SETUP_WAIT, None)
+                .await?;
         }
         Ok::<_, Error>(())
     }))
     .await?;
 
-    let running = current_primary(ctx, &nodes).await?;
+    let running = if facts.iter().any(|f| f.patroni_running) {
+        current_primary(ctx, &nodes).await?
+    } else {
+        None
+    };
     let changed = running.is_none()
         || nodes.iter().any(|n| {
             let f = of(facts, n);
@@ -212,7 +197,11 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
                 .unwrap_or(&nodes[0])
                 .clone();
             start(ctx, &first).await?;
-            wait_primary(ctx, &first, Duration::from_secs(120)).await?;
+            if of(facts, &first).pg_data {
+                wait_primary(ctx, &first, Duration::from_secs(120)).await?;
+            } else {
+                wait_bootstrapping(ctx, &first).await?;
+            }
             first
         }
     };
@@ -252,7 +241,8 @@ pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
     }
     let script = format!(
         "curl -s --max-time 3 {}; echo; echo '-----'; psql -XAtc \"SELECT status || ' ' || \
-         coalesce(sender_host, '') FROM pg_stat_wal_receiver\" 2>/dev/null; true",
+         coalesce(sender_host, '') FROM pg_stat_wal_receiver\" 2>/dev/null; echo '-----'; \
+         psql -XAtc 'SELECT slot_name FROM pg_replication_slots' 2>/dev/null; true",
         rest_url(ctx.lab.tls, "/patroni")
     );
     let asked = ctx
@@ -264,23 +254,66 @@ pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
         Err(Error::Docker { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let (rest, receiver) = out.stdout.split_once("-----").unwrap_or((&out.stdout, ""));
+    let mut parts = out.stdout.split("-----");
+    let rest = parts.next().unwrap_or_default();
+    let receiver = parts.next().unwrap_or_default();
+    let slots = parts.next().unwrap_or_default();
     Ok(serde_json::from_str::<MemberState>(rest.trim())
         .ok()
         .map(|m| MemberState {
             receiver: Receiver::parse(receiver),
+            slots: slots.split_whitespace().map(str::to_string).collect(),
             ..m
         }))
 }
 
 /// The running primary among `nodes`, asked of each node's REST API.
 pub async fn current_primary(ctx: &Ctx<'_>, nodes: &[String]) -> Result<Option<String>> {
-    for node in nodes {
-        if member(ctx, node).await?.is_some_and(|m| m.is_primary()) {
-            return Ok(Some(node.clone()));
-        }
+    Ok(states(ctx, nodes)
+        .await?
+        .into_iter()
+        .find(|(_, s)| s.as_ref().is_some_and(|s| s.is_primary()))
+        .map(|(n, _)| n))
+}
+
+/// Every node's own account of itself, asked of all at once.
+async fn states(ctx: &Ctx<'_>, nodes: &[String]) -> Result<Vec<(String, Option<MemberState>)>> {
+    futures_util::future::try_join_all(
+        nodes
+            .iter()
+            .map(|n| async move { Ok::<_, Error>((n.clone(), member(ctx, n).await?)) }),
+    )
+    .await
+}
+
+/// Waits until `node` has taken the new cluster's initialize key (its REST API says it is
+/// initializing, or it already leads). From then on the others may start: they wait for the
+/// leader to clone from instead of racing it to initialize, their Python starts while initdb
+/// runs, and the new primary's first HA loop already finds them and makes their slots.
+async fn wait_bootstrapping(ctx: &Ctx<'_>, node: &str) -> Result<()> {
+    let deadline = Duration::from_secs(60);
+    let waited = wait_for(deadline, Duration::from_millis(200), || async {
+        Ok(match member(ctx, node).await? {
+            Some(m) if m.is_primary() || m.state == "initializing new cluster" => Ok(()),
+            Some(m) => Err(m.describe()),
+            None => Err("the REST API does not answer".into()),
+        })
+    })
+    .await?;
+    match waited {
+        Ok(()) => Ok(()),
+        Err(seen) => Err(ctx
+            .failure(
+                Stage::Patroni,
+                node,
+                format!(
+                    "it has not begun a new cluster after {} s ({seen})",
+                    deadline.as_secs()
+                ),
+                Some(LOG),
+            )
+            .await),
     }
-    Ok(None)
 }
 
 pub async fn wait_primary(ctx: &Ctx<'_>, node: &str, deadline: Duration) -> Result<()> {
@@ -311,11 +344,8 @@ pub async fn wait_primary(ctx: &Ctx<'_>, node: &str, deadline: Duration) -> Resu
 /// Waits until exactly one of `nodes` is a running primary and every other one streams.
 pub async fn wait_healthy(ctx: &Ctx<'_>, nodes: &[String], deadline: Duration) -> Result<Healthy> {
     let waited = wait_for(deadline, Duration::from_millis(500), || async {
-        let mut states = Vec::new();
-        for node in nodes {
-            states.push((node.clone(), member(ctx, node).await?));
-        }
-        if let Some(primary) = waits_for_its_slot(&states) {
+        let states = states(ctx, nodes).await?;
+        if let Some(primary) = owes_a_slot(&states) {
             nudge(ctx, &primary).await?;
         }
         Ok(healthy(&states))
@@ -345,20 +375,35 @@ pub async fn wait_healthy(ctx: &Ctx<'_>, nodes: &[String], deadline: Duration) -
     }
 }
 
-/// The primary, when a replica runs but does not stream yet: with use_slots, the primary makes
-/// a new replica's slot only on its next HA loop, up to loop_wait (10 s) later, and the
-/// replica's WAL receiver is refused until then.
-fn waits_for_its_slot(states: &[(String, Option<MemberState>)]) -> Option<String> {
-    let primary = states
+/// The primary, when it lacks the slot of a member whose Patroni answers: with use_slots, the
+/// primary makes a new member's slot only on its next HA loop, up to loop_wait (10 s) later, and
+/// a replica whose WAL receiver is refused for want of it retries only after
+/// wal_retrieve_retry_interval (5 s). Waking the loop before the replica's PostgreSQL asks
+/// spares both.
+fn owes_a_slot(states: &[(String, Option<MemberState>)]) -> Option<String> {
+    let (primary, p) = states
         .iter()
-        .find(|(_, s)| s.as_ref().is_some_and(|s| s.is_primary()))?;
+        .find_map(|(n, s)| s.as_ref().filter(|s| s.is_primary()).map(|s| (n, s)))?;
     states
         .iter()
-        .any(|(_, s)| {
-            s.as_ref()
-                .is_some_and(|s| s.role == "replica" && s.state == "running" && !s.is_streaming())
-        })
-        .then(|| primary.0.clone())
+        .filter(|(n, s)| n != primary && s.is_some())
+        .any(|(n, _)| !p.slots.contains(&slot_name(n)))
+        .then(|| primary.clone())
+}
+
+/// The physical slot Patroni makes for a member (its `slot_name_from_member_name`): the name in
+/// lower case, dashes and periods as `_`, any other character PostgreSQL does not allow as `u`
+/// and its code point in decimal, at most 64 characters.
+fn slot_name(member: &str) -> String {
+    let mut name = String::new();
+    for c in member.to_lowercase().chars() {
+        match c {
+            'a'..='z' | '0'..='9' | '_' => name.push(c),
+            '-' | '.' => name.push('_'),
+            other => name.push_str(&format!("u{:04}", other as u32)),
+        }
+    }
+    name.chars().take(64).collect()
 }
 
 /// `patronictl edit-config --force` on `node` with `changes` (`-s key=value` for Patroni's own
@@ -601,20 +646,30 @@ mod tests {
     }
 
     #[test]
-    fn a_running_replica_that_does_not_stream_waits_for_the_primary() {
-        let mut running = state(STARTING).unwrap();
-        running.state = "running".into();
-        let states = vec![
-            ("pgha1".to_string(), state(PRIMARY)),
-            ("pgha2".to_string(), Some(running)),
-            ("pgha3".to_string(), streaming_from("pgha1")),
-        ];
-        assert_eq!(waits_for_its_slot(&states).as_deref(), Some("pgha1"));
-        let settled = vec![
-            ("pgha1".to_string(), state(PRIMARY)),
-            ("pgha2".to_string(), streaming_from("pgha1")),
-        ];
-        assert_eq!(waits_for_its_slot(&settled), None);
+    fn a_primary_without_a_member_s_slot_is_woken() {
+        let mut primary = state(PRIMARY).unwrap();
+        let starting = state(STARTING);
+        let states = |p: &MemberState| {
+            vec![
+                ("pgha-a1".to_string(), Some(p.clone())),
+                ("pgha-a2".to_string(), starting.clone()),
+                ("pgha-a3".to_string(), None),
+            ]
+        };
+        assert_eq!(owes_a_slot(&states(&primary)).as_deref(), Some("pgha-a1"));
+        // A member that does not answer has no key in the DCS yet: nothing to wake for.
+        primary.slots = vec!["pgha_a2".into()];
+        assert_eq!(owes_a_slot(&states(&primary)), None);
+        let no_primary = vec![("pgha1".to_string(), starting.clone())];
+        assert_eq!(owes_a_slot(&no_primary), None);
+    }
+
+    #[test]
+    fn slots_are_named_as_patroni_names_them() {
+        assert_eq!(slot_name("pgha2"), "pgha2");
+        assert_eq!(slot_name("Class-B.3"), "class_b_3");
+        assert_eq!(slot_name("n+1"), "nu00431");
+        assert_eq!(slot_name(&"x".repeat(70)).len(), 64);
     }
 
     #[test]
