@@ -1,7 +1,7 @@
 //! Stage 4, backup: the pgBackRest repository on the last node (pgbackrest1), the configuration
-//! on it and on every PostgreSQL node, stanza-create, archive_command set through Patroni's
-//! dynamic configuration, check, and a first full backup; done when `pgbackrest info` reports
-//! status ok with that backup.
+//! on it and on every PostgreSQL node, stanza-create and archive_command set through Patroni's
+//! dynamic configuration, then a first full backup (which proves archiving as `pgbackrest check`
+//! would); done when `pgbackrest info` reports status ok with that backup.
 
 use std::time::Duration;
 
@@ -41,12 +41,16 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     if !targets.contains(&repo) {
         targets.push(repo.clone());
     }
-    for node in &targets {
-        if !of(facts, node).pgbackrest_config {
-            let conf = ctx.cluster.pgbackrest_conf(ctx.member(node));
-            ctx.upload(node, &[(PGBACKREST_CONF, &conf, 0o640)]).await?;
-        }
-    }
+    futures_util::future::try_join_all(
+        targets
+            .iter()
+            .filter(|node| !of(facts, node).pgbackrest_config)
+            .map(|node| async move {
+                let conf = ctx.cluster.pgbackrest_conf(ctx.member(node));
+                ctx.upload(node, &[(PGBACKREST_CONF, &conf, 0o640)]).await
+            }),
+    )
+    .await?;
 
     if let Some(info) = info(ctx, &repo).await?
         && info.ok()
@@ -59,13 +63,30 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
         });
     }
 
-    pgbackrest(ctx, &repo, "stanza-create", Duration::from_secs(120)).await?;
-    set_archive_command(ctx).await?;
-    pgbackrest(ctx, &repo, "check", Duration::from_secs(180)).await?;
+    // Independent until a WAL segment is archived, which only the backup brings about: after
+    // archive_command=/bin/true nothing is left waiting for the new one.
+    let ((), primary) = tokio::try_join!(
+        pgbackrest(ctx, &repo, "stanza-create", Duration::from_secs(120)),
+        set_archive_command(ctx)
+    )?;
+    // No `pgbackrest check` before it: the backup makes the same proof, waiting until the WAL
+    // it needs has reached the repository through archive_command. The replicas' reload of
+    // archive_command (theirs matters only once one is promoted) is waited for meanwhile.
     let has_full = info(ctx, &repo).await?.is_some_and(|i| i.full_backups > 0);
-    if !has_full {
-        pgbackrest(ctx, &repo, "--type=full backup", Duration::from_secs(900)).await?;
-    }
+    let backup = async {
+        if !has_full {
+            pgbackrest(ctx, &repo, "--type=full backup", Duration::from_secs(900)).await?;
+        }
+        Ok(())
+    };
+    let replicas = futures_util::future::try_join_all(
+        ctx.lab
+            .postgres_names()
+            .into_iter()
+            .filter(|n| *n != primary)
+            .map(|n| async move { archive_command_applied(ctx, &n).await }),
+    );
+    tokio::try_join!(backup, replicas)?;
     match info(ctx, &repo).await? {
         Some(info) if info.ok() && info.full_backups > 0 => Ok(Outcome {
             summary: describe(&info),
@@ -269,8 +290,9 @@ pub async fn archive_command(ctx: &Ctx<'_>, node: &str) -> Result<Option<String>
 }
 
 /// Sets archive_command in Patroni's dynamic configuration (as the course does with
-/// `patronictl edit-config`) and waits until every node has reloaded it.
-async fn set_archive_command(ctx: &Ctx<'_>) -> Result<()> {
+/// `patronictl edit-config`) and waits until the primary has reloaded it: until then it would
+/// still "archive" with /bin/true. Returns the primary.
+async fn set_archive_command(ctx: &Ctx<'_>) -> Result<String> {
     let nodes = ctx.lab.postgres_names();
     let healthy = patroni::wait_healthy(ctx, &nodes, Duration::from_secs(60)).await?;
     let primary = &healthy.primary;
@@ -295,30 +317,35 @@ async fn set_archive_command(ctx: &Ctx<'_>) -> Result<()> {
                 .await);
         }
     }
-    for node in &nodes {
-        let applied = wait_for(
-            Duration::from_secs(60),
-            Duration::from_millis(500),
-            || async {
-                Ok(match archive_command(ctx, node).await? {
-                    Some(c) if archives_to_pgbackrest(&c) => Ok(()),
-                    other => Err(other.unwrap_or_else(|| "no answer from psql".into())),
-                })
-            },
-        )
-        .await?;
-        if let Err(seen) = applied {
-            return Err(ctx
-                .failure(
-                    Stage::Backup,
-                    node,
-                    format!("archive_command is still {seen:?} after 60 s"),
-                    Some(patroni::LOG),
-                )
-                .await);
-        }
+    archive_command_applied(ctx, primary).await?;
+    Ok(primary.clone())
+}
+
+/// Waits until `node` runs with pgBackRest's archive_command (Patroni reloads it on the HA loop
+/// that the changed configuration wakes).
+async fn archive_command_applied(ctx: &Ctx<'_>, node: &str) -> Result<()> {
+    let applied = wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            Ok(match archive_command(ctx, node).await? {
+                Some(c) if archives_to_pgbackrest(&c) => Ok(()),
+                other => Err(other.unwrap_or_else(|| "no answer from psql".into())),
+            })
+        },
+    )
+    .await?;
+    match applied {
+        Ok(()) => Ok(()),
+        Err(seen) => Err(ctx
+            .failure(
+                Stage::Backup,
+                node,
+                format!("archive_command is still {seen:?} after 60 s"),
+                Some(patroni::LOG),
+            )
+            .await),
     }
-    Ok(())
 }
 
 #[cfg(test)]
