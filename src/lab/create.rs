@@ -181,33 +181,40 @@ async fn make(
         action: "encode the lab's credentials".into(),
         source: e.into(),
     })?;
-    for node in &plan.nodes {
-        step.detail(&node.name);
-        for (volume, _) in plan::volumes_of(&node.name) {
+    // Node by node the engine spends most of this waiting on itself: all at once.
+    futures_util::future::try_join_all(plan.nodes.iter().map(|node| {
+        let secrets = &secrets;
+        async move {
+            for (volume, _) in plan::volumes_of(&node.name) {
+                engine
+                    .create_volume(&volume, &plan.node_labels(node))
+                    .await?;
+            }
+            engine.create_container(&plan.container_spec(node)).await?;
             engine
-                .create_volume(&volume, &plan.node_labels(node))
-                .await?;
+                .upload(
+                    &node.name,
+                    &[UploadFile {
+                        path: Settings::PATH.into(),
+                        content: secrets.clone(),
+                        mode: 0o600,
+                        uid: 0,
+                        gid: 0,
+                    }],
+                )
+                .await
         }
-        engine.create_container(&plan.container_spec(node)).await?;
-        engine
-            .upload(
-                &node.name,
-                &[UploadFile {
-                    path: Settings::PATH.into(),
-                    content: secrets.clone(),
-                    mode: 0o600,
-                    uid: 0,
-                    gid: 0,
-                }],
-            )
-            .await?;
-    }
+    }))
+    .await?;
     // The containers now hold their addresses and ports for any other planner to see.
     drop(lock);
-    for node in &plan.nodes {
-        step.detail(&format!("starting {}", node.name));
-        engine.start_container(&node.name).await?;
-    }
+    step.detail("starting");
+    futures_util::future::try_join_all(
+        plan.nodes
+            .iter()
+            .map(|node| engine.start_container(&node.name)),
+    )
+    .await?;
     super::mark(engine, &plan.lab, Stage::Containers.name()).await?;
     step.done(format!(
         "{} running: {}",
