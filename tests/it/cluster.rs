@@ -155,6 +155,11 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     let members = etcd_healthy(&d, 5).await;
     assert_eq!(members.len(), 5);
     let (primary, replicas) = patroni_healthy(&d, &node(1), 3).await;
+    // The snapshot froze the services for a moment and let every one of them go on.
+    for i in 1..=5 {
+        let frozen = exec_ok(&d, &node(i), "root", "ps -eo stat=,comm= | awk '$1 ~ /^T/'").await;
+        assert_eq!(frozen.trim(), "", "{}: stopped processes", node(i));
+    }
     // Every file that holds a key or a password is its owner's alone, the reset snapshot
     // included.
     for i in 1..=5 {
@@ -163,7 +168,7 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
             &node(i),
             "root",
             "find /var/lib/pgha-lab /var/lib/postgresql /pgha/config /etc/pgha-lab.json \
-             -maxdepth 2 -type f \\( -name snapshot.tgz -o -name id_ed25519 -o -name \
+             -maxdepth 2 -type f \\( -name snapshot.tar.zst -o -name id_ed25519 -o -name \
              patroni.yaml -o -name pgpass -o -name .pgpass -o -name pgha-lab.json \\) \
              -printf '%m %p\\n'",
         )
