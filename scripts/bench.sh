@@ -1,35 +1,85 @@
 #!/usr/bin/env bash
-# Prints how long lab takes on this machine: create (and each bootstrap stage), stop, start,
-# reset, and every drill with the outcome it reported; then, on a colocated lab with HAProxy,
-# when a switchover's and a killed primary's new leader was reached through HAProxy's 5000. It
-# makes its own labs (bench on 10.250.0.0/24, benchha on 10.251.0.0/24) and destroys them at the
-# end; nothing else is touched.
-#   scripts/bench.sh
+# Prints how long lab takes on this machine, with the image present: a default lab's create
+# (and each bootstrap stage), reset and destroy, each the median of BENCH_RUNS runs (3) with the
+# spread; the memory a running default lab takes; a class of ten labs (`create --count 10`);
+# then stop, start and every drill with the outcome it reported; then, on a colocated lab with
+# HAProxy, when a switchover's and a killed primary's new leader was reached through HAProxy's
+# 5000. It makes its own labs (bench on 10.250.0.0/24, benchha on 10.251.0.0/24, the class
+# benchc-a to benchc-j where addresses are free) and destroys them at the end; nothing else is
+# touched.
+#   scripts/bench.sh              everything
+#   BENCH_RUNS=1 scripts/bench.sh one run of each
 set -euo pipefail
 cd "$(dirname "$0")/.."
+runs=${BENCH_RUNS:-3}
 cargo build --release --locked --quiet
 lab() { target/release/lab "$@" --name bench; }
 ha() { target/release/lab "$@" --name benchha; }
+class=(benchc-a benchc-b benchc-c benchc-d benchc-e benchc-f benchc-g benchc-h benchc-i benchc-j)
 log=$(mktemp)
-trap 'rm -f "$log"; for l in bench benchha; do target/release/lab destroy --name $l >/dev/null 2>&1 || true; done' EXIT
+times=$(mktemp)
+cleanup() {
+    rm -f "$log" "$times"
+    for l in bench benchha "${class[@]}"; do target/release/lab destroy --name "$l" >/dev/null 2>&1 || true; done
+}
+trap cleanup EXIT
 
-# Runs a lab command, prints its wall time and the last line it reported.
+# Runs a command, records its wall time in $times, prints it with the last line it reported.
 measure() {
     local what=$1; shift
-    local start end
+    local start end took
     start=$(date +%s.%N)
     if ! "$@" >"$log" 2>&1; then
         echo "$what failed:"; cat "$log"; exit 1
     fi
     end=$(date +%s.%N)
-    printf '%-22s %6.1f s  %s\n' "$what" "$(awk -v s="$start" -v e="$end" 'BEGIN { print e - s }')" \
-        "$(grep '✓' "$log" | tail -n 1 | sed 's/^.*✓ //')"
+    took=$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", e - s }')
+    echo "$took" >> "$times"
+    printf '%-22s %6s s  %s\n' "$what" "$took" "$(grep '✓' "$log" | tail -n 1 | sed 's/^.*✓ //' | cut -c1-110)"
 }
 
-for l in bench benchha; do target/release/lab destroy --name $l >/dev/null 2>&1 || true; done
+# The median of the times recorded since the last call, with their spread.
+summary() {
+    sort -n "$times" | awk -v what="$1" '{ t[NR] = $1 } END {
+        m = (NR % 2) ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2
+        printf "%-22s median %.1f s (%.1f to %.1f s over %d run(s))\n", what, m, t[1], t[NR], NR }'
+    : > "$times"
+}
+
+cleanup
 target/release/lab image build >/dev/null
+creates=$(mktemp); resets=$(mktemp); destroys=$(mktemp)
+for run in $(seq 1 "$runs"); do
+    measure "create ($run)" lab create --subnet 10.250.0.0/24
+    cat "$times" >> "$creates"; : > "$times"
+    grep -E '^bootstrap: ' "$log" | sed 's/^/                         /'
+    grep -E 'snapshot for' "$log" | sed 's/^.*✓ /                         /' | cut -c1-140
+    if [ "$run" = 1 ]; then
+        # What the running lab's containers hold in memory, as `docker stats` counts it.
+        docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' | awk '$1 ~ /^bench[0-9]+$/ {
+            v = $2; u = v; gsub(/[0-9.]/, "", u); sub(/[A-Za-z]+$/, "", v)
+            n += (u == "GiB") ? v * 1024 : (u == "KiB") ? v / 1024 : v } END {
+            printf "memory of a running default lab: %.0f MiB\n", n }'
+    fi
+    measure "reset ($run)" lab reset
+    cat "$times" >> "$resets"; : > "$times"
+    measure "destroy ($run)" lab destroy
+    cat "$times" >> "$destroys"; : > "$times"
+done
+cp "$creates" "$times"; summary "create"
+cp "$resets" "$times"; summary "reset"
+cp "$destroys" "$times"; summary "destroy"
+rm -f "$creates" "$resets" "$destroys"
+
+names=()
+for l in "${class[@]}"; do names+=(--name "$l"); done
+for run in $(seq 1 "$runs"); do
+    measure "class of 10 ($run)" target/release/lab create "${names[@]}"
+    for l in "${class[@]}"; do target/release/lab destroy --name "$l" >/dev/null; done
+done
+summary "create a class of 10"
+
 measure "create" lab create --subnet 10.250.0.0/24
-grep -E '^bootstrap: ' "$log" | sed 's/^/                         /'
 measure "stop" lab stop
 measure "start" lab start
 # The node of lab $1 (a function above) that has Patroni role $2 ($6 in `lab status`) right now.
@@ -48,6 +98,7 @@ measure "etcd: stop 3 of 5" lab etcd stop bench3 bench4 bench5
 measure "etcd: start them" lab etcd start bench3 bench4 bench5
 measure "reset" lab reset
 measure "destroy" lab destroy
+: > "$times"
 
 echo "HAProxy (colocated lab): the new leader, then when a client through 5000 reached it"
 measure "create colocated" ha create --topology colocated --subnet 10.251.0.0/24
