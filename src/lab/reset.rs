@@ -209,6 +209,9 @@ fn restored_primary(stdout: &str) -> bool {
 /// node fail after that, the services come back where they can and the error says which nodes
 /// were reset; the snapshots stay, so a second reset finishes the job.
 pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<()> {
+    // A second reset (or a drill) at once would start services on state the first is still
+    // unpacking.
+    let _lock = crate::lock::exclusive(name, "a reset")?;
     let started = Instant::now();
     let lab = super::get(engine, name).await?;
     let step = progress.step(format!("reset lab {name}"));
