@@ -218,10 +218,11 @@ async fn aftermath(
     lost_entry: bool,
 ) -> Result<String> {
     let node_roles = lab.node(node)?.roles;
+    // A node already down or cut off (an earlier drill) takes no part in the answer.
     let others: Vec<String> = lab
-        .postgres_names()
-        .into_iter()
-        .filter(|n| n != node)
+        .postgres_nodes()
+        .filter(|n| n.name != node && n.running() && !n.partitioned(&lab.network))
+        .map(|n| n.name.clone())
         .collect();
     let mut report = Vec::new();
     if node_roles.postgres && !others.is_empty() {
