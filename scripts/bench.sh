@@ -75,7 +75,7 @@ names=()
 for l in "${class[@]}"; do names+=(--name "$l"); done
 for run in $(seq 1 "$runs"); do
     measure "class of 10 ($run)" target/release/lab create "${names[@]}"
-    for l in "${class[@]}"; do target/release/lab destroy --name "$l" >/dev/null; done
+    for l in "${class[@]}"; do target/release/lab destroy --name "$l" >/dev/null 2>&1; done
 done
 summary "create a class of 10"
 

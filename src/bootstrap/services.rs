@@ -113,7 +113,7 @@ async fn start_resuming(ctx: &Ctx<'_>, resume: Resume<'_>) -> Result<String> {
     } = launch(ctx, &all, resume).await?;
     // etcd's health and the cluster's are proven side by side: Patroni's needs etcd's anyway.
     let etcd_health = async {
-        if !etcd_nodes.is_empty() && etcd_nodes.len() == ctx.lab.etcd_nodes().count() {
+        if whole_etcd(ctx, &etcd_nodes) {
             let view = etcd::wait_healthy(ctx, &etcd_nodes, Duration::from_secs(90)).await?;
             return Ok(Some(format!("etcd {}", view.describe())));
         }
@@ -146,6 +146,12 @@ pub async fn start_on(ctx: &Ctx<'_>, nodes: &[String]) -> Result<()> {
     launch(ctx, nodes, Resume::AfterShutdown).await.map(drop)
 }
 
+/// Whether `started` is every etcd member of the lab: the whole cluster coming back, not a
+/// member rejoining one that runs.
+fn whole_etcd(ctx: &Ctx<'_>, started: &[String]) -> bool {
+    !started.is_empty() && started.len() == ctx.lab.etcd_nodes().count()
+}
+
 /// The nodes where `launch` started each service.
 struct Launched {
     etcd: Vec<String>,
@@ -176,7 +182,7 @@ async fn launch(ctx: &Ctx<'_>, nodes: &[String], resume: Resume<'_>) -> Result<L
         .collect();
     // A whole cluster coming back settles its version before Patroni may look (see
     // etcd::wait_versioned); a member rejoining finds it settled.
-    let whole = !etcd_nodes.is_empty() && etcd_nodes.len() == ctx.lab.etcd_nodes().count();
+    let whole = whole_etcd(ctx, &etcd_nodes);
     let start_etcd = async {
         ctx.must_on(
             &etcd_nodes,
