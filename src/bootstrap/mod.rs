@@ -1,5 +1,6 @@
-//! The HA stack, bootstrapped through exec and file upload, one stage after another: access
-//! (SSH between nodes), etcd, patroni, haproxy (where the lab has it), backup. Each stage ends only when its effect is observed,
+//! The HA stack, bootstrapped through exec and file upload, stage by stage: access (SSH between
+//! nodes), etcd, patroni, haproxy (where the lab has it), backup, each as soon as the stages it
+//! needs are done (`Stage::needs`). Each stage ends only when its effect is observed,
 //! skips what is already in place (so `lab bootstrap` can finish a lab, twice if need be), and
 //! on failure names the node and shows the end of the log that says why.
 
@@ -258,7 +259,7 @@ pub struct Outcome {
 
 /// Runs every stage up to `target`, skipping what is done, and reports each stage's time;
 /// returns whether anything changed.
-/// With `interrupt`, Ctrl-C stops it after the stage in progress (the lab's marks say how far
+/// With `interrupt`, Ctrl-C stops it after the stages in progress (the lab's marks say how far
 /// it got, and the next `lab bootstrap` goes on from there).
 pub async fn run(
     engine: &Engine,
