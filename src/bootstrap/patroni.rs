@@ -291,35 +291,34 @@ async fn states(ctx: &Ctx<'_>, nodes: &[String]) -> Result<Vec<(String, Option<M
 /// leader to clone from instead of racing it to initialize, their Python starts while initdb
 /// runs, and the new primary's first HA loop already finds them and makes their slots.
 async fn wait_bootstrapping(ctx: &Ctx<'_>, node: &str) -> Result<()> {
+    let begun = |m: &MemberState| m.is_primary() || m.state == "initializing new cluster";
     let deadline = Duration::from_secs(60);
-    let waited = wait_for(deadline, Duration::from_millis(200), || async {
-        Ok(match member(ctx, node).await? {
-            Some(m) if m.is_primary() || m.state == "initializing new cluster" => Ok(()),
-            Some(m) => Err(m.describe()),
-            None => Err("the REST API does not answer".into()),
-        })
-    })
-    .await?;
-    match waited {
-        Ok(()) => Ok(()),
-        Err(seen) => Err(ctx
-            .failure(
-                Stage::Patroni,
-                node,
-                format!(
-                    "it has not begun a new cluster after {} s ({seen})",
-                    deadline.as_secs()
-                ),
-                Some(LOG),
-            )
-            .await),
-    }
+    wait_member(ctx, node, deadline, begun, "has not begun a new cluster").await
 }
 
 pub async fn wait_primary(ctx: &Ctx<'_>, node: &str, deadline: Duration) -> Result<()> {
-    let waited = wait_for(deadline, Duration::from_millis(500), || async {
+    wait_member(
+        ctx,
+        node,
+        deadline,
+        MemberState::is_primary,
+        "is not a running primary",
+    )
+    .await
+}
+
+/// Polls `node`'s own account of itself until `done` holds; after `deadline`, a stage error
+/// saying it still `is_not`, with what it last said and the end of its log.
+async fn wait_member(
+    ctx: &Ctx<'_>,
+    node: &str,
+    deadline: Duration,
+    done: impl Fn(&MemberState) -> bool,
+    is_not: &str,
+) -> Result<()> {
+    let waited = wait_for(deadline, Duration::from_millis(250), || async {
         Ok(match member(ctx, node).await? {
-            Some(m) if m.is_primary() => Ok(()),
+            Some(m) if done(&m) => Ok(()),
             Some(m) => Err(m.describe()),
             None => Err("the REST API does not answer".into()),
         })
@@ -331,10 +330,7 @@ pub async fn wait_primary(ctx: &Ctx<'_>, node: &str, deadline: Duration) -> Resu
             .failure(
                 Stage::Patroni,
                 node,
-                format!(
-                    "it is not a running primary after {} s ({seen})",
-                    deadline.as_secs()
-                ),
+                format!("it {is_not} after {} s ({seen})", deadline.as_secs()),
                 Some(LOG),
             )
             .await),
