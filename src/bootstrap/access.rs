@@ -119,17 +119,8 @@ async fn verify(ctx: &Ctx<'_>) -> Result<()> {
                 },
             )
             .await?;
-            match seen {
-                Ok(()) => Ok(()),
-                Err(seen) => Err(ctx
-                    .failure(
-                        Stage::Access,
-                        &node.name,
-                        format!("ssh as postgres does not get into the next node:\n{seen}"),
-                        None,
-                    )
-                    .await),
-            }
+            let say = |seen| format!("ssh as postgres does not get into the next node:\n{seen}");
+            ctx.waited(seen, Stage::Access, &node.name, say, None).await
         }
     }))
     .await?;

@@ -335,17 +335,9 @@ async fn archive_command_applied(ctx: &Ctx<'_>, node: &str) -> Result<()> {
         },
     )
     .await?;
-    match applied {
-        Ok(()) => Ok(()),
-        Err(seen) => Err(ctx
-            .failure(
-                Stage::Backup,
-                node,
-                format!("archive_command is still {seen:?} after 60 s"),
-                Some(patroni::LOG),
-            )
-            .await),
-    }
+    let say = |seen| format!("archive_command is still {seen:?} after 60 s");
+    ctx.waited(applied, Stage::Backup, node, say, Some(patroni::LOG))
+        .await
 }
 
 #[cfg(test)]

@@ -227,20 +227,13 @@ pub async fn wait_versioned(ctx: &Ctx<'_>, deadline: Duration) -> Result<()> {
         })
     })
     .await?;
-    match waited {
-        Ok(()) => Ok(()),
-        Err(seen) => Err(ctx
-            .failure(
-                Stage::Etcd,
-                &node,
-                format!(
-                    "the etcd cluster has not settled its version after {} s ({seen})",
-                    deadline.as_secs()
-                ),
-                Some(LOG),
-            )
-            .await),
-    }
+    let say = |seen| {
+        format!(
+            "the etcd cluster has not settled its version after {} s ({seen})",
+            deadline.as_secs()
+        )
+    };
+    ctx.waited(waited, Stage::Etcd, &node, say, Some(LOG)).await
 }
 
 /// Whether a member's `GET /version` gives the cluster the member's own major.minor version.

@@ -158,20 +158,14 @@ pub async fn wait_routing(ctx: &Ctx<'_>, deadline: Duration) -> Result<Routing> 
         })
     })
     .await?;
-    match waited {
-        Ok(routing) => Ok(routing),
-        Err(seen) => Err(ctx
-            .failure(
-                Stage::Haproxy,
-                &node,
-                format!(
-                    "HAProxy does not route as Patroni says after {} s: {seen}",
-                    deadline.as_secs()
-                ),
-                Some(LOG),
-            )
-            .await),
-    }
+    let say = |seen| {
+        format!(
+            "HAProxy does not route as Patroni says after {} s: {seen}",
+            deadline.as_secs()
+        )
+    };
+    ctx.waited(waited, Stage::Haproxy, &node, say, Some(LOG))
+        .await
 }
 
 #[cfg(test)]

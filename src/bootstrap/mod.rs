@@ -148,6 +148,22 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// What a `wait_for` gave up on, as the stage's error for `node` (`say` words what it
+    /// last saw, the end of `log` follows); what it waited for, when it came.
+    pub async fn waited<T>(
+        &self,
+        waited: std::result::Result<T, String>,
+        stage: Stage,
+        node: &str,
+        say: impl FnOnce(String) -> String,
+        log: Option<&str>,
+    ) -> Result<T> {
+        match waited {
+            Ok(value) => Ok(value),
+            Err(seen) => Err(self.failure(stage, node, say(seen), log).await),
+        }
+    }
+
     /// The last lines of a log file on a node (a glob picks the newest match).
     pub async fn tail(&self, node: &str, path: &str) -> String {
         let script = format!("{}; [ -n \"$f\" ] && tail -n 25 \"$f\"", newest(path));

@@ -324,17 +324,9 @@ async fn wait_member(
         })
     })
     .await?;
-    match waited {
-        Ok(()) => Ok(()),
-        Err(seen) => Err(ctx
-            .failure(
-                Stage::Patroni,
-                node,
-                format!("it {is_not} after {} s ({seen})", deadline.as_secs()),
-                Some(LOG),
-            )
-            .await),
-    }
+    let say = |seen| format!("it {is_not} after {} s ({seen})", deadline.as_secs());
+    ctx.waited(waited, Stage::Patroni, node, say, Some(LOG))
+        .await
 }
 
 /// Waits until exactly one of `nodes` is a running primary and every other one streams.
@@ -347,28 +339,24 @@ pub async fn wait_healthy(ctx: &Ctx<'_>, nodes: &[String], deadline: Duration) -
         Ok(healthy(&states))
     })
     .await?;
-    match waited {
-        Ok(h) => Ok(h),
-        Err(seen) => {
-            let node = seen.split(':').next().unwrap_or(&nodes[0]).to_string();
-            let node = if nodes.contains(&node) {
-                node
-            } else {
-                nodes[0].clone()
-            };
-            Err(ctx
-                .failure(
-                    Stage::Patroni,
-                    &node,
-                    format!(
-                        "the cluster is not healthy after {} s: {seen}",
-                        deadline.as_secs()
-                    ),
-                    Some(LOG),
-                )
-                .await)
-        }
+    // What is wrong begins with the node it is wrong on.
+    let node = match &waited {
+        Err(seen) => seen
+            .split(':')
+            .next()
+            .filter(|n| nodes.iter().any(|x| x == n)),
+        Ok(_) => None,
     }
+    .unwrap_or(&nodes[0])
+    .to_string();
+    let say = |seen| {
+        format!(
+            "the cluster is not healthy after {} s: {seen}",
+            deadline.as_secs()
+        )
+    };
+    ctx.waited(waited, Stage::Patroni, &node, say, Some(LOG))
+        .await
 }
 
 /// The primary, when it lacks the slot of a member whose Patroni answers: with use_slots, the
