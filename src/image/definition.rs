@@ -7,7 +7,7 @@ use crate::engine::{UploadFile, archive};
 
 /// The image `lab create` uses unless told otherwise. The part after "17-g" is the generation:
 /// raise it whenever `docker/` changes, so labs never silently run on an older definition.
-pub const IMAGE: &str = "pgha-lab:17-g6";
+pub const IMAGE: &str = "pgha-lab:17-g7";
 /// Where a registry is reachable, the image builds on this.
 pub const REGISTRY_BASE: (&str, &str) = ("debian", "trixie-slim");
 /// Where none is, on this: Debian trixie debootstrapped from the package mirror and imported.
@@ -105,6 +105,11 @@ const FILES: &[(&str, &str, u32)] = &[
     (
         "rootfs/usr/local/bin/stopPatroni",
         include_str!("../../docker/rootfs/usr/local/bin/stopPatroni"),
+        0o755,
+    ),
+    (
+        "rootfs/usr/local/lib/pgha-lab/awaitStarted",
+        include_str!("../../docker/rootfs/usr/local/lib/pgha-lab/awaitStarted"),
         0o755,
     ),
     (
