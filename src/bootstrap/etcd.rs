@@ -74,20 +74,29 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     let wait = Duration::from_secs(30);
     ctx.must_on(&unconfigured, Stage::Etcd, "postgres", SETUP, wait, None)
         .await?;
-    // Every member started at once: a leader elected before the last ones answer leaves the
-    // cluster's version undecided for its next check, 4 s later, and Patroni waits for it.
-    let names: Vec<&str> = members.iter().map(|n| n.name.as_str()).collect();
-    ctx.must_on(
-        &names,
-        Stage::Etcd,
-        "postgres",
-        "startEtcd",
-        wait,
-        Some(LOG),
-    )
-    .await?;
+    // One member after another, as a trainee starts them: a new member first asks every other
+    // one whether it was bootstrapped already, and one that listens without serving yet (as
+    // all do when started at once) keeps it waiting a second. startEtcd returns once its
+    // member serves the others, so each one after it gets its answers at once.
+    for member in &members {
+        ctx.must(
+            Stage::Etcd,
+            &member.name,
+            "postgres",
+            "startEtcd",
+            wait,
+            Some(LOG),
+        )
+        .await?;
+    }
     let names: Vec<String> = members.iter().map(|n| n.name.clone()).collect();
     let view = wait_healthy(ctx, &names, Duration::from_secs(60)).await?;
+    // The leader, elected as soon as a quorum served, decided the cluster's version before the
+    // last members answered: 3.0, which Patroni cannot use, until etcd looks again 4 s later.
+    // A leader decides it on taking office, so a second election settles it at once.
+    if version_outdated(ctx).await? {
+        transfer_leadership(ctx).await?;
+    }
     wait_versioned(ctx, Duration::from_secs(30)).await?;
     Ok(Outcome {
         summary: view.describe(),
@@ -153,9 +162,8 @@ async fn view_within(ctx: &Ctx<'_>, timeout: &str) -> Result<View> {
     );
     let script = format!(
         "etcdctl --endpoints={endpoints} {flags} endpoint health -w json 2>/dev/null; \
-         echo '-----'; for e in {each}; do etcdctl --endpoints=$e {flags} endpoint status \
-         -w json 2>/dev/null & done; wait; true",
-        each = endpoints.replace(',', " ")
+         echo '-----'; {}",
+        statuses(ctx, &flags)
     );
     let mut last = None;
     let reachable = ctx
@@ -186,15 +194,87 @@ async fn view_within(ctx: &Ctx<'_>, timeout: &str) -> Result<View> {
     }))
 }
 
-/// etcdctl's flags for a `--tls` lab: the lab's CA, and the node's own certificate as the
-/// client certificate etcd requires (whichever node the command runs on).
-/// Waits until every member reports the cluster's version settled at its own. A new or
-/// restarted cluster has a leader a moment before it settles its version: `GET /version` says
-/// "not_decided", then "3.0.0", and a Patroni started in that moment takes etcd for 3.0, finds
-/// no v3 API where 3.0 has it, and waits 5 s before it asks again.
-pub async fn wait_versioned(ctx: &Ctx<'_>, deadline: Duration) -> Result<()> {
+/// Shell that prints every member's `endpoint status -w json`, a line each, all asked at once.
+fn statuses(ctx: &Ctx<'_>, flags: &str) -> String {
+    format!(
+        "for e in {}; do etcdctl --endpoints=$e {flags} endpoint status -w json 2>/dev/null & \
+         done; wait; true",
+        ctx.cluster.etcd_endpoints().replace(',', " ")
+    )
+}
+
+/// Whether every member answers and the cluster's version they report is older than their own.
+async fn version_outdated(ctx: &Ctx<'_>) -> Result<bool> {
+    let Some((_, versions)) = cluster_versions(ctx).await? else {
+        return Ok(false);
+    };
+    Ok(versions.iter().all(|v| *v != ClusterVersion::Undecided)
+        && versions.contains(&ClusterVersion::Older))
+}
+
+/// Has the leader hand over to another member (`etcdctl move-leader`), which holds an election
+/// at once. At worst it does not happen (the leader changed meanwhile, say), and etcd's own
+/// look 4 s later settles the version.
+async fn transfer_leadership(ctx: &Ctx<'_>) -> Result<()> {
     let Some(node) = ctx.lab.etcd_nodes().next().map(|n| n.name.clone()) else {
         return Ok(());
+    };
+    let flags = format!(
+        "--dial-timeout=1s --command-timeout=2s{}",
+        tls_flags(ctx.lab.tls)
+    );
+    let out = ctx
+        .sh(
+            &node,
+            "postgres",
+            &statuses(ctx, &flags),
+            Duration::from_secs(30),
+        )
+        .await?;
+    if let Some((leader, to)) = handover(&out.stdout) {
+        let script = format!("etcdctl --endpoints={leader} {flags} move-leader {to:x}");
+        ctx.sh(&node, "postgres", &script, Duration::from_secs(30))
+            .await?;
+    }
+    Ok(())
+}
+
+/// From every member's status (a JSON array per line): the leader's endpoint, and the member
+/// that follows it with the lowest id, to hand over to.
+fn handover(statuses: &str) -> Option<(String, u64)> {
+    let all: Vec<Status> = statuses
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Vec<Status>>(l.trim()).ok())
+        .flatten()
+        .collect();
+    let leader = all
+        .iter()
+        .find(|s| s.status.leader != 0 && s.status.header.member_id == s.status.leader)?;
+    let lead = leader.status.leader;
+    let to = all
+        .iter()
+        .filter(|s| s.status.leader == lead && s.status.header.member_id != lead)
+        .map(|s| s.status.header.member_id)
+        .min()?;
+    Some((leader.endpoint.clone(), to))
+}
+
+/// What a member's `GET /version` says of the cluster's version, against its own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ClusterVersion {
+    /// The member's own major.minor.
+    Settled,
+    /// Decided, but older (3.0 where the member is 3.5).
+    Older,
+    /// Not decided yet, or no answer.
+    Undecided,
+}
+
+/// Every member's `GET /version`, asked from the first etcd node (named with them); None in a
+/// lab without etcd nodes.
+async fn cluster_versions(ctx: &Ctx<'_>) -> Result<Option<(String, Vec<ClusterVersion>)>> {
+    let Some(node) = ctx.lab.etcd_nodes().next().map(|n| n.name.clone()) else {
+        return Ok(None);
     };
     let (scheme, flags) = if ctx.lab.tls {
         (
@@ -208,25 +288,46 @@ pub async fn wait_versioned(ctx: &Ctx<'_>, deadline: Duration) -> Result<()> {
     } else {
         ("http", String::new())
     };
+    let endpoints = ctx.cluster.etcd_endpoints();
     let script = format!(
         "for e in {}; do curl -s --max-time 1{flags} {scheme}://$e/version; echo; done",
-        ctx.cluster.etcd_endpoints().replace(',', " ")
+        endpoints.replace(',', " ")
     );
+    let out = ctx
+        .sh(&node, "postgres", &script, Duration::from_secs(30))
+        .await?;
+    let mut versions: Vec<ClusterVersion> = out.stdout.lines().map(cluster_version).collect();
+    versions.resize(endpoints.split(',').count(), ClusterVersion::Undecided);
+    Ok(Some((node, versions)))
+}
+
+/// Waits until every member reports the cluster's version settled at its own. A new or
+/// restarted cluster has a leader a moment before it settles its version: `GET /version` says
+/// "not_decided", then "3.0.0", and a Patroni started in that moment takes etcd for 3.0, finds
+/// no v3 API where 3.0 has it, and waits 5 s before it asks again.
+pub async fn wait_versioned(ctx: &Ctx<'_>, deadline: Duration) -> Result<()> {
     let members = ctx.lab.etcd_nodes().count();
     let waited = wait_for(deadline, Duration::from_millis(200), || async {
-        let out = ctx
-            .sh(&node, "postgres", &script, Duration::from_secs(30))
-            .await?;
-        let decided = out.stdout.lines().filter(|l| version_decided(l)).count();
-        Ok(if decided == members {
+        let Some((node, versions)) = cluster_versions(ctx).await? else {
+            return Ok(Ok(()));
+        };
+        let settled = versions
+            .iter()
+            .filter(|v| **v == ClusterVersion::Settled)
+            .count();
+        Ok(if settled == members {
             Ok(())
         } else {
             Err(format!(
-                "{decided} of {members} member(s) report the cluster's version"
+                "{node}: {settled} of {members} member(s) report the cluster's version"
             ))
         })
     })
     .await?;
+    let node = match &waited {
+        Err(seen) => seen.split(':').next().unwrap_or_default().to_string(),
+        Ok(()) => String::new(),
+    };
     let say = |seen| {
         format!(
             "the etcd cluster has not settled its version after {} s ({seen})",
@@ -236,8 +337,8 @@ pub async fn wait_versioned(ctx: &Ctx<'_>, deadline: Duration) -> Result<()> {
     ctx.waited(waited, Stage::Etcd, &node, say, Some(LOG)).await
 }
 
-/// Whether a member's `GET /version` gives the cluster the member's own major.minor version.
-fn version_decided(json: &str) -> bool {
+/// A member's `GET /version`: the cluster's major.minor against the member's own.
+fn cluster_version(json: &str) -> ClusterVersion {
     #[derive(Deserialize)]
     struct Version {
         etcdserver: String,
@@ -247,12 +348,18 @@ fn version_decided(json: &str) -> bool {
         let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
         Some((parts.next()??, parts.next()??))
     };
-    serde_json::from_str::<Version>(json.trim()).is_ok_and(|v| {
-        major_minor(&v.etcdcluster).is_some()
-            && major_minor(&v.etcdcluster) == major_minor(&v.etcdserver)
-    })
+    let Ok(v) = serde_json::from_str::<Version>(json.trim()) else {
+        return ClusterVersion::Undecided;
+    };
+    match (major_minor(&v.etcdcluster), major_minor(&v.etcdserver)) {
+        (Some(cluster), Some(own)) if cluster == own => ClusterVersion::Settled,
+        (Some(cluster), Some(own)) if cluster < own => ClusterVersion::Older,
+        _ => ClusterVersion::Undecided,
+    }
 }
 
+/// etcdctl's flags for a `--tls` lab: the lab's CA, and the node's own certificate as the
+/// client certificate etcd requires (whichever node the command runs on).
 pub fn tls_flags(tls: bool) -> String {
     if tls {
         format!(
@@ -363,18 +470,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cluster_version_counts_once_decided() {
-        assert!(version_decided(
-            r#"{"etcdserver":"3.5.16","etcdcluster":"3.5.0"}"#
-        ));
-        assert!(!version_decided(
-            r#"{"etcdserver":"3.5.16","etcdcluster":"not_decided"}"#
-        ));
-        // Where a new cluster starts, before its leader raises it.
-        assert!(!version_decided(
-            r#"{"etcdserver":"3.5.16","etcdcluster":"3.0.0"}"#
-        ));
-        assert!(!version_decided(""));
+    fn a_cluster_version_counts_once_decided_at_the_member_s_own() {
+        let v = |json: &str| cluster_version(json);
+        assert_eq!(
+            v(r#"{"etcdserver":"3.5.16","etcdcluster":"3.5.0"}"#),
+            ClusterVersion::Settled
+        );
+        assert_eq!(
+            v(r#"{"etcdserver":"3.5.16","etcdcluster":"not_decided"}"#),
+            ClusterVersion::Undecided
+        );
+        // Where a leader was elected before every member answered.
+        assert_eq!(
+            v(r#"{"etcdserver":"3.5.16","etcdcluster":"3.0.0"}"#),
+            ClusterVersion::Older
+        );
+        assert_eq!(v(""), ClusterVersion::Undecided);
+    }
+
+    #[test]
+    fn leadership_is_handed_to_the_lowest_follower() {
+        // Member 22 leads; 11 follows it.
+        assert_eq!(handover(STATUS), Some(("10.0.0.11:2379".into(), 11)));
+        let alone = STATUS.lines().nth(1).unwrap();
+        assert_eq!(handover(alone), None);
+        assert_eq!(handover(""), None);
     }
 
     fn names() -> Vec<String> {
