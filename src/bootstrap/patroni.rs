@@ -333,9 +333,18 @@ async fn wait_member(
 pub async fn wait_healthy(ctx: &Ctx<'_>, nodes: &[String], deadline: Duration) -> Result<Healthy> {
     let waited = wait_for(deadline, Duration::from_millis(500), || async {
         let states = states(ctx, nodes).await?;
-        if let Some(primary) = owes_a_slot(&states) {
-            nudge(ctx, &primary).await?;
-        }
+        let primary = async {
+            match owes_a_slot(&states) {
+                Some(primary) => nudge(ctx, &primary).await,
+                None => Ok(()),
+            }
+        };
+        let replicas = futures_util::future::try_join_all(
+            slot_made_too_late(&states)
+                .into_iter()
+                .map(|replica| wake_receiver(ctx, replica)),
+        );
+        tokio::try_join!(primary, replicas)?;
         Ok(healthy(&states))
     })
     .await?;
@@ -373,6 +382,40 @@ fn owes_a_slot(states: &[(String, Option<MemberState>)]) -> Option<String> {
         .filter(|(n, s)| n != primary && s.is_some())
         .any(|(n, _)| !p.slots.contains(&slot_name(n)))
         .then(|| primary.clone())
+}
+
+/// Replicas whose PostgreSQL runs without a WAL receiver although the primary now holds their
+/// slot: a receiver refused for want of the slot is started again only after
+/// wal_retrieve_retry_interval (5 s), which `wake_receiver` cuts short.
+fn slot_made_too_late(states: &[(String, Option<MemberState>)]) -> Vec<&str> {
+    let Some(p) = states
+        .iter()
+        .find_map(|(_, s)| s.as_ref().filter(|s| s.is_primary()))
+    else {
+        return Vec::new();
+    };
+    states
+        .iter()
+        .filter(|(n, s)| {
+            s.as_ref().is_some_and(|s| {
+                s.role == "replica" && s.state == "running" && s.receiver.is_none()
+            }) && p.slots.contains(&slot_name(n))
+        })
+        .map(|(n, _)| n.as_str())
+        .collect()
+}
+
+/// Has a replica's PostgreSQL reload its configuration: the signal also wakes its startup
+/// process from the wait between attempts to stream, and it asks the primary again at once.
+async fn wake_receiver(ctx: &Ctx<'_>, replica: &str) -> Result<()> {
+    ctx.sh(
+        replica,
+        "postgres",
+        "psql -XAtc 'SELECT pg_reload_conf()' >/dev/null 2>&1; true",
+        Duration::from_secs(15),
+    )
+    .await
+    .map(drop)
 }
 
 /// The physical slot Patroni makes for a member (its `slot_name_from_member_name`): the name in
@@ -646,6 +689,26 @@ mod tests {
         assert_eq!(owes_a_slot(&states(&primary)), None);
         let no_primary = vec![("pgha1".to_string(), starting.clone())];
         assert_eq!(owes_a_slot(&no_primary), None);
+    }
+
+    #[test]
+    fn a_replica_refused_for_want_of_its_slot_is_woken_once_the_slot_is_there() {
+        let mut primary = state(PRIMARY).unwrap();
+        let mut waiting = state(STARTING).unwrap();
+        waiting.state = "running".into();
+        let states = |p: &MemberState| {
+            vec![
+                ("pgha1".to_string(), Some(p.clone())),
+                ("pgha2".to_string(), Some(waiting.clone())),
+                ("pgha3".to_string(), streaming_from("pgha1")),
+                ("pgha4".to_string(), state(STARTING)),
+            ]
+        };
+        // No slot yet: waking the replica would only have it refused again.
+        assert!(slot_made_too_late(&states(&primary)).is_empty());
+        primary.slots = ["pgha2", "pgha3", "pgha4"].map(String::from).to_vec();
+        assert_eq!(slot_made_too_late(&states(&primary)), vec!["pgha2"]);
+        assert!(slot_made_too_late(&[("pgha2".to_string(), Some(waiting.clone()))]).is_empty());
     }
 
     #[test]
