@@ -335,16 +335,22 @@ where
         return work(name.clone(), progress.clone()).await;
     }
     let at_once = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let results: Vec<Result<()>> = futures_util::stream::iter(names.iter().map(|name| {
-        if interrupt.was_pressed() {
-            futures_util::future::Either::Left(async { Err(Error::Interrupted) })
-        } else {
-            futures_util::future::Either::Right(work(name.clone(), progress.for_lab(name)))
-        }
-    }))
-    .buffered(at_once)
-    .collect()
-    .await;
+    // Unordered: a lab that ends early frees its place for the next at once, not only once the
+    // labs begun before it have ended.
+    let mut results: Vec<(usize, Result<()>)> =
+        futures_util::stream::iter(names.iter().enumerate().map(|(i, name)| {
+            let run = if interrupt.was_pressed() {
+                futures_util::future::Either::Left(async { Err(Error::Interrupted) })
+            } else {
+                futures_util::future::Either::Right(work(name.clone(), progress.for_lab(name)))
+            };
+            async move { (i, run.await) }
+        }))
+        .buffer_unordered(at_once)
+        .collect()
+        .await;
+    results.sort_by_key(|(i, _)| *i);
+    let results: Vec<Result<()>> = results.into_iter().map(|(_, r)| r).collect();
     let mut failed = Vec::new();
     for (name, result) in names.iter().zip(&results) {
         match result {
