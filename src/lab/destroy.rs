@@ -29,21 +29,24 @@ pub async fn destroy(engine: &Engine, progress: &Progress, name: &str) -> Result
     let step = progress.step(format!("destroy lab {name}"));
     futures_util::future::try_join_all(containers.iter().map(|c| engine.remove_container(&c.name)))
         .await?;
-    futures_util::future::try_join_all(volumes.iter().map(|v| engine.remove_volume(&v.name)))
-        .await?;
-    let mut kept = Vec::new();
-    for network in &networks {
-        let users = foreign_users(engine, &network.name).await?;
-        if users.is_empty() {
-            engine.remove_network(&network.name).await?;
-        } else {
-            kept.push(format!(
+    // With the containers gone, neither the volumes nor the network wait for the other.
+    let volumes_removed =
+        futures_util::future::try_join_all(volumes.iter().map(|v| engine.remove_volume(&v.name)));
+    let networks_removed =
+        futures_util::future::try_join_all(networks.iter().map(|network| async {
+            let users = foreign_users(engine, &network.name).await?;
+            if users.is_empty() {
+                engine.remove_network(&network.name).await?;
+                return Ok(None);
+            }
+            Ok::<_, crate::error::Error>(Some(format!(
                 "network {} stays: {} still use(s) it",
                 network.name,
                 users.into_iter().collect::<Vec<_>>().join(", ")
-            ));
-        }
-    }
+            )))
+        }));
+    let (_, kept) = tokio::try_join!(volumes_removed, networks_removed)?;
+    let kept: Vec<String> = kept.into_iter().flatten().collect();
     // The marker volumes are bookkeeping (labels::MARK), not the lab's data.
     let data = volumes
         .iter()
