@@ -24,7 +24,7 @@ use crate::interrupt::Interrupt;
 use crate::lab::Lab;
 use crate::progress::{Progress, seconds};
 use crate::render::{Cluster, Member};
-use crate::spec::{Settings, Stage};
+use crate::spec::{Roles, Settings, Stage};
 pub use access::ssh_probe;
 pub use facts::Facts;
 
@@ -224,7 +224,13 @@ impl<'a> Ctx<'a> {
     /// What is configured and running on every running node (a stopped one has nothing
     /// running and is left out).
     pub async fn facts(&self) -> Result<Vec<Facts>> {
-        futures_util::future::try_join_all(self.lab.nodes.iter().filter(|n| n.running()).map(
+        self.facts_where(|_| true).await
+    }
+
+    /// `facts` of the running nodes that `wanted` picks by their roles.
+    async fn facts_where(&self, wanted: impl Fn(&Roles) -> bool) -> Result<Vec<Facts>> {
+        let nodes = self.lab.nodes.iter();
+        futures_util::future::try_join_all(nodes.filter(|n| n.running() && wanted(&n.roles)).map(
             |n| async move {
                 let out = self
                     .sh(&n.name, "root", facts::PROBE, Duration::from_secs(20))
@@ -362,7 +368,16 @@ async fn run_stage(
     stage: Stage,
 ) -> Result<(Outcome, Duration)> {
     let step = progress.step(stage.name());
-    let facts = ctx.facts().await?;
+    // Only the nodes the stage works on are asked.
+    let facts = ctx
+        .facts_where(|r| match stage {
+            Stage::Etcd => r.etcd,
+            Stage::Patroni => r.postgres,
+            Stage::Haproxy => r.haproxy,
+            Stage::Backup => r.postgres || r.repo,
+            Stage::Access | Stage::Containers => true,
+        })
+        .await?;
     if stage > Stage::Access
         && let Some(old) = facts.iter().find(|f| !f.helpers)
     {
