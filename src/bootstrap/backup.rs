@@ -52,9 +52,11 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     )
     .await?;
 
-    if let Some(info) = info(ctx, &repo).await?
+    let before = info(ctx, &repo).await?;
+    let has_full = before.as_ref().is_some_and(|i| i.full_backups > 0);
+    if let Some(info) = before
         && info.ok()
-        && info.full_backups > 0
+        && has_full
         && archive_command_set(ctx).await?
     {
         return Ok(Outcome {
@@ -72,7 +74,6 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     // No `pgbackrest check` before it: the backup makes the same proof, waiting until the WAL
     // it needs has reached the repository through archive_command. The replicas' reload of
     // archive_command (theirs matters only once one is promoted) is waited for meanwhile.
-    let has_full = info(ctx, &repo).await?.is_some_and(|i| i.full_backups > 0);
     let backup = async {
         if !has_full {
             pgbackrest(ctx, &repo, "--type=full backup", Duration::from_secs(900)).await?;
@@ -289,8 +290,8 @@ pub async fn archive_command(ctx: &Ctx<'_>, node: &str) -> Result<Option<String>
     Ok(out.ok().then(|| out.stdout.trim().to_string()))
 }
 
-/// Sets archive_command in Patroni's dynamic configuration (as the course does with
-/// `patronictl edit-config`) and waits until the primary has reloaded it: until then it would
+/// Sets archive_command in Patroni's dynamic configuration (where the course's `patronictl
+/// edit-config` puts it) and waits until the primary has reloaded it: until then it would
 /// still "archive" with /bin/true. Returns the primary.
 async fn set_archive_command(ctx: &Ctx<'_>) -> Result<String> {
     let nodes = ctx.lab.postgres_names();
@@ -300,18 +301,19 @@ async fn set_archive_command(ctx: &Ctx<'_>) -> Result<String> {
         .await?
         .is_some_and(|c| archives_to_pgbackrest(&c))
     {
-        let set = patroni::edit_config(
-            ctx,
-            primary,
-            &["-p", &format!("archive_command={ARCHIVE_COMMAND}")],
-        )
-        .await?;
+        let patch = serde_json::json!({
+            "postgresql": {"parameters": {"archive_command": ARCHIVE_COMMAND}}
+        });
+        let set = patroni::patch_config(ctx, primary, &patch).await?;
         if !set.ok() {
             return Err(ctx
                 .failure(
                     Stage::Backup,
                     primary,
-                    format!("patronictl edit-config failed: {}", set.said()),
+                    format!(
+                        "Patroni's REST API did not take archive_command: {}",
+                        set.said()
+                    ),
                     Some(patroni::LOG),
                 )
                 .await);

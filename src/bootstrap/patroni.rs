@@ -240,9 +240,9 @@ pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
         return Ok(None);
     }
     let script = format!(
-        "curl -s --max-time 3 {}; echo; echo '-----'; psql -XAtc \"SELECT status || ' ' || \
-         coalesce(sender_host, '') FROM pg_stat_wal_receiver\" 2>/dev/null; echo '-----'; \
-         psql -XAtc 'SELECT slot_name FROM pg_replication_slots' 2>/dev/null; true",
+        "curl -s --max-time 3 {}; echo; echo '-----'; psql -XAt -c \"SELECT status || ' ' || \
+         coalesce(sender_host, '') FROM pg_stat_wal_receiver\" -c \"SELECT '-----'\" \
+         -c 'SELECT slot_name FROM pg_replication_slots' 2>/dev/null; true",
         rest_url(ctx.lab.tls, "/patroni")
     );
     let asked = ctx
@@ -520,15 +520,27 @@ fn rest_url(tls: bool, path: &str) -> String {
 /// nothing, but Patroni runs its loop right after any PATCH /config. patroniApi authenticates
 /// it as patronictl would on a lab whose REST API requires it (`--tls`).
 async fn nudge(ctx: &Ctx<'_>, primary: &str) -> Result<()> {
+    patch_config(ctx, primary, &serde_json::json!({"postgresql": {}}))
+        .await
+        .map(drop)
+}
+
+/// `PATCH /config` with `patch` on `node`'s REST API: a change of the dynamic configuration,
+/// as `patronictl edit-config` makes it, without starting patronictl's heavier Python.
+pub async fn patch_config(
+    ctx: &Ctx<'_>,
+    node: &str,
+    patch: &serde_json::Value,
+) -> Result<ExecOutput> {
+    let patch = patch.to_string();
     ctx.engine
         .exec(
-            primary,
+            node,
             "postgres",
-            &["patroniApi", "PATCH", "/config", r#"{"postgresql": {}}"#],
+            &["patroniApi", "PATCH", "/config", &patch],
             Duration::from_secs(15),
         )
         .await
-        .map(drop)
 }
 
 /// One primary and every other member streaming, or what is wrong (first the node).
