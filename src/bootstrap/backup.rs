@@ -3,7 +3,8 @@
 //! dynamic configuration, then a first full backup (which proves archiving as `pgbackrest check`
 //! would); done when `pgbackrest info` reports status ok with that backup.
 
-use std::time::Duration;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -324,15 +325,26 @@ async fn set_archive_command(ctx: &Ctx<'_>) -> Result<String> {
 }
 
 /// Waits until `node` runs with pgBackRest's archive_command (Patroni reloads it on the HA loop
-/// that the changed configuration wakes).
+/// that the changed configuration wakes). A replica that Patroni 4.0 has only just cloned can
+/// take the change without applying it ("No PostgreSQL configuration items changed" in its
+/// log, and the old value for good); after 3 s it is asked to reload (`POST /reload`, as
+/// `patronictl reload` does), which rewrites postgresql.conf from what it holds.
 async fn archive_command_applied(ctx: &Ctx<'_>, node: &str) -> Result<()> {
+    let started = Instant::now();
+    let reloaded = Cell::new(false);
     let applied = wait_for(
         Duration::from_secs(60),
         Duration::from_millis(200),
         || async {
             Ok(match archive_command(ctx, node).await? {
                 Some(c) if archives_to_pgbackrest(&c) => Ok(()),
-                other => Err(other.unwrap_or_else(|| "no answer from psql".into())),
+                other => {
+                    if !reloaded.get() && started.elapsed() >= Duration::from_secs(3) {
+                        reloaded.set(true);
+                        patroni::reload(ctx, node).await?;
+                    }
+                    Err(other.unwrap_or_else(|| "no answer from psql".into()))
+                }
             })
         },
     )

@@ -516,13 +516,27 @@ fn rest_url(tls: bool, path: &str) -> String {
     }
 }
 
-/// Wakes the primary's HA loop at once: an empty patch of the dynamic configuration changes
+/// Wakes `node`'s HA loop at once: an empty patch of the dynamic configuration changes
 /// nothing, but Patroni runs its loop right after any PATCH /config. patroniApi authenticates
 /// it as patronictl would on a lab whose REST API requires it (`--tls`).
-async fn nudge(ctx: &Ctx<'_>, primary: &str) -> Result<()> {
-    patch_config(ctx, primary, &serde_json::json!({"postgresql": {}}))
+async fn nudge(ctx: &Ctx<'_>, node: &str) -> Result<()> {
+    patch_config(ctx, node, &serde_json::json!({"postgresql": {}}))
         .await
         .map(drop)
+}
+
+/// `POST /reload` on `node`'s REST API (`patronictl reload`): Patroni rereads its configuration,
+/// writes PostgreSQL's anew and has it reload, on its next HA loop, which a nudge wakes at once.
+pub async fn reload(ctx: &Ctx<'_>, node: &str) -> Result<()> {
+    ctx.engine
+        .exec(
+            node,
+            "postgres",
+            &["patroniApi", "POST", "/reload"],
+            Duration::from_secs(15),
+        )
+        .await?;
+    nudge(ctx, node).await
 }
 
 /// `PATCH /config` with `patch` on `node`'s REST API: a change of the dynamic configuration,
