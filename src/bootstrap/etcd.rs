@@ -205,7 +205,7 @@ fn statuses(ctx: &Ctx<'_>, flags: &str) -> String {
 
 /// Whether every member answers and the cluster's version they report is older than their own.
 async fn version_outdated(ctx: &Ctx<'_>) -> Result<bool> {
-    let Some((_, versions)) = cluster_versions(ctx).await? else {
+    let Some(versions) = cluster_versions(ctx).await? else {
         return Ok(false);
     };
     Ok(versions.iter().all(|v| *v != ClusterVersion::Undecided)
@@ -216,7 +216,7 @@ async fn version_outdated(ctx: &Ctx<'_>) -> Result<bool> {
 /// at once. At worst it does not happen (the leader changed meanwhile, say), and etcd's own
 /// look 4 s later settles the version.
 async fn transfer_leadership(ctx: &Ctx<'_>) -> Result<()> {
-    let Some(node) = ctx.lab.etcd_nodes().next().map(|n| n.name.clone()) else {
+    let Some(node) = asker(ctx) else {
         return Ok(());
     };
     let flags = format!(
@@ -242,14 +242,8 @@ async fn transfer_leadership(ctx: &Ctx<'_>) -> Result<()> {
 /// From every member's status (a JSON array per line): the leader's endpoint, and the member
 /// that follows it with the lowest id, to hand over to.
 fn handover(statuses: &str) -> Option<(String, u64)> {
-    let all: Vec<Status> = statuses
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Vec<Status>>(l.trim()).ok())
-        .flatten()
-        .collect();
-    let leader = all
-        .iter()
-        .find(|s| s.status.leader != 0 && s.status.header.member_id == s.status.leader)?;
+    let all = parse_statuses(statuses);
+    let leader = all.iter().find(|s| s.leads())?;
     let lead = leader.status.leader;
     let to = all
         .iter()
@@ -270,10 +264,15 @@ enum ClusterVersion {
     Undecided,
 }
 
-/// Every member's `GET /version`, asked from the first etcd node (named with them); None in a
-/// lab without etcd nodes.
-async fn cluster_versions(ctx: &Ctx<'_>) -> Result<Option<(String, Vec<ClusterVersion>)>> {
-    let Some(node) = ctx.lab.etcd_nodes().next().map(|n| n.name.clone()) else {
+/// The node that asks the members about the cluster's version and leader: the first etcd node
+/// (None in a lab without one).
+fn asker(ctx: &Ctx<'_>) -> Option<String> {
+    ctx.lab.etcd_nodes().next().map(|n| n.name.clone())
+}
+
+/// Every member's `GET /version`, asked from `asker`; None in a lab without etcd nodes.
+async fn cluster_versions(ctx: &Ctx<'_>) -> Result<Option<Vec<ClusterVersion>>> {
+    let Some(node) = asker(ctx) else {
         return Ok(None);
     };
     let (scheme, flags) = if ctx.lab.tls {
@@ -298,7 +297,7 @@ async fn cluster_versions(ctx: &Ctx<'_>) -> Result<Option<(String, Vec<ClusterVe
         .await?;
     let mut versions: Vec<ClusterVersion> = out.stdout.lines().map(cluster_version).collect();
     versions.resize(endpoints.split(',').count(), ClusterVersion::Undecided);
-    Ok(Some((node, versions)))
+    Ok(Some(versions))
 }
 
 /// Waits until every member reports the cluster's version settled at its own. A new or
@@ -306,11 +305,12 @@ async fn cluster_versions(ctx: &Ctx<'_>) -> Result<Option<(String, Vec<ClusterVe
 /// "not_decided", then "3.0.0", and a Patroni started in that moment takes etcd for 3.0, finds
 /// no v3 API where 3.0 has it, and waits 5 s before it asks again.
 pub async fn wait_versioned(ctx: &Ctx<'_>, deadline: Duration) -> Result<()> {
+    let Some(node) = asker(ctx) else {
+        return Ok(());
+    };
     let members = ctx.lab.etcd_nodes().count();
     let waited = wait_for(deadline, Duration::from_millis(200), || async {
-        let Some((node, versions)) = cluster_versions(ctx).await? else {
-            return Ok(Ok(()));
-        };
+        let versions = cluster_versions(ctx).await?.unwrap_or_default();
         let settled = versions
             .iter()
             .filter(|v| **v == ClusterVersion::Settled)
@@ -319,15 +319,11 @@ pub async fn wait_versioned(ctx: &Ctx<'_>, deadline: Duration) -> Result<()> {
             Ok(())
         } else {
             Err(format!(
-                "{node}: {settled} of {members} member(s) report the cluster's version"
+                "{settled} of {members} member(s) report the cluster's version"
             ))
         })
     })
     .await?;
-    let node = match &waited {
-        Err(seen) => seen.split(':').next().unwrap_or_default().to_string(),
-        Ok(()) => String::new(),
-    };
     let say = |seen| {
         format!(
             "the etcd cluster has not settled its version after {} s ({seen})",
@@ -401,6 +397,21 @@ struct Header {
     member_id: u64,
 }
 
+impl Status {
+    /// The member says it is the leader.
+    fn leads(&self) -> bool {
+        self.status.leader != 0 && self.status.header.member_id == self.status.leader
+    }
+}
+
+/// Every member's `endpoint status -w json` (a JSON array per line; what is not one is skipped).
+fn parse_statuses(text: &str) -> Vec<Status> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Vec<Status>>(l.trim()).ok())
+        .flatten()
+        .collect()
+}
+
 fn parse(ctx: &Ctx<'_>, health: &str, status: &str) -> View {
     let name_of = |endpoint: &str| {
         ctx.cluster
@@ -426,11 +437,7 @@ fn view_from(
     name_of: impl Fn(&str) -> String,
 ) -> View {
     let health: Vec<Health> = serde_json::from_str(health.trim()).unwrap_or_default();
-    let status: Vec<Status> = status
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Vec<Status>>(l.trim()).ok())
-        .flatten()
-        .collect();
+    let status = parse_statuses(status);
     let mut healthy = Vec::new();
     let mut unhealthy = Vec::new();
     for member in members {
@@ -451,7 +458,7 @@ fn view_from(
         .collect();
     let leaders: Vec<String> = status
         .iter()
-        .filter(|s| s.status.leader != 0 && s.status.header.member_id == s.status.leader)
+        .filter(|s| s.leads())
         .map(|s| name_of(&s.endpoint))
         .collect();
     View {
