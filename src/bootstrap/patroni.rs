@@ -269,11 +269,8 @@ pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
 
 /// The running primary among `nodes`, asked of each node's REST API.
 pub async fn current_primary(ctx: &Ctx<'_>, nodes: &[String]) -> Result<Option<String>> {
-    Ok(states(ctx, nodes)
-        .await?
-        .into_iter()
-        .find(|(_, s)| s.as_ref().is_some_and(|s| s.is_primary()))
-        .map(|(n, _)| n))
+    let states = states(ctx, nodes).await?;
+    Ok(primary_of(&states).map(|(n, _)| n.clone()))
 }
 
 /// Every node's own account of itself, asked of all at once.
@@ -368,15 +365,20 @@ pub async fn wait_healthy(ctx: &Ctx<'_>, nodes: &[String], deadline: Duration) -
         .await
 }
 
+/// The first running primary among `states`, with its account of itself.
+fn primary_of(states: &[(String, Option<MemberState>)]) -> Option<(&String, &MemberState)> {
+    states
+        .iter()
+        .find_map(|(n, s)| s.as_ref().filter(|s| s.is_primary()).map(|s| (n, s)))
+}
+
 /// The primary, when it lacks the slot of a member whose Patroni answers: with use_slots, the
 /// primary makes a new member's slot only on its next HA loop, up to loop_wait (10 s) later, and
 /// a replica whose WAL receiver is refused for want of it retries only after
 /// wal_retrieve_retry_interval (5 s). Waking the loop before the replica's PostgreSQL asks
 /// spares both.
 fn owes_a_slot(states: &[(String, Option<MemberState>)]) -> Option<String> {
-    let (primary, p) = states
-        .iter()
-        .find_map(|(n, s)| s.as_ref().filter(|s| s.is_primary()).map(|s| (n, s)))?;
+    let (primary, p) = primary_of(states)?;
     states
         .iter()
         .filter(|(n, s)| n != primary && s.is_some())
@@ -388,10 +390,7 @@ fn owes_a_slot(states: &[(String, Option<MemberState>)]) -> Option<String> {
 /// slot: a receiver refused for want of the slot is started again only after
 /// wal_retrieve_retry_interval (5 s), which `wake_receiver` cuts short.
 fn slot_made_too_late(states: &[(String, Option<MemberState>)]) -> Vec<&str> {
-    let Some(p) = states
-        .iter()
-        .find_map(|(_, s)| s.as_ref().filter(|s| s.is_primary()))
-    else {
+    let Some((_, p)) = primary_of(states) else {
         return Vec::new();
     };
     states
