@@ -63,6 +63,8 @@ async fn run(cli: Cli) -> Result<i32> {
             let (engine, progress) = (&engine, &progress);
             let name = &args.lab.name;
             let work = async {
+                // Two bootstraps at once would start the same services twice.
+                let _lock = lock::exclusive(name, "a bootstrap")?;
                 let found = lab::get(engine, name).await?;
                 let changed =
                     bootstrap::run(engine, progress, &found, args.stage, Some(&interrupt)).await?;

@@ -31,6 +31,10 @@ pub async fn create(
     interrupt: &Interrupt,
 ) -> Result<()> {
     check_publish_address(spec.publish)?;
+    // The lab's own lock, as a bootstrap, reset or drill takes it: `lab bootstrap` on the lab
+    // being made would start its services twice, and `--replace` must not remove a lab that
+    // another command is changing.
+    let _lab_lock = lock::exclusive(&spec.name, "a create")?;
     let mut stop = interrupt.clone();
     let prepared = tokio::select! {
         prepared = prepare(engine, progress, spec, options) => prepared?,
