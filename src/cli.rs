@@ -2,8 +2,9 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::fault::Fault;
 use crate::image::definition::IMAGE;
-use crate::lab::{BackupType, Component, Scenario};
+use crate::lab::{BackupType, Component};
 use crate::spec::{RepoPlace, Stage, Topology};
 
 /// Turns a Docker Engine into a PostgreSQL high-availability training lab: PostgreSQL 17 with
@@ -24,7 +25,7 @@ pub enum Command {
     /// Start a stopped lab, or some of its nodes (a killed one rejoins as a replica).
     Start(Start),
     /// Stop a lab's services cleanly, then its nodes, keeping everything in them.
-    Stop(Target),
+    Stop(Changing),
     /// Remove a lab: its containers, volumes and (when it made it) its network.
     Destroy(Destroy),
     /// Put a lab back to the state it was created in: same names, addresses and ports.
@@ -84,6 +85,18 @@ pub struct Target {
     /// The lab's name.
     #[arg(long, default_value = "pgha")]
     pub name: String,
+}
+
+/// Which lab, for a command that changes it: such a command holds the lab's lock, and one
+/// started while another changes the same lab is refused at once, naming it (exit 3).
+#[derive(Args)]
+pub struct Changing {
+    /// The lab's name.
+    #[arg(long, default_value = "pgha")]
+    pub name: String,
+    /// When another command is changing this lab, wait for it to end instead of refusing.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Args)]
@@ -165,6 +178,10 @@ pub struct Create {
     /// Accept an even number of etcd members.
     #[arg(long)]
     pub force: bool,
+    /// When another command is changing a lab of this name, wait for it to end instead of
+    /// refusing.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Args)]
@@ -179,7 +196,7 @@ pub struct Ca {
 #[derive(Args)]
 pub struct Bootstrap {
     #[command(flatten)]
-    pub lab: Target,
+    pub lab: Changing,
     /// Go up to this stage; what is already done is skipped.
     #[arg(long, value_enum, default_value = "backup")]
     pub stage: Stage,
@@ -188,7 +205,7 @@ pub struct Bootstrap {
 #[derive(Args)]
 pub struct Start {
     #[command(flatten)]
-    pub lab: Target,
+    pub lab: Changing,
     /// Only these nodes (default: all).
     pub nodes: Vec<String>,
 }
@@ -196,7 +213,7 @@ pub struct Start {
 #[derive(Args)]
 pub struct Reset {
     #[command(flatten)]
-    pub lab: Target,
+    pub lab: Changing,
     /// Reset every lab on this Docker Engine.
     #[arg(long, conflicts_with = "name")]
     pub all: bool,
@@ -269,14 +286,14 @@ pub struct Logs {
 #[derive(Args)]
 pub struct NodeArg {
     #[command(flatten)]
-    pub lab: Target,
+    pub lab: Changing,
     pub node: String,
 }
 
 #[derive(Args)]
 pub struct Handover {
     #[command(flatten)]
-    pub lab: Target,
+    pub lab: Changing,
     /// The replica to promote [default: Patroni's choice for a switchover, the first
     /// streaming replica for a failover].
     #[arg(long, value_name = "NODE")]
@@ -286,7 +303,7 @@ pub struct Handover {
 #[derive(Args)]
 pub struct Drill {
     #[command(flatten)]
-    pub lab: Target,
+    pub lab: Changing,
     pub scenario: Scenario,
     /// Also read through the read-only entry (HAProxy's 5001, or the read-only multi-host
     /// string) and report what reads saw.
@@ -295,6 +312,43 @@ pub struct Drill {
     /// JSON for scripts instead of text for people.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `lab drill` runs: one of the fault drills, or the point-in-time restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// SIGKILL the primary's node, then start it again (it rejoins, pg_rewind if needed).
+    KillPrimary,
+    /// Cut the primary off the lab network, then heal it.
+    PartitionPrimary,
+    /// A planned switchover through patronictl.
+    Switchover,
+    /// A manual failover through patronictl.
+    Failover,
+    /// SIGKILL a replica (the synchronous standby in sync mode), then start it again.
+    KillReplica,
+    /// Stop etcd on a majority of its members for a ttl, then start them again.
+    EtcdMajority,
+    /// SIGKILL the HAProxy node, then start it again.
+    KillHaproxy,
+    /// A dropped table brought back by a point-in-time restore with pgBackRest.
+    Pitr,
+}
+
+impl Scenario {
+    /// The fault this scenario drills; None for pitr, which is a restore.
+    pub fn fault(self) -> Option<Fault> {
+        Some(match self {
+            Scenario::KillPrimary => Fault::KillPrimary,
+            Scenario::PartitionPrimary => Fault::PartitionPrimary,
+            Scenario::Switchover => Fault::Switchover,
+            Scenario::Failover => Fault::Failover,
+            Scenario::KillReplica => Fault::KillReplica,
+            Scenario::EtcdMajority => Fault::EtcdMajority,
+            Scenario::KillHaproxy => Fault::KillHaproxy,
+            Scenario::Pitr => return None,
+        })
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -306,7 +360,7 @@ pub enum OnOff {
 #[derive(Args)]
 pub struct Sync {
     #[command(flatten)]
-    pub lab: Target,
+    pub lab: Changing,
     pub mode: OnOff,
     /// synchronous_mode_strict: with no synchronous standby left, writes stop rather than go
     /// on unprotected.
@@ -317,7 +371,7 @@ pub struct Sync {
 #[derive(Args)]
 pub struct BackupArgs {
     #[command(flatten)]
-    pub lab: Target,
+    pub lab: Changing,
     /// The kind of backup.
     #[arg(long = "type", value_enum, default_value = "full", value_name = "TYPE")]
     pub kind: BackupType,
@@ -326,7 +380,7 @@ pub struct BackupArgs {
 #[derive(Args)]
 pub struct Restore {
     #[command(flatten)]
-    pub lab: Target,
+    pub lab: Changing,
     /// The time to restore to, as PostgreSQL prints a timestamptz (the output of `select
     /// now()`, such as "2026-12-03 12:34:56.789+00"); pgBackRest's --target.
     #[arg(long, value_name = "T")]
@@ -347,7 +401,7 @@ pub enum EtcdCommand {
 #[derive(Args)]
 pub struct Members {
     #[command(flatten)]
-    pub lab: Target,
+    pub lab: Changing,
     #[arg(required = true)]
     pub nodes: Vec<String>,
 }
@@ -355,7 +409,7 @@ pub struct Members {
 #[derive(Args)]
 pub struct Destroy {
     #[command(flatten)]
-    pub lab: Target,
+    pub lab: Changing,
     /// Destroy every lab on this Docker Engine.
     #[arg(long, conflicts_with = "name")]
     pub all: bool,

@@ -48,6 +48,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Another command is changing the lab; the text names it and says how to wait for it.
+    #[error("{0}")]
+    Busy(String),
     /// The user pressed Ctrl-C.
     #[error("interrupted by Ctrl-C")]
     Interrupted,
@@ -77,6 +80,7 @@ impl Error {
         match self {
             Error::Interrupted | Error::InterruptedAfter(_) => 130,
             Error::Invalid(_) => 2,
+            Error::Busy(_) => 3,
             _ => 1,
         }
     }

@@ -2,8 +2,8 @@
 //! containers exist (and so hold their addresses and ports), so two `lab create` runs at the same
 //! time can never pick the same subnet, addresses or ports; and by a `--tls` lab's certificate
 //! check and issue, so two bootstraps at once never hand a lab two CAs. Beside it, a lock per
-//! lab that a drill, a restore or a switch of replication mode holds while it changes the lab,
-//! so a second one on the same lab is refused instead of spoiling the first.
+//! lab (`LabLock`) that every command changing the lab holds, so a second one on the same lab
+//! is refused (or, asked to, waits) instead of spoiling the first.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 use crate::progress::Progress;
 
 /// In /tmp itself rather than $TMPDIR, which may differ between the users of one engine.
@@ -84,20 +85,77 @@ pub async fn acquire(progress: &Progress, purpose: &str) -> Result<PlanningLock>
     }
 }
 
-/// Takes lab `name`'s own lock without waiting: another command changing the same lab (a drill,
-/// a restore) is a conflict to report, not a queue. `purpose` is what would have run.
-pub fn exclusive(name: &str, purpose: &str) -> Result<PlanningLock> {
-    let path = format!("/tmp/pgha-lab-{name}.lock");
+/// A lab's own lock, held while a command changes that lab: every command that does (create,
+/// bootstrap, start, stop, reset, destroy, the drills and fault commands, sync, backup,
+/// restore) takes a `&LabLock` rather than a lab's name, so none can run without it. Read-only
+/// commands never take it. The kernel lets go of it when its holder dies, kill -9 included.
+pub struct LabLock {
+    lab: String,
+    _file: File,
+}
+
+impl LabLock {
+    /// The lab this lock is for.
+    pub fn lab(&self) -> &str {
+        &self.lab
+    }
+}
+
+/// Where lab `name`'s lock lives.
+fn lab_path(name: &str) -> String {
+    format!("/tmp/pgha-lab-{name}.lock")
+}
+
+/// Takes lab `name`'s lock for `purpose` ("a stop", "the kill-primary drill"). Another command
+/// changing the same lab is a conflict to report at once, naming it; with `wait`, it is waited
+/// for instead (saying so), until it ends or Ctrl-C (through `interrupt`) gives up.
+pub async fn lab(
+    name: &str,
+    purpose: &str,
+    wait: bool,
+    progress: &Progress,
+    interrupt: Option<&Interrupt>,
+) -> Result<LabLock> {
+    let mut told: Option<String> = None;
+    loop {
+        let holder = match lab_if_free(name)? {
+            Ok(lock) => return Ok(lock),
+            Err(holder) => holder,
+        };
+        if !wait {
+            return Err(Error::Busy(format!(
+                "lab {name} is busy: {holder} is changing it (it holds {}), so {purpose} \
+                 is refused rather than spoil both. Run this again once that ends, or add \
+                 --wait to wait for it.",
+                lab_path(name)
+            )));
+        }
+        if told.as_ref() != Some(&holder) {
+            progress.line(format!(
+                "waiting for {holder} to finish with lab {name} before {purpose} (Ctrl-C gives \
+                 up)"
+            ));
+            told = Some(holder);
+        }
+        if interrupt.is_some_and(Interrupt::was_pressed) {
+            return Err(Error::Interrupted);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Takes lab `name`'s lock if it is free; when another command holds it, that command's name, for commands over a whole class that pass a busy lab by.
+pub fn lab_if_free(name: &str) -> Result<std::result::Result<LabLock, String>> {
+    let path = lab_path(name);
     let file = open(Path::new(&path)).map_err(Error::io(format!("open the lab's lock {path}")))?;
     match file.try_lock() {
-        Ok(()) => Ok(PlanningLock { _file: file }),
-        Err(TryLockError::WouldBlock) => {
-            let holder = holder(&file).unwrap_or_else(|| "another process".into());
-            Err(Error::Invalid(format!(
-                "{holder} is changing lab {name} right now (it holds {path}), so {purpose} \
-                 would spoil both; wait for it to end, then run this again"
-            )))
-        }
+        Ok(()) => Ok(Ok(LabLock {
+            lab: name.to_string(),
+            _file: file,
+        })),
+        Err(TryLockError::WouldBlock) => Ok(Err(
+            holder(&file).unwrap_or_else(|| "another process".into())
+        )),
         Err(TryLockError::Error(e)) => Err(Error::io(format!("take the lab's lock {path}"))(e)),
     }
 }

@@ -1,34 +1,17 @@
 //! `lab`: turns a Docker Engine into a PostgreSQL high-availability training lab in one command,
 //! and resets or removes it in another.
 
-mod bootstrap;
-mod certs;
-mod cli;
-mod client;
-mod engine;
-mod error;
-mod image;
-mod interrupt;
-mod lab;
-mod labels;
-mod lock;
-mod plan;
-mod progress;
-mod render;
-mod spec;
-mod terminal;
-mod workload;
-
 use std::io::Write;
 
 use clap::Parser;
-use futures_util::StreamExt;
 
-use cli::{Cli, Command, Create, EtcdCommand, ImageCommand};
-use engine::Engine;
-use error::{Error, Result};
-use interrupt::Interrupt;
-use progress::Progress;
+use pgha_lab::cli::{self, Cli, Command, Create, EtcdCommand, ImageCommand};
+use pgha_lab::engine::Engine;
+use pgha_lab::error::{Error, Result};
+use pgha_lab::interrupt::{self, Interrupt};
+use pgha_lab::lock::{self, LabLock};
+use pgha_lab::progress::Progress;
+use pgha_lab::{image, lab, model, spec};
 
 #[tokio::main]
 async fn main() {
@@ -55,209 +38,101 @@ async fn run(cli: Cli) -> Result<i32> {
         _ => Vec::new(),
     };
     let engine = Engine::connect().await?;
-    let session = |code: i64| i32::try_from(code).unwrap_or(1);
+    let (engine, progress) = (&engine, &progress);
     match cli.command {
-        Command::Create(args) => create(&engine, &progress, &args, &specs).await?,
+        Command::Create(args) => create(engine, progress, &args, &specs).await?,
         Command::Bootstrap(args) => {
+            let lock = hold(progress, &args.lab, "a bootstrap").await?;
             let interrupt = Interrupt::listen();
-            let (engine, progress) = (&engine, &progress);
-            let name = &args.lab.name;
-            let work = async {
-                // Two bootstraps at once would start the same services twice.
-                let _lock = lock::exclusive(name, "a bootstrap")?;
-                let found = lab::get(engine, name).await?;
-                let changed =
-                    bootstrap::run(engine, progress, &found, args.stage, Some(&interrupt)).await?;
-                finish_bootstrap(engine, progress, name, changed).await
-            };
-            interrupt::finishing(
-                &interrupt,
-                progress,
-                "the bootstrap's stage in progress",
-                work,
-            )
-            .await?;
-        }
-        Command::Start(args) if args.nodes.is_empty() => {
-            let work = lab::start(&engine, &progress, &args.lab.name);
-            finishing(&progress, "the start", work).await?
+            let work = lab::bootstrap(engine, progress, &lock, args.stage, &interrupt);
+            let what = "the bootstrap's stage in progress";
+            interrupt::finishing(&interrupt, progress, what, work).await?;
         }
         Command::Start(args) => {
-            let work = lab::start_nodes(&engine, &progress, &args.lab.name, &args.nodes);
-            finishing(&progress, "the start", work).await?
-        }
-        Command::Stop(t) => {
-            let work = lab::stop(&engine, &progress, &t.name);
-            finishing(&progress, "the stop", work).await?
-        }
-        Command::Destroy(args) => {
-            if args.all {
-                let n = lab::destroy_all(&engine, &progress).await?;
-                progress.line(format!("{n} lab(s) destroyed"));
-            } else if !lab::destroy(&engine, &progress, &args.lab.name).await? {
-                progress.line(format!(
-                    "there is no lab called {}; nothing to do",
-                    args.lab.name
-                ));
+            let lock = hold(progress, &args.lab, "a start").await?;
+            if args.nodes.is_empty() {
+                finishing(progress, "the start", lab::start(engine, progress, &lock)).await?
+            } else {
+                let work = lab::start_nodes(engine, progress, &lock, &args.nodes);
+                finishing(progress, "the start", work).await?
             }
         }
-        Command::Reset(args) => {
-            let names = if args.all {
-                lab::all(&engine)
-                    .await?
-                    .into_iter()
-                    .map(|l| l.name)
-                    .collect()
-            } else {
-                vec![args.lab.name]
-            };
-            let interrupt = Interrupt::listen();
-            let work = each_lab(&progress, &names, &interrupt, |name, progress| {
-                let engine = &engine;
-                async move { lab::reset(engine, &progress, &name).await }
-            });
-            interrupt::finishing(&interrupt, &progress, "the reset", work).await?;
+        Command::Stop(args) => {
+            let lock = hold(progress, &args, "a stop").await?;
+            finishing(progress, "the stop", lab::stop(engine, progress, &lock)).await?
         }
-        Command::List => println!("{}", lab::list(&engine).await?),
+        Command::Destroy(args) => destroy(engine, progress, &args).await?,
+        Command::Reset(args) => reset(engine, progress, &args).await?,
+        Command::List => println!("{}", lab::list(engine).await?),
         Command::Status(args) => {
-            let report = lab::status(&engine, &args.lab.name).await?;
-            if args.json {
-                println!("{}", json(&report, "the status")?);
-            } else {
-                println!("{}", report.table());
-            }
+            let report = lab::status(engine, &args.lab.name).await?;
+            print_report(args.json, &report, "the status", |r| r.table())?;
         }
         Command::Check(args) => {
-            let report = lab::check(&engine, &args.lab.name).await?;
-            if args.json {
-                println!("{}", json(&report, "the check")?);
-            } else {
-                println!("{}", report.text());
-            }
+            let report = lab::check(engine, &args.lab.name).await?;
+            print_report(args.json, &report, "the check", |r| r.text())?;
             return Ok(if report.done { 0 } else { 1 });
         }
-        Command::Connect(t) => println!("{}", lab::connect(&engine, &t.name).await?),
-        Command::Ca(args) => {
-            let ca = lab::ca(&engine, &args.lab.name).await?;
-            match &args.out {
-                Some(path) => {
-                    lab::write_ca(path, &ca)?;
-                    progress.line(format!(
-                        "the CA certificate of lab {} is in {}",
-                        args.lab.name,
-                        path.display()
-                    ));
-                }
-                None => print!("{ca}"),
-            }
-        }
+        Command::Connect(t) => println!("{}", lab::connect(engine, &t.name).await?),
+        Command::Ca(args) => ca(engine, progress, &args).await?,
         Command::Psql(args) => {
             let target = match (args.node, args.replica) {
                 (Some(node), _) => lab::PsqlTarget::Node(node),
                 (None, true) => lab::PsqlTarget::Replica,
                 (None, false) => lab::PsqlTarget::Primary,
             };
-            return Ok(session(
-                lab::psql(&engine, &args.lab.name, target, &args.args).await?,
-            ));
+            let code = lab::psql(engine, &args.lab.name, target, &args.args).await?;
+            return Ok(session(code));
         }
         Command::Shell(args) => {
-            return Ok(session(
-                lab::shell(&engine, &args.lab.name, &args.node, args.root).await?,
-            ));
+            let code = lab::shell(engine, &args.lab.name, &args.node, args.root).await?;
+            return Ok(session(code));
         }
         Command::Exec(args) => {
-            return Ok(session(
-                lab::exec(&engine, &args.lab.name, &args.node, args.root, &args.cmd).await?,
-            ));
+            let code = lab::exec(engine, &args.lab.name, &args.node, args.root, &args.cmd);
+            return Ok(session(code.await?));
         }
         Command::Logs(args) => {
-            return Ok(session(
-                lab::logs(
-                    &engine,
-                    &args.lab.name,
-                    &args.node,
-                    args.component,
-                    args.follow,
-                )
-                .await?,
-            ));
+            let (name, node) = (&args.lab.name, &args.node);
+            let code = lab::logs(engine, name, node, args.component, args.follow).await?;
+            return Ok(session(code));
         }
         Command::Kill(a) => {
-            let work = lab::kill(&engine, &progress, &a.lab.name, &a.node);
-            finishing(&progress, "the drill", work).await?
+            let lock = hold(progress, &a.lab, &format!("killing {}", a.node)).await?;
+            drill(progress, lab::kill(engine, progress, &lock, &a.node)).await?
         }
         Command::Partition(a) => {
-            let work = lab::partition(&engine, &progress, &a.lab.name, &a.node);
-            finishing(&progress, "the drill", work).await?
+            let lock = hold(progress, &a.lab, &format!("partitioning {}", a.node)).await?;
+            drill(progress, lab::partition(engine, progress, &lock, &a.node)).await?
         }
         Command::Heal(a) => {
-            let work = lab::heal(&engine, &progress, &a.lab.name, &a.node);
-            finishing(&progress, "the drill", work).await?
+            let lock = hold(progress, &a.lab, &format!("healing {}", a.node)).await?;
+            drill(progress, lab::heal(engine, progress, &lock, &a.node)).await?
         }
-        Command::Switchover(a) => {
-            let work = lab::change_leader(&engine, &progress, &a.lab.name, a.to.as_deref(), false);
-            finishing(&progress, "the drill", work).await?
-        }
-        Command::Failover(a) => {
-            let work = lab::change_leader(&engine, &progress, &a.lab.name, a.to.as_deref(), true);
-            finishing(&progress, "the drill", work).await?
-        }
-        Command::Etcd(EtcdCommand::Stop(m)) => {
-            let work = lab::etcd_members(&engine, &progress, &m.lab.name, &m.nodes, false);
-            finishing(&progress, "the drill", work).await?
-        }
-        Command::Etcd(EtcdCommand::Start(m)) => {
-            let work = lab::etcd_members(&engine, &progress, &m.lab.name, &m.nodes, true);
-            finishing(&progress, "the drill", work).await?
-        }
-        Command::Drill(args) => {
-            let name = &args.lab.name;
-            let output = if args.scenario == lab::Scenario::Pitr {
-                if args.reader {
-                    return Err(Error::Invalid(
-                        "--reader goes with the fault drills; the pitr drill runs no workload"
-                            .into(),
-                    ));
-                }
-                let work = lab::pitr_drill(&engine, &progress, name);
-                let report = finishing(&progress, "the drill", work).await?;
-                if args.json {
-                    json(&report, "the drill's report")?
-                } else {
-                    report.table()
-                }
-            } else {
-                let work = lab::drill(&engine, &progress, name, args.scenario, args.reader);
-                let report = finishing(&progress, "the drill", work).await?;
-                if args.json {
-                    json(&report, "the drill's report")?
-                } else {
-                    report.table()
-                }
-            };
-            println!("{}", output.trim_end());
-        }
+        Command::Switchover(a) => change_leader(engine, progress, &a, false).await?,
+        Command::Failover(a) => change_leader(engine, progress, &a, true).await?,
+        Command::Etcd(EtcdCommand::Stop(m)) => etcd(engine, progress, &m, false).await?,
+        Command::Etcd(EtcdCommand::Start(m)) => etcd(engine, progress, &m, true).await?,
+        Command::Drill(args) => run_drill(engine, progress, &args).await?,
         Command::Sync(args) => {
+            let lock = hold(progress, &args.lab, "switching the replication mode").await?;
             let on = args.mode == cli::OnOff::On;
-            let work = lab::sync(&engine, &progress, &args.lab.name, on, args.strict);
-            finishing(&progress, "the switch", work).await?
+            let work = lab::sync(engine, progress, &lock, on, args.strict);
+            finishing(progress, "the switch", work).await?
         }
         Command::Backup(args) => {
-            let work = lab::backup(&engine, &progress, &args.lab.name, args.kind);
-            finishing(&progress, "the backup", work).await?
+            let lock = hold(progress, &args.lab, "a backup").await?;
+            let work = lab::backup(engine, progress, &lock, args.kind);
+            finishing(progress, "the backup", work).await?
         }
         Command::Backups(args) => {
-            let list = lab::backups(&engine, &args.lab.name).await?;
-            if args.json {
-                println!("{}", json(&list, "the backups")?);
-            } else {
-                print!("{}", lab::backups_table(&list));
-            }
+            let list = lab::backups(engine, &args.lab.name).await?;
+            print_report(args.json, &list, "the backups", |l| lab::backups_table(l))?;
         }
         Command::Restore(args) => {
-            let work = lab::restore(&engine, &progress, &args.lab.name, &args.time, args.yes);
-            let steps = finishing(&progress, "the restore", work).await?;
+            let lock = hold(progress, &args.lab, "a restore").await?;
+            let work = lab::restore(engine, progress, &lock, &args.time, args.yes);
+            let steps = finishing(progress, "the restore", work).await?;
             let total: f64 = steps.iter().map(|s| s.seconds).sum();
             progress.line(format!(
                 "lab {} restored to {} in {total:.1} s",
@@ -270,13 +145,39 @@ async fn run(cli: Cli) -> Result<i32> {
                 force: args.force,
                 mirror: args.mirror,
             };
-            image::build(&engine, &progress, &request).await?
+            image::build(engine, progress, &request).await?
         }
         Command::Image(ImageCommand::Info { image }) => {
-            println!("{}", image::info(&engine, &image).await?)
+            println!("{}", image::info(engine, &image).await?)
         }
     }
     Ok(0)
+}
+
+/// A remote command's exit code as this process's.
+fn session(code: i64) -> i32 {
+    i32::try_from(code).unwrap_or(1)
+}
+
+/// Takes the lock of the lab a command changes, for `purpose` ("a stop"): refused at once while
+/// another command changes it, or waited for with --wait.
+async fn hold(progress: &Progress, lab: &cli::Changing, purpose: &str) -> Result<LabLock> {
+    lock::lab(&lab.name, purpose, lab.wait, progress, None).await
+}
+
+/// Prints a report as JSON or as `text` shows it.
+fn print_report<T: serde::Serialize>(
+    as_json: bool,
+    report: &T,
+    what: &str,
+    text: impl FnOnce(&T) -> String,
+) -> Result<()> {
+    if as_json {
+        println!("{}", json(report, what)?);
+    } else {
+        println!("{}", text(report).trim_end());
+    }
+    Ok(())
 }
 
 /// Runs a command that must not stop halfway: Ctrl-C lets it finish, then ends it (130).
@@ -288,26 +189,164 @@ async fn finishing<T>(
     interrupt::finishing(&Interrupt::listen(), progress, what, work).await
 }
 
-/// After `lab bootstrap`: `lab reset` returns a lab to the state it was created in (an
-/// exercise's starting point, say), so a snapshot is taken only for a lab without a whole one
-/// (a create cut short before its own); then the lab is marked ready.
-async fn finish_bootstrap(
+/// A fault command (kill, partition, heal, switchover, failover, etcd stop|start), run to its
+/// end even on Ctrl-C.
+async fn drill(
+    progress: &Progress,
+    work: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
+    finishing(progress, "the drill", work).await
+}
+
+/// `lab switchover` or `lab failover`.
+async fn change_leader(
     engine: &Engine,
     progress: &Progress,
-    name: &str,
-    changed: bool,
+    args: &cli::Handover,
+    failover: bool,
 ) -> Result<()> {
-    if !lab::has_snapshot(engine, name).await? {
-        lab::snapshot(engine, progress, name).await?;
-    } else if changed {
-        progress.line(
-            "the snapshot for `lab reset` is kept: reset returns the lab to the state it was \
-             created in",
-        );
+    let what = if failover {
+        "a failover"
     } else {
-        progress.line("everything was in place; the snapshot for `lab reset` is kept");
+        "a switchover"
+    };
+    let lock = hold(progress, &args.lab, what).await?;
+    let to = args.to.as_deref();
+    drill(
+        progress,
+        lab::change_leader(engine, progress, &lock, to, failover),
+    )
+    .await
+}
+
+/// `lab etcd stop|start NODE...`.
+async fn etcd(engine: &Engine, progress: &Progress, m: &cli::Members, start: bool) -> Result<()> {
+    let what = if start {
+        "starting etcd"
+    } else {
+        "stopping etcd"
+    };
+    let lock = hold(
+        progress,
+        &m.lab,
+        &format!("{what} on {}", m.nodes.join(", ")),
+    )
+    .await?;
+    drill(
+        progress,
+        lab::etcd_members(engine, progress, &lock, &m.nodes, start),
+    )
+    .await
+}
+
+/// `lab drill SCENARIO`: a fault drill, or the pitr drill.
+async fn run_drill(engine: &Engine, progress: &Progress, args: &cli::Drill) -> Result<()> {
+    let output = match args.scenario.fault() {
+        None => {
+            if args.reader {
+                return Err(Error::Invalid(
+                    "--reader goes with the fault drills; the pitr drill runs no workload".into(),
+                ));
+            }
+            let lock = hold(progress, &args.lab, "the pitr drill").await?;
+            let work = lab::pitr_drill(engine, progress, &lock);
+            let report = finishing(progress, "the drill", work).await?;
+            report_text(args.json, &report, |r| r.table())?
+        }
+        Some(fault) => {
+            let purpose = format!("the {} drill", fault.name());
+            let lock = hold(progress, &args.lab, &purpose).await?;
+            let work = lab::drill(engine, progress, &lock, fault, args.reader);
+            let report = finishing(progress, "the drill", work).await?;
+            report_text(args.json, &report, |r| r.table())?
+        }
+    };
+    println!("{}", output.trim_end());
+    Ok(())
+}
+
+/// A drill's report as JSON or as its table.
+fn report_text<T: serde::Serialize>(
+    as_json: bool,
+    report: &T,
+    table: impl FnOnce(&T) -> String,
+) -> Result<String> {
+    if as_json {
+        json(report, "the drill's report")
+    } else {
+        Ok(table(report))
     }
-    lab::mark(engine, name, labels::READY).await
+}
+
+/// `lab destroy [--all]`: a lab another command is changing is left alone and reported.
+async fn destroy(engine: &Engine, progress: &Progress, args: &cli::Destroy) -> Result<()> {
+    if !args.all {
+        let lock = hold(progress, &args.lab, "a destroy").await?;
+        if !lab::destroy(engine, progress, &lock).await? {
+            progress.line(format!(
+                "there is no lab called {}; nothing to do",
+                args.lab.name
+            ));
+        }
+        return Ok(());
+    }
+    let done = lab::destroy_all(engine, progress).await?;
+    progress.line(format!("{} lab(s) destroyed", done.destroyed.len()));
+    if done.busy.is_empty() {
+        return Ok(());
+    }
+    let busy: Vec<String> = done
+        .busy
+        .iter()
+        .map(|(lab, holder)| format!("{lab} ({holder})"))
+        .collect();
+    Err(Error::Busy(format!(
+        "{} lab(s) were left as they are because another command is changing them: {}. Run \
+         `lab destroy --all` again once those end.",
+        busy.len(),
+        busy.join(", ")
+    )))
+}
+
+/// `lab reset [--all]`: each lab under its own lock; with --all, a lab another command is
+/// changing is reported and the others are reset.
+async fn reset(engine: &Engine, progress: &Progress, args: &cli::Reset) -> Result<()> {
+    let names: Vec<String> = if args.all {
+        model::all(engine)
+            .await?
+            .into_iter()
+            .map(|l| l.name)
+            .collect()
+    } else {
+        vec![args.lab.name.clone()]
+    };
+    let interrupt = Interrupt::listen();
+    let work = lab::each_lab(progress, &names, &interrupt, |name, progress| {
+        let interrupt = &interrupt;
+        async move {
+            let lock =
+                lock::lab(&name, "a reset", args.lab.wait, &progress, Some(interrupt)).await?;
+            lab::reset(engine, &progress, &lock).await
+        }
+    });
+    interrupt::finishing(&interrupt, progress, "the reset", work).await
+}
+
+/// `lab ca [--out FILE]`.
+async fn ca(engine: &Engine, progress: &Progress, args: &cli::Ca) -> Result<()> {
+    let ca = lab::ca(engine, &args.lab.name).await?;
+    match &args.out {
+        Some(path) => {
+            lab::write_ca(path, &ca)?;
+            progress.line(format!(
+                "the CA certificate of lab {} is in {}",
+                args.lab.name,
+                path.display()
+            ));
+        }
+        None => print!("{ca}"),
+    }
+    Ok(())
 }
 
 /// `value` as pretty JSON; `what` names it in the error.
@@ -316,69 +355,6 @@ fn json(value: &impl serde::Serialize, what: &str) -> Result<String> {
         action: format!("encode {what} as JSON"),
         source: e.into(),
     })
-}
-
-/// Runs `work` for every named lab (each with its own progress prefix when there are several),
-/// as many at once as this machine has cores: a class of labs on a laptop would otherwise
-/// compete for two cores and run into the stages' deadlines. A lab that fails does not stop
-/// the others; Ctrl-C stops new ones from starting. The end is a line per lab, and an error
-/// when any failed (exit 130 when Ctrl-C stopped some).
-async fn each_lab<F, Fut>(
-    progress: &Progress,
-    names: &[String],
-    interrupt: &Interrupt,
-    work: F,
-) -> Result<()>
-where
-    F: Fn(String, Progress) -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
-{
-    if let [name] = names {
-        return work(name.clone(), progress.clone()).await;
-    }
-    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get());
-    // Unordered: a lab that ends early frees its place for the next at once, not only once the
-    // labs begun before it have ended.
-    let mut results: Vec<(usize, Result<()>)> =
-        futures_util::stream::iter(names.iter().enumerate().map(|(i, name)| {
-            let run = if interrupt.was_pressed() {
-                futures_util::future::Either::Left(async { Err(Error::Interrupted) })
-            } else {
-                futures_util::future::Either::Right(work(name.clone(), progress.for_lab(name)))
-            };
-            async move { (i, run.await) }
-        }))
-        .buffer_unordered(at_once)
-        .collect()
-        .await;
-    results.sort_by_key(|(i, _)| *i);
-    let results: Vec<Result<()>> = results.into_iter().map(|(_, r)| r).collect();
-    let mut failed = Vec::new();
-    for (name, result) in names.iter().zip(&results) {
-        match result {
-            Ok(()) => progress.line(format!("lab {name}: done")),
-            Err(e) => {
-                progress.line(format!("lab {name}: FAILED: {e}"));
-                failed.push(name.as_str());
-            }
-        }
-    }
-    let summary = || {
-        format!(
-            "{} of {} labs did not finish: {} (each one's error is above)",
-            failed.len(),
-            names.len(),
-            failed.join(", ")
-        )
-    };
-    let interrupted = results
-        .iter()
-        .any(|r| matches!(r, Err(Error::Interrupted | Error::InterruptedAfter(_))));
-    match (failed.is_empty(), interrupted) {
-        (true, _) => Ok(()),
-        (false, true) => Err(Error::InterruptedAfter(summary())),
-        (false, false) => Err(Error::Failed(summary())),
-    }
 }
 
 /// The names `lab create` makes: the given ones, or NAME-a, NAME-b, ... for --count.
@@ -488,13 +464,16 @@ async fn create(
         }
     }
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-    each_lab(progress, &names, &interrupt, |name, progress| {
+    lab::each_lab(progress, &names, &interrupt, |name, progress| {
         let spec = specs
             .iter()
             .find(|s| s.name == name)
             .expect("a spec per name");
         let (options, interrupt) = (&options, &interrupt);
-        async move { lab::create(engine, &progress, spec, options, interrupt).await }
+        async move {
+            let lock = lock::lab(&name, "a create", args.wait, &progress, Some(interrupt)).await?;
+            lab::create(engine, &progress, spec, options, interrupt, &lock).await
+        }
     })
     .await
 }

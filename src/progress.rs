@@ -15,6 +15,12 @@ pub struct Progress {
     prefix: String,
 }
 
+impl Default for Progress {
+    fn default() -> Progress {
+        Progress::new()
+    }
+}
+
 impl Progress {
     pub fn new() -> Progress {
         Progress {

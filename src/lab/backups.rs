@@ -5,12 +5,13 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::pitr::print_time;
-use crate::bootstrap::{Ctx, backup};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::lock;
+use crate::lock::LabLock;
+use crate::model;
 use crate::progress::Progress;
 use crate::render::STANZA;
+use crate::services::{Ctx, pgbackrest};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackupType {
@@ -20,7 +21,7 @@ pub enum BackupType {
 }
 
 /// The running repository node, or why there is none.
-fn repo_of(lab: &super::Lab) -> Result<String> {
+fn repo_of(lab: &model::Lab) -> Result<String> {
     match lab.repo_node() {
         Some(n) if n.running() => Ok(n.name.clone()),
         Some(n) => Err(Error::Invalid(format!(
@@ -37,11 +38,11 @@ fn repo_of(lab: &super::Lab) -> Result<String> {
 pub async fn take(
     engine: &Engine,
     progress: &Progress,
-    name: &str,
+    lock: &LabLock,
     kind: BackupType,
 ) -> Result<()> {
-    let _lock = lock::exclusive(name, "a backup")?;
-    let lab = super::get(engine, name).await?;
+    let name = lock.lab();
+    let lab = model::get(engine, name).await?;
     let repo = repo_of(&lab)?;
     let ctx = Ctx::new(engine, &lab);
     let kind = match kind {
@@ -51,14 +52,14 @@ pub async fn take(
     };
     let command = format!("pgbackrest --stanza={STANZA} --type={kind} backup");
     let step = progress.step(format!("{command} on {repo}"));
-    backup::pgbackrest(
+    pgbackrest::command(
         &ctx,
         &repo,
         &format!("--type={kind} backup"),
         Duration::from_secs(900),
     )
     .await?;
-    let newest = backup::list(&ctx, &repo)
+    let newest = pgbackrest::list(&ctx, &repo)
         .await?
         .and_then(|l| l.into_iter().last());
     step.done(match newest {
@@ -75,10 +76,10 @@ pub async fn take(
     Ok(())
 }
 
-pub async fn list(engine: &Engine, name: &str) -> Result<Vec<backup::Listed>> {
-    let lab = super::get(engine, name).await?;
+pub async fn list(engine: &Engine, name: &str) -> Result<Vec<pgbackrest::Listed>> {
+    let lab = model::get(engine, name).await?;
     let repo = repo_of(&lab)?;
-    backup::list(&Ctx::new(engine, &lab), &repo)
+    pgbackrest::list(&Ctx::new(engine, &lab), &repo)
         .await?
         .ok_or_else(|| {
             Error::Failed(format!(
@@ -93,7 +94,7 @@ fn mib(bytes: u64) -> String {
 }
 
 /// The table people read; the times are the window a restore can reach from each backup on.
-pub fn table(backups: &[backup::Listed]) -> String {
+pub fn table(backups: &[pgbackrest::Listed]) -> String {
     if backups.is_empty() {
         return "no backups yet\n".into();
     }

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::Lab;
-use crate::bootstrap::haproxy::{self, Routing};
-use crate::bootstrap::patroni::{COPY_ROLES, MemberState, SETUP as PATRONI_SETUP};
-use crate::bootstrap::{Ctx, Facts, backup, etcd, patroni};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::model::{self, Lab};
 use crate::render::{ARCHIVE_COMMAND, PATRONI_CONF, STANZA, archives_to_pgbackrest};
+use crate::services::haproxy::{self, Routing};
+use crate::services::patroni::{COPY_ROLES, MemberState, SETUP as PATRONI_SETUP};
+use crate::services::{Ctx, Facts, etcd, patroni, pgbackrest};
 use crate::spec::Roles;
 
 /// One node as `lab check` saw it.
@@ -44,7 +44,7 @@ pub struct Observed {
     pub nodes: Vec<NodeSeen>,
     pub etcd: Option<etcd::View>,
     /// `pgbackrest info` from the repository host, when it is configured.
-    pub stanza: Option<backup::Info>,
+    pub stanza: Option<pgbackrest::Info>,
     /// archive_command as the primary runs it.
     pub archive_command: Option<String>,
     /// Where HAProxy sends clients, when the lab has HAProxy and its stats page answers.
@@ -117,7 +117,7 @@ impl Report {
 
 /// Looks at the lab and judges every step.
 pub async fn check(engine: &Engine, name: &str) -> Result<Report> {
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     let observed = observe(engine, &lab).await?;
     Ok(judge(&observed))
 }
@@ -143,7 +143,7 @@ async fn observe(engine: &Engine, lab: &Lab) -> Result<Observed> {
     );
     let with_ssh = format!(
         "{aliases}; {}",
-        crate::bootstrap::ssh_probe(&reachable, "unreachable")
+        crate::services::ssh_probe(&reachable, "unreachable")
     );
     let nodes = futures_util::future::try_join_all(lab.nodes.iter().map(|n| {
         let (ctx, facts) = (&ctx, &facts);
@@ -198,7 +198,7 @@ async fn observe(engine: &Engine, lab: &Lab) -> Result<Observed> {
     };
     let stanza = match nodes.iter().find(|n| n.roles.repo) {
         Some(r) if r.facts.as_ref().is_some_and(|f| f.repo_config) => {
-            backup::info(&ctx, &r.name).await?
+            pgbackrest::info(&ctx, &r.name).await?
         }
         _ => None,
     };
@@ -206,7 +206,7 @@ async fn observe(engine: &Engine, lab: &Lab) -> Result<Observed> {
         .iter()
         .find(|n| n.member.as_ref().is_some_and(|m| m.is_primary()))
     {
-        Some(p) => backup::archive_command(&ctx, &p.name).await?,
+        Some(p) => pgbackrest::archive_command(&ctx, &p.name).await?,
         None => None,
     };
     let routing = match nodes.iter().find(|n| n.roles.haproxy) {
@@ -832,7 +832,7 @@ fn step_todo(step: &str, seen: String, next: impl Into<Option<Next>>) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bootstrap::patroni::Receiver;
+    use crate::services::patroni::Receiver;
 
     fn member(json: &str, receiver: Option<(&str, &str)>) -> Option<MemberState> {
         let mut m: MemberState = serde_json::from_str(json).unwrap();
@@ -900,7 +900,7 @@ mod tests {
                 unhealthy: vec![],
                 leader: Some("pgha2".into()),
             }),
-            stanza: Some(backup::Info {
+            stanza: Some(pgbackrest::Info {
                 status: "ok".into(),
                 full_backups: 1,
                 last: Some(("20261123-072324F".into(), "full".into())),
@@ -1204,7 +1204,7 @@ mod tests {
     #[test]
     fn the_backup_steps_follow_the_course() {
         let mut o = finished();
-        o.stanza = Some(backup::Info {
+        o.stanza = Some(pgbackrest::Info {
             status: NO_STANZA.into(),
             full_backups: 0,
             last: None,

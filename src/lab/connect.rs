@@ -7,11 +7,12 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::bootstrap::{self, Ctx};
 use crate::certs::CA_CERT;
 use crate::client::reachable;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::model;
+use crate::services::{self, Ctx};
 use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS};
 
 /// A PostgreSQL node as a client reaches it: name, host address and published port.
@@ -169,7 +170,7 @@ fn shell_quote(text: &str) -> String {
 }
 
 pub async fn connect(engine: &Engine, name: &str) -> Result<String> {
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     let endpoints: Vec<Endpoint> = lab
         .postgres_nodes()
         .filter_map(|n| {
@@ -189,7 +190,7 @@ pub async fn connect(engine: &Engine, name: &str) -> Result<String> {
         })
     });
     let ctx = Ctx::new(engine, &lab);
-    let settings = answered(name, bootstrap::settings(&ctx)).await?;
+    let settings = answered(name, services::settings(&ctx)).await?;
     let tls = if lab.tls {
         let ca = answered(name, ca_of(&ctx)).await?;
         Some(Tls {
@@ -215,7 +216,7 @@ async fn answered<T>(name: &str, work: impl std::future::Future<Output = Result<
 
 /// `lab ca`: a `--tls` lab's CA certificate (PEM), read from a running node.
 pub async fn ca(engine: &Engine, name: &str) -> Result<String> {
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     if !lab.tls {
         return Err(Error::Invalid(format!(
             "lab {name} was made without --tls: its connections are plain, and it has no \

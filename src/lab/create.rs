@@ -5,13 +5,13 @@
 use std::net::{IpAddr, TcpListener};
 use std::time::Duration;
 
-use crate::bootstrap;
 use crate::engine::{Engine, UploadFile};
 use crate::error::{Error, Result};
 use crate::image;
 use crate::interrupt::Interrupt;
 use crate::labels;
-use crate::lock;
+use crate::lock::{LabLock, PlanningLock};
+use crate::model;
 use crate::plan::{self, Plan, World};
 use crate::progress::Progress;
 use crate::spec::{LabSpec, Settings, Stage};
@@ -29,21 +29,18 @@ pub async fn create(
     spec: &LabSpec,
     options: &CreateOptions,
     interrupt: &Interrupt,
+    lock: &LabLock,
 ) -> Result<()> {
     check_publish_address(spec.publish)?;
-    // The lab's own lock, as a bootstrap, reset or drill takes it: `lab bootstrap` on the lab
-    // being made would start its services twice, and `--replace` must not remove a lab that
-    // another command is changing.
-    let _lab_lock = lock::exclusive(&spec.name, "a create")?;
     let mut stop = interrupt.clone();
     let prepared = tokio::select! {
         prepared = prepare(engine, progress, spec, options) => prepared?,
         _ = stop.pressed() => return Err(Error::Interrupted),
     };
-    let (mut plan, lock) = prepared;
+    let (mut plan, planning) = prepared;
     if options.replace {
         // Past this point Ctrl-C waits: the old lab is removed whole, never halfway.
-        if super::destroy(engine, progress, &spec.name).await? {
+        if super::destroy(engine, progress, lock).await? {
             progress.line(format!(
                 "replacing lab {}: the old one is removed",
                 spec.name
@@ -62,11 +59,11 @@ pub async fn create(
     // From here on everything made carries the lab's labels, which is how it is undone.
     let made = tokio::select! {
         made = async {
-            make(engine, progress, &plan, &spec.settings, lock).await?;
-            let lab = super::get(engine, &spec.name).await?;
-            bootstrap::run(engine, progress, &lab, options.stage, None).await?;
-            super::snapshot(engine, progress, &spec.name).await?;
-            super::mark(engine, &spec.name, labels::READY).await
+            make(engine, progress, &plan, &spec.settings, planning).await?;
+            let lab = model::get(engine, &spec.name).await?;
+            super::bootstrap::stages(engine, progress, &lab, options.stage, None).await?;
+            super::snapshot(engine, progress, lock).await?;
+            model::mark(engine, &spec.name, labels::READY).await
         } => made,
         _ = stop.pressed() => Err(Error::Interrupted),
     };
@@ -78,11 +75,11 @@ pub async fn create(
                 spec.name, spec.name
             ));
         } else {
-            roll_back(engine, progress, &spec.name).await;
+            roll_back(engine, progress, lock).await;
         }
         return Err(e);
     }
-    let lab = super::get(engine, &spec.name).await?;
+    let lab = model::get(engine, &spec.name).await?;
     super::show::print_nodes(&lab);
     Ok(())
 }
@@ -96,9 +93,10 @@ async fn prepare(
     progress: &Progress,
     spec: &LabSpec,
     options: &CreateOptions,
-) -> Result<(Plan, lock::PlanningLock)> {
+) -> Result<(Plan, PlanningLock)> {
     image::ensure(engine, progress, &spec.image).await?;
-    let lock = lock::acquire(progress, "this create's choice of addresses and ports").await?;
+    let planning =
+        crate::lock::acquire(progress, "this create's choice of addresses and ports").await?;
     let mut world = snapshot(engine).await?;
     if options.replace {
         world.forget(&spec.name);
@@ -107,7 +105,7 @@ async fn prepare(
     if let Some(note) = &plan.network.note {
         progress.line(format!("note: {note}"));
     }
-    Ok((plan, lock))
+    Ok((plan, planning))
 }
 
 /// `--dry-run`: each lab's plan, counting the labs planned before it as made; nothing is
@@ -167,10 +165,10 @@ async fn make(
     progress: &Progress,
     plan: &Plan,
     credentials: &Settings,
-    lock: lock::PlanningLock,
+    planning: PlanningLock,
 ) -> Result<()> {
     // First of all: from here on, a create cut short leaves a lab known to be unfinished.
-    super::mark(engine, &plan.lab, labels::STARTED).await?;
+    model::mark(engine, &plan.lab, labels::STARTED).await?;
     if plan.network.create {
         let step = progress.step(format!("network {}", plan.network.name));
         engine.create_network(&plan.network_spec()).await?;
@@ -211,7 +209,7 @@ async fn make(
     }))
     .await?;
     // The containers now hold their addresses and ports for any other planner to see.
-    drop(lock);
+    drop(planning);
     step.detail("starting");
     futures_util::future::try_join_all(
         plan.nodes
@@ -219,7 +217,7 @@ async fn make(
             .map(|node| engine.start_container(&node.name)),
     )
     .await?;
-    super::mark(engine, &plan.lab, Stage::Containers.name()).await?;
+    model::mark(engine, &plan.lab, Stage::Containers.name()).await?;
     step.done(format!(
         "{} running: {}",
         plan.nodes.len(),
@@ -234,10 +232,11 @@ async fn make(
 
 /// Removes everything carrying the lab's labels. A request cut short by Ctrl-C may still
 /// complete inside the daemon, so the sweep repeats until a pass finds nothing left.
-async fn roll_back(engine: &Engine, progress: &Progress, name: &str) {
+async fn roll_back(engine: &Engine, progress: &Progress, lock: &LabLock) {
+    let name = lock.lab();
     let step = progress.step(format!("roll back lab {name}"));
     for _ in 0..4 {
-        match super::destroy(engine, progress, name).await {
+        match super::destroy(engine, progress, lock).await {
             Ok(false) => {
                 step.done("everything the lab made is removed");
                 return;

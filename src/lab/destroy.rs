@@ -6,10 +6,12 @@ use std::collections::BTreeSet;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::labels;
+use crate::lock::{self, LabLock};
 use crate::progress::Progress;
 
 /// Destroys the lab; returns whether there was anything to destroy.
-pub async fn destroy(engine: &Engine, progress: &Progress, name: &str) -> Result<bool> {
+pub async fn destroy(engine: &Engine, progress: &Progress, lock: &LabLock) -> Result<bool> {
+    let name = lock.lab();
     let filter = labels::of_lab(name);
     let (containers, volumes, networks) = tokio::try_join!(
         engine.containers(Some(&filter)),
@@ -82,8 +84,17 @@ async fn foreign_users(engine: &Engine, network: &str) -> Result<BTreeSet<String
     Ok(users)
 }
 
-/// Destroys every lab on the engine, including what a failed run may have left behind.
-pub async fn destroy_all(engine: &Engine, progress: &Progress) -> Result<usize> {
+/// What `lab destroy --all` did: the labs removed, and those passed by because another
+/// command was changing them (with that command).
+pub struct DestroyedAll {
+    pub destroyed: Vec<String>,
+    pub busy: Vec<(String, String)>,
+}
+
+/// Destroys every lab on the engine, including what a failed run may have left behind; a lab
+/// that another command is changing (a create, a reset) is passed by and reported, not removed
+/// under it.
+pub async fn destroy_all(engine: &Engine, progress: &Progress) -> Result<DestroyedAll> {
     let (containers, volumes, networks) = tokio::try_join!(
         engine.containers(Some(labels::LAB)),
         engine.volumes(Some(labels::LAB)),
@@ -96,8 +107,23 @@ pub async fn destroy_all(engine: &Engine, progress: &Progress) -> Result<usize> 
         .chain(networks.iter().map(|n| &n.labels))
         .filter_map(|l| l.get(labels::LAB).cloned())
         .collect();
-    for name in &names {
-        destroy(engine, progress, name).await?;
+    let mut done = DestroyedAll {
+        destroyed: Vec::new(),
+        busy: Vec::new(),
+    };
+    for name in names {
+        match lock::lab_if_free(&name)? {
+            Ok(lock) => {
+                destroy(engine, progress, &lock).await?;
+                done.destroyed.push(name);
+            }
+            Err(holder) => {
+                progress.line(format!(
+                    "lab {name} is left as it is: {holder} is changing it"
+                ));
+                done.busy.push((name, holder));
+            }
+        }
     }
-    Ok(names.len())
+    Ok(done)
 }

@@ -9,46 +9,18 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::Lab;
 use super::drills::{ELECTION, REJOIN, etcd_service, hand_over, healthy_before, rejoined, rewound};
-use super::predict::{self, Timers, Window};
-use crate::bootstrap::{self, Ctx, etcd, haproxy, patroni, services};
 use crate::client::{Entry, TargetSessionAttrs};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::lock;
+use crate::fault::Fault;
+use crate::lock::LabLock;
+use crate::model::{self, Lab};
+use crate::predict::{self, Timers, Window};
 use crate::progress::{Progress, seconds};
+use crate::services::{self, Ctx, etcd, haproxy, lifecycle, patroni};
 use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS};
 use crate::workload::{self, Record, TABLE, Workload};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scenario {
-    /// SIGKILL the primary's node, then start it again (it rejoins, pg_rewind if needed).
-    KillPrimary,
-    /// Cut the primary off the lab network, then heal it.
-    PartitionPrimary,
-    /// A planned switchover through patronictl.
-    Switchover,
-    /// A manual failover through patronictl.
-    Failover,
-    /// SIGKILL a replica (the synchronous standby in sync mode), then start it again.
-    KillReplica,
-    /// Stop etcd on a majority of its members for a ttl, then start them again.
-    EtcdMajority,
-    /// SIGKILL the HAProxy node, then start it again.
-    KillHaproxy,
-    /// A dropped table brought back by a point-in-time restore with pgBackRest.
-    Pitr,
-}
-
-impl Scenario {
-    pub fn name(self) -> String {
-        clap::ValueEnum::to_possible_value(&self)
-            .map(|v| v.get_name().to_string())
-            .unwrap_or_default()
-    }
-}
 
 /// How long HAProxy may take to route as Patroni says: fall 3 checks 3 s apart, with room.
 const PROXY_FOLLOWS: Duration = Duration::from_secs(45);
@@ -91,7 +63,7 @@ pub struct Lost {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub lab: String,
-    pub scenario: Scenario,
+    pub scenario: Fault,
     /// async, sync or sync (strict): the replication mode the lab was in.
     pub mode: String,
     /// The entry the workload used.
@@ -123,7 +95,7 @@ struct Entries {
 }
 
 async fn entries(ctx: &Ctx<'_>, lab: &Lab) -> Result<Entries> {
-    let password = bootstrap::settings(ctx).await?.password;
+    let password = services::settings(ctx).await?.password;
     let ca = if lab.tls {
         Some(super::connect::ca_of(ctx).await?)
     } else {
@@ -175,18 +147,17 @@ async fn entries(ctx: &Ctx<'_>, lab: &Lab) -> Result<Entries> {
 
 /// The node a scenario hits.
 async fn target(
-    scenario: Scenario,
+    scenario: Fault,
     ctx: &Ctx<'_>,
     healthy: &patroni::Healthy,
     dynamic: &patroni::Dynamic,
 ) -> Result<Vec<String>> {
     let lab = ctx.lab;
     Ok(match scenario {
-        Scenario::KillPrimary
-        | Scenario::PartitionPrimary
-        | Scenario::Switchover
-        | Scenario::Failover => vec![healthy.primary.clone()],
-        Scenario::KillReplica => {
+        Fault::KillPrimary | Fault::PartitionPrimary | Fault::Switchover | Fault::Failover => {
+            vec![healthy.primary.clone()]
+        }
+        Fault::KillReplica => {
             let Some(first) = healthy.replicas.first() else {
                 return Err(Error::Invalid(format!(
                     "lab {} has no replica to kill",
@@ -201,12 +172,12 @@ async fn target(
             };
             vec![standby.unwrap_or_else(|| first.clone())]
         }
-        Scenario::EtcdMajority => {
+        Fault::EtcdMajority => {
             let members: Vec<String> = lab.etcd_nodes().map(|n| n.name.clone()).collect();
             let majority = members.len() / 2 + 1;
             members[members.len() - majority..].to_vec()
         }
-        Scenario::KillHaproxy => match lab.haproxy_node() {
+        Fault::KillHaproxy => match lab.haproxy_node() {
             Some(proxy) => vec![proxy.name.clone()],
             None => {
                 return Err(Error::Invalid(format!(
@@ -216,7 +187,6 @@ async fn target(
                 )));
             }
         },
-        Scenario::Pitr => unreachable!("the PITR drill has its own flow"),
     })
 }
 
@@ -248,12 +218,12 @@ struct Observed {
 pub async fn drill(
     engine: &Engine,
     progress: &Progress,
-    name: &str,
-    scenario: Scenario,
+    lock: &LabLock,
+    scenario: Fault,
     reader: bool,
 ) -> Result<Report> {
-    let _lock = lock::exclusive(name, &format!("the {} drill", scenario.name()))?;
-    let lab = super::get(engine, name).await?;
+    let name = lock.lab();
+    let lab = model::get(engine, name).await?;
     let ctx = Ctx::new(engine, &lab);
     let healthy = healthy_before(&ctx, "a drill would measure the wrong thing").await?;
     if lab.haproxy_node().is_some() {
@@ -271,7 +241,7 @@ pub async fn drill(
         haproxy: entries.haproxy,
         sync: dynamic.synchronous_mode,
         hold: match scenario {
-            Scenario::KillHaproxy => PROXY_HOLD,
+            Fault::KillHaproxy => PROXY_HOLD,
             _ => dynamic.ttl,
         },
     };
@@ -438,7 +408,7 @@ async fn rows_now(entry: &Entry) -> Result<BTreeSet<i64>> {
 async fn act(
     engine: &Engine,
     lab: &Lab,
-    scenario: Scenario,
+    scenario: Fault,
     targets: &[String],
     healthy: &patroni::Healthy,
     timers: &Timers,
@@ -454,16 +424,16 @@ async fn act(
         .filter(|n| *n != old)
         .collect();
     let fault = match scenario {
-        Scenario::KillPrimary | Scenario::KillReplica | Scenario::KillHaproxy => {
+        Fault::KillPrimary | Fault::KillReplica | Fault::KillHaproxy => {
             engine.kill_container(&node).await?;
             format!("{node} killed")
         }
-        Scenario::PartitionPrimary => {
+        Fault::PartitionPrimary => {
             engine.disconnect_network(&lab.network, &node).await?;
             format!("{node} cut off from {}", lab.network)
         }
-        Scenario::Switchover | Scenario::Failover => {
-            let failover = scenario == Scenario::Failover;
+        Fault::Switchover | Fault::Failover => {
+            let failover = scenario == Fault::Failover;
             let candidate = failover.then(|| others[0].as_str());
             hand_over(engine, &old, candidate, failover).await?;
             format!(
@@ -471,27 +441,23 @@ async fn act(
                 if failover { "failover" } else { "switchover" }
             )
         }
-        Scenario::EtcdMajority => {
+        Fault::EtcdMajority => {
             etcd_service(&Ctx::new(engine, lab), targets, false).await?;
             format!("etcd stopped on {}", targets.join(", "))
         }
-        Scenario::Pitr => unreachable!("the PITR drill has its own flow"),
     };
 
-    let fresh = super::get(engine, name).await?;
+    let fresh = model::get(engine, name).await?;
     let ctx = Ctx::new(engine, &fresh);
     let leader = match scenario {
-        Scenario::KillPrimary
-        | Scenario::PartitionPrimary
-        | Scenario::Switchover
-        | Scenario::Failover => {
+        Fault::KillPrimary | Fault::PartitionPrimary | Fault::Switchover | Fault::Failover => {
             let (node, after) = new_leader(&ctx, &others, None, started).await?;
             Leader {
                 node,
                 after: Some(after),
             }
         }
-        Scenario::EtcdMajority => {
+        Fault::EtcdMajority => {
             // The quorum stays away for a ttl: long enough for the primary to give up.
             hold_until(started, timers.hold).await;
             etcd_service(&Ctx::new(engine, lab), targets, true).await?;
@@ -502,7 +468,7 @@ async fn act(
                 node,
             }
         }
-        Scenario::KillReplica => {
+        Fault::KillReplica => {
             // Long enough for Patroni to answer the loss in sync mode (a loop or a ttl).
             let settle = if timers.sync {
                 timers.ttl + timers.loop_wait
@@ -517,24 +483,23 @@ async fn act(
                 after: None,
             }
         }
-        Scenario::KillHaproxy => {
+        Fault::KillHaproxy => {
             hold_until(started, timers.hold).await;
             Leader {
                 node: old.clone(),
                 after: None,
             }
         }
-        Scenario::Pitr => unreachable!("the PITR drill has its own flow"),
     };
 
     // Nodes that the fault took away and that must be read before they come back.
     let old_rows = match scenario {
-        Scenario::KillPrimary => {
-            super::reattach(engine, lab, lab.node(&node)?).await?;
+        Fault::KillPrimary => {
+            model::reattach(engine, lab, lab.node(&node)?).await?;
             engine.start_container(&node).await?;
             Some(peek(&ctx, &node).await)
         }
-        Scenario::PartitionPrimary => Some(peek(&ctx, &node).await),
+        Fault::PartitionPrimary => Some(peek(&ctx, &node).await),
         _ => None,
     };
     let restored = put_back(engine, lab, scenario, targets, started).await?;
@@ -616,37 +581,37 @@ async fn peek(ctx: &Ctx<'_>, node: &str) -> std::result::Result<BTreeSet<i64>, S
 async fn put_back(
     engine: &Engine,
     lab: &Lab,
-    scenario: Scenario,
+    scenario: Fault,
     targets: &[String],
     started: Instant,
 ) -> Result<String> {
     let name = &lab.name;
-    let fresh = super::get(engine, name).await?;
+    let fresh = model::get(engine, name).await?;
     let node = &targets[0];
     match scenario {
-        Scenario::KillPrimary | Scenario::KillReplica | Scenario::KillHaproxy => {
+        Fault::KillPrimary | Fault::KillReplica | Fault::KillHaproxy => {
             let n = fresh.node(node)?;
-            super::reattach(engine, &fresh, n).await?;
+            model::reattach(engine, &fresh, n).await?;
             if !fresh.node(node)?.running() {
                 engine.start_container(node).await?;
             }
-            let fresh = super::get(engine, name).await?;
-            services::start_on(&Ctx::new(engine, &fresh), targets).await?;
+            let fresh = model::get(engine, name).await?;
+            lifecycle::start_on(&Ctx::new(engine, &fresh), targets).await?;
         }
-        Scenario::PartitionPrimary => {
+        Fault::PartitionPrimary => {
             if fresh.node(node)?.partitioned(&fresh.network) {
-                super::reattach(engine, &fresh, fresh.node(node)?).await?;
+                model::reattach(engine, &fresh, fresh.node(node)?).await?;
             }
         }
-        Scenario::EtcdMajority => {
+        Fault::EtcdMajority => {
             // Started again in the drill itself; again here after a failure, which is harmless.
             etcd_service(&Ctx::new(engine, &fresh), targets, true).await?;
         }
-        Scenario::Switchover | Scenario::Failover | Scenario::Pitr => {}
+        Fault::Switchover | Fault::Failover => {}
     }
     // After a switchover or failover the target is the old primary, now a replica.
     let how = rejoined(engine, name, targets, started).await?;
-    let fresh = super::get(engine, name).await?;
+    let fresh = model::get(engine, name).await?;
     let ctx = Ctx::new(engine, &fresh);
     let healthy = patroni::wait_healthy(&ctx, &fresh.postgres_names(), REJOIN).await?;
     let proxy = if fresh.haproxy_node().is_some() {

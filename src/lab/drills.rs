@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use super::Lab;
-use crate::bootstrap::{self, Ctx, etcd, haproxy, patroni, services, wait_for};
 use crate::client;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::lock::LabLock;
+use crate::model::{self, Lab};
 use crate::progress::{Progress, seconds};
 use crate::render::PATRONI_CONF;
+use crate::services::{self, Ctx, etcd, haproxy, lifecycle, patroni, wait_for};
 use crate::spec::{HAPROXY_PRIMARY, Stage};
 
 /// How long a new leader may take: Patroni's ttl (30 s) plus a loop or two.
@@ -34,7 +35,7 @@ async fn wait_new_primary(
     not: Option<&str>,
     deadline: Duration,
 ) -> Result<(String, String)> {
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     let ctx = Ctx::new(engine, &lab);
     let started = Instant::now();
     let primary = loop {
@@ -115,7 +116,7 @@ impl EntryProbe {
             entry: client::Entry {
                 addrs: vec![(proxy.publish_ip(), port)],
                 session: client::TargetSessionAttrs::Any,
-                password: bootstrap::settings(&ctx).await?.password,
+                password: services::settings(&ctx).await?.password,
                 ca,
             },
             names: lab
@@ -203,7 +204,7 @@ async fn serves_clients(engine: &Engine, lab: &Lab, node: &str) -> Result<bool> 
 }
 
 async fn etcd_health(engine: &Engine, name: &str) -> Result<String> {
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     Ok(etcd::view(&Ctx::new(engine, &lab)).await?.health())
 }
 
@@ -258,8 +259,9 @@ async fn aftermath(
 }
 
 /// `lab kill NODE`: SIGKILL, the way a machine dies.
-pub async fn kill(engine: &Engine, progress: &Progress, name: &str, node: &str) -> Result<()> {
-    let lab = super::get(engine, name).await?;
+pub async fn kill(engine: &Engine, progress: &Progress, lock: &LabLock, node: &str) -> Result<()> {
+    let name = lock.lab();
+    let lab = model::get(engine, name).await?;
     lab.node(node)?;
     let was_primary = primary_now(engine, &lab).await?.as_deref() == Some(node);
     let step = progress.step(format!("kill {node}"));
@@ -283,8 +285,14 @@ pub async fn kill(engine: &Engine, progress: &Progress, name: &str, node: &str) 
 }
 
 /// `lab partition NODE`: cut off from the lab network; its address stays reserved for it.
-pub async fn partition(engine: &Engine, progress: &Progress, name: &str, node: &str) -> Result<()> {
-    let lab = super::get(engine, name).await?;
+pub async fn partition(
+    engine: &Engine,
+    progress: &Progress,
+    lock: &LabLock,
+    node: &str,
+) -> Result<()> {
+    let name = lock.lab();
+    let lab = model::get(engine, name).await?;
     let n = lab.node(node)?;
     if n.partitioned(&lab.network) {
         return Err(Error::Invalid(format!(
@@ -309,8 +317,9 @@ pub async fn partition(engine: &Engine, progress: &Progress, name: &str, node: &
 }
 
 /// `lab heal NODE`: back on the lab network at its own address, rejoined.
-pub async fn heal(engine: &Engine, progress: &Progress, name: &str, node: &str) -> Result<()> {
-    let lab = super::get(engine, name).await?;
+pub async fn heal(engine: &Engine, progress: &Progress, lock: &LabLock, node: &str) -> Result<()> {
+    let name = lock.lab();
+    let lab = model::get(engine, name).await?;
     let n = lab.node(node)?;
     if !n.partitioned(&lab.network) {
         return Err(Error::Invalid(format!(
@@ -320,7 +329,7 @@ pub async fn heal(engine: &Engine, progress: &Progress, name: &str, node: &str) 
     }
     let step = progress.step(format!("heal {node}"));
     let started = Instant::now();
-    let ip = super::reattach(engine, &lab, n).await?;
+    let ip = model::reattach(engine, &lab, n).await?;
     if !n.running() {
         step.done(format!(
             "{node} back on {} at {ip}; it is stopped: `lab start --name {name} {node}` starts it",
@@ -340,7 +349,7 @@ pub(super) async fn rejoined(
     nodes: &[String],
     started: Instant,
 ) -> Result<String> {
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     let ctx = Ctx::new(engine, &lab);
     let mut report = Vec::new();
     // Other nodes may be down on purpose (a drill in progress): only the running ones count.
@@ -419,21 +428,22 @@ pub(super) async fn rewound(ctx: &Ctx<'_>, node: &str, since: Instant) -> Result
 pub async fn start_nodes(
     engine: &Engine,
     progress: &Progress,
-    name: &str,
+    lock: &LabLock,
     nodes: &[String],
 ) -> Result<()> {
-    let lab = super::get(engine, name).await?;
+    let name = lock.lab();
+    let lab = model::get(engine, name).await?;
     for node in nodes {
         lab.node(node)?;
     }
     let step = progress.step(format!("start {}", nodes.join(", ")));
     let started = Instant::now();
     for node in nodes {
-        super::reattach(engine, &lab, lab.node(node)?).await?;
+        model::reattach(engine, &lab, lab.node(node)?).await?;
         engine.start_container(node).await?;
     }
-    let lab = super::get(engine, name).await?;
-    services::start_on(&Ctx::new(engine, &lab), nodes).await?;
+    let lab = model::get(engine, name).await?;
+    lifecycle::start_on(&Ctx::new(engine, &lab), nodes).await?;
     let report = rejoined(engine, name, nodes, started).await?;
     step.done(report);
     Ok(())
@@ -444,11 +454,12 @@ pub async fn start_nodes(
 pub async fn change_leader(
     engine: &Engine,
     progress: &Progress,
-    name: &str,
+    lock: &LabLock,
     to: Option<&str>,
     failover: bool,
 ) -> Result<()> {
-    let lab = super::get(engine, name).await?;
+    let name = lock.lab();
+    let lab = model::get(engine, name).await?;
     let pg = lab.postgres_names();
     let ctx = Ctx::new(engine, &lab);
     let healthy = healthy_before(&ctx, "there is nothing to hand over safely").await?;
@@ -554,11 +565,12 @@ pub(super) async fn hand_over(
 pub async fn etcd_members(
     engine: &Engine,
     progress: &Progress,
-    name: &str,
+    lock: &LabLock,
     nodes: &[String],
     start: bool,
 ) -> Result<()> {
-    let lab = super::get(engine, name).await?;
+    let name = lock.lab();
+    let lab = model::get(engine, name).await?;
     for node in nodes {
         if !lab.node(node)?.roles.etcd {
             return Err(Error::Invalid(format!("{node} is not an etcd member")));

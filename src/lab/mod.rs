@@ -1,9 +1,11 @@
-//! Labs as they exist on the engine, found through their labels alone, and every command built
-//! on them: the lifecycle (create, start, stop, destroy, reset), looking and connecting (list,
-//! status, connect, psql, shell, exec, logs) and the drills.
+//! Every command built on the lab model: the lifecycle (create, bootstrap, start, stop,
+//! destroy, reset), looking and connecting (list, status, check, connect, psql, shell, exec,
+//! logs), the drills, backups and restores.
 
 mod backups;
+mod bootstrap;
 mod check;
+mod class;
 mod connect;
 mod create;
 mod destroy;
@@ -11,18 +13,19 @@ mod drill;
 mod drills;
 mod pitr;
 mod power;
-mod predict;
 mod reset;
 mod session;
 mod show;
 mod sync;
 
 pub use backups::{BackupType, list as backups, table as backups_table, take as backup};
+pub use bootstrap::bootstrap;
 pub use check::check;
+pub use class::each as each_lab;
 pub use connect::{ca, connect, write_ca};
 pub use create::{CreateOptions, create, dry_run};
-pub use destroy::{destroy, destroy_all};
-pub use drill::{Scenario, drill};
+pub use destroy::{DestroyedAll, destroy, destroy_all};
+pub use drill::drill;
 pub use drills::{change_leader, etcd_members, heal, kill, partition, start_nodes};
 pub use pitr::{drill as pitr_drill, restore};
 pub use power::{start, stop};
@@ -30,249 +33,3 @@ pub use reset::{has_snapshot, reset, snapshot};
 pub use session::{Component, PsqlTarget, exec, logs, psql, shell};
 pub use show::{list, status};
 pub use sync::sync;
-
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-
-use crate::engine::{ContainerInfo, Engine};
-use crate::error::{Error, Result};
-use crate::labels;
-use crate::spec::{POSTGRES_PORT, Roles};
-
-/// One node of an existing lab.
-#[derive(Debug, Clone)]
-pub struct Node {
-    pub name: String,
-    pub index: usize,
-    pub roles: Roles,
-    pub container: ContainerInfo,
-}
-
-/// An existing lab, read back from its containers' labels.
-#[derive(Debug, Clone)]
-pub struct Lab {
-    pub name: String,
-    pub network: String,
-    /// Made with `--tls`: TLS and authentication on every channel.
-    pub tls: bool,
-    /// In node order.
-    pub nodes: Vec<Node>,
-    /// How far its create or bootstrap got (see labels::MARK).
-    pub marks: Vec<String>,
-}
-
-impl Node {
-    pub fn running(&self) -> bool {
-        self.container.running
-    }
-
-    /// The node's address on the lab network (kept while stopped or partitioned).
-    pub fn ip(&self) -> Option<Ipv4Addr> {
-        self.container
-            .labels
-            .get(labels::ADDRESS)
-            .and_then(|a| a.parse().ok())
-    }
-
-    /// Whether the node is cut off from the lab network (`lab partition`), running or not.
-    pub fn partitioned(&self, network: &str) -> bool {
-        !self
-            .container
-            .endpoints
-            .iter()
-            .any(|e| e.network == network)
-    }
-
-    /// The host port its PostgreSQL is published on.
-    pub fn port(&self) -> Option<u16> {
-        self.host_port(POSTGRES_PORT)
-    }
-
-    /// Its host ports as tables show them: "6432", or HAProxy's "5000/5001/7000".
-    pub fn ports_label(&self) -> String {
-        let mut published = self.container.published.clone();
-        published.sort_by_key(|p| p.port);
-        let ports: Vec<String> = published.iter().map(|p| p.host_port.to_string()).collect();
-        if ports.is_empty() {
-            "-".into()
-        } else {
-            ports.join("/")
-        }
-    }
-
-    /// The host address its ports are published on (127.0.0.1 when it publishes none).
-    pub fn publish_ip(&self) -> std::net::IpAddr {
-        self.container
-            .published
-            .first()
-            .and_then(|p| p.host_ip)
-            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
-    }
-
-    /// The host port published for `port` in the node.
-    pub fn host_port(&self, port: u16) -> Option<u16> {
-        self.container
-            .published
-            .iter()
-            .find(|p| p.port == port)
-            .map(|p| p.host_port)
-    }
-}
-
-impl Lab {
-    fn from_containers(
-        name: &str,
-        containers: Vec<ContainerInfo>,
-        marks: Vec<String>,
-    ) -> Option<Lab> {
-        let label = |c: &ContainerInfo, key: &str| c.labels.get(key).cloned().unwrap_or_default();
-        let first = containers.first()?;
-        let network = label(first, labels::NETWORK);
-        let tls = label(first, labels::TLS) == "true";
-        let mut nodes: Vec<Node> = containers
-            .into_iter()
-            .map(|c| Node {
-                name: label(&c, labels::NODE),
-                index: label(&c, labels::INDEX).parse().unwrap_or(0),
-                roles: Roles::from_label(&label(&c, labels::ROLES)),
-                container: c,
-            })
-            .collect();
-        nodes.sort_by_key(|n| n.index);
-        Some(Lab {
-            name: name.to_string(),
-            network,
-            tls,
-            nodes,
-            marks,
-        })
-    }
-
-    /// The node called `name`, or an error listing the lab's nodes.
-    pub fn node(&self, name: &str) -> Result<&Node> {
-        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
-            Error::Invalid(format!(
-                "lab {} has no node {name}; its nodes are {}.",
-                self.name,
-                self.node_names().join(", ")
-            ))
-        })
-    }
-
-    pub fn node_names(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.name.clone()).collect()
-    }
-
-    pub fn postgres_nodes(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.iter().filter(|n| n.roles.postgres)
-    }
-
-    pub fn postgres_names(&self) -> Vec<String> {
-        self.postgres_nodes().map(|n| n.name.clone()).collect()
-    }
-
-    pub fn etcd_nodes(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.iter().filter(|n| n.roles.etcd)
-    }
-
-    pub fn repo_node(&self) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.roles.repo)
-    }
-
-    pub fn haproxy_node(&self) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.roles.haproxy)
-    }
-
-    /// The /etc/hosts aliases `node` was given (etcdN, pgbackrest1, haproxy1), by the nodes'
-    /// indexes (a node removed by hand leaves its place).
-    pub fn aliases(&self, node: &Node) -> Vec<String> {
-        let last = self.nodes.iter().map(|n| n.index).max().unwrap_or(0);
-        let mut all = vec![Roles::default(); last];
-        for n in self.nodes.iter().filter(|n| n.index > 0) {
-            all[n.index - 1] = n.roles;
-        }
-        crate::spec::aliases(&all, node.index)
-    }
-
-    /// For a lab whose create or bootstrap did not finish, the last stage it finished.
-    pub fn unfinished(&self) -> Option<String> {
-        labels::unfinished(&self.marks)
-    }
-}
-
-/// Records that lab `lab` got as far as `mark` (a stage's name, or labels::STARTED/READY).
-pub async fn mark(engine: &Engine, lab: &str, mark: &str) -> Result<()> {
-    let labels = std::collections::HashMap::from([
-        (labels::LAB.to_string(), lab.to_string()),
-        (labels::MARK.to_string(), mark.to_string()),
-    ]);
-    engine
-        .create_volume(&labels::marker(lab, mark), &labels)
-        .await
-}
-
-/// Every lab's marks, by lab.
-async fn marks(engine: &Engine, filter: &str) -> Result<BTreeMap<String, Vec<String>>> {
-    let mut by_lab: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for v in engine.volumes(Some(filter)).await? {
-        if let (Some(lab), Some(mark)) = (v.labels.get(labels::LAB), v.labels.get(labels::MARK)) {
-            by_lab.entry(lab.clone()).or_default().push(mark.clone());
-        }
-    }
-    Ok(by_lab)
-}
-
-/// Puts a partitioned node back on the lab network at its own address (nothing happens to one
-/// that is attached); returns the address.
-pub async fn reattach(engine: &Engine, lab: &Lab, node: &Node) -> Result<Ipv4Addr> {
-    let ip = node.ip().ok_or_else(|| {
-        Error::Failed(format!(
-            "{} carries no address label, so its address is unknown; recreate the lab",
-            node.name
-        ))
-    })?;
-    if node.partitioned(&lab.network) {
-        engine.connect_network(&lab.network, &node.name, ip).await?;
-    }
-    Ok(ip)
-}
-
-/// The lab called `name`, if any of its containers exist.
-pub async fn find(engine: &Engine, name: &str) -> Result<Option<Lab>> {
-    let filter = labels::of_lab(name);
-    let (containers, mut marks) =
-        tokio::try_join!(engine.containers(Some(&filter)), marks(engine, &filter))?;
-    let marks = marks.remove(name).unwrap_or_default();
-    Ok(Lab::from_containers(name, containers, marks))
-}
-
-/// The lab called `name`, or an error saying it does not exist.
-pub async fn get(engine: &Engine, name: &str) -> Result<Lab> {
-    find(engine, name).await?.ok_or_else(|| {
-        Error::Invalid(format!(
-            "there is no lab called {name} on this Docker Engine. `lab list` shows the labs \
-             there are; `lab create --name {name}` makes this one."
-        ))
-    })
-}
-
-/// Every lab with containers on the engine, by name.
-pub async fn all(engine: &Engine) -> Result<Vec<Lab>> {
-    let mut by_lab: BTreeMap<String, Vec<ContainerInfo>> = BTreeMap::new();
-    let (containers, mut marks) = tokio::try_join!(
-        engine.containers(Some(labels::LAB)),
-        marks(engine, labels::MARK)
-    )?;
-    for c in containers {
-        if let Some(lab) = c.labels.get(labels::LAB).cloned() {
-            by_lab.entry(lab).or_default().push(c);
-        }
-    }
-    Ok(by_lab
-        .into_iter()
-        .filter_map(|(name, containers)| {
-            let marks = marks.remove(&name).unwrap_or_default();
-            Lab::from_containers(&name, containers, marks)
-        })
-        .collect())
-}

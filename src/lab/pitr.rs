@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::Lab;
 use super::drills::REJOIN;
-use crate::bootstrap::{Ctx, backup, etcd, patroni};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::lock;
+use crate::lock::LabLock;
+use crate::model::{self, Lab};
 use crate::progress::Progress;
 use crate::render::{PGDATA, STANZA};
+use crate::services::{Ctx, etcd, patroni, pgbackrest};
 use crate::spec::Stage;
 
 /// Patroni's keys in etcd: namespace and scope, as /patroniSetup.sh writes them.
@@ -182,12 +182,12 @@ async fn archive_now(ctx: &Ctx<'_>, primary: &str) -> Result<String> {
 pub async fn restore(
     engine: &Engine,
     progress: &Progress,
-    name: &str,
+    lock: &LabLock,
     target: &str,
     yes: bool,
 ) -> Result<Vec<Timed>> {
-    let _lock = lock::exclusive(name, "a restore")?;
-    let lab = super::get(engine, name).await?;
+    let name = lock.lab();
+    let lab = model::get(engine, name).await?;
     let repo = check_target(engine, &lab, target).await?;
     let restored = restored_node(engine, &lab).await?;
     if !yes {
@@ -233,7 +233,9 @@ async fn check_target(engine: &Engine, lab: &Lab, target: &str) -> Result<String
         )));
     };
     let ctx = Ctx::new(engine, lab);
-    let listed = backup::list(&ctx, &repo.name).await?.unwrap_or_default();
+    let listed = pgbackrest::list(&ctx, &repo.name)
+        .await?
+        .unwrap_or_default();
     let stops: Vec<i64> = listed.iter().map(|b| b.stop).collect();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -396,7 +398,7 @@ async fn recover(
         .await?;
     }
     timed(progress, &mut steps, "check archiving", async {
-        backup::pgbackrest(&ctx, repo, "check", Duration::from_secs(180)).await?;
+        pgbackrest::command(&ctx, repo, "check", Duration::from_secs(180)).await?;
         Ok(((), format!("pgbackrest check passes on {repo}")))
     })
     .await?;
@@ -472,10 +474,10 @@ impl Report {
 }
 
 /// `lab drill pitr`.
-pub async fn drill(engine: &Engine, progress: &Progress, name: &str) -> Result<Report> {
-    let _lock = lock::exclusive(name, "the pitr drill")?;
+pub async fn drill(engine: &Engine, progress: &Progress, lock: &LabLock) -> Result<Report> {
+    let name = lock.lab();
     let started = Instant::now();
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     let ctx = Ctx::new(engine, &lab);
     let pg = lab.postgres_names();
     let healthy =
@@ -524,7 +526,7 @@ pub async fn drill(engine: &Engine, progress: &Progress, name: &str) -> Result<R
     let repo = check_target(engine, &lab, &target).await?;
     steps.extend(recover(engine, progress, &lab, &repo, &target, &primary).await?);
 
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     let ctx = Ctx::new(engine, &lab);
     let now_primary = patroni::current_primary(&ctx, &pg)
         .await?
@@ -535,8 +537,8 @@ pub async fn drill(engine: &Engine, progress: &Progress, name: &str) -> Result<R
     })
     .await?;
     timed(progress, &mut steps, "take a new backup", async {
-        backup::pgbackrest(&ctx, &repo, "--type=incr backup", Duration::from_secs(600)).await?;
-        let newest = backup::list(&ctx, &repo)
+        pgbackrest::command(&ctx, &repo, "--type=incr backup", Duration::from_secs(600)).await?;
+        let newest = pgbackrest::list(&ctx, &repo)
             .await?
             .and_then(|l| l.last().map(|b| format!("{} ({})", b.label, b.kind)))
             .unwrap_or_else(|| "?".into());

@@ -3,33 +3,37 @@
 //! way down; sshd, etcd, Patroni, then HAProxy on the way up, waiting until the cluster is
 //! healthy again and HAProxy routes to it.
 
-use crate::bootstrap::{self, Ctx};
 use crate::engine::{Engine, NODE_STOP_GRACE};
 use crate::error::Result;
+use crate::lock::LabLock;
+use crate::model;
 use crate::progress::Progress;
+use crate::services::{self, Ctx};
 
 /// Starts the lab's containers and brings its services back.
-pub async fn start(engine: &Engine, progress: &Progress, name: &str) -> Result<()> {
-    let lab = super::get(engine, name).await?;
+pub async fn start(engine: &Engine, progress: &Progress, lock: &LabLock) -> Result<()> {
+    let name = lock.lab();
+    let lab = model::get(engine, name).await?;
     let step = progress.step(format!("start the nodes of lab {name}"));
     for node in &lab.nodes {
         step.detail(&node.name);
-        super::reattach(engine, &lab, node).await?;
+        model::reattach(engine, &lab, node).await?;
         engine.start_container(&node.name).await?;
     }
     step.done(format!("{} node(s) running", lab.nodes.len()));
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     let step = progress.step("start the services");
-    let summary = bootstrap::services::start(&Ctx::new(engine, &lab)).await?;
+    let summary = services::lifecycle::start(&Ctx::new(engine, &lab)).await?;
     step.done(summary);
     Ok(())
 }
 
 /// Stops the services cleanly, then the lab's containers.
-pub async fn stop(engine: &Engine, progress: &Progress, name: &str) -> Result<()> {
-    let lab = super::get(engine, name).await?;
+pub async fn stop(engine: &Engine, progress: &Progress, lock: &LabLock) -> Result<()> {
+    let name = lock.lab();
+    let lab = model::get(engine, name).await?;
     let step = progress.step("stop the services");
-    let summary = bootstrap::services::stop(&Ctx::new(engine, &lab)).await?;
+    let summary = services::lifecycle::stop(&Ctx::new(engine, &lab)).await?;
     step.done(summary);
     let step = progress.step(format!("stop the nodes of lab {name}"));
     for node in &lab.nodes {

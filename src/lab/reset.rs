@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::Lab;
-use crate::bootstrap::{Ctx, patroni, services};
 use crate::engine::{Engine, ExecOutput};
 use crate::error::{Error, Result};
+use crate::lock::LabLock;
+use crate::model::{self, Lab};
 use crate::progress::{Progress, seconds};
+use crate::services::{Ctx, lifecycle, patroni};
 use crate::spec::Stage;
 
 /// The node-side script that takes, probes and restores a node's snapshot.
@@ -30,8 +31,9 @@ struct Taken {
 
 /// Archives every node's state, each node's services frozen for as long as it takes, and
 /// proves the cluster healthy afterwards.
-pub async fn snapshot(engine: &Engine, progress: &Progress, name: &str) -> Result<()> {
-    let lab = super::get(engine, name).await?;
+pub async fn snapshot(engine: &Engine, progress: &Progress, lock: &LabLock) -> Result<()> {
+    let name = lock.lab();
+    let lab = model::get(engine, name).await?;
     let step = progress.step("snapshot for `lab reset`");
     let generation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -164,7 +166,7 @@ fn one_generation(held: &[Held]) -> std::result::Result<String, String> {
 
 /// Whether every node holds a whole snapshot of one generation.
 pub async fn has_snapshot(engine: &Engine, name: &str) -> Result<bool> {
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     Ok(one_generation(&held(engine, &lab).await?).is_ok())
 }
 
@@ -208,18 +210,16 @@ fn restored_primary(stdout: &str) -> bool {
 /// (their state is being discarded), state unpacked, services started, health proven. Should a
 /// node fail after that, the services come back where they can and the error says which nodes
 /// were reset; the snapshots stay, so a second reset finishes the job.
-pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<()> {
-    // A second reset (or a drill) at once would start services on state the first is still
-    // unpacking.
-    let _lock = crate::lock::exclusive(name, "a reset")?;
+pub async fn reset(engine: &Engine, progress: &Progress, lock: &LabLock) -> Result<()> {
+    let name = lock.lab();
     let started = Instant::now();
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     let step = progress.step(format!("reset lab {name}"));
     for node in &lab.nodes {
-        super::reattach(engine, &lab, node).await?;
+        model::reattach(engine, &lab, node).await?;
         engine.start_container(&node.name).await?;
     }
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     if let Err(why) = one_generation(&held(engine, &lab).await?) {
         return Err(Error::Invalid(format!(
             "lab {name} cannot be reset: {why}, and a reset restores every node from one \
@@ -239,7 +239,7 @@ pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<(
             .map(|(n, _)| n.clone())
             .collect();
         // Only where the state is whole again: a failed node's is half gone.
-        let brought_back = match services::start_on(&ctx, &reset).await {
+        let brought_back = match lifecycle::start_on(&ctx, &reset).await {
             Ok(()) if reset.is_empty() => "every service is stopped".to_string(),
             Ok(()) => format!(
                 "the services were started again on {}, and are stopped on the others",
@@ -267,7 +267,7 @@ pub async fn reset(engine: &Engine, progress: &Progress, name: &str) -> Result<(
         .iter()
         .find(|(_, r)| r.as_ref().is_ok_and(|out| restored_primary(&out.stdout)))
         .map(|(n, _)| n.as_str());
-    let health = services::start_restored(&ctx, primary).await?;
+    let health = lifecycle::start_restored(&ctx, primary).await?;
     step.done(health);
     progress.line(format!(
         "lab {name} is back to the state it was created in, in {}",

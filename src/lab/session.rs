@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use crate::bootstrap::{Ctx, etcd, haproxy, newest, patroni};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::model;
+use crate::services::{Ctx, etcd, haproxy, newest, patroni};
 use crate::terminal;
 
 /// Where `lab psql` connects.
@@ -39,7 +40,7 @@ impl Component {
     }
 }
 
-fn running_node(lab: &super::Lab, node: &str) -> Result<()> {
+fn running_node(lab: &model::Lab, node: &str) -> Result<()> {
     let n = lab.node(node)?;
     if n.running() {
         Ok(())
@@ -53,7 +54,7 @@ fn running_node(lab: &super::Lab, node: &str) -> Result<()> {
 
 /// `lab psql`: an interactive psql (a real terminal when there is one) as postgres.
 pub async fn psql(engine: &Engine, name: &str, target: PsqlTarget, args: &[String]) -> Result<i64> {
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     let node = match target {
         PsqlTarget::Node(node) => node,
         PsqlTarget::Primary | PsqlTarget::Replica => {
@@ -91,7 +92,7 @@ pub async fn psql(engine: &Engine, name: &str, target: PsqlTarget, args: &[Strin
 
 /// `lab shell NODE`: a login shell, as postgres or root.
 pub async fn shell(engine: &Engine, name: &str, node: &str, root: bool) -> Result<i64> {
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     running_node(&lab, node)?;
     let user = if root { "root" } else { "postgres" };
     let cmd = ["bash".to_string(), "-l".to_string()];
@@ -109,7 +110,7 @@ pub async fn exec(
     root: bool,
     cmd: &[String],
 ) -> Result<i64> {
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     running_node(&lab, node)?;
     let user = if root { "root" } else { "postgres" };
     let piped = !std::io::IsTerminal::is_terminal(&std::io::stdin());
@@ -126,7 +127,7 @@ pub async fn logs(
     component: Option<Component>,
     follow: bool,
 ) -> Result<i64> {
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     running_node(&lab, node)?;
     let roles = lab.node(node)?.roles;
     let component = component.unwrap_or(if roles.postgres {

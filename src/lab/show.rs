@@ -4,16 +4,16 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::Lab;
-use crate::bootstrap::haproxy::{self, Routing};
-use crate::bootstrap::{Ctx, backup, etcd, patroni};
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::model::{self, Lab};
+use crate::services::haproxy::{self, Routing};
+use crate::services::{Ctx, etcd, patroni, pgbackrest};
 use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS};
 
 /// One line per lab: name, nodes, running/stopped, network, subnet, ports.
 pub async fn list(engine: &Engine) -> Result<String> {
-    let labs = super::all(engine).await?;
+    let labs = model::all(engine).await?;
     if labs.is_empty() {
         return Ok("no labs on this Docker Engine; `lab create` makes one".into());
     }
@@ -130,7 +130,7 @@ pub struct BackupReport {
 
 /// Reads the lab's state: containers from the engine, the rest live from its services.
 pub async fn status(engine: &Engine, name: &str) -> Result<Report> {
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     let subnet = engine
         .network(&lab.network)
         .await?
@@ -203,11 +203,13 @@ pub async fn status(engine: &Engine, name: &str) -> Result<Report> {
         None => None,
     };
     let backup = match lab.repo_node().filter(|n| n.running()) {
-        Some(repo) => backup::info(&ctx, &repo.name).await?.map(|i| BackupReport {
-            status: i.status.clone(),
-            full_backups: i.full_backups,
-            last: i.last.map(|(label, kind)| format!("{label} ({kind})")),
-        }),
+        Some(repo) => pgbackrest::info(&ctx, &repo.name)
+            .await?
+            .map(|i| BackupReport {
+                status: i.status.clone(),
+                full_backups: i.full_backups,
+                last: i.last.map(|(label, kind)| format!("{label} ({kind})")),
+            }),
         None => None,
     };
     Ok(Report {

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use crate::bootstrap::{Ctx, patroni, wait_for};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::lock;
+use crate::lock::LabLock;
+use crate::model;
 use crate::progress::Progress;
+use crate::services::{Ctx, patroni, wait_for};
 
 /// How long Patroni may take to apply it: a loop_wait, with room.
 const APPLIED: Duration = Duration::from_secs(60);
@@ -16,17 +17,17 @@ const APPLIED: Duration = Duration::from_secs(60);
 pub async fn sync(
     engine: &Engine,
     progress: &Progress,
-    name: &str,
+    lock: &LabLock,
     on: bool,
     strict: bool,
 ) -> Result<()> {
+    let name = lock.lab();
     if strict && !on {
         return Err(Error::Invalid(
             "--strict goes with `lab sync on`; `lab sync off` turns strict mode off as well".into(),
         ));
     }
-    let _lock = lock::exclusive(name, "switching the replication mode")?;
-    let lab = super::get(engine, name).await?;
+    let lab = model::get(engine, name).await?;
     let ctx = Ctx::new(engine, &lab);
     let healthy =
         super::drills::healthy_before(&ctx, "its replication mode is not changed").await?;

@@ -20,19 +20,13 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-/// The lab image the binary under test uses, read from its definition so the tests follow
-/// every generation.
+/// The lab image the binary under test uses, from the library it is built on.
 pub fn image() -> &'static str {
-    const DEFINITION: &str = include_str!("../../src/image/definition.rs");
-    DEFINITION
-        .lines()
-        .find_map(|l| l.strip_prefix("pub const IMAGE: &str = \""))
-        .and_then(|rest| rest.strip_suffix("\";"))
-        .expect("the image tag is defined in src/image/definition.rs")
+    pgha_lab::image::definition::IMAGE
 }
 /// Marks objects a test made itself (foreign to every lab).
 pub const TEST_LABEL: &str = "io.pgha-lab.test";
-const LAB_LABEL: &str = "io.pgha-lab.lab";
+const LAB_LABEL: &str = pgha_lab::labels::LAB;
 
 /// What a `lab` run left.
 pub struct Run {

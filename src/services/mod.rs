@@ -1,16 +1,16 @@
-//! The HA stack, bootstrapped through exec and file upload, stage by stage: access (SSH between
-//! nodes), etcd, patroni, haproxy (where the lab has it), backup, each as soon as the stages it
-//! needs are done (`Stage::needs`). Each stage ends only when its effect is observed,
-//! skips what is already in place (so `lab bootstrap` can finish a lab, twice if need be), and
-//! on failure names the node and shows the end of the log that says why.
+//! The services inside a lab's nodes (sshd, etcd, PostgreSQL with Patroni, HAProxy, the
+//! pgBackRest repository): their declarations (`catalog`), the order every command walks them
+//! in (`lifecycle`), and a module per service with its bootstrap stage and its client (what
+//! status, check and drills ask it). `Ctx` is how they reach a lab's nodes. This layer sits on
+//! the lab model (`crate::model`) and below the commands (`crate::lab`).
 
-mod access;
-pub mod backup;
 pub mod etcd;
-mod facts;
+pub mod facts;
 pub mod haproxy;
+pub mod lifecycle;
 pub mod patroni;
-pub mod services;
+pub mod pgbackrest;
+pub mod ssh;
 mod tls;
 
 use std::future::Future;
@@ -20,13 +20,11 @@ use tokio::sync::OnceCell;
 
 use crate::engine::{Engine, ExecOutput, UploadFile};
 use crate::error::{Error, Result};
-use crate::interrupt::Interrupt;
-use crate::lab::Lab;
-use crate::progress::{Progress, seconds};
+use crate::model::Lab;
 use crate::render::{Cluster, Member};
 use crate::spec::{Roles, Settings, Stage};
-pub use access::ssh_probe;
 pub use facts::Facts;
+pub use ssh::ssh_probe;
 
 /// What the bootstrap works with: the lab, its topology for rendering, and the way to reach it.
 pub struct Ctx<'a> {
@@ -228,7 +226,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// `facts` of the running nodes that `wanted` picks by their roles.
-    async fn facts_where(&self, wanted: impl Fn(&Roles) -> bool) -> Result<Vec<Facts>> {
+    pub async fn facts_where(&self, wanted: impl Fn(&Roles) -> bool) -> Result<Vec<Facts>> {
         let nodes = self.lab.nodes.iter();
         futures_util::future::try_join_all(nodes.filter(|n| n.running() && wanted(&n.roles)).map(
             |n| async move {
@@ -277,129 +275,6 @@ where
 pub struct Outcome {
     pub summary: String,
     pub changed: bool,
-}
-
-/// Runs every stage up to `target`, skipping what is done, and reports each stage's time;
-/// returns whether anything changed.
-/// With `interrupt`, Ctrl-C stops it after the stages in progress (the lab's marks say how far
-/// it got, and the next `lab bootstrap` goes on from there).
-pub async fn run(
-    engine: &Engine,
-    progress: &Progress,
-    lab: &Lab,
-    target: Stage,
-    interrupt: Option<&Interrupt>,
-) -> Result<bool> {
-    let stopped: Vec<&str> = lab
-        .nodes
-        .iter()
-        .filter(|n| !n.running())
-        .map(|n| n.name.as_str())
-        .collect();
-    if !stopped.is_empty() {
-        return Err(Error::Invalid(format!(
-            "lab {} has stopped nodes ({}); the bootstrap needs them all. Run `lab start --name \
-             {}` first.",
-            lab.name,
-            stopped.join(", "),
-            lab.name
-        )));
-    }
-    let ctx = Ctx::new(engine, lab);
-    // The containers are `lab create`'s, not the bootstrap's; a lab without HAProxy has no such
-    // stage: no word, and no mark.
-    let stages: Vec<Stage> = Stage::ALL
-        .into_iter()
-        .filter(|s| *s != Stage::Containers && *s <= target)
-        .filter(|s| *s != Stage::Haproxy || lab.haproxy_node().is_some())
-        .collect();
-    let started = Instant::now();
-    let mut timings = Vec::new();
-    let mut changed = false;
-    let waves = Stage::waves(&stages, lab.tls);
-    for (i, wave) in waves.iter().enumerate() {
-        // Every stage of a wave runs to its end, even when another fails: none is cut off
-        // halfway, and each one that succeeds is marked.
-        let results = futures_util::future::join_all(
-            wave.iter().map(|stage| run_stage(&ctx, progress, *stage)),
-        )
-        .await;
-        let mut failure = None;
-        for (stage, result) in wave.iter().zip(results) {
-            match result {
-                Ok((outcome, took)) => {
-                    changed |= outcome.changed;
-                    timings.push((*stage, took));
-                }
-                Err(e) => failure = failure.or(Some(e)),
-            }
-        }
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        if i + 1 < waves.len() && interrupt.is_some_and(Interrupt::was_pressed) {
-            let names: Vec<&str> = wave.iter().map(|s| s.name()).collect();
-            return Err(Error::InterruptedAfter(format!(
-                "stage {}; `lab bootstrap --name {}` goes on from there",
-                names.join(" and "),
-                lab.name
-            )));
-        }
-    }
-    if !timings.is_empty() {
-        timings.sort_by_key(|(s, _)| *s);
-        let parts: Vec<String> = timings
-            .iter()
-            .map(|(s, d)| format!("{} {}", s.name(), seconds(*d)))
-            .collect();
-        progress.line(format!(
-            "bootstrap: {} ({} in all, stages that need nothing of each other at once)",
-            parts.join(", "),
-            seconds(started.elapsed())
-        ));
-    }
-    Ok(changed)
-}
-
-/// Runs one stage on what the nodes hold now, marks it done, and says how long it took.
-async fn run_stage(
-    ctx: &Ctx<'_>,
-    progress: &Progress,
-    stage: Stage,
-) -> Result<(Outcome, Duration)> {
-    let step = progress.step(stage.name());
-    // Only the nodes the stage works on are asked.
-    let facts = ctx
-        .facts_where(|r| match stage {
-            Stage::Etcd => r.etcd,
-            Stage::Patroni => r.postgres,
-            Stage::Haproxy => r.haproxy,
-            Stage::Backup => r.postgres || r.repo,
-            Stage::Access | Stage::Containers => true,
-        })
-        .await?;
-    if stage > Stage::Access
-        && let Some(old) = facts.iter().find(|f| !f.helpers)
-    {
-        return Err(Error::Invalid(format!(
-            "lab {name} was made from an image older than this lab tool: {node} has no \
-             /etcdSetup.sh or /patroniSetup.sh, which the bootstrap runs as the course does. \
-             Recreate the lab on the current image with `lab create --replace --name {name}`.",
-            name = ctx.lab.name,
-            node = old.node
-        )));
-    }
-    let outcome = match stage {
-        Stage::Access => access::run(ctx, &facts, progress).await?,
-        Stage::Etcd => etcd::run(ctx, &facts).await?,
-        Stage::Patroni => patroni::run(ctx, &facts).await?,
-        Stage::Haproxy => haproxy::run(ctx, &facts).await?,
-        Stage::Backup => backup::run(ctx, &facts).await?,
-        Stage::Containers => unreachable!("not a bootstrap stage"),
-    };
-    crate::lab::mark(ctx.engine, &ctx.lab.name, stage.name()).await?;
-    let took = step.done(&outcome.summary);
-    Ok((outcome, took))
 }
 
 /// Reads the lab's settings (its password among them) from a running node.

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::drill::Scenario;
+use crate::fault::Fault;
 use crate::render::{HAPROXY_FALL, HAPROXY_INTER, HAPROXY_RISE};
 
 /// The settings a drill's pace follows.
@@ -48,10 +48,10 @@ fn proxy_part(t: &Timers) -> String {
     }
 }
 
-pub fn window(scenario: Scenario, t: &Timers) -> Window {
+pub fn window(scenario: Fault, t: &Timers) -> Window {
     let proxy = if t.haproxy { proxy_up() } else { 0 };
     let (low, high, why) = match scenario {
-        Scenario::KillPrimary | Scenario::PartitionPrimary => (
+        Fault::KillPrimary | Fault::PartitionPrimary => (
             t.ttl.saturating_sub(t.loop_wait),
             t.ttl + t.loop_wait + proxy,
             format!(
@@ -63,7 +63,7 @@ pub fn window(scenario: Scenario, t: &Timers) -> Window {
                 proxy_part(t)
             ),
         ),
-        Scenario::Switchover | Scenario::Failover => (
+        Fault::Switchover | Fault::Failover => (
             if t.haproxy {
                 (HAPROXY_RISE - 1) * HAPROXY_INTER
             } else {
@@ -85,7 +85,7 @@ pub fn window(scenario: Scenario, t: &Timers) -> Window {
                 }
             ),
         ),
-        Scenario::KillReplica if t.sync => (
+        Fault::KillReplica if t.sync => (
             0,
             t.ttl + t.loop_wait,
             format!(
@@ -95,12 +95,12 @@ pub fn window(scenario: Scenario, t: &Timers) -> Window {
                 t.ttl, t.loop_wait
             ),
         ),
-        Scenario::KillReplica => (
+        Fault::KillReplica => (
             0,
             1,
             "an asynchronous primary does not wait for its replicas: writes go on".into(),
         ),
-        Scenario::EtcdMajority => (
+        Fault::EtcdMajority => (
             t.hold.saturating_sub(t.loop_wait + t.retry_timeout),
             t.hold.saturating_sub(t.retry_timeout) + t.loop_wait + proxy,
             format!(
@@ -114,7 +114,7 @@ pub fn window(scenario: Scenario, t: &Timers) -> Window {
                 proxy_part(t)
             ),
         ),
-        Scenario::KillHaproxy => (
+        Fault::KillHaproxy => (
             t.hold,
             t.hold + 2 + proxy,
             format!(
@@ -124,7 +124,6 @@ pub fn window(scenario: Scenario, t: &Timers) -> Window {
                 proxy_part(t)
             ),
         ),
-        Scenario::Pitr => (0, 0, String::new()),
     };
     Window {
         low: low as f64,
@@ -184,33 +183,33 @@ mod tests {
 
     #[test]
     fn losing_the_primary_waits_for_its_leader_key() {
-        let w = window(Scenario::KillPrimary, &course(false));
+        let w = window(Fault::KillPrimary, &course(false));
         assert_eq!((w.low, w.high), (20.0, 40.0));
-        let w = window(Scenario::KillPrimary, &course(true));
+        let w = window(Fault::KillPrimary, &course(true));
         assert_eq!((w.low, w.high), (20.0, 49.0));
         assert!(w.why.contains("rise 2 checks every 3 s"), "{}", w.why);
     }
 
     #[test]
     fn a_replica_s_loss_costs_writes_only_in_sync_mode() {
-        let w = window(Scenario::KillReplica, &course(false));
+        let w = window(Fault::KillReplica, &course(false));
         assert_eq!((w.low, w.high), (0.0, 1.0));
         let sync = Timers {
             sync: true,
             ..course(false)
         };
-        assert_eq!(window(Scenario::KillReplica, &sync).high, 40.0);
+        assert_eq!(window(Fault::KillReplica, &sync).high, 40.0);
     }
 
     #[test]
     fn etcd_s_majority_follows_the_hold() {
-        let w = window(Scenario::EtcdMajority, &course(false));
+        let w = window(Fault::EtcdMajority, &course(false));
         assert_eq!((w.low, w.high), (10.0, 30.0));
     }
 
     #[test]
     fn the_verdict_places_the_observation() {
-        let w = window(Scenario::KillPrimary, &course(false));
+        let w = window(Fault::KillPrimary, &course(false));
         assert!(
             verdict(Some(27.0), &w).starts_with("observed 27.0 s, inside the predicted 20-40 s")
         );

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{Ctx, Facts, services};
+use super::{Ctx, Facts, lifecycle};
 use crate::certs::{self, CA_CERT, Subject};
 use crate::error::Result;
 use crate::lock;
@@ -31,7 +31,7 @@ pub async fn place(ctx: &Ctx<'_>, facts: &[Facts], progress: &Progress) -> Resul
         .any(|f| f.etcd_running || f.patroni_running || f.haproxy_running);
     let issued = certs::issue(&ctx.lab.name, &subjects(ctx))?;
     if running {
-        services::stop(ctx).await?;
+        lifecycle::stop(ctx).await?;
     }
     futures_util::future::try_join_all(issued.nodes.iter().map(|cert| {
         let ca = &issued.ca;
@@ -64,7 +64,7 @@ pub async fn place(ctx: &Ctx<'_>, facts: &[Facts], progress: &Progress) -> Resul
         certs::DIR
     );
     if running {
-        let health = services::start(ctx).await?;
+        let health = lifecycle::start(ctx).await?;
         said.push_str(&format!(
             "; the services were restarted to trust it: {health}"
         ));

@@ -69,7 +69,7 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     // Independent until a WAL segment is archived, which only the backup brings about: after
     // archive_command=/bin/true nothing is left waiting for the new one.
     let ((), primary) = tokio::try_join!(
-        pgbackrest(ctx, &repo, "stanza-create", Duration::from_secs(120)),
+        command(ctx, &repo, "stanza-create", Duration::from_secs(120)),
         set_archive_command(ctx)
     )?;
     // No `pgbackrest check` before it: the backup makes the same proof, waiting until the WAL
@@ -77,7 +77,7 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     // archive_command (theirs matters only once one is promoted) is waited for meanwhile.
     let backup = async {
         if !has_full {
-            pgbackrest(ctx, &repo, "--type=full backup", Duration::from_secs(900)).await?;
+            command(ctx, &repo, "--type=full backup", Duration::from_secs(900)).await?;
         }
         Ok(())
     };
@@ -121,7 +121,7 @@ fn describe(info: &Info) -> String {
     )
 }
 
-pub async fn pgbackrest(ctx: &Ctx<'_>, repo: &str, command: &str, timeout: Duration) -> Result<()> {
+pub async fn command(ctx: &Ctx<'_>, repo: &str, command: &str, timeout: Duration) -> Result<()> {
     ctx.must(
         Stage::Backup,
         repo,
