@@ -10,5 +10,6 @@ mod faults;
 mod image;
 mod labs;
 mod lifecycle;
+mod locks;
 mod tls;
 mod topologies;
