@@ -218,6 +218,24 @@ pub struct Layout {
     pub haproxy: bool,
 }
 
+impl Topology {
+    /// The layout the topology's guide lays out, before any role given directly.
+    pub fn preset(self) -> Layout {
+        let (postgres, etcd, dedicated_etcd, haproxy) = match self {
+            Topology::Course => (3, 5, false, false),
+            Topology::Colocated => (3, 3, false, true),
+            Topology::DedicatedEtcd => (3, 3, true, true),
+        };
+        Layout {
+            postgres,
+            etcd,
+            dedicated_etcd,
+            repo: RepoPlace::Last,
+            haproxy,
+        }
+    }
+}
+
 impl Layout {
     /// The nodes that run PostgreSQL or etcd.
     fn database_nodes(&self) -> usize {
@@ -409,11 +427,13 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     /// The topology's layout with the roles given directly laid over it, validated.
     pub fn layout(&self) -> Result<Layout> {
-        let (postgres, etcd, dedicated, haproxy) = match self.topology {
-            Topology::Course => (3, 5, false, false),
-            Topology::Colocated => (3, 3, false, true),
-            Topology::DedicatedEtcd => (3, 3, true, true),
-        };
+        let Layout {
+            postgres,
+            etcd,
+            dedicated_etcd: dedicated,
+            haproxy,
+            ..
+        } = self.topology.preset();
         let dedicated_etcd = dedicated || self.dedicated_etcd;
         let (etcd, postgres) = match self.nodes {
             Some(_) if dedicated_etcd => {

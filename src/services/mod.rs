@@ -4,6 +4,7 @@
 //! status, check and drills ask it). `Ctx` is how they reach a lab's nodes. This layer sits on
 //! the lab model (`crate::model`) and below the commands (`crate::lab`).
 
+pub mod catalog;
 pub mod etcd;
 pub mod facts;
 pub mod haproxy;

@@ -1,0 +1,365 @@
+//! One declaration per service that runs in a lab's nodes: which role runs it, its course
+//! stage, the helpers in `docker/rootfs` that start and stop it, its log, how it is stopped among
+//! its peers, and the course steps `lab check` judges for it. `ALL` is in the course's order,
+//! which is the order services start in; they stop in the reverse. Bootstrap, `lab start`,
+//! `lab stop`, reset, a drill's put-back, restore, `lab check` and the node's own shutdown trap
+//! (`pgha-init`, which reads `stop_helpers` from the image) all walk it. A new service is one
+//! declaration here and a module of its own.
+
+use std::time::Duration;
+
+use super::facts::Facts;
+use super::{etcd, haproxy, patroni};
+use crate::spec::{Roles, Stage};
+
+/// Which service a declaration is: what `lifecycle` and `lab check` match on where a service
+/// needs behaviour of its own (a wait, a client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sshd,
+    Etcd,
+    Patroni,
+    Haproxy,
+    Repository,
+}
+
+/// A helper script in the image, with the user it runs as and how long it may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Helper {
+    pub command: &'static str,
+    pub user: &'static str,
+    pub within: Duration,
+}
+
+/// How a service is stopped across the nodes that run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopPolicy {
+    /// Everywhere at once.
+    Together,
+    /// The replicas, then the primary: a primary stopping while replicas run would hand its
+    /// leadership over.
+    ReplicasBeforePrimary,
+    /// The followers, then the leader: a leader stopping among stopping followers spends seconds
+    /// on a leadership transfer that cannot succeed.
+    FollowersBeforeLeader,
+}
+
+#[derive(Debug)]
+pub struct Service {
+    pub kind: Kind,
+    /// As reports print it.
+    pub name: &'static str,
+    /// The course stage that sets it up.
+    pub stage: Stage,
+    pub runs_on: fn(&Roles) -> bool,
+    pub start: Option<Helper>,
+    pub stop: Option<Helper>,
+    /// Its log, whose end a failure shows.
+    pub log: Option<&'static str>,
+    pub stop_policy: StopPolicy,
+    /// Where a start starts it: configured (and, for some, not running yet).
+    pub start_where: fn(&Facts) -> bool,
+    /// Where a stop stops it: running.
+    pub stop_where: fn(&Facts) -> bool,
+    /// How it is seen healthy, in the words `lab start` and `lab check` use.
+    pub health: &'static str,
+    /// The course steps `lab check` judges for it, in order.
+    pub steps: &'static [&'static str],
+}
+
+const fn helper(command: &'static str, user: &'static str, secs: u64) -> Option<Helper> {
+    Some(Helper {
+        command,
+        user,
+        within: Duration::from_secs(secs),
+    })
+}
+
+pub const SSHD: Service = Service {
+    kind: Kind::Sshd,
+    name: "sshd",
+    stage: Stage::Access,
+    runs_on: |_| true,
+    start: helper("startSshd", "root", 30),
+    // Stopped with its container: nothing depends on it going first.
+    stop: None,
+    log: None,
+    stop_policy: StopPolicy::Together,
+    start_where: |f| f.host_keys && !f.sshd_running,
+    stop_where: |_| false,
+    health: "ssh works as postgres into and out of every node",
+    steps: &["nodes and aliases", "ssh between nodes", "certificates"],
+};
+
+pub const ETCD: Service = Service {
+    kind: Kind::Etcd,
+    name: "etcd",
+    stage: Stage::Etcd,
+    runs_on: |r| r.etcd,
+    start: helper("startEtcd", "postgres", 30),
+    stop: helper("stopEtcd", "root", 60),
+    log: Some(etcd::LOG),
+    stop_policy: StopPolicy::FollowersBeforeLeader,
+    start_where: |f| f.etcd_config && f.etcd_data,
+    stop_where: |f| f.etcd_running,
+    health: "every member up, one leader, the cluster's version settled",
+    steps: &["etcd configured", "etcd running", "etcd quorum"],
+};
+
+pub const PATRONI: Service = Service {
+    kind: Kind::Patroni,
+    name: "Patroni",
+    stage: Stage::Patroni,
+    runs_on: |r| r.postgres,
+    start: helper("startPatroni", "postgres", 30),
+    // PostgreSQL finishes a checkpoint first: up to stopPatroni's own 120 s.
+    stop: helper("stopPatroni", "root", 150),
+    log: Some(patroni::LOG),
+    stop_policy: StopPolicy::ReplicasBeforePrimary,
+    start_where: |f| f.patroni_config && f.pg_data,
+    stop_where: |f| f.patroni_running,
+    health: "one primary, every replica streaming from it",
+    steps: &["patroni configured", "patroni leader", "replicas streaming"],
+};
+
+pub const HAPROXY: Service = Service {
+    kind: Kind::Haproxy,
+    name: "HAProxy",
+    stage: Stage::Haproxy,
+    runs_on: |r| r.haproxy,
+    start: helper(haproxy::START, "root", 30),
+    stop: helper("stopHaproxy", "root", 30),
+    log: Some(haproxy::LOG),
+    stop_policy: StopPolicy::Together,
+    start_where: |f| f.haproxy_config && !f.haproxy_running,
+    stop_where: |f| f.haproxy_running,
+    health: "5000 routes to the primary, 5001 to the replicas",
+    steps: &["haproxy configured", "haproxy routing"],
+};
+
+/// The pgBackRest repository: no daemon of its own (the database servers reach it over SSH),
+/// so nothing to start or stop; its steps close the course.
+pub const REPOSITORY: Service = Service {
+    kind: Kind::Repository,
+    name: "pgBackRest",
+    stage: Stage::Backup,
+    runs_on: |r| r.repo,
+    start: None,
+    stop: None,
+    log: None,
+    stop_policy: StopPolicy::Together,
+    start_where: |_| false,
+    stop_where: |_| false,
+    health: "the stanza is ok, WAL is archived, a full backup exists",
+    steps: &[
+        "pgbackrest configured",
+        "stanza",
+        "archive_command",
+        "full backup",
+    ],
+};
+
+/// Every service, in the course's order: the order they are set up and started in.
+pub const ALL: [&Service; 5] = [&SSHD, &ETCD, &PATRONI, &HAPROXY, &REPOSITORY];
+
+/// The services a start walks, in order, with the nodes among `facts` to start each on.
+pub fn starting(facts: &[Facts]) -> Vec<(&'static Service, Vec<String>)> {
+    ALL.into_iter()
+        .filter_map(|s| {
+            s.start?;
+            let nodes = facts
+                .iter()
+                .filter(|f| (s.start_where)(f))
+                .map(|f| f.node.clone())
+                .collect();
+            Some((s, nodes))
+        })
+        .collect()
+}
+
+/// The services a stop walks, in order (the reverse of a start), with the nodes among `facts`
+/// to stop each on.
+pub fn stopping(facts: &[Facts]) -> Vec<(&'static Service, Vec<String>)> {
+    ALL.into_iter()
+        .rev()
+        .filter_map(|s| {
+            s.stop?;
+            let nodes = facts
+                .iter()
+                .filter(|f| (s.stop_where)(f))
+                .map(|f| f.node.clone())
+                .collect();
+            Some((s, nodes))
+        })
+        .collect()
+}
+
+/// `nodes` in the groups a stop takes them in: `last` (the primary, the leader), where the
+/// policy names one, after all the others.
+pub fn stop_groups(policy: StopPolicy, nodes: &[String], last: Option<&str>) -> Vec<Vec<String>> {
+    match policy {
+        StopPolicy::Together => vec![nodes.to_vec()],
+        StopPolicy::ReplicasBeforePrimary | StopPolicy::FollowersBeforeLeader => {
+            let (lasts, firsts): (Vec<String>, Vec<String>) =
+                nodes.iter().cloned().partition(|n| Some(n.as_str()) == last);
+            vec![firsts, lasts]
+        }
+    }
+}
+
+/// The helpers a node's shutdown trap runs, one a line, in stop order: each node stops its own
+/// services when its container is stopped from outside `lab` (docker stop, a daemon restart).
+pub fn stop_helpers() -> String {
+    ALL.into_iter()
+        .rev()
+        .filter_map(|s| s.stop)
+        .map(|h| format!("{}\n", h.command))
+        .collect()
+}
+
+/// The declaration of `kind`.
+pub fn of(kind: Kind) -> &'static Service {
+    ALL.into_iter()
+        .find(|s| s.kind == kind)
+        .expect("every kind is declared")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Topology;
+
+    /// A lab of `topology` whose every service is configured and running, as facts.
+    fn running_lab(topology: Topology) -> Vec<Facts> {
+        let layout = topology.preset();
+        (1..=layout.nodes())
+            .map(|i| (i, layout.roles(i)))
+            .map(|(i, r)| Facts {
+                node: format!("pgha{i}"),
+                host_keys: true,
+                etcd_config: r.etcd,
+                etcd_data: r.etcd,
+                etcd_running: r.etcd,
+                patroni_config: r.postgres,
+                pg_data: r.postgres,
+                patroni_running: r.postgres,
+                haproxy_config: r.haproxy,
+                haproxy_running: r.haproxy,
+                repo_config: r.repo,
+                ..Facts::default()
+            })
+            .collect()
+    }
+
+    /// A lab of `topology` just started: configured, nothing running.
+    fn stopped_lab(topology: Topology) -> Vec<Facts> {
+        running_lab(topology)
+            .into_iter()
+            .map(|f| Facts {
+                etcd_running: false,
+                patroni_running: false,
+                haproxy_running: false,
+                ..f
+            })
+            .collect()
+    }
+
+    fn order(walk: Vec<(&Service, Vec<String>)>) -> Vec<(&str, String)> {
+        walk.into_iter()
+            .filter(|(_, nodes)| !nodes.is_empty())
+            .map(|(s, nodes)| (s.name, nodes.join(" ")))
+            .collect()
+    }
+
+    #[test]
+    fn the_stop_order_of_every_topology_is_the_one_lab_stop_always_had() {
+        // HAProxy (the clients' entry) first, then Patroni, then etcd.
+        assert_eq!(
+            order(stopping(&running_lab(Topology::Course))),
+            [
+                ("Patroni", "pgha1 pgha2 pgha3".into()),
+                ("etcd", "pgha1 pgha2 pgha3 pgha4 pgha5".into()),
+            ]
+        );
+        assert_eq!(
+            order(stopping(&running_lab(Topology::Colocated))),
+            [
+                ("HAProxy", "pgha4".into()),
+                ("Patroni", "pgha1 pgha2 pgha3".into()),
+                ("etcd", "pgha1 pgha2 pgha3".into()),
+            ]
+        );
+        assert_eq!(
+            order(stopping(&running_lab(Topology::DedicatedEtcd))),
+            [
+                ("HAProxy", "pgha7".into()),
+                ("Patroni", "pgha1 pgha2 pgha3".into()),
+                ("etcd", "pgha4 pgha5 pgha6".into()),
+            ]
+        );
+        assert_eq!(
+            (PATRONI.stop_policy, ETCD.stop_policy, HAPROXY.stop_policy),
+            (
+                StopPolicy::ReplicasBeforePrimary,
+                StopPolicy::FollowersBeforeLeader,
+                StopPolicy::Together
+            )
+        );
+    }
+
+    #[test]
+    fn the_start_order_of_every_topology_is_the_one_lab_start_always_had() {
+        // sshd, etcd, Patroni, then HAProxy, which finds the leader by its checks.
+        assert_eq!(
+            order(starting(&stopped_lab(Topology::Course))),
+            [
+                ("sshd", "pgha1 pgha2 pgha3 pgha4 pgha5".into()),
+                ("etcd", "pgha1 pgha2 pgha3 pgha4 pgha5".into()),
+                ("Patroni", "pgha1 pgha2 pgha3".into()),
+            ]
+        );
+        assert_eq!(
+            order(starting(&stopped_lab(Topology::Colocated))),
+            [
+                ("sshd", "pgha1 pgha2 pgha3 pgha4".into()),
+                ("etcd", "pgha1 pgha2 pgha3".into()),
+                ("Patroni", "pgha1 pgha2 pgha3".into()),
+                ("HAProxy", "pgha4".into()),
+            ]
+        );
+        assert_eq!(
+            order(starting(&stopped_lab(Topology::DedicatedEtcd))),
+            [
+                ("sshd", "pgha1 pgha2 pgha3 pgha4 pgha5 pgha6 pgha7".into()),
+                ("etcd", "pgha4 pgha5 pgha6".into()),
+                ("Patroni", "pgha1 pgha2 pgha3".into()),
+                ("HAProxy", "pgha7".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_primary_and_the_leader_stop_last() {
+        let nodes: Vec<String> = ["pgha1", "pgha2", "pgha3"].map(String::from).to_vec();
+        let groups = stop_groups(StopPolicy::ReplicasBeforePrimary, &nodes, Some("pgha2"));
+        assert_eq!(groups, [vec!["pgha1", "pgha3"], vec!["pgha2"]]);
+        let groups = stop_groups(StopPolicy::FollowersBeforeLeader, &nodes, None);
+        assert_eq!(groups, [nodes.clone(), vec![]]);
+        assert_eq!(
+            stop_groups(StopPolicy::Together, &nodes, Some("pgha1")),
+            [nodes]
+        );
+    }
+
+    #[test]
+    fn a_node_shuts_down_in_the_same_order() {
+        assert_eq!(stop_helpers(), "stopHaproxy\nstopPatroni\nstopEtcd\n");
+    }
+
+    #[test]
+    fn stages_follow_the_course_order() {
+        let stages: Vec<Stage> = ALL.iter().map(|s| s.stage).collect();
+        assert!(stages.is_sorted(), "{stages:?}");
+        assert_eq!(of(Kind::Etcd).name, "etcd");
+    }
+}
