@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use crate::engine::{UploadFile, archive};
+use crate::services::catalog;
 
 /// The image `lab create` uses unless told otherwise. The part after "17-g" is the generation:
 /// raise it whenever `docker/` changes, so labs never silently run on an older definition.
-pub const IMAGE: &str = "pgha-lab:17-g7";
+pub const IMAGE: &str = "pgha-lab:17-g8";
 /// Where a registry is reachable, the image builds on this.
 pub const REGISTRY_BASE: (&str, &str) = ("debian", "trixie-slim");
 /// Where none is, on this: Debian trixie debootstrapped from the package mirror and imported.
@@ -130,8 +131,21 @@ const FILES: &[(&str, &str, u32)] = &[
 ];
 
 /// The build context: `docker/` as a tar archive.
+/// Where a node's shutdown trap (`pgha-init`) reads the helpers it stops its services with.
+const STOP_ORDER: &str = "rootfs/usr/local/lib/pgha-lab/stop-order";
+
+/// Every file of the build context: `docker/`, and what is made from the services' declarations
+/// (the stop order), so that a node stops its services in the order `lab stop` does.
+fn all_files() -> Vec<(&'static str, String, u32)> {
+    FILES
+        .iter()
+        .map(|(path, content, mode)| (*path, content.to_string(), *mode))
+        .chain([(STOP_ORDER, catalog::stop_helpers(), 0o644)])
+        .collect()
+}
+
 pub fn context() -> std::io::Result<Vec<u8>> {
-    let files: Vec<UploadFile> = FILES
+    let files: Vec<UploadFile> = all_files()
         .iter()
         .map(|(path, content, mode)| file(path, content, *mode))
         .collect();
@@ -153,7 +167,7 @@ pub fn file(path: &str, content: &str, mode: u32) -> UploadFile {
 /// another definition is recognised as stale (FNV-1a: stable across Rust releases).
 pub fn fingerprint() -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for (path, content, mode) in FILES {
+    for (path, content, mode) in all_files() {
         for byte in path
             .bytes()
             .chain(content.bytes())
@@ -232,8 +246,10 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names.len(), FILES.len());
+        assert_eq!(names.len(), FILES.len() + 1);
         assert!(names.contains(&"Dockerfile".to_string()));
+        // The stop order a node's shutdown trap reads, made from the services' declarations.
+        assert!(names.contains(&STOP_ORDER.to_string()));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::model::{self, Lab};
 use crate::render::{ARCHIVE_COMMAND, PATRONI_CONF, STANZA, archives_to_pgbackrest};
 use crate::services::haproxy::{self, Routing};
 use crate::services::patroni::{COPY_ROLES, MemberState, SETUP as PATRONI_SETUP};
-use crate::services::{Ctx, Facts, etcd, patroni, pgbackrest};
+use crate::services::{Ctx, Facts, catalog, etcd, patroni, pgbackrest};
 use crate::spec::Roles;
 
 /// One node as `lab check` saw it.
@@ -760,7 +760,7 @@ fn haproxy_steps(h: &NodeSeen, o: &Observed, primary: Option<&str>, pg: &[&NodeS
             format!("HAProxy is not running on {}", h.name),
             on_root(&format!(
                 "{}   # stands for the guide's sudo systemctl restart haproxy",
-                haproxy::START
+                catalog::HAPROXY.start.map_or("", |h| h.command)
             )),
         ),
         (None, _) => step_todo(

@@ -13,8 +13,9 @@ use crate::lock::LabLock;
 use crate::model::{self, Lab};
 use crate::progress::{Progress, seconds};
 use crate::render::PATRONI_CONF;
+use crate::services::catalog::{self, Kind};
 use crate::services::{self, Ctx, etcd, haproxy, lifecycle, patroni, wait_for};
-use crate::spec::{HAPROXY_PRIMARY, Stage};
+use crate::spec::HAPROXY_PRIMARY;
 
 /// How long a new leader may take: Patroni's ttl (30 s) plus a loop or two.
 pub(super) const ELECTION: Duration = Duration::from_secs(90);
@@ -342,7 +343,8 @@ pub async fn heal(engine: &Engine, progress: &Progress, lock: &LabLock, node: &s
     Ok(())
 }
 
-/// Waits until `nodes` are back in the cluster; describes how they came back.
+/// Waits until `nodes` are back in the cluster, service by service in the catalog's order;
+/// describes how they came back.
 pub(super) async fn rejoined(
     engine: &Engine,
     name: &str,
@@ -352,62 +354,82 @@ pub(super) async fn rejoined(
     let lab = model::get(engine, name).await?;
     let ctx = Ctx::new(engine, &lab);
     let mut report = Vec::new();
+    for service in catalog::ALL {
+        let back: Vec<String> = lab
+            .nodes
+            .iter()
+            .filter(|n| (service.runs_on)(&n.roles) && nodes.contains(&n.name))
+            .map(|n| n.name.clone())
+            .collect();
+        if back.is_empty() {
+            continue;
+        }
+        match service.kind {
+            Kind::Etcd => {
+                let view = etcd::wait_healthy(&ctx, &back, Duration::from_secs(60)).await?;
+                report.push(format!("etcd: {}", view.health()));
+            }
+            Kind::Patroni => report.extend(patroni_rejoined(&ctx, &back, started).await?),
+            Kind::Haproxy => report.push(haproxy_rejoined(&ctx, &back[0], started).await?),
+            Kind::Sshd | Kind::Repository => {}
+        }
+    }
+    Ok(report.join("; "))
+}
+
+/// Waits until the PostgreSQL nodes `back` are in the cluster again: how each came back.
+async fn patroni_rejoined(ctx: &Ctx<'_>, back: &[String], started: Instant) -> Result<Vec<String>> {
     // Other nodes may be down on purpose (a drill in progress): only the running ones count.
-    let pg: Vec<String> = lab
+    let pg: Vec<String> = ctx
+        .lab
         .postgres_nodes()
         .filter(|n| n.running())
         .map(|n| n.name.clone())
         .collect();
-    if nodes.iter().any(|n| pg.contains(n)) {
-        let healthy = patroni::wait_healthy(&ctx, &pg, REJOIN).await?;
-        for node in nodes.iter().filter(|n| pg.contains(n)) {
-            let state = if *node == healthy.primary {
-                "primary".to_string()
-            } else {
-                format!("replica streaming from {}", healthy.primary)
-            };
-            report.push(format!(
-                "{node} {state} after {}{}",
-                seconds(started.elapsed()),
-                if rewound(&ctx, node, started).await? {
-                    " (pg_rewind ran)"
-                } else {
-                    ""
-                }
-            ));
-        }
+    if !back.iter().any(|n| pg.contains(n)) {
+        return Ok(Vec::new());
     }
-    let members: Vec<String> = nodes
-        .iter()
-        .filter(|n| lab.etcd_nodes().any(|m| m.name == **n))
-        .cloned()
-        .collect();
-    if !members.is_empty() {
-        let view = etcd::wait_healthy(&ctx, &members, Duration::from_secs(60)).await?;
-        report.push(format!("etcd: {}", view.health()));
-    }
-    if let Some(proxy) = lab.haproxy_node().filter(|n| nodes.contains(&n.name)) {
-        // HAProxy came back only where it was configured (services::start_on).
-        let configured = ctx
-            .facts()
-            .await?
-            .iter()
-            .any(|f| f.node == proxy.name && f.haproxy_config);
-        report.push(if configured {
-            let routing = haproxy::wait_routing(&ctx, Duration::from_secs(45)).await?;
-            format!(
-                "HAProxy routes again after {}: {}",
-                seconds(started.elapsed()),
-                routing.describe()
-            )
+    let healthy = patroni::wait_healthy(ctx, &pg, REJOIN).await?;
+    let mut report = Vec::new();
+    for node in back.iter().filter(|n| pg.contains(n)) {
+        let state = if *node == healthy.primary {
+            "primary".to_string()
         } else {
-            format!(
-                "HAProxy is not configured on {} yet (`lab bootstrap --name {name}` does it)",
-                proxy.name
-            )
-        });
+            format!("replica streaming from {}", healthy.primary)
+        };
+        report.push(format!(
+            "{node} {state} after {}{}",
+            seconds(started.elapsed()),
+            if rewound(ctx, node, started).await? {
+                " (pg_rewind ran)"
+            } else {
+                ""
+            }
+        ));
     }
-    Ok(report.join("; "))
+    Ok(report)
+}
+
+/// Waits until HAProxy on `proxy` routes again, where it is configured (a start brings it back
+/// only there).
+async fn haproxy_rejoined(ctx: &Ctx<'_>, proxy: &str, started: Instant) -> Result<String> {
+    let configured = ctx
+        .facts()
+        .await?
+        .iter()
+        .any(|f| f.node == proxy && f.haproxy_config);
+    if !configured {
+        return Ok(format!(
+            "HAProxy is not configured on {proxy} yet (`lab bootstrap --name {}` does it)",
+            ctx.lab.name
+        ));
+    }
+    let routing = haproxy::wait_routing(ctx, Duration::from_secs(45)).await?;
+    Ok(format!(
+        "HAProxy routes again after {}: {}",
+        seconds(started.elapsed()),
+        routing.describe()
+    ))
 }
 
 /// Whether Patroni ran pg_rewind on `node` since `since` (its log says so).
@@ -514,19 +536,14 @@ pub(super) async fn healthy_before(ctx: &Ctx<'_>, so: &str) -> Result<patroni::H
         })
 }
 
-/// Runs startEtcd or stopEtcd on `nodes`, as the course's helpers do.
+/// Starts or stops etcd on `nodes`, one after another, with the course's helpers.
 pub(super) async fn etcd_service(ctx: &Ctx<'_>, nodes: &[String], start: bool) -> Result<()> {
-    let script = if start { "startEtcd" } else { "stopEtcd" };
     for node in nodes {
-        ctx.must(
-            Stage::Etcd,
-            node,
-            "postgres",
-            script,
-            Duration::from_secs(60),
-            Some(etcd::LOG),
-        )
-        .await?;
+        if start {
+            ctx.start(&catalog::ETCD, &[node]).await?;
+        } else {
+            ctx.stop(&catalog::ETCD, &[node]).await?;
+        }
     }
     Ok(())
 }

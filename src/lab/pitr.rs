@@ -15,7 +15,7 @@ use crate::lock::LabLock;
 use crate::model::{self, Lab};
 use crate::progress::Progress;
 use crate::render::{PGDATA, STANZA};
-use crate::services::{Ctx, etcd, patroni, pgbackrest};
+use crate::services::{Ctx, catalog, etcd, patroni, pgbackrest};
 use crate::spec::Stage;
 
 /// Patroni's keys in etcd: namespace and scope, as /patroniSetup.sh writes them.
@@ -303,19 +303,11 @@ async fn recover(
         .await?;
     }
     timed(progress, &mut steps, "stop Patroni everywhere", async {
-        // The primary last, so that no replica is promoted in between.
-        let mut order: Vec<&String> = pg.iter().filter(|n| **n != restored).collect();
-        order.push(&restored);
-        for node in order {
-            ctx.must(
-                Stage::Patroni,
-                node,
-                "postgres",
-                "stopPatroni",
-                Duration::from_secs(150),
-                Some(patroni::LOG),
-            )
-            .await?;
+        // By Patroni's stop policy, the node to restore (the primary) last, so that no replica
+        // is promoted in between.
+        let policy = catalog::PATRONI.stop_policy;
+        for group in catalog::stop_groups(policy, &pg, Some(&restored)) {
+            ctx.stop(&catalog::PATRONI, &group).await?;
         }
         Ok(((), format!("stopped on {}", pg.join(", "))))
     })
@@ -366,7 +358,7 @@ async fn recover(
         &mut steps,
         &format!("start the cluster from {restored}"),
         async {
-            patroni::start(&ctx, &restored).await?;
+            ctx.start(&catalog::PATRONI, &[&restored]).await?;
             patroni::wait_primary(&ctx, &restored, Duration::from_secs(120)).await?;
             // Patroni starts the data as a replica and promotes it once it holds the leader
             // key: one timeline more.
@@ -382,15 +374,11 @@ async fn recover(
     if !replicas.is_empty() {
         timed(progress, &mut steps, "rebuild the replicas", async {
             for node in &replicas {
-                ctx.must(
-                    Stage::Patroni,
-                    node,
-                    "postgres",
-                    &format!("rm -rf {PGDATA:?} && startPatroni"),
-                    Duration::from_secs(60),
-                    Some(patroni::LOG),
-                )
-                .await?;
+                let wipe = format!("rm -rf {PGDATA:?}");
+                let wait = Duration::from_secs(30);
+                ctx.must(Stage::Patroni, node, "postgres", &wipe, wait, None)
+                    .await?;
+                ctx.start(&catalog::PATRONI, &[node]).await?;
             }
             let healthy = patroni::wait_healthy(&ctx, &pg, REJOIN).await?;
             Ok(((), healthy.describe()))

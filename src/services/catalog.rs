@@ -9,8 +9,14 @@
 use std::time::Duration;
 
 use super::facts::Facts;
-use super::{etcd, haproxy, patroni};
 use crate::spec::{Roles, Stage};
+
+/// etcd's log, as the course's command line writes it.
+pub const ETCD_LOG: &str = "/var/log/etcd/etcd-standalone.log";
+/// Patroni's log (PostgreSQL's own is beside it).
+pub const PATRONI_LOG: &str = "/var/log/patroni/patroni.log";
+/// Where startHaproxy sends HAProxy's start-up warnings and errors.
+pub const HAPROXY_LOG: &str = "/var/log/haproxy/haproxy.log";
 
 /// Which service a declaration is: what `lifecycle` and `lab check` match on where a service
 /// needs behaviour of its own (a wait, a client).
@@ -98,7 +104,7 @@ pub const ETCD: Service = Service {
     runs_on: |r| r.etcd,
     start: helper("startEtcd", "postgres", 30),
     stop: helper("stopEtcd", "root", 60),
-    log: Some(etcd::LOG),
+    log: Some(ETCD_LOG),
     stop_policy: StopPolicy::FollowersBeforeLeader,
     start_where: |f| f.etcd_config && f.etcd_data,
     stop_where: |f| f.etcd_running,
@@ -114,7 +120,7 @@ pub const PATRONI: Service = Service {
     start: helper("startPatroni", "postgres", 30),
     // PostgreSQL finishes a checkpoint first: up to stopPatroni's own 120 s.
     stop: helper("stopPatroni", "root", 150),
-    log: Some(patroni::LOG),
+    log: Some(PATRONI_LOG),
     stop_policy: StopPolicy::ReplicasBeforePrimary,
     start_where: |f| f.patroni_config && f.pg_data,
     stop_where: |f| f.patroni_running,
@@ -127,9 +133,10 @@ pub const HAPROXY: Service = Service {
     name: "HAProxy",
     stage: Stage::Haproxy,
     runs_on: |r| r.haproxy,
-    start: helper(haproxy::START, "root", 30),
+    // Stands for the guide's `sudo systemctl restart haproxy`.
+    start: helper("startHaproxy", "root", 30),
     stop: helper("stopHaproxy", "root", 30),
-    log: Some(haproxy::LOG),
+    log: Some(HAPROXY_LOG),
     stop_policy: StopPolicy::Together,
     start_where: |f| f.haproxy_config && !f.haproxy_running,
     stop_where: |f| f.haproxy_running,
@@ -200,8 +207,10 @@ pub fn stop_groups(policy: StopPolicy, nodes: &[String], last: Option<&str>) -> 
     match policy {
         StopPolicy::Together => vec![nodes.to_vec()],
         StopPolicy::ReplicasBeforePrimary | StopPolicy::FollowersBeforeLeader => {
-            let (lasts, firsts): (Vec<String>, Vec<String>) =
-                nodes.iter().cloned().partition(|n| Some(n.as_str()) == last);
+            let (lasts, firsts): (Vec<String>, Vec<String>) = nodes
+                .iter()
+                .cloned()
+                .partition(|n| Some(n.as_str()) == last);
             vec![firsts, lasts]
         }
     }

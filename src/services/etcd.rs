@@ -8,12 +8,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::facts::of;
-use super::{Ctx, Facts, Outcome, wait_for};
+use super::{Ctx, Facts, Outcome, catalog, wait_for};
 use crate::certs::{CA_CERT, cert_path, key_path};
 use crate::error::Result;
 use crate::spec::{Stage, quorum};
 
-pub const LOG: &str = "/var/log/etcd/etcd-standalone.log";
+pub use super::catalog::ETCD_LOG as LOG;
 /// The course's command for this node's etcd.yaml (and patroniVars), from NODELIST.
 pub const SETUP: &str = "/etcdSetup.sh -y";
 
@@ -79,15 +79,7 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     // all do when started at once) keeps it waiting a second. startEtcd returns once its
     // member serves the others, so each one after it gets its answers at once.
     for member in &members {
-        ctx.must(
-            Stage::Etcd,
-            &member.name,
-            "postgres",
-            "startEtcd",
-            wait,
-            Some(LOG),
-        )
-        .await?;
+        ctx.start(&catalog::ETCD, &[&member.name]).await?;
     }
     let names: Vec<String> = members.iter().map(|n| n.name.clone()).collect();
     let view = wait_healthy(ctx, &names, Duration::from_secs(60)).await?;

@@ -6,15 +6,12 @@
 use std::time::Duration;
 
 use super::facts::of;
-use super::{Ctx, Facts, Outcome, patroni, wait_for};
+use super::{Ctx, Facts, Outcome, catalog, patroni, wait_for};
 use crate::error::Result;
 use crate::render::HAPROXY_CONF;
 use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS, Stage};
 
-/// Where startHaproxy sends HAProxy's start-up warnings and errors.
-pub const LOG: &str = "/var/log/haproxy/haproxy.log";
-/// The command that stands for the guide's `sudo systemctl restart haproxy`.
-pub const START: &str = "startHaproxy";
+pub use super::catalog::HAPROXY_LOG as LOG;
 
 /// Where HAProxy sends clients, as its stats page says: the servers it has UP in each listen
 /// section.
@@ -103,15 +100,7 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
             .await?;
     }
     if !f.haproxy_running {
-        ctx.must(
-            Stage::Haproxy,
-            &node.name,
-            "root",
-            START,
-            Duration::from_secs(30),
-            Some(LOG),
-        )
-        .await?;
+        ctx.start(&catalog::HAPROXY, &[&node.name]).await?;
     }
     let routing = wait_routing(ctx, Duration::from_secs(45)).await?;
     Ok(Outcome {

@@ -1,82 +1,73 @@
-//! The services inside a lab's nodes across `lab stop` and `lab start`: stopped so that
-//! PostgreSQL shuts down cleanly and no failover happens on the way down, started again so that
-//! the same cluster comes back healthy, HAProxy included. Only what is configured on a node is
-//! touched.
+//! The services inside a lab's nodes across `lab stop` and `lab start`, walked in the catalog's
+//! order: stopped so that PostgreSQL shuts down cleanly and no failover happens on the way down,
+//! started again so that the same cluster comes back healthy, HAProxy included. Only what is
+//! configured on a node is touched.
 
 use std::time::Duration;
 
+use super::catalog::{self, Kind, Service, StopPolicy};
 use super::{Ctx, Facts, etcd, haproxy, patroni};
 use crate::error::Result;
 use crate::spec::Stage;
 
-/// Stops HAProxy (the clients' entry), then Patroni on the replicas, then on the primary, then
-/// etcd: the followers, then the leader.
+/// Stops the services in the catalog's stop order (HAProxy, Patroni, etcd), each by its stop
+/// policy: Patroni's replicas before the primary, etcd's followers before the leader.
 pub async fn stop(ctx: &Ctx<'_>) -> Result<String> {
     let facts = ctx.facts().await?;
-    let proxies: Vec<&str> = facts
-        .iter()
-        .filter(|f| f.haproxy_running)
-        .map(|f| f.node.as_str())
-        .collect();
-    let (wait, log) = (Duration::from_secs(30), Some(haproxy::LOG));
-    ctx.must_on(&proxies, Stage::Haproxy, "root", "stopHaproxy", wait, log)
-        .await?;
-    let mut primaries = Vec::new();
-    let mut replicas = Vec::new();
-    for f in facts.iter().filter(|f| f.patroni_running) {
-        match patroni::member(ctx, &f.node).await? {
-            Some(m) if m.role == "primary" => primaries.push(f.node.clone()),
-            _ => replicas.push(f.node.clone()),
-        }
-    }
-    // Replicas first: a primary stopping while replicas run would hand its leadership over.
-    for group in [&replicas, &primaries] {
-        let (wait, log) = (Duration::from_secs(150), Some(patroni::LOG));
-        ctx.must_on(group, Stage::Patroni, "root", "stopPatroni", wait, log)
-            .await?;
-    }
-    let etcd: Vec<&str> = facts
-        .iter()
-        .filter(|f| f.etcd_running)
-        .map(|f| f.node.as_str())
-        .collect();
-    // Followers first: a leader stopping among stopping followers spends seconds on a
-    // leadership transfer that cannot succeed.
-    let leader = if etcd.is_empty() {
-        None
-    } else {
-        etcd::view(ctx).await?.leader
-    };
-    let (last, first): (Vec<&str>, Vec<&str>) =
-        etcd.iter().partition(|n| Some(**n) == leader.as_deref());
-    for group in [first, last] {
-        let (wait, log) = (Duration::from_secs(60), Some(etcd::LOG));
-        ctx.must_on(&group, Stage::Etcd, "root", "stopEtcd", wait, log)
-            .await?;
-    }
     let mut done = Vec::new();
-    if !proxies.is_empty() {
-        done.push(format!("HAProxy stopped on {}", proxies.join(", ")));
-    }
-    if !replicas.is_empty() || !primaries.is_empty() {
-        done.push(format!(
-            "Patroni stopped on {} (replicas first, then the primary)",
-            replicas
-                .iter()
-                .chain(primaries.iter())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    if !etcd.is_empty() {
-        done.push(format!("etcd stopped on {} member(s)", etcd.len()));
+    for (service, nodes) in catalog::stopping(&facts) {
+        if nodes.is_empty() {
+            continue;
+        }
+        let order = stop_service(ctx, service, &nodes).await?.join(", ");
+        done.push(match service.stop_policy {
+            StopPolicy::Together => format!("{} stopped on {order}", service.name),
+            StopPolicy::ReplicasBeforePrimary => format!(
+                "{} stopped on {order} (replicas first, then the primary)",
+                service.name
+            ),
+            StopPolicy::FollowersBeforeLeader => format!(
+                "{} stopped on {} member(s), the leader last",
+                service.name,
+                nodes.len()
+            ),
+        });
     }
     Ok(if done.is_empty() {
         "no services were running".into()
     } else {
         done.join("; ")
     })
+}
+
+/// Stops `service` on `nodes` by its stop policy; returns the nodes in the order they stopped.
+pub async fn stop_service(
+    ctx: &Ctx<'_>,
+    service: &Service,
+    nodes: &[String],
+) -> Result<Vec<String>> {
+    let last = match service.stop_policy {
+        StopPolicy::Together => None,
+        StopPolicy::ReplicasBeforePrimary => {
+            let mut primary = None;
+            for node in nodes {
+                if patroni::member(ctx, node)
+                    .await?
+                    .is_some_and(|m| m.role == "primary")
+                {
+                    primary = Some(node.clone());
+                }
+            }
+            primary
+        }
+        StopPolicy::FollowersBeforeLeader => etcd::view(ctx).await?.leader,
+    };
+    let mut order = Vec::new();
+    for group in catalog::stop_groups(service.stop_policy, nodes, last.as_deref()) {
+        ctx.stop(service, &group).await?;
+        order.extend(group);
+    }
+    Ok(order)
 }
 
 /// Which PostgreSQL comes back as the primary before any Patroni starts: left to Patroni, every
@@ -159,7 +150,9 @@ struct Launched {
     haproxy: Vec<String>,
 }
 
-/// Starts sshd, etcd, Patroni and HAProxy where configured on `nodes`.
+/// Starts the services configured on `nodes` in the catalog's start order (sshd, etcd,
+/// Patroni, HAProxy). Patroni waits for what comes before it and for the primary's PostgreSQL,
+/// brought back first as `resume` says.
 async fn launch(ctx: &Ctx<'_>, nodes: &[String], resume: Resume<'_>) -> Result<Launched> {
     let all = ctx.facts().await?;
     let facts: Vec<Facts> = all
@@ -167,42 +160,25 @@ async fn launch(ctx: &Ctx<'_>, nodes: &[String], resume: Resume<'_>) -> Result<L
         .filter(|f| nodes.contains(&f.node))
         .cloned()
         .collect();
-    let sshd: Vec<&str> = facts
+    let plan = catalog::starting(&facts);
+    let patroni_at = plan
         .iter()
-        .filter(|f| f.host_keys && !f.sshd_running)
-        .map(|f| f.node.as_str())
-        .collect();
-    let wait = Duration::from_secs(30);
-    ctx.must_on(&sshd, Stage::Access, "root", "startSshd", wait, None)
-        .await?;
-    let etcd_nodes: Vec<String> = facts
-        .iter()
-        .filter(|f| f.etcd_config && f.etcd_data)
-        .map(|f| f.node.clone())
-        .collect();
-    // A whole cluster coming back settles its version before Patroni may look (see
-    // etcd::wait_versioned); a member rejoining finds it settled.
-    let whole = whole_etcd(ctx, &etcd_nodes);
-    let start_etcd = async {
-        ctx.must_on(
-            &etcd_nodes,
-            Stage::Etcd,
-            "postgres",
-            "startEtcd",
-            wait,
-            Some(etcd::LOG),
-        )
-        .await?;
-        if whole {
-            etcd::wait_versioned(ctx, Duration::from_secs(60)).await?;
+        .position(|(s, _)| s.kind == Kind::Patroni)
+        .unwrap_or(plan.len());
+    let (before, after) = plan.split_at(patroni_at);
+    let started = |kind: Kind| -> Vec<String> {
+        plan.iter()
+            .find(|(s, _)| s.kind == kind)
+            .map(|(_, nodes)| nodes.clone())
+            .unwrap_or_default()
+    };
+    let pg_nodes = started(Kind::Patroni);
+    let early = async {
+        for (service, nodes) in before {
+            start_service(ctx, service, nodes).await?;
         }
         Ok::<_, crate::error::Error>(())
     };
-    let pg_nodes: Vec<String> = facts
-        .iter()
-        .filter(|f| f.patroni_config && f.pg_data)
-        .map(|f| f.node.clone())
-        .collect();
     // Either way the primary is only a shortcut: should it fail, Patroni starts everywhere and
     // elects as ever, and the health that follows is the proof.
     match resume {
@@ -222,11 +198,11 @@ async fn launch(ctx: &Ctx<'_>, nodes: &[String], resume: Resume<'_>) -> Result<L
                 )
                 .await
             };
-            let (etcd, _) = tokio::join!(start_etcd, postgres);
-            etcd?;
+            let (early, _) = tokio::join!(early, postgres);
+            early?;
         }
         Resume::AfterShutdown => {
-            start_etcd.await?;
+            early.await?;
             // A clean shutdown removed the leader key: the primary's Patroni must hold it
             // before any other Patroni looks for a leader.
             if let Some(primary) = clean_primary(&ctx.lab.postgres_names(), &all, &facts) {
@@ -234,21 +210,25 @@ async fn launch(ctx: &Ctx<'_>, nodes: &[String], resume: Resume<'_>) -> Result<L
             }
         }
     }
-    futures_util::future::try_join_all(pg_nodes.iter().map(|n| patroni::start(ctx, n))).await?;
     // HAProxy's checks find the leader by themselves once Patroni runs.
-    let proxies: Vec<String> = facts
-        .iter()
-        .filter(|f| f.haproxy_config && !f.haproxy_running)
-        .map(|f| f.node.clone())
-        .collect();
-    let log = Some(haproxy::LOG);
-    ctx.must_on(&proxies, Stage::Haproxy, "root", haproxy::START, wait, log)
-        .await?;
+    for (service, nodes) in after {
+        start_service(ctx, service, nodes).await?;
+    }
     Ok(Launched {
-        etcd: etcd_nodes,
+        etcd: started(Kind::Etcd),
         postgres: pg_nodes,
-        haproxy: proxies,
+        haproxy: started(Kind::Haproxy),
     })
+}
+
+/// Starts `service` on `nodes`. A whole etcd cluster coming back settles its version before
+/// Patroni may look (see etcd::wait_versioned); a member rejoining finds it settled.
+async fn start_service(ctx: &Ctx<'_>, service: &Service, nodes: &[String]) -> Result<()> {
+    ctx.start(service, nodes).await?;
+    if service.kind == Kind::Etcd && whole_etcd(ctx, nodes) {
+        etcd::wait_versioned(ctx, Duration::from_secs(60)).await?;
+    }
+    Ok(())
 }
 
 /// The node to bring back as the primary before any Patroni starts: when the whole cluster was
@@ -284,7 +264,7 @@ fn clean_primary(postgres: &[String], all: &[Facts], starting: &[Facts]) -> Opti
 /// primary without promoting it, waited for until it leads.
 async fn resume_primary(ctx: &Ctx<'_>, node: &str) -> Result<()> {
     start_postgres(ctx, node).await?;
-    patroni::start(ctx, node).await?;
+    ctx.start(&catalog::PATRONI, &[node]).await?;
     patroni::wait_primary(ctx, node, Duration::from_secs(90)).await
 }
 

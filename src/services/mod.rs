@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::model::Lab;
 use crate::render::{Cluster, Member};
 use crate::spec::{Roles, Settings, Stage};
+use catalog::{Helper, Service};
 pub use facts::Facts;
 pub use ssh::ssh_probe;
 
@@ -125,6 +126,35 @@ impl<'a> Ctx<'a> {
         )
         .await
         .map(drop)
+    }
+
+    /// Starts `service` on every node of `nodes` at once, with its declared helper.
+    pub async fn start<N: AsRef<str>>(&self, service: &Service, nodes: &[N]) -> Result<()> {
+        self.helper(service, service.start, nodes).await
+    }
+
+    /// Stops `service` on every node of `nodes` at once, with its declared helper (its stop
+    /// policy is the caller's: see `lifecycle::stop_service`).
+    pub async fn stop<N: AsRef<str>>(&self, service: &Service, nodes: &[N]) -> Result<()> {
+        self.helper(service, service.stop, nodes).await
+    }
+
+    async fn helper<N: AsRef<str>>(
+        &self,
+        service: &Service,
+        helper: Option<Helper>,
+        nodes: &[N],
+    ) -> Result<()> {
+        let Some(h) = helper else { return Ok(()) };
+        self.must_on(
+            nodes,
+            service.stage,
+            h.user,
+            h.command,
+            h.within,
+            service.log,
+        )
+        .await
     }
 
     /// A stage error for `node`, with the end of `log` read from it.

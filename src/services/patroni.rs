@@ -9,14 +9,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::facts::of;
-use super::{Ctx, Facts, Outcome, etcd, wait_for};
+use super::{Ctx, Facts, Outcome, catalog, etcd, wait_for};
 use crate::certs::CA_CERT;
 use crate::engine::ExecOutput;
 use crate::error::{Error, Result};
 use crate::render::{PATRONI_API_PORT, PATRONI_CONF};
 use crate::spec::Stage;
 
-pub const LOG: &str = "/var/log/patroni/patroni.log";
+pub use super::catalog::PATRONI_LOG as LOG;
 /// The course's commands for a node's post_bootstrap script and patroni.yaml.
 pub const COPY_ROLES: &str = "cp -p /createRoles.sh /pgha/config/";
 pub const SETUP: &str = "/patroniSetup.sh";
@@ -196,7 +196,7 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
                 .find(|n| of(facts, n).pg_data)
                 .unwrap_or(&nodes[0])
                 .clone();
-            start(ctx, &first).await?;
+            ctx.start(&catalog::PATRONI, &[&first]).await?;
             if of(facts, &first).pg_data {
                 wait_primary(ctx, &first, Duration::from_secs(120)).await?;
             } else {
@@ -205,32 +205,13 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
             first
         }
     };
-    futures_util::future::try_join_all(
-        nodes
-            .iter()
-            .filter(|n| **n != primary)
-            .map(|n| start(ctx, n)),
-    )
-    .await?;
+    let others: Vec<&String> = nodes.iter().filter(|n| **n != primary).collect();
+    ctx.start(&catalog::PATRONI, &others).await?;
     let healthy = wait_healthy(ctx, &nodes, Duration::from_secs(180)).await?;
     Ok(Outcome {
         summary: healthy.describe(),
         changed,
     })
-}
-
-/// Starts Patroni on a node (nothing happens when it runs already).
-pub async fn start(ctx: &Ctx<'_>, node: &str) -> Result<()> {
-    ctx.must(
-        Stage::Patroni,
-        node,
-        "postgres",
-        "startPatroni",
-        Duration::from_secs(30),
-        Some(LOG),
-    )
-    .await
-    .map(drop)
 }
 
 /// The member's own account of itself, or None when its REST API does not answer (a stopped
