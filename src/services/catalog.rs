@@ -58,6 +58,8 @@ pub struct Service {
     /// The course stage that sets it up.
     pub stage: Stage,
     pub runs_on: fn(&Roles) -> bool,
+    /// A lab may be made without it (`--no-haproxy`); every lab has the others.
+    pub optional: bool,
     pub start: Option<Helper>,
     pub stop: Option<Helper>,
     /// Its log, whose end a failure shows.
@@ -73,6 +75,26 @@ pub struct Service {
     pub steps: &'static [&'static str],
 }
 
+/// The course steps `lab check` judges, by the title it prints (NODE stands for each node's
+/// name).
+pub mod step {
+    pub const SSH: &str = "ssh between nodes";
+    pub const CERTIFICATES: &str = "TLS certificates";
+    pub const ETCD_CONFIGURED: &str = "etcd configured";
+    pub const ETCD_RUNNING: &str = "etcd running";
+    pub const ETCD_QUORUM: &str = "etcd quorum";
+    pub const PATRONI_CONFIGURED: &str = "Patroni configured on NODE";
+    pub const PATRONI_LEADER: &str = "Patroni leader";
+    pub const IN_THE_CLUSTER: &str = "NODE in the cluster";
+    pub const HAPROXY_CONFIGURED: &str = "HAProxy configured";
+    pub const HAPROXY_ROUTES: &str = "HAProxy routes to the leader";
+    pub const REPOSITORY_HOST: &str = "repository host configured";
+    pub const DATABASE_SERVERS: &str = "database servers configured";
+    pub const STANZA: &str = "stanza";
+    pub const ARCHIVE_COMMAND: &str = "archive_command";
+    pub const FULL_BACKUP: &str = "full backup";
+}
+
 const fn helper(command: &'static str, user: &'static str, secs: u64) -> Option<Helper> {
     Some(Helper {
         command,
@@ -86,6 +108,7 @@ pub const SSHD: Service = Service {
     name: "sshd",
     stage: Stage::Access,
     runs_on: |_| true,
+    optional: false,
     start: helper("startSshd", "root", 30),
     // Stopped with its container: nothing depends on it going first.
     stop: None,
@@ -94,7 +117,7 @@ pub const SSHD: Service = Service {
     start_where: |f| f.host_keys && !f.sshd_running,
     stop_where: |_| false,
     health: "ssh works as postgres into and out of every node",
-    steps: &["nodes and aliases", "ssh between nodes", "certificates"],
+    steps: &[step::SSH, step::CERTIFICATES],
 };
 
 pub const ETCD: Service = Service {
@@ -102,6 +125,7 @@ pub const ETCD: Service = Service {
     name: "etcd",
     stage: Stage::Etcd,
     runs_on: |r| r.etcd,
+    optional: false,
     start: helper("startEtcd", "postgres", 30),
     stop: helper("stopEtcd", "root", 60),
     log: Some(ETCD_LOG),
@@ -109,7 +133,7 @@ pub const ETCD: Service = Service {
     start_where: |f| f.etcd_config && f.etcd_data,
     stop_where: |f| f.etcd_running,
     health: "every member up, one leader, the cluster's version settled",
-    steps: &["etcd configured", "etcd running", "etcd quorum"],
+    steps: &[step::ETCD_CONFIGURED, step::ETCD_RUNNING, step::ETCD_QUORUM],
 };
 
 pub const PATRONI: Service = Service {
@@ -117,6 +141,7 @@ pub const PATRONI: Service = Service {
     name: "Patroni",
     stage: Stage::Patroni,
     runs_on: |r| r.postgres,
+    optional: false,
     start: helper("startPatroni", "postgres", 30),
     // PostgreSQL finishes a checkpoint first: up to stopPatroni's own 120 s.
     stop: helper("stopPatroni", "root", 150),
@@ -125,7 +150,11 @@ pub const PATRONI: Service = Service {
     start_where: |f| f.patroni_config && f.pg_data,
     stop_where: |f| f.patroni_running,
     health: "one primary, every replica streaming from it",
-    steps: &["patroni configured", "patroni leader", "replicas streaming"],
+    steps: &[
+        step::PATRONI_CONFIGURED,
+        step::PATRONI_LEADER,
+        step::IN_THE_CLUSTER,
+    ],
 };
 
 pub const HAPROXY: Service = Service {
@@ -133,6 +162,7 @@ pub const HAPROXY: Service = Service {
     name: "HAProxy",
     stage: Stage::Haproxy,
     runs_on: |r| r.haproxy,
+    optional: true,
     // Stands for the guide's `sudo systemctl restart haproxy`.
     start: helper("startHaproxy", "root", 30),
     stop: helper("stopHaproxy", "root", 30),
@@ -141,7 +171,7 @@ pub const HAPROXY: Service = Service {
     start_where: |f| f.haproxy_config && !f.haproxy_running,
     stop_where: |f| f.haproxy_running,
     health: "5000 routes to the primary, 5001 to the replicas",
-    steps: &["haproxy configured", "haproxy routing"],
+    steps: &[step::HAPROXY_CONFIGURED, step::HAPROXY_ROUTES],
 };
 
 /// The pgBackRest repository: no daemon of its own (the database servers reach it over SSH),
@@ -151,6 +181,7 @@ pub const REPOSITORY: Service = Service {
     name: "pgBackRest",
     stage: Stage::Backup,
     runs_on: |r| r.repo,
+    optional: false,
     start: None,
     stop: None,
     log: None,
@@ -159,10 +190,11 @@ pub const REPOSITORY: Service = Service {
     stop_where: |_| false,
     health: "the stanza is ok, WAL is archived, a full backup exists",
     steps: &[
-        "pgbackrest configured",
-        "stanza",
-        "archive_command",
-        "full backup",
+        step::REPOSITORY_HOST,
+        step::DATABASE_SERVERS,
+        step::STANZA,
+        step::ARCHIVE_COMMAND,
+        step::FULL_BACKUP,
     ],
 };
 
