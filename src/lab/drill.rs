@@ -215,15 +215,28 @@ struct Observed {
     restored: String,
 }
 
+/// What one drill works with, fixed before the fault: the lab as it was, the fault and the
+/// nodes it hits, the healthy cluster it starts from, and the settings that predict its cost.
+struct Drill<'a> {
+    engine: &'a Engine,
+    lab: Lab,
+    fault: Fault,
+    targets: Vec<String>,
+    healthy: patroni::Healthy,
+    dynamic: patroni::Dynamic,
+    timers: Timers,
+}
+
+/// `lab drill FAULT`: a workload through the lab's entry, the fault, the cluster's answer,
+/// the lab put back, and the report of what the client saw against what was predicted.
 pub async fn drill(
     engine: &Engine,
     progress: &Progress,
     lock: &LabLock,
-    scenario: Fault,
+    fault: Fault,
     reader: bool,
 ) -> Result<Report> {
-    let name = lock.lab();
-    let lab = model::get(engine, name).await?;
+    let lab = model::get(engine, lock.lab()).await?;
     let ctx = Ctx::new(engine, &lab);
     let healthy = healthy_before(&ctx, "a drill would measure the wrong thing").await?;
     if lab.haproxy_node().is_some() {
@@ -232,7 +245,7 @@ pub async fn drill(
         haproxy::wait_routing(&ctx, PROXY_FOLLOWS).await?;
     }
     let dynamic = patroni::dynamic(&ctx, &healthy.primary).await?;
-    let targets = target(scenario, &ctx, &healthy, &dynamic).await?;
+    let targets = target(fault, &ctx, &healthy, &dynamic).await?;
     let entries = entries(&ctx, &lab).await?;
     let timers = Timers {
         ttl: dynamic.ttl,
@@ -240,54 +253,30 @@ pub async fn drill(
         retry_timeout: dynamic.retry_timeout,
         haproxy: entries.haproxy,
         sync: dynamic.synchronous_mode,
-        hold: match scenario {
+        hold: match fault {
             Fault::KillHaproxy => PROXY_HOLD,
             _ => dynamic.ttl,
         },
     };
-
-    let step = progress.step(format!("workload through {}", entries.what));
-    workload::prepare(&entries.write).await.map_err(|e| {
-        Error::Failed(format!(
-            "the workload could not make its table {TABLE} through {}: {e}",
-            entries.what
-        ))
-    })?;
-    let load = Workload::start(entries.write.clone(), reader.then(|| entries.read.clone()));
-    tokio::time::sleep(BASELINE).await;
-    if !load
-        .wait_ack(None, Duration::ZERO, Duration::from_secs(10))
-        .await
-    {
-        let (writes, _) = load.stop().await;
-        return Err(Error::Failed(format!(
-            "the workload could not write through {} before the fault ({}); nothing was done \
-             to lab {name}",
-            entries.what,
-            writes
-                .failures
-                .last()
-                .map_or("no answer".into(), |(_, e)| e.clone())
-        )));
-    }
-    step.done(format!(
-        "writing{} in lab {name} ({} mode)",
-        if reader { " and reading" } else { "" },
-        dynamic.mode()
-    ));
-
+    let drill = Drill {
+        engine,
+        lab: lab.clone(),
+        fault,
+        targets,
+        healthy,
+        dynamic,
+        timers,
+    };
+    let load = drill.baseline(progress, &entries, reader).await?;
     let fault_at = load.now();
     let started = Instant::now();
-    let step = progress.step(format!("{} on {}", scenario.name(), targets.join(", ")));
-    let observed = act(
-        engine, &lab, scenario, &targets, &healthy, &timers, &load, started,
-    )
-    .await;
+    let step = progress.step(format!("{} on {}", fault.name(), drill.targets.join(", ")));
+    let observed = drill.act(&load, started).await;
     let (writes, reads) = load.stop().await;
     let observed = match observed {
         Ok(o) => o,
         Err(e) => {
-            let put_back = put_back(engine, &lab, scenario, &targets, started).await;
+            let put_back = drill.put_back(started).await;
             return Err(match put_back {
                 Ok(how) => Error::Failed(format!("{e}; the lab was put back: {how}")),
                 Err(left) => Error::Failed(format!("{e}; and putting the lab back failed: {left}")),
@@ -295,7 +284,6 @@ pub async fn drill(
         }
     };
     step.done(format!("{}; {}", observed.fault, observed.restored));
-
     let step = progress.step("count the rows on the primary");
     let present = rows_now(&entries.write).await?;
     let lost = workload::lost(&writes.acks, &present);
@@ -304,80 +292,319 @@ pub async fn drill(
         writes.acks.len() - lost.len(),
         writes.acks.len()
     ));
+    let outcome = Outcome {
+        observed,
+        writes,
+        reads,
+        present,
+        lost,
+        fault_at,
+        started,
+    };
+    drill.report(&ctx, entries.what, outcome).await
+}
 
-    let old = healthy.primary.clone();
-    let (discarded, discarded_note) = match &observed.old_rows {
-        Some(Ok(old_rows)) => {
-            let gone = old_rows.difference(&present).count();
-            (
-                Some(gone),
-                format!("read on {old}'s own timeline before it rejoined"),
-            )
+/// What a drill's fault left, to be reported.
+struct Outcome {
+    observed: Observed,
+    writes: Record,
+    reads: Option<Record>,
+    /// The drill's rows on the primary afterwards.
+    present: BTreeSet<i64>,
+    /// Acknowledged writes not among them.
+    lost: Vec<i64>,
+    /// When the fault came, on the workload's clock and on this one.
+    fault_at: Duration,
+    started: Instant,
+}
+
+impl Drill<'_> {
+    /// Starts the workload through the lab's entry and waits until it writes: the baseline
+    /// before the fault. Nothing is done to the lab when it cannot.
+    async fn baseline(
+        &self,
+        progress: &Progress,
+        entries: &Entries,
+        reader: bool,
+    ) -> Result<Workload> {
+        let name = &self.lab.name;
+        let step = progress.step(format!("workload through {}", entries.what));
+        workload::prepare(&entries.write).await.map_err(|e| {
+            Error::Failed(format!(
+                "the workload could not make its table {TABLE} through {}: {e}",
+                entries.what
+            ))
+        })?;
+        let load = Workload::start(entries.write.clone(), reader.then(|| entries.read.clone()));
+        tokio::time::sleep(BASELINE).await;
+        if !load
+            .wait_ack(None, Duration::ZERO, Duration::from_secs(10))
+            .await
+        {
+            let (writes, _) = load.stop().await;
+            return Err(Error::Failed(format!(
+                "the workload could not write through {} before the fault ({}); nothing was \
+                 done to lab {name}",
+                entries.what,
+                writes
+                    .failures
+                    .last()
+                    .map_or("no answer".into(), |(_, e)| e.clone())
+            )));
         }
-        Some(Err(why)) => (
-            None,
-            format!("{old}'s own timeline could not be read before it rejoined: {why}"),
-        ),
-        None if rewound(&ctx, &old, started).await? => (
-            None,
-            format!("pg_rewind ran on {old}, but its timeline was not read first"),
-        ),
-        None => (Some(0), format!("no pg_rewind ran on {old}")),
-    };
-    let names = ip_names(&lab);
-    let new_ip = names
-        .iter()
-        .find(|(_, n)| *n == observed.leader.node)
-        .map(|(ip, _)| ip.clone());
-    let fault_s = fault_at.as_secs_f64();
-    let reached = new_ip.and_then(|ip| {
-        writes
-            .acks
-            .iter()
-            .find(|a| a.at > fault_at && a.server == ip)
-            .map(|a| a.at.as_secs_f64() - fault_s)
-    });
-    let window = predict::window(scenario, &timers);
-    let side = |r: &Record| {
-        let gap = workload::outage(&r.acks, fault_at);
-        Side {
-            acknowledged: r.acks.len(),
-            in_doubt: r.in_doubt.len(),
-            downtime: gap.map(|g| g.length()),
-            failing_from: gap.map(|g| g.from - fault_s),
-            back_at: gap.map(|g| g.to - fault_s),
-            errors: workload::errors(&r.failures)
-                .into_iter()
-                .map(|e| workload::Errors {
-                    first: e.first - fault_s,
-                    last: e.last - fault_s,
-                    ..e
-                })
-                .collect(),
+        step.done(format!(
+            "writing{} in lab {name} ({} mode)",
+            if reader { " and reading" } else { "" },
+            self.dynamic.mode()
+        ));
+        Ok(load)
+    }
+
+    /// The report: what the client saw around the fault, next to what the settings predict.
+    async fn report(&self, ctx: &Ctx<'_>, entry: String, o: Outcome) -> Result<Report> {
+        let old = &self.healthy.primary;
+        let (discarded, discarded_note) = match &o.observed.old_rows {
+            Some(Ok(old_rows)) => {
+                let gone = old_rows.difference(&o.present).count();
+                (
+                    Some(gone),
+                    format!("read on {old}'s own timeline before it rejoined"),
+                )
+            }
+            Some(Err(why)) => (
+                None,
+                format!("{old}'s own timeline could not be read before it rejoined: {why}"),
+            ),
+            None if rewound(ctx, old, o.started).await? => (
+                None,
+                format!("pg_rewind ran on {old}, but its timeline was not read first"),
+            ),
+            None => (Some(0), format!("no pg_rewind ran on {old}")),
+        };
+        let new_ip = ip_names(&self.lab)
+            .into_iter()
+            .find(|(_, n)| *n == o.observed.leader.node)
+            .map(|(ip, _)| ip);
+        let fault_s = o.fault_at.as_secs_f64();
+        let reached = new_ip.and_then(|ip| {
+            o.writes
+                .acks
+                .iter()
+                .find(|a| a.at > o.fault_at && a.server == ip)
+                .map(|a| a.at.as_secs_f64() - fault_s)
+        });
+        let window = predict::window(self.fault, &self.timers);
+        let side = |r: &Record| {
+            let gap = workload::outage(&r.acks, o.fault_at);
+            Side {
+                acknowledged: r.acks.len(),
+                in_doubt: r.in_doubt.len(),
+                downtime: gap.map(|g| g.length()),
+                failing_from: gap.map(|g| g.from - fault_s),
+                back_at: gap.map(|g| g.to - fault_s),
+                errors: workload::errors(&r.failures)
+                    .into_iter()
+                    .map(|e| workload::Errors {
+                        first: e.first - fault_s,
+                        last: e.last - fault_s,
+                        ..e
+                    })
+                    .collect(),
+            }
+        };
+        let writes = side(&o.writes);
+        let verdict = predict::verdict(writes.downtime, &window);
+        Ok(Report {
+            lab: self.lab.name.clone(),
+            scenario: self.fault,
+            mode: self.dynamic.mode().to_string(),
+            entry,
+            fault: o.observed.fault,
+            reads: o.reads.as_ref().map(side),
+            writes,
+            leader: o.observed.leader,
+            entry_reached_new_primary: reached,
+            lost: Lost {
+                count: o.lost.len(),
+                ids: workload::ranges(&o.lost),
+            },
+            discarded_by_rewind: discarded,
+            discarded_note,
+            predicted: window,
+            verdict,
+            restored: o.observed.restored,
+        })
+    }
+
+    /// The fault, the cluster's answer, and the lab put back, with writes reaching the new
+    /// primary through the entry.
+    async fn act(&self, load: &Workload, started: Instant) -> Result<Observed> {
+        let fault = self.inject().await?;
+        let fresh = model::get(self.engine, &self.lab.name).await?;
+        let ctx = Ctx::new(self.engine, &fresh);
+        let leader = self.answer(&ctx, load, started).await?;
+        // Nodes that the fault took away and that must be read before they come back.
+        let node = &self.targets[0];
+        let old_rows = match self.fault {
+            Fault::KillPrimary => {
+                model::reattach(self.engine, &self.lab, self.lab.node(node)?).await?;
+                self.engine.start_container(node).await?;
+                Some(peek(&ctx, node).await)
+            }
+            Fault::PartitionPrimary => Some(peek(&ctx, node).await),
+            _ => None,
+        };
+        let restored = self.put_back(started).await?;
+        let new_ip = ip_names(&self.lab)
+            .into_iter()
+            .find(|(_, n)| *n == leader.node)
+            .map(|(ip, _)| ip);
+        if !load.wait_ack(new_ip.as_deref(), load.now(), RESUME).await {
+            return Err(Error::Failed(format!(
+                "writes through the entry did not reach {} within {} s of the cluster's \
+                 answer; `lab status --name {}` shows where it stands",
+                leader.node,
+                RESUME.as_secs(),
+                self.lab.name
+            )));
         }
-    };
-    let writes_side = side(&writes);
-    let verdict = predict::verdict(writes_side.downtime, &window);
-    Ok(Report {
-        lab: name.to_string(),
-        scenario,
-        mode: dynamic.mode().to_string(),
-        entry: entries.what,
-        fault: observed.fault,
-        reads: reads.as_ref().map(side),
-        writes: writes_side,
-        leader: observed.leader,
-        entry_reached_new_primary: reached,
-        lost: Lost {
-            count: lost.len(),
-            ids: workload::ranges(&lost),
-        },
-        discarded_by_rewind: discarded,
-        discarded_note,
-        predicted: window,
-        verdict,
-        restored: observed.restored,
-    })
+        tokio::time::sleep(AFTER).await;
+        Ok(Observed {
+            fault,
+            leader,
+            old_rows,
+            restored,
+        })
+    }
+
+    /// The primary's fellow PostgreSQL nodes: where a new leader comes from.
+    fn others(&self) -> Vec<String> {
+        let old = &self.healthy.primary;
+        let pg = self.lab.postgres_names().into_iter();
+        pg.filter(|n| n != old).collect()
+    }
+
+    /// Does the fault; says what was done.
+    async fn inject(&self) -> Result<String> {
+        let (engine, lab, node) = (self.engine, &self.lab, &self.targets[0]);
+        let old = &self.healthy.primary;
+        Ok(match self.fault {
+            Fault::KillPrimary | Fault::KillReplica | Fault::KillHaproxy => {
+                engine.kill_container(node).await?;
+                format!("{node} killed")
+            }
+            Fault::PartitionPrimary => {
+                engine.disconnect_network(&lab.network, node).await?;
+                format!("{node} cut off from {}", lab.network)
+            }
+            Fault::Switchover | Fault::Failover => {
+                let failover = self.fault == Fault::Failover;
+                let others = self.others();
+                let candidate = failover.then(|| others[0].as_str());
+                hand_over(engine, old, candidate, failover).await?;
+                format!(
+                    "{} from {old}",
+                    if failover { "failover" } else { "switchover" }
+                )
+            }
+            Fault::EtcdMajority => {
+                etcd_service(&Ctx::new(engine, lab), &self.targets, false).await?;
+                format!("etcd stopped on {}", self.targets.join(", "))
+            }
+        })
+    }
+
+    /// Puts back what the fault took, and waits until the lab is healthy; how it came back.
+    async fn put_back(&self, started: Instant) -> Result<String> {
+        let (engine, name, targets) = (self.engine, &self.lab.name, &self.targets);
+        let fresh = model::get(engine, name).await?;
+        let node = &targets[0];
+        match self.fault {
+            Fault::KillPrimary | Fault::KillReplica | Fault::KillHaproxy => {
+                let n = fresh.node(node)?;
+                model::reattach(engine, &fresh, n).await?;
+                if !fresh.node(node)?.running() {
+                    engine.start_container(node).await?;
+                }
+                let fresh = model::get(engine, name).await?;
+                lifecycle::start_on(&Ctx::new(engine, &fresh), targets).await?;
+            }
+            Fault::PartitionPrimary => {
+                if fresh.node(node)?.partitioned(&fresh.network) {
+                    model::reattach(engine, &fresh, fresh.node(node)?).await?;
+                }
+            }
+            Fault::EtcdMajority => {
+                // Started again in the drill itself; again here after a failure, which is harmless.
+                etcd_service(&Ctx::new(engine, &fresh), targets, true).await?;
+            }
+            Fault::Switchover | Fault::Failover => {}
+        }
+        // After a switchover or failover the target is the old primary, now a replica.
+        let how = rejoined(engine, name, targets, started).await?;
+        let fresh = model::get(engine, name).await?;
+        let ctx = Ctx::new(engine, &fresh);
+        let healthy = patroni::wait_healthy(&ctx, &fresh.postgres_names(), REJOIN).await?;
+        let proxy = if fresh.haproxy_node().is_some() {
+            let routing = haproxy::wait_routing(&ctx, PROXY_FOLLOWS).await?;
+            format!("; HAProxy {}", routing.describe())
+        } else {
+            String::new()
+        };
+        Ok(format!(
+            "{how}; healthy again after {}: {}{proxy}",
+            seconds(started.elapsed()),
+            healthy.describe()
+        ))
+    }
+
+    /// Waits for the cluster's answer to the fault: the leader after it, and when it came.
+    async fn answer(&self, ctx: &Ctx<'_>, load: &Workload, started: Instant) -> Result<Leader> {
+        let (old, timers) = (&self.healthy.primary, &self.timers);
+        Ok(match self.fault {
+            Fault::KillPrimary | Fault::PartitionPrimary | Fault::Switchover | Fault::Failover => {
+                let (node, after) = new_leader(ctx, &self.others(), None, started).await?;
+                Leader {
+                    node,
+                    after: Some(after),
+                }
+            }
+            Fault::EtcdMajority => {
+                // The quorum stays away for a ttl: long enough for the primary to give up.
+                hold_until(started, timers.hold).await;
+                etcd_service(&Ctx::new(self.engine, &self.lab), &self.targets, true).await?;
+                etcd::wait_healthy(ctx, &self.targets, Duration::from_secs(60)).await?;
+                let pg = self.lab.postgres_names();
+                let (node, after) = new_leader(ctx, &pg, None, started).await?;
+                Leader {
+                    after: (node != *old).then_some(after),
+                    node,
+                }
+            }
+            Fault::KillReplica => {
+                // Long enough for Patroni to answer the loss in sync mode (a loop or a ttl).
+                let settle = if timers.sync {
+                    timers.ttl + timers.loop_wait
+                } else {
+                    timers.loop_wait
+                };
+                load.wait_ack(None, load.now(), Duration::from_secs(settle + 30))
+                    .await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Leader {
+                    node: old.clone(),
+                    after: None,
+                }
+            }
+            Fault::KillHaproxy => {
+                hold_until(started, timers.hold).await;
+                Leader {
+                    node: old.clone(),
+                    after: None,
+                }
+            }
+        })
+    }
 }
 
 /// (address on the lab network, node name) for every node.
@@ -401,127 +628,6 @@ async fn rows_now(entry: &Entry) -> Result<BTreeSet<i64>> {
     Err(Error::Failed(format!(
         "the drill's rows could not be read back on the primary: {last}"
     )))
-}
-
-/// The fault, the cluster's answer, and the lab put back.
-#[allow(clippy::too_many_arguments)]
-async fn act(
-    engine: &Engine,
-    lab: &Lab,
-    scenario: Fault,
-    targets: &[String],
-    healthy: &patroni::Healthy,
-    timers: &Timers,
-    load: &Workload,
-    started: Instant,
-) -> Result<Observed> {
-    let name = &lab.name;
-    let old = healthy.primary.clone();
-    let node = targets[0].clone();
-    let others: Vec<String> = lab
-        .postgres_names()
-        .into_iter()
-        .filter(|n| *n != old)
-        .collect();
-    let fault = match scenario {
-        Fault::KillPrimary | Fault::KillReplica | Fault::KillHaproxy => {
-            engine.kill_container(&node).await?;
-            format!("{node} killed")
-        }
-        Fault::PartitionPrimary => {
-            engine.disconnect_network(&lab.network, &node).await?;
-            format!("{node} cut off from {}", lab.network)
-        }
-        Fault::Switchover | Fault::Failover => {
-            let failover = scenario == Fault::Failover;
-            let candidate = failover.then(|| others[0].as_str());
-            hand_over(engine, &old, candidate, failover).await?;
-            format!(
-                "{} from {old}",
-                if failover { "failover" } else { "switchover" }
-            )
-        }
-        Fault::EtcdMajority => {
-            etcd_service(&Ctx::new(engine, lab), targets, false).await?;
-            format!("etcd stopped on {}", targets.join(", "))
-        }
-    };
-
-    let fresh = model::get(engine, name).await?;
-    let ctx = Ctx::new(engine, &fresh);
-    let leader = match scenario {
-        Fault::KillPrimary | Fault::PartitionPrimary | Fault::Switchover | Fault::Failover => {
-            let (node, after) = new_leader(&ctx, &others, None, started).await?;
-            Leader {
-                node,
-                after: Some(after),
-            }
-        }
-        Fault::EtcdMajority => {
-            // The quorum stays away for a ttl: long enough for the primary to give up.
-            hold_until(started, timers.hold).await;
-            etcd_service(&Ctx::new(engine, lab), targets, true).await?;
-            etcd::wait_healthy(&ctx, targets, Duration::from_secs(60)).await?;
-            let (node, after) = new_leader(&ctx, &lab.postgres_names(), None, started).await?;
-            Leader {
-                after: (node != old).then_some(after),
-                node,
-            }
-        }
-        Fault::KillReplica => {
-            // Long enough for Patroni to answer the loss in sync mode (a loop or a ttl).
-            let settle = if timers.sync {
-                timers.ttl + timers.loop_wait
-            } else {
-                timers.loop_wait
-            };
-            load.wait_ack(None, load.now(), Duration::from_secs(settle + 30))
-                .await;
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            Leader {
-                node: old.clone(),
-                after: None,
-            }
-        }
-        Fault::KillHaproxy => {
-            hold_until(started, timers.hold).await;
-            Leader {
-                node: old.clone(),
-                after: None,
-            }
-        }
-    };
-
-    // Nodes that the fault took away and that must be read before they come back.
-    let old_rows = match scenario {
-        Fault::KillPrimary => {
-            model::reattach(engine, lab, lab.node(&node)?).await?;
-            engine.start_container(&node).await?;
-            Some(peek(&ctx, &node).await)
-        }
-        Fault::PartitionPrimary => Some(peek(&ctx, &node).await),
-        _ => None,
-    };
-    let restored = put_back(engine, lab, scenario, targets, started).await?;
-    let new_ip = ip_names(lab)
-        .into_iter()
-        .find(|(_, n)| *n == leader.node)
-        .map(|(ip, _)| ip);
-    if !load.wait_ack(new_ip.as_deref(), load.now(), RESUME).await {
-        return Err(Error::Failed(format!(
-            "writes through the entry did not reach {} within {} s of the cluster's answer; \
-             `lab status --name {name}` shows where it stands",
-            leader.node,
-            RESUME.as_secs()
-        )));
-    }
-    tokio::time::sleep(AFTER).await;
-    Ok(Observed {
-        fault,
-        leader,
-        old_rows,
-        restored,
-    })
 }
 
 /// Sleeps until `hold` seconds after `started`.
@@ -575,56 +681,6 @@ async fn peek(ctx: &Ctx<'_>, node: &str) -> std::result::Result<BTreeSet<i64>, S
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect())
-}
-
-/// Puts back what the fault took, and waits until the lab is healthy; how it came back.
-async fn put_back(
-    engine: &Engine,
-    lab: &Lab,
-    scenario: Fault,
-    targets: &[String],
-    started: Instant,
-) -> Result<String> {
-    let name = &lab.name;
-    let fresh = model::get(engine, name).await?;
-    let node = &targets[0];
-    match scenario {
-        Fault::KillPrimary | Fault::KillReplica | Fault::KillHaproxy => {
-            let n = fresh.node(node)?;
-            model::reattach(engine, &fresh, n).await?;
-            if !fresh.node(node)?.running() {
-                engine.start_container(node).await?;
-            }
-            let fresh = model::get(engine, name).await?;
-            lifecycle::start_on(&Ctx::new(engine, &fresh), targets).await?;
-        }
-        Fault::PartitionPrimary => {
-            if fresh.node(node)?.partitioned(&fresh.network) {
-                model::reattach(engine, &fresh, fresh.node(node)?).await?;
-            }
-        }
-        Fault::EtcdMajority => {
-            // Started again in the drill itself; again here after a failure, which is harmless.
-            etcd_service(&Ctx::new(engine, &fresh), targets, true).await?;
-        }
-        Fault::Switchover | Fault::Failover => {}
-    }
-    // After a switchover or failover the target is the old primary, now a replica.
-    let how = rejoined(engine, name, targets, started).await?;
-    let fresh = model::get(engine, name).await?;
-    let ctx = Ctx::new(engine, &fresh);
-    let healthy = patroni::wait_healthy(&ctx, &fresh.postgres_names(), REJOIN).await?;
-    let proxy = if fresh.haproxy_node().is_some() {
-        let routing = haproxy::wait_routing(&ctx, PROXY_FOLLOWS).await?;
-        format!("; HAProxy {}", routing.describe())
-    } else {
-        String::new()
-    };
-    Ok(format!(
-        "{how}; healthy again after {}: {}{proxy}",
-        seconds(started.elapsed()),
-        healthy.describe()
-    ))
 }
 
 impl Report {
