@@ -41,22 +41,8 @@ async fn run(cli: Cli) -> Result<i32> {
     let (engine, progress) = (&engine, &progress);
     match cli.command {
         Command::Create(args) => create(engine, progress, &args, &specs).await?,
-        Command::Bootstrap(args) => {
-            let lock = hold(progress, &args.lab, "a bootstrap").await?;
-            let interrupt = Interrupt::listen();
-            let work = lab::bootstrap(engine, progress, &lock, args.stage, &interrupt);
-            let what = "the bootstrap's stage in progress";
-            interrupt::finishing(&interrupt, progress, what, work).await?;
-        }
-        Command::Start(args) => {
-            let lock = hold(progress, &args.lab, "a start").await?;
-            if args.nodes.is_empty() {
-                finishing(progress, "the start", lab::start(engine, progress, &lock)).await?
-            } else {
-                let work = lab::start_nodes(engine, progress, &lock, &args.nodes);
-                finishing(progress, "the start", work).await?
-            }
-        }
+        Command::Bootstrap(args) => bootstrap(engine, progress, &args).await?,
+        Command::Start(args) => start(engine, progress, &args).await?,
         Command::Stop(args) => {
             let lock = hold(progress, &args, "a stop").await?;
             finishing(progress, "the stop", lab::stop(engine, progress, &lock)).await?
@@ -75,15 +61,7 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Connect(t) => println!("{}", lab::connect(engine, &t.name).await?),
         Command::Ca(args) => ca(engine, progress, &args).await?,
-        Command::Psql(args) => {
-            let target = match (args.node, args.replica) {
-                (Some(node), _) => lab::PsqlTarget::Node(node),
-                (None, true) => lab::PsqlTarget::Replica,
-                (None, false) => lab::PsqlTarget::Primary,
-            };
-            let code = lab::psql(engine, &args.lab.name, target, &args.args).await?;
-            return Ok(session(code));
-        }
+        Command::Psql(args) => return psql(engine, args).await,
         Command::Shell(args) => {
             let code = lab::shell(engine, &args.lab.name, &args.node, args.root).await?;
             return Ok(session(code));
@@ -97,18 +75,9 @@ async fn run(cli: Cli) -> Result<i32> {
             let code = lab::logs(engine, name, node, args.component, args.follow).await?;
             return Ok(session(code));
         }
-        Command::Kill(a) => {
-            let lock = hold(progress, &a.lab, &format!("killing {}", a.node)).await?;
-            drill(progress, lab::kill(engine, progress, &lock, &a.node)).await?
-        }
-        Command::Partition(a) => {
-            let lock = hold(progress, &a.lab, &format!("partitioning {}", a.node)).await?;
-            drill(progress, lab::partition(engine, progress, &lock, &a.node)).await?
-        }
-        Command::Heal(a) => {
-            let lock = hold(progress, &a.lab, &format!("healing {}", a.node)).await?;
-            drill(progress, lab::heal(engine, progress, &lock, &a.node)).await?
-        }
+        Command::Kill(a) => node_fault(engine, progress, &a, NodeFault::Kill).await?,
+        Command::Partition(a) => node_fault(engine, progress, &a, NodeFault::Partition).await?,
+        Command::Heal(a) => node_fault(engine, progress, &a, NodeFault::Heal).await?,
         Command::Switchover(a) => change_leader(engine, progress, &a, false).await?,
         Command::Failover(a) => change_leader(engine, progress, &a, true).await?,
         Command::Etcd(EtcdCommand::Stop(m)) => etcd(engine, progress, &m, false).await?,
@@ -129,16 +98,7 @@ async fn run(cli: Cli) -> Result<i32> {
             let list = lab::backups(engine, &args.lab.name).await?;
             print_report(args.json, &list, "the backups", |l| lab::backups_table(l))?;
         }
-        Command::Restore(args) => {
-            let lock = hold(progress, &args.lab, "a restore").await?;
-            let work = lab::restore(engine, progress, &lock, &args.time, args.yes);
-            let steps = finishing(progress, "the restore", work).await?;
-            let total: f64 = steps.iter().map(|s| s.seconds).sum();
-            progress.line(format!(
-                "lab {} restored to {} in {total:.1} s",
-                args.lab.name, args.time
-            ));
-        }
+        Command::Restore(args) => restore(engine, progress, &args).await?,
         Command::Image(ImageCommand::Build(args)) => {
             let request = image::BuildRequest {
                 tag: args.image,
@@ -152,6 +112,81 @@ async fn run(cli: Cli) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `lab bootstrap`: Ctrl-C stops it after the stages in progress.
+async fn bootstrap(engine: &Engine, progress: &Progress, args: &cli::Bootstrap) -> Result<()> {
+    let lock = hold(progress, &args.lab, "a bootstrap").await?;
+    let interrupt = Interrupt::listen();
+    let work = lab::bootstrap(engine, progress, &lock, args.stage, &interrupt);
+    let what = "the bootstrap's stage in progress";
+    interrupt::finishing(&interrupt, progress, what, work).await
+}
+
+/// `lab start [NODE...]`: the whole lab, or the nodes named.
+async fn start(engine: &Engine, progress: &Progress, args: &cli::Start) -> Result<()> {
+    let lock = hold(progress, &args.lab, "a start").await?;
+    if args.nodes.is_empty() {
+        finishing(progress, "the start", lab::start(engine, progress, &lock)).await
+    } else {
+        let work = lab::start_nodes(engine, progress, &lock, &args.nodes);
+        finishing(progress, "the start", work).await
+    }
+}
+
+/// `lab psql`: on the node named, the primary or a replica; its exit code.
+async fn psql(engine: &Engine, args: cli::Psql) -> Result<i32> {
+    let target = match (args.node, args.replica) {
+        (Some(node), _) => lab::PsqlTarget::Node(node),
+        (None, true) => lab::PsqlTarget::Replica,
+        (None, false) => lab::PsqlTarget::Primary,
+    };
+    let code = lab::psql(engine, &args.lab.name, target, &args.args).await?;
+    Ok(session(code))
+}
+
+/// The fault commands on one node.
+#[derive(Clone, Copy)]
+enum NodeFault {
+    Kill,
+    Partition,
+    Heal,
+}
+
+/// `lab kill|partition|heal NODE`, run to its end even on Ctrl-C.
+async fn node_fault(
+    engine: &Engine,
+    progress: &Progress,
+    a: &cli::NodeArg,
+    fault: NodeFault,
+) -> Result<()> {
+    let what = match fault {
+        NodeFault::Kill => "killing",
+        NodeFault::Partition => "partitioning",
+        NodeFault::Heal => "healing",
+    };
+    let lock = hold(progress, &a.lab, &format!("{what} {}", a.node)).await?;
+    let node = &a.node;
+    match fault {
+        NodeFault::Kill => drill(progress, lab::kill(engine, progress, &lock, node)).await,
+        NodeFault::Partition => {
+            drill(progress, lab::partition(engine, progress, &lock, node)).await
+        }
+        NodeFault::Heal => drill(progress, lab::heal(engine, progress, &lock, node)).await,
+    }
+}
+
+/// `lab restore --time T`.
+async fn restore(engine: &Engine, progress: &Progress, args: &cli::Restore) -> Result<()> {
+    let lock = hold(progress, &args.lab, "a restore").await?;
+    let work = lab::restore(engine, progress, &lock, &args.time, args.yes);
+    let steps = finishing(progress, "the restore", work).await?;
+    let total: f64 = steps.iter().map(|s| s.seconds).sum();
+    progress.line(format!(
+        "lab {} restored to {} in {total:.1} s",
+        args.lab.name, args.time
+    ));
+    Ok(())
 }
 
 /// A remote command's exit code as this process's.

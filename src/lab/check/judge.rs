@@ -433,11 +433,16 @@ impl<'a> Judging<'a> {
 
     /// pgBackRest: the repository host, the database servers, the stanza, archiving, a backup.
     fn repository(&self) -> Vec<Step> {
-        let (o, first, pg, primary) = (self.o, self.first.as_str(), &self.pg, &self.primary);
+        let mut steps = self.backup_config();
+        steps.extend(self.backups());
+        steps
+    }
+
+    /// pgBackRest configured: on the repository host, and on every database server.
+    fn backup_config(&self) -> Vec<Step> {
+        let (o, pg) = (self.o, &self.pg);
         let mut steps = Vec::new();
-        // pgBackRest: the repository host, the database servers, the stanza, archiving, a backup.
         let repo = o.nodes.iter().find(|n| n.roles.repo);
-        let repo_name = repo.map(|n| n.name.clone()).unwrap_or_default();
         steps.push(match repo {
             Some(r) if fact(r, |f| f.repo_config) => step_done(
                 step::REPOSITORY_HOST,
@@ -504,6 +509,19 @@ impl<'a> Judging<'a> {
                 )
             }
         });
+        steps
+    }
+
+    /// pgBackRest at work: the stanza, archiving, a full backup.
+    fn backups(&self) -> Vec<Step> {
+        let (o, first, primary) = (self.o, self.first.as_str(), &self.primary);
+        let repo_name = o
+            .nodes
+            .iter()
+            .find(|n| n.roles.repo)
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
+        let mut steps = Vec::new();
         steps.push(match &o.stanza {
             Some(info) if info.status != NO_STANZA => step_done(
                 step::STANZA,
