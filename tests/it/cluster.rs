@@ -362,6 +362,30 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     let run = lab_ok(&["kill", "--name", LAB, &primary]);
     assert!(run.stderr.contains("new leader"), "{run}");
     assert!(!running(&d, &primary).await);
+    // Killed with PostgreSQL running, it kept its socket's lock file, whose pid may be another
+    // process's (an etcd thread) once the node starts again: PostgreSQL would refuse to start.
+    // The node's init removes it before anything runs.
+    d.start_container(
+        &primary,
+        None::<bollard::query_parameters::StartContainerOptions>,
+    )
+    .await
+    .unwrap();
+    eventually(
+        10,
+        "the killed node's stale socket lock is removed",
+        || async {
+            let (code, _) = exec(
+                &d,
+                &primary,
+                "root",
+                "test -e /var/run/postgresql/.s.PGSQL.5432.lock",
+            )
+            .await;
+            (code != 0).then_some(())
+        },
+    )
+    .await;
     let survivor = (1..=3).map(node).find(|n| *n != primary).unwrap();
     let (_, _) = patroni_healthy(&d, &survivor, 2).await;
     let run = lab_ok(&["start", "--name", LAB, &primary]);
