@@ -315,22 +315,9 @@ pub struct Drill {
 }
 
 /// What `lab drill` runs: one of the fault drills, or the point-in-time restore.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
-    /// SIGKILL the primary's node, then start it again (it rejoins, pg_rewind if needed).
-    KillPrimary,
-    /// Cut the primary off the lab network, then heal it.
-    PartitionPrimary,
-    /// A planned switchover through patronictl.
-    Switchover,
-    /// A manual failover through patronictl.
-    Failover,
-    /// SIGKILL a replica (the synchronous standby in sync mode), then start it again.
-    KillReplica,
-    /// Stop etcd on a majority of its members for a ttl, then start them again.
-    EtcdMajority,
-    /// SIGKILL the HAProxy node, then start it again.
-    KillHaproxy,
+    Fault(Fault),
     /// A dropped table brought back by a point-in-time restore with pgBackRest.
     Pitr,
 }
@@ -338,15 +325,34 @@ pub enum Scenario {
 impl Scenario {
     /// The fault this scenario drills; None for pitr, which is a restore.
     pub fn fault(self) -> Option<Fault> {
+        match self {
+            Scenario::Fault(fault) => Some(fault),
+            Scenario::Pitr => None,
+        }
+    }
+}
+
+/// Every scenario, as clap lists them: the faults, then pitr.
+static SCENARIOS: std::sync::LazyLock<Vec<Scenario>> = std::sync::LazyLock::new(|| {
+    Fault::ALL
+        .into_iter()
+        .map(Scenario::Fault)
+        .chain([Scenario::Pitr])
+        .collect()
+});
+
+impl clap::ValueEnum for Scenario {
+    fn value_variants<'a>() -> &'a [Self] {
+        &SCENARIOS
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
         Some(match self {
-            Scenario::KillPrimary => Fault::KillPrimary,
-            Scenario::PartitionPrimary => Fault::PartitionPrimary,
-            Scenario::Switchover => Fault::Switchover,
-            Scenario::Failover => Fault::Failover,
-            Scenario::KillReplica => Fault::KillReplica,
-            Scenario::EtcdMajority => Fault::EtcdMajority,
-            Scenario::KillHaproxy => Fault::KillHaproxy,
-            Scenario::Pitr => return None,
+            Scenario::Fault(fault) => {
+                clap::builder::PossibleValue::new(fault.name()).help(fault.help())
+            }
+            Scenario::Pitr => clap::builder::PossibleValue::new("pitr")
+                .help("A dropped table brought back by a point-in-time restore with pgBackRest"),
         })
     }
 }
