@@ -630,11 +630,9 @@ async fn put_back(
 impl Report {
     /// The report people read.
     pub fn table(&self) -> String {
-        let mut out = String::new();
         let s = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2} s"));
-        let mut row = |k: &str, v: String| {
-            let _ = writeln!(out, "{k:<30} {v}");
-        };
+        let mut rows = Vec::new();
+        let mut row = |k: &str, v: String| rows.push([k.to_string(), v]);
         row(
             "drill",
             format!(
@@ -723,7 +721,8 @@ impl Report {
             "predicted downtime",
             format!("{:.0}-{:.0} s", self.predicted.low, self.predicted.high),
         );
-        let _ = writeln!(out, "\n{}\n\nafterwards: {}", self.verdict, self.restored);
+        let mut out = crate::table::render(&[], rows);
+        let _ = writeln!(out, "\n\n{}\n\nafterwards: {}", self.verdict, self.restored);
         out
     }
 }
