@@ -5,7 +5,8 @@
 //! nodes and their clients (`services`); the lab model read from labels, its locks and the
 //! engine it lives on (`model`, `lock`, `engine`); pure planning and rendering (`spec`, `plan`,
 //! `render`, `predict`, `fault`, `certs`, `labels`). `cli` holds the command line's
-//! definitions; `progress`, `terminal` and `interrupt` are how commands talk to a person.
+//! definitions; `progress`, `terminal` and `interrupt` are how commands talk to a person, and
+//! `table` is the one look of every table they print.
 
 pub mod certs;
 pub mod cli;
@@ -25,5 +26,6 @@ pub mod progress;
 pub mod render;
 pub mod services;
 pub mod spec;
+pub mod table;
 pub mod terminal;
 pub mod workload;

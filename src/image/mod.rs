@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::table;
 use definition::{DEBOOTSTRAP_BASE, REGISTRY_BASE, label};
 
 /// What `lab image build` was asked for.
@@ -183,34 +184,30 @@ pub async fn info(engine: &Engine, tag: &str) -> Result<String> {
             image: tag.to_string(),
         })?;
     let get = |k: &str| image.labels.get(k).cloned().unwrap_or_else(|| "?".into());
-    let stale = if get(label::DEFINITION) == definition::fingerprint() {
-        String::new()
-    } else {
-        "\nnote        built from another definition than this lab binary's; \
-         `lab image build --force` rebuilds it"
-            .to_string()
-    };
-    Ok(format!(
-        "image       {tag}\n\
-         id          {}\n\
-         created     {}\n\
-         size        {} MB\n\
-         base        {}\n\
-         PostgreSQL  {}\n\
-         Patroni     {}\n\
-         etcd        {}\n\
-         pgBackRest  {}\n\
-         HAProxy     {}{stale}",
-        image.id,
-        image.created,
-        image.size / 1_000_000,
-        get(label::BASE),
-        get(label::POSTGRESQL),
-        get(label::PATRONI),
-        get(label::ETCD),
-        get(label::PGBACKREST),
-        get(label::HAPROXY),
-    ))
+    let mut rows = vec![
+        ("image", tag.to_string()),
+        ("id", image.id.clone()),
+        ("created", image.created.clone()),
+        ("size", format!("{} MB", image.size / 1_000_000)),
+        ("base", get(label::BASE)),
+        ("PostgreSQL", get(label::POSTGRESQL)),
+        ("Patroni", get(label::PATRONI)),
+        ("etcd", get(label::ETCD)),
+        ("pgBackRest", get(label::PGBACKREST)),
+        ("HAProxy", get(label::HAPROXY)),
+    ];
+    if get(label::DEFINITION) != definition::fingerprint() {
+        rows.push((
+            "note",
+            "built from another definition than this lab binary's; `lab image build --force` \
+             rebuilds it"
+                .into(),
+        ));
+    }
+    let rows = rows
+        .into_iter()
+        .map(|(what, value)| [what.to_string(), value]);
+    Ok(table::render(&[], rows))
 }
 
 /// For `lab create`: the image must be there. The default image is built on the spot (so a

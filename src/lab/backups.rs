@@ -1,7 +1,6 @@
 //! `lab backup [--type full|diff|incr]` and `lab backups`: pgBackRest's backups taken and listed
 //! from the repository host (pgbackrest1), as the course runs them.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::pitr::print_time;
@@ -12,6 +11,7 @@ use crate::model;
 use crate::progress::Progress;
 use crate::render::STANZA;
 use crate::services::{Ctx, pgbackrest};
+use crate::table;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackupType {
@@ -98,26 +98,79 @@ pub fn table(backups: &[pgbackrest::Listed]) -> String {
     if backups.is_empty() {
         return "no backups yet\n".into();
     }
-    let mut out = format!(
-        "{:<34} {:<5} {:<22} {:<22} {:>10} {:>10}  {}\n",
-        "label", "type", "started", "ended", "database", "stored", "WAL"
-    );
-    for b in backups {
-        let _ = writeln!(
-            out,
-            "{:<34} {:<5} {:<22} {:<22} {:>10} {:>10}  {}..{}",
-            b.label,
-            b.kind,
+    let rows = backups.iter().map(|b| {
+        [
+            b.label.clone(),
+            b.kind.clone(),
             print_time(b.start),
             print_time(b.stop),
             mib(b.size),
             mib(b.repo_size),
-            b.wal_start,
-            b.wal_stop
-        );
-    }
+            format!("{}..{}", b.wal_start, b.wal_stop),
+        ]
+    });
+    let header = [
+        "label", "type", "started", "ended", "database", "stored", "WAL",
+    ];
+    let mut out = table::render(&header, rows);
+    out.push('\n');
     out.push_str(
         "a restore (`lab restore --time T`) can reach any time after the end of the oldest backup\n",
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::starts;
+
+    #[test]
+    fn the_table_keeps_its_columns_and_every_backup_whole() {
+        let backup = |label: &str, kind: &str, start: i64, wal: &str| pgbackrest::Listed {
+            label: label.into(),
+            kind: kind.into(),
+            start,
+            stop: start + 7,
+            size: 31_457_280,
+            repo_size: 4_299_161,
+            wal_start: format!("{wal}0"),
+            wal_stop: format!("{wal}1"),
+        };
+        let wal = "00000001000000000000000";
+        let backups = [
+            backup("20261203-123456F", "full", 1_796_300_096, wal),
+            backup(
+                "20261203-123456F_20261203-130000I",
+                "incr",
+                1_796_302_800,
+                wal,
+            ),
+        ];
+        let text = table(&backups);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        let header = [
+            "label", "type", "started", "ended", "database", "stored", "WAL",
+        ];
+        let at = starts(lines[0], &header);
+        for (line, b) in lines[1..3].iter().zip(&backups) {
+            let cells = [
+                b.label.clone(),
+                b.kind.clone(),
+                print_time(b.start),
+                print_time(b.stop),
+                "30.0 MiB".into(),
+                "4.1 MiB".into(),
+                format!("{wal}0..{wal}1"),
+            ];
+            let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+            assert_eq!(starts(line, &cells), at, "{text}");
+        }
+        assert!(
+            lines[3].starts_with("a restore (`lab restore --time T`)"),
+            "{text}"
+        );
+        assert!(text.ends_with('\n'));
+    }
 }

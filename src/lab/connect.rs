@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::model;
 use crate::services::{self, Ctx};
 use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS};
+use crate::table;
 
 /// A PostgreSQL node as a client reaches it: name, host address and published port.
 pub struct Endpoint {
@@ -133,8 +134,8 @@ pub fn strings(
         );
     }
     let _ = writeln!(out, "  one node:");
-    for e in endpoints {
-        let one = match tls {
+    let one_node = endpoints.iter().map(|e| {
+        let psql = match tls {
             Some(_) => format!(
                 "psql {}",
                 shell_quote(&format!(
@@ -145,7 +146,10 @@ pub fn strings(
             ),
             None => format!("psql -h {} -p {} -U postgres", host_of(e), e.port),
         };
-        let _ = writeln!(out, "    {:<8} {one}", e.name);
+        [e.name.clone(), psql]
+    });
+    for line in table::render(&[], one_node).lines() {
+        let _ = writeln!(out, "    {line}");
     }
     let _ = writeln!(out, "\nFrom inside the lab network (`lab shell NODE`):");
     for (what, attrs) in [
@@ -315,7 +319,7 @@ mod tests {
         ));
         assert!(text.contains("target_session_attrs=read-only load_balance_hosts=random'"));
         assert!(text.contains("target_session_attrs=any load_balance_hosts=random'"));
-        assert!(text.contains("pgha2    psql -h 127.0.0.1 -p 6433 -U postgres"));
+        assert!(text.contains("\n    pgha2  psql -h 127.0.0.1 -p 6433 -U postgres\n"));
         assert!(text.contains(
             "psql 'host=pgha1,pgha2,pgha3 port=5432 user=postgres password=postgres \
              dbname=postgres target_session_attrs=read-write'"
@@ -380,7 +384,31 @@ mod tests {
             "host=haproxy1 port=5000 user=postgres password=postgres dbname=postgres{inside}'"
         )));
         assert!(text.contains(&format!(
-            "pgha2    psql 'host=127.0.0.1 port=6433 user=postgres dbname=postgres{host}'"
+            "pgha2  psql 'host=127.0.0.1 port=6433 user=postgres dbname=postgres{host}'"
         )));
+    }
+
+    #[test]
+    fn long_node_names_keep_the_one_node_commands_in_line() {
+        let lab = "wtt-a-very-long-lab-name-for-a-trainee-x";
+        let mut endpoints = endpoints("127.0.0.1");
+        endpoints[1].name = format!("{lab}2");
+        let text = strings(&endpoints, None, "postgres", None);
+        let rows: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "  one node:")
+            .skip(1)
+            .take(3)
+            .collect();
+        let pad = " ".repeat(lab.len() + 1 - "pgha1".len());
+        assert_eq!(
+            rows,
+            [
+                format!("    pgha1{pad}  psql -h 127.0.0.1 -p 6432 -U postgres"),
+                format!("    {lab}2  psql -h 127.0.0.1 -p 6433 -U postgres"),
+                format!("    pgha3{pad}  psql -h 127.0.0.1 -p 6434 -U postgres"),
+            ],
+            "{text}"
+        );
     }
 }

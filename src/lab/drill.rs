@@ -686,11 +686,9 @@ async fn peek(ctx: &Ctx<'_>, node: &str) -> std::result::Result<BTreeSet<i64>, S
 impl Report {
     /// The report people read.
     pub fn table(&self) -> String {
-        let mut out = String::new();
         let s = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2} s"));
-        let mut row = |k: &str, v: String| {
-            let _ = writeln!(out, "{k:<30} {v}");
-        };
+        let mut rows = Vec::new();
+        let mut row = |k: &str, v: String| rows.push([k.to_string(), v]);
         row(
             "drill",
             format!(
@@ -779,7 +777,8 @@ impl Report {
             "predicted downtime",
             format!("{:.0}-{:.0} s", self.predicted.low, self.predicted.high),
         );
-        let _ = writeln!(out, "\n{}\n\nafterwards: {}", self.verdict, self.restored);
+        let mut out = crate::table::render(&[], rows);
+        let _ = writeln!(out, "\n\n{}\n\nafterwards: {}", self.verdict, self.restored);
         out
     }
 }

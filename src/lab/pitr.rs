@@ -17,6 +17,7 @@ use crate::progress::Progress;
 use crate::render::{PGDATA, STANZA};
 use crate::services::{Ctx, catalog, etcd, patroni, pgbackrest};
 use crate::spec::Stage;
+use crate::table;
 
 /// Patroni's keys in etcd: namespace and scope, as /patroniSetup.sh writes them.
 const DCS_PREFIX: &str = "/pgha/pgha_patroni_cluster/";
@@ -450,13 +451,23 @@ impl Report {
             },
             self.target
         );
-        for s in &self.steps {
-            out.push_str(&format!(
-                "{:>8.2} s  {:<44} {}\n",
-                s.seconds, s.step, s.result
-            ));
-        }
-        out.push_str(&format!("{:>8.2} s  in all\n", self.total_seconds));
+        let rows = self
+            .steps
+            .iter()
+            .map(|s| {
+                [
+                    format!("{:.2} s", s.seconds),
+                    s.step.clone(),
+                    s.result.clone(),
+                ]
+            })
+            .chain([[
+                format!("{:.2} s", self.total_seconds),
+                "in all".into(),
+                String::new(),
+            ]]);
+        out.push_str(&table::render(&[], rows));
+        out.push('\n');
         out
     }
 }
@@ -552,6 +563,7 @@ pub async fn drill(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::starts;
 
     #[test]
     fn times_read_as_postgresql_prints_them() {
@@ -597,6 +609,57 @@ mod tests {
                 .contains("future")
         );
         assert_eq!(refuse_target(100.0, &[60, 150], 200.0), None);
+    }
+
+    #[test]
+    fn the_report_keeps_its_steps_in_line() {
+        let step = |step: &str, seconds: f64| Timed {
+            step: step.into(),
+            seconds,
+            result: format!("{step} done"),
+        };
+        let report = Report {
+            lab: "wtt-a-very-long-lab-name-for-a-trainee-x".into(),
+            target: "2026-12-03 12:34:56.789012+00".into(),
+            rows: 1000,
+            rows_back: 1000,
+            identical: true,
+            steps: vec![
+                step("make pitr_drill with 1000 known rows", 0.35),
+                step("restore the whole cluster to just before the DROP", 123.45),
+            ],
+            total_seconds: 130.5,
+        };
+        let text = report.table();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("drill pitr on lab wtt-a-very-long"),
+            "{text}"
+        );
+        let at = starts(
+            lines[1],
+            &[
+                "0.35 s",
+                "make",
+                "make pitr_drill with 1000 known rows done",
+            ],
+        );
+        assert_eq!(at[0], 0, "{text}");
+        assert_eq!(
+            starts(
+                lines[2],
+                &[
+                    "123.45 s",
+                    "restore",
+                    "restore the whole cluster to just before the DROP done"
+                ]
+            ),
+            at,
+            "{text}"
+        );
+        assert_eq!(starts(lines[3], &["130.50 s", "in all"]), at[..2], "{text}");
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(text.ends_with("in all\n"), "{text:?}");
     }
 
     #[test]

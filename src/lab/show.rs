@@ -4,12 +4,13 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, NetworkInfo};
 use crate::error::Result;
 use crate::model::{self, Lab};
 use crate::services::haproxy::{self, Routing};
 use crate::services::{Ctx, etcd, patroni, pgbackrest};
 use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS};
+use crate::table;
 
 /// One line per lab: name, nodes, running/stopped, network, subnet, ports.
 pub async fn list(engine: &Engine) -> Result<String> {
@@ -17,12 +18,12 @@ pub async fn list(engine: &Engine) -> Result<String> {
     if labs.is_empty() {
         return Ok("no labs on this Docker Engine; `lab create` makes one".into());
     }
-    let networks = engine.networks().await?;
-    let mut out = format!(
-        "{:<14} {:<6} {:<22} {:<16} {:<18} {}\n",
-        "lab", "nodes", "state", "network", "subnet", "ports"
-    );
-    for lab in &labs {
+    Ok(list_table(&labs, &engine.networks().await?))
+}
+
+/// `lab list`'s table, from the labs and the engine's networks.
+fn list_table(labs: &[Lab], networks: &[NetworkInfo]) -> String {
+    let rows = labs.iter().map(|lab| {
         let subnet = networks
             .iter()
             .find(|n| n.name == lab.network)
@@ -38,17 +39,19 @@ pub async fn list(engine: &Engine) -> Result<String> {
         if let Some(proxy) = lab.haproxy_node() {
             let _ = write!(ports, ", HAProxy {}", proxy.ports_label());
         }
-        let _ = writeln!(
-            out,
-            "{:<14} {:<6} {:<22} {:<16} {:<18} {ports}",
-            lab.name,
-            lab.nodes.len(),
+        [
+            lab.name.clone(),
+            lab.nodes.len().to_string(),
             state(lab),
-            lab.network,
-            subnet
-        );
-    }
-    Ok(out.trim_end().to_string())
+            lab.network.clone(),
+            subnet,
+            ports,
+        ]
+    });
+    table::render(
+        &["lab", "nodes", "state", "network", "subnet", "ports"],
+        rows,
+    )
 }
 
 fn state(lab: &Lab) -> String {
@@ -241,22 +244,15 @@ impl Report {
                 self.lab
             );
         }
-        let _ = writeln!(
-            out,
-            "{:<12} {:<12} {:<16} {:<14} {:<18} {:<10} {:<10} {:>3} {:>10}",
-            "node", "container", "address", "ports", "roles", "patroni", "state", "tl", "lag"
-        );
-        for n in &self.nodes {
-            let dash = || "-".to_string();
+        let dash = || "-".to_string();
+        let rows = self.nodes.iter().map(|n| {
             let p = n.patroni.as_ref();
-            let _ = writeln!(
-                out,
-                "{:<12} {:<12} {:<16} {:<14} {:<18} {:<10} {:<10} {:>3} {:>10}",
-                n.name,
-                n.state,
+            [
+                n.name.clone(),
+                n.state.clone(),
                 n.address.clone().unwrap_or_else(dash),
-                n.ports,
-                n.roles,
+                n.ports.clone(),
+                n.roles.clone(),
                 p.map(|p| p.role.clone()).unwrap_or_else(dash),
                 p.map(|p| p.state.clone()).unwrap_or_else(dash),
                 p.and_then(|p| p.timeline)
@@ -265,8 +261,20 @@ impl Report {
                 p.and_then(|p| p.lag_bytes)
                     .map(|b| format!("{b} B"))
                     .unwrap_or_else(dash),
-            );
-        }
+            ]
+        });
+        let header = [
+            "node",
+            "container",
+            "address",
+            "ports",
+            "roles",
+            "patroni",
+            "state",
+            "tl",
+            "lag",
+        ];
+        let _ = writeln!(out, "{}", table::render(&header, rows));
         match &self.etcd {
             Some(e) => {
                 let _ = writeln!(out, "etcd: {}", e.summary);
@@ -310,20 +318,239 @@ impl Report {
 
 /// What `lab create` prints at the end: the nodes.
 pub fn print_nodes(lab: &Lab) {
-    let mut out = format!(
-        "{:<12} {:<10} {:<16} {:<15} {}\n",
-        "node", "state", "address", "ports", "roles"
-    );
-    for n in &lab.nodes {
-        let _ = writeln!(
-            out,
-            "{:<12} {:<10} {:<16} {:<15} {}",
-            n.name,
-            n.container.state,
+    println!("{}", nodes_table(lab));
+}
+
+fn nodes_table(lab: &Lab) -> String {
+    let rows = lab.nodes.iter().map(|n| {
+        [
+            n.name.clone(),
+            n.container.state.clone(),
             n.ip().map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
             n.ports_label(),
-            n.roles.label()
+            n.roles.label(),
+        ]
+    });
+    table::render(&["node", "state", "address", "ports", "roles"], rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::engine::ContainerInfo;
+    use crate::engine::objects::PublishedPort;
+    use crate::labels;
+    use crate::model::Node;
+    use crate::spec::{POSTGRES_PORT, Roles};
+    use crate::table::starts;
+
+    /// The longest name `validate_name` lets through.
+    const LONG: &str = "wtt-a-very-long-lab-name-for-a-trainee-x";
+
+    fn node(lab: &str, index: usize, roles: Roles, ports: &[(u16, u16)]) -> Node {
+        let name = format!("{lab}{index}");
+        Node {
+            name: name.clone(),
+            index,
+            roles,
+            container: ContainerInfo {
+                name,
+                labels: HashMap::from([(
+                    labels::ADDRESS.to_string(),
+                    format!("10.250.2.{}", 9 + index),
+                )]),
+                running: true,
+                state: "running".into(),
+                endpoints: Vec::new(),
+                published: ports
+                    .iter()
+                    .map(|&(port, host_port)| PublishedPort {
+                        port,
+                        host_ip: None,
+                        host_port,
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    fn lab(name: &str, network: &str) -> Lab {
+        let pg = Roles {
+            postgres: true,
+            etcd: true,
+            ..Roles::default()
+        };
+        let proxy = Roles {
+            repo: true,
+            haproxy: true,
+            ..Roles::default()
+        };
+        Lab {
+            name: name.into(),
+            network: network.into(),
+            tls: false,
+            nodes: vec![
+                node(name, 1, pg, &[(POSTGRES_PORT, 6432)]),
+                node(name, 2, pg, &[(POSTGRES_PORT, 6433)]),
+                node(
+                    name,
+                    3,
+                    proxy,
+                    &[
+                        (HAPROXY_PRIMARY, 5000),
+                        (HAPROXY_REPLICAS, 5001),
+                        (HAPROXY_STATS, 7000),
+                    ],
+                ),
+            ],
+            marks: Vec::new(),
+        }
+    }
+
+    /// Every line of `text`'s table (from its header, `header[0]` starting a line) has its
+    /// cells where the header has its words, whole.
+    fn aligned(text: &str, header: &[&str], rows: &[Vec<String>]) {
+        let lines: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with(header[0]))
+            .collect();
+        assert!(lines.len() > rows.len(), "{text}");
+        let at = starts(lines[0], header);
+        for (line, row) in lines[1..].iter().zip(rows) {
+            let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+            assert_eq!(starts(line, &cells), at, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_long_lab_name_keeps_the_list_aligned() {
+        let labs = [lab("wtt", "wtt-net"), lab(LONG, &format!("{LONG}-net"))];
+        // The long lab's network is gone: its subnet is "-".
+        let networks = [NetworkInfo {
+            name: "wtt-net".into(),
+            driver: "bridge".into(),
+            subnets: vec![("10.250.1.0/24".parse().unwrap(), None)],
+            labels: HashMap::new(),
+            attached: Vec::new(),
+        }];
+        let text = list_table(&labs, &networks);
+        let row = |lab: &str, subnet: &str| {
+            [
+                lab,
+                "3",
+                "running",
+                &format!("{lab}-net"),
+                subnet,
+                "6432-6433, HAProxy 5000/5001/7000",
+            ]
+            .map(String::from)
+            .to_vec()
+        };
+        aligned(
+            &text,
+            &["lab", "nodes", "state", "network", "subnet", "ports"],
+            &[row("wtt", "10.250.1.0/24"), row(LONG, "-")],
+        );
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(
+            text.lines()
+                .nth(2)
+                .unwrap()
+                .starts_with(&format!("{LONG}  3  ")),
+            "{text}"
         );
     }
-    println!("{}", out.trim_end());
+
+    #[test]
+    fn long_node_names_keep_the_status_and_create_tables_aligned() {
+        let lab = lab(LONG, LONG);
+        let nodes = nodes_table(&lab);
+        let rows: Vec<Vec<String>> = lab
+            .nodes
+            .iter()
+            .map(|n| {
+                vec![
+                    n.name.clone(),
+                    "running".into(),
+                    n.ip().unwrap().to_string(),
+                    n.ports_label(),
+                    n.roles.label(),
+                ]
+            })
+            .collect();
+        aligned(
+            &nodes,
+            &["node", "state", "address", "ports", "roles"],
+            &rows,
+        );
+
+        let report = Report {
+            lab: LONG.into(),
+            network: LONG.into(),
+            subnet: Some("10.250.2.0/24".into()),
+            unfinished: None,
+            nodes: lab
+                .nodes
+                .iter()
+                .map(|n| NodeReport {
+                    name: n.name.clone(),
+                    state: "running".into(),
+                    address: n.ip().map(|a| a.to_string()),
+                    port: n.port(),
+                    ports: n.ports_label(),
+                    roles: n.roles.label(),
+                    patroni: n.port().map(|_| PatroniReport {
+                        role: if n.index == 1 { "leader" } else { "replica" }.into(),
+                        state: "streaming".into(),
+                        timeline: Some(1),
+                        lag_bytes: (n.index > 1).then_some(123_456),
+                    }),
+                })
+                .collect(),
+            etcd: None,
+            haproxy: None,
+            backup: None,
+        };
+        let text = report.table();
+        let rows: Vec<Vec<String>> = report
+            .nodes
+            .iter()
+            .map(|n| {
+                let p = n.patroni.as_ref();
+                let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+                vec![
+                    n.name.clone(),
+                    n.state.clone(),
+                    n.address.clone().unwrap(),
+                    n.ports.clone(),
+                    n.roles.clone(),
+                    or_dash(p.map(|p| p.role.clone())),
+                    or_dash(p.map(|p| p.state.clone())),
+                    or_dash(p.map(|_| "1".into())),
+                    or_dash(p.and_then(|p| p.lag_bytes).map(|b| format!("{b} B"))),
+                ]
+            })
+            .collect();
+        let header = [
+            "node",
+            "container",
+            "address",
+            "ports",
+            "roles",
+            "patroni",
+            "state",
+            "tl",
+            "lag",
+        ];
+        aligned(&text, &header, &rows);
+        assert!(
+            text.contains(&format!(
+                "\n{LONG}3  running    10.250.2.12  5000/5001/7000  repo,haproxy   -"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("123456 B"), "{text}");
+    }
 }

@@ -17,6 +17,7 @@ use crate::labels;
 use crate::spec::{
     HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS, LabSpec, POSTGRES_PORT, Roles,
 };
+use crate::table;
 use ipam::TakenSubnet;
 
 /// What the engine and the host hold when planning starts.
@@ -438,23 +439,18 @@ impl Plan {
                  Patroni's REST API and PostgreSQL refuse plain connections"
             );
         }
-        let _ = writeln!(
-            out,
-            "{:<12} {:<16} {:<26} {:<20} aliases",
-            "node", "address", "host ports", "roles"
-        );
-        for n in &self.nodes {
+        let rows = self.nodes.iter().map(|n| {
             let ports: Vec<String> = n.ports.iter().map(|(_, host)| host.to_string()).collect();
-            let line = format!(
-                "{:<12} {:<16} {:<26} {:<20} {}",
-                n.name,
-                n.ip,
+            [
+                n.name.clone(),
+                n.ip.to_string(),
                 format!("{}:{}", self.publish, ports.join(",")),
                 n.roles.label(),
-                n.aliases.join(", ")
-            );
-            let _ = writeln!(out, "{}", line.trim_end());
-        }
+                n.aliases.join(", "),
+            ]
+        });
+        let header = ["node", "address", "host ports", "roles", "aliases"];
+        let _ = writeln!(out, "{}", table::render(&header, rows));
         let _ = write!(out, "NODELIST=\"{}\"", self.nodelist());
         out
     }
@@ -832,5 +828,40 @@ mod tests {
         assert!(text.contains("127.0.0.1:6436 "), "{text}");
         assert!(text.contains("etcd5, pgbackrest1"), "{text}");
         assert!(text.contains("postgres,etcd"), "{text}");
+    }
+
+    #[test]
+    fn the_dry_run_table_stays_in_line_for_a_long_lab_name() {
+        let long = "wtt-a-very-long-lab-name-for-a-trainee-x";
+        let plan = plan(&spec(long), &empty(), &|_| false).unwrap();
+        let text = plan.describe();
+        let lines: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("node "))
+            .collect();
+        let header = ["node", "address", "host ports", "roles", "aliases"];
+        let at = table::starts(lines[0], &header);
+        for (line, n) in lines[1..].iter().zip(&plan.nodes) {
+            let ports: Vec<String> = n.ports.iter().map(|(_, h)| h.to_string()).collect();
+            let cells = [
+                n.name.clone(),
+                n.ip.to_string(),
+                format!("127.0.0.1:{}", ports.join(",")),
+                n.roles.label(),
+                n.aliases.join(", "),
+            ];
+            // A node without aliases has no last cell to find.
+            let cells: Vec<&str> = cells
+                .iter()
+                .map(String::as_str)
+                .filter(|c| !c.is_empty())
+                .collect();
+            assert_eq!(table::starts(line, &cells), at[..cells.len()], "{text}");
+        }
+        assert_eq!(lines.len(), plan.nodes.len() + 2, "{text}");
+        assert!(
+            lines[plan.nodes.len() + 1].starts_with("NODELIST=\""),
+            "{text}"
+        );
     }
 }
