@@ -11,7 +11,7 @@ use pgha_lab::error::{Error, Result};
 use pgha_lab::interrupt::{self, Interrupt};
 use pgha_lab::lock::{self, LabLock};
 use pgha_lab::progress::Progress;
-use pgha_lab::{image, lab, model, spec};
+use pgha_lab::{image, lab, model, spec, terminal};
 
 #[tokio::main]
 async fn main() {
@@ -49,7 +49,7 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Destroy(args) => destroy(engine, progress, &args).await?,
         Command::Reset(args) => reset(engine, progress, &args).await?,
-        Command::List => println!("{}", lab::list(engine).await?),
+        Command::List => terminal::out(&lab::list(engine).await?),
         Command::Status(args) => {
             let report = lab::status(engine, &args.lab.name).await?;
             print_report(args.json, &report, "the status", |r| r.table())?;
@@ -59,7 +59,7 @@ async fn run(cli: Cli) -> Result<i32> {
             print_report(args.json, &report, "the check", |r| r.text())?;
             return Ok(if report.done { 0 } else { 1 });
         }
-        Command::Connect(t) => println!("{}", lab::connect(engine, &t.name).await?),
+        Command::Connect(t) => terminal::out(&lab::connect(engine, &t.name).await?),
         Command::Ca(args) => ca(engine, progress, &args).await?,
         Command::Psql(args) => return psql(engine, args).await,
         Command::Shell(args) => {
@@ -108,7 +108,7 @@ async fn run(cli: Cli) -> Result<i32> {
             image::build(engine, progress, &request).await?
         }
         Command::Image(ImageCommand::Info { image }) => {
-            println!("{}", image::info(engine, &image).await?)
+            terminal::out(&image::info(engine, &image).await?)
         }
     }
     Ok(0)
@@ -208,9 +208,9 @@ fn print_report<T: serde::Serialize>(
     text: impl FnOnce(&T) -> String,
 ) -> Result<()> {
     if as_json {
-        println!("{}", json(report, what)?);
+        terminal::out(&json(report, what)?);
     } else {
-        println!("{}", text(report).trim_end());
+        terminal::out(text(report).trim_end());
     }
     Ok(())
 }
@@ -296,7 +296,7 @@ async fn run_drill(engine: &Engine, progress: &Progress, args: &cli::Drill) -> R
             report_text(args.json, &report, |r| r.table())?
         }
     };
-    println!("{}", output.trim_end());
+    terminal::out(output.trim_end());
     Ok(())
 }
 
@@ -379,7 +379,7 @@ async fn ca(engine: &Engine, progress: &Progress, args: &cli::Ca) -> Result<()> 
                 path.display()
             ));
         }
-        None => print!("{ca}"),
+        None => terminal::out(&ca),
     }
     Ok(())
 }
@@ -481,7 +481,7 @@ async fn create(
     specs: &[spec::LabSpec],
 ) -> Result<()> {
     if args.dry_run {
-        println!("{}", lab::dry_run(engine, specs, args.replace).await?);
+        terminal::out(&lab::dry_run(engine, specs, args.replace).await?);
         return Ok(());
     }
     let interrupt = Interrupt::listen();

@@ -1,9 +1,25 @@
 //! The local terminal, for interactive sessions in a node: raw mode while a remote shell or
-//! psql owns the keyboard (restored however the session ends), and the window size.
+//! psql owns the keyboard (restored however the session ends), and the window size; and what a
+//! command prints on stdout, for a person or a pipe.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use rustix::termios::{OptionalActions, Termios, tcgetattr, tcgetwinsize, tcsetattr};
+
+/// Prints `text` on stdout, ending it with a newline. A reader that has gone (`lab list | head
+/// -1`) ends the process quietly, with the exit code a shell gives a command killed by SIGPIPE,
+/// as other command-line tools do, rather than a panic.
+pub fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let newline = if text.ends_with('\n') { "" } else { "\n" };
+    let written = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.write_all(newline.as_bytes()))
+        .and_then(|()| stdout.flush());
+    if written.is_err() {
+        std::process::exit(141);
+    }
+}
 
 /// Whether stdin and stdout are both a terminal, so a session can be interactive.
 pub fn interactive() -> bool {

@@ -318,7 +318,7 @@ impl Report {
 
 /// What `lab create` prints at the end: the nodes.
 pub fn print_nodes(lab: &Lab) {
-    println!("{}", nodes_table(lab));
+    crate::terminal::out(&nodes_table(lab));
 }
 
 fn nodes_table(lab: &Lab) -> String {
