@@ -346,21 +346,22 @@ async fn destroy(engine: &Engine, progress: &Progress, args: &cli::Destroy) -> R
 /// `lab reset [--all]`: each lab under its own lock; with --all, a lab another command is
 /// changing is reported and the others are reset.
 async fn reset(engine: &Engine, progress: &Progress, args: &cli::Reset) -> Result<()> {
-    let names: Vec<String> = if args.all {
-        model::all(engine)
-            .await?
-            .into_iter()
-            .map(|l| l.name)
-            .collect()
-    } else {
-        vec![args.lab.name.clone()]
-    };
+    if !args.all {
+        // Waited for (--wait) before anything is done: Ctrl-C meanwhile just ends the command.
+        let lock = hold(progress, &args.lab, "a reset").await?;
+        return finishing(progress, "the reset", lab::reset(engine, progress, &lock)).await;
+    }
+    let names: Vec<String> = model::all(engine)
+        .await?
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
     let interrupt = Interrupt::listen();
     let work = lab::each_lab(progress, &names, &interrupt, |name, progress| {
         let interrupt = &interrupt;
         async move {
-            let lock =
-                lock::lab(&name, "a reset", args.lab.wait, &progress, Some(interrupt)).await?;
+            let wait = args.lab.wait;
+            let lock = lock::lab(&name, "a reset", wait, &progress, Some(interrupt)).await?;
             lab::reset(engine, &progress, &lock).await
         }
     });
