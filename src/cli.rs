@@ -88,7 +88,7 @@ pub struct Target {
 }
 
 /// Which lab, for a command that changes it: such a command holds the lab's lock, and one
-/// started while another changes the same lab is refused at once, naming it (exit 3).
+/// started while another changes the same lab is refused at once, naming it (exit 2).
 #[derive(Args)]
 pub struct Changing {
     /// The lab's name.

@@ -79,8 +79,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Interrupted | Error::InterruptedAfter(_) => 130,
-            Error::Invalid(_) => 2,
-            Error::Busy(_) => 3,
+            Error::Invalid(_) | Error::Busy(_) => 2,
             _ => 1,
         }
     }

@@ -124,9 +124,9 @@ pub async fn lab(
         };
         if !wait {
             return Err(Error::Busy(format!(
-                "lab {name} is busy: {holder} is changing it (it holds {}), so {purpose} \
-                 is refused rather than spoil both. Run this again once that ends, or add \
-                 --wait to wait for it.",
+                "{holder} is changing lab {name} right now (it holds {}), so {purpose} is \
+                 refused rather than spoil both. Run this again once that ends, or add --wait \
+                 to wait for it.",
                 lab_path(name)
             )));
         }
