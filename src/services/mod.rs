@@ -11,6 +11,7 @@ pub mod haproxy;
 pub mod lifecycle;
 pub mod patroni;
 pub mod pgbackrest;
+mod probe;
 pub mod ssh;
 mod tls;
 
@@ -262,9 +263,10 @@ impl<'a> Ctx<'a> {
         futures_util::future::try_join_all(nodes.filter(|n| n.running() && wanted(&n.roles)).map(
             |n| async move {
                 let out = self
-                    .sh(&n.name, "root", facts::PROBE, Duration::from_secs(20))
+                    .engine
+                    .exec(&n.name, "root", &[facts::PROBE], Duration::from_secs(20))
                     .await?;
-                Ok::<_, Error>(Facts::parse(&n.name, &out.stdout))
+                Facts::read(&self.lab.name, &n.name, &out)
             },
         ))
         .await
