@@ -114,6 +114,11 @@ const FILES: &[(&str, &str, u32)] = &[
         0o755,
     ),
     (
+        "rootfs/usr/local/lib/pgha-lab/memberState",
+        include_str!("../../docker/rootfs/usr/local/lib/pgha-lab/memberState"),
+        0o755,
+    ),
+    (
         "rootfs/usr/local/sbin/labFacts",
         include_str!("../../docker/rootfs/usr/local/sbin/labFacts"),
         0o755,

@@ -4,6 +4,7 @@
 //! script cut short or garbage becomes an error naming the node, not a panic.
 
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 
 use crate::engine::ExecOutput;
 use crate::error::{Error, Result};
@@ -48,10 +49,20 @@ fn name<'a>(argv: &[&'a str]) -> &'a str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// For a field a service fills and `lab` only reads: what does not fit `T` is read as None
+/// rather than failing the whole answer (a REST API starting up may answer anything).
+pub fn or_none<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Deserialize;
 
     fn out(code: i64, stdout: &str) -> ExecOutput {
         ExecOutput {
@@ -64,13 +75,19 @@ mod tests {
     #[derive(Debug, Deserialize, PartialEq)]
     struct Answer {
         n: u32,
+        #[serde(default, deserialize_with = "or_none")]
+        maybe: Option<u32>,
     }
 
     #[test]
     fn an_answer_reads_into_its_type() {
         let argv = ["/usr/local/lib/pgha-lab/x", "a"];
         let a: Answer = read("lab", "n1", &argv, &out(0, "{\"n\": 1}\n")).unwrap();
-        assert_eq!(a, Answer { n: 1 });
+        assert_eq!(a, Answer { n: 1, maybe: None });
+        let a: Answer = read("lab", "n1", &argv, &out(0, r#"{"n": 2, "maybe": "x"}"#)).unwrap();
+        assert_eq!(a, Answer { n: 2, maybe: None });
+        let a: Answer = read("lab", "n1", &argv, &out(0, r#"{"n": 2, "maybe": 3}"#)).unwrap();
+        assert_eq!(a.maybe, Some(3));
     }
 
     #[test]
