@@ -114,6 +114,11 @@ const FILES: &[(&str, &str, u32)] = &[
         0o755,
     ),
     (
+        "rootfs/usr/local/lib/pgha-lab/etcdState",
+        include_str!("../../docker/rootfs/usr/local/lib/pgha-lab/etcdState"),
+        0o755,
+    ),
+    (
         "rootfs/usr/local/lib/pgha-lab/memberState",
         include_str!("../../docker/rootfs/usr/local/lib/pgha-lab/memberState"),
         0o755,

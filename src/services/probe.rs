@@ -60,6 +60,19 @@ where
     Ok(value.and_then(|v| serde_json::from_value(v).ok()))
 }
 
+/// For a list a service fills: the elements that fit `T`, the others left out.
+pub fn those_that_fit<'de, D, T>(d: D) -> std::result::Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    let values = Vec::<serde_json::Value>::deserialize(d)?;
+    Ok(values
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,15 +90,30 @@ mod tests {
         n: u32,
         #[serde(default, deserialize_with = "or_none")]
         maybe: Option<u32>,
+        #[serde(default, deserialize_with = "those_that_fit")]
+        list: Vec<u32>,
     }
 
     #[test]
     fn an_answer_reads_into_its_type() {
         let argv = ["/usr/local/lib/pgha-lab/x", "a"];
         let a: Answer = read("lab", "n1", &argv, &out(0, "{\"n\": 1}\n")).unwrap();
-        assert_eq!(a, Answer { n: 1, maybe: None });
-        let a: Answer = read("lab", "n1", &argv, &out(0, r#"{"n": 2, "maybe": "x"}"#)).unwrap();
-        assert_eq!(a, Answer { n: 2, maybe: None });
+        assert_eq!(
+            a,
+            Answer {
+                n: 1,
+                maybe: None,
+                list: vec![]
+            }
+        );
+        let a: Answer = read(
+            "lab",
+            "n1",
+            &argv,
+            &out(0, r#"{"n": 2, "maybe": "x", "list": [1, "y", null, 3]}"#),
+        )
+        .unwrap();
+        assert_eq!((a.maybe, a.list), (None, vec![1, 3]));
         let a: Answer = read("lab", "n1", &argv, &out(0, r#"{"n": 2, "maybe": 3}"#)).unwrap();
         assert_eq!(a.maybe, Some(3));
     }
