@@ -124,6 +124,11 @@ const FILES: &[(&str, &str, u32)] = &[
         0o755,
     ),
     (
+        "rootfs/usr/local/lib/pgha-lab/sshKeyPair",
+        include_str!("../../docker/rootfs/usr/local/lib/pgha-lab/sshKeyPair"),
+        0o755,
+    ),
+    (
         "rootfs/usr/local/sbin/labFacts",
         include_str!("../../docker/rootfs/usr/local/sbin/labFacts"),
         0o755,
