@@ -119,6 +119,11 @@ const FILES: &[(&str, &str, u32)] = &[
         0o755,
     ),
     (
+        "rootfs/usr/local/lib/pgha-lab/loggedSince",
+        include_str!("../../docker/rootfs/usr/local/lib/pgha-lab/loggedSince"),
+        0o755,
+    ),
+    (
         "rootfs/usr/local/lib/pgha-lab/memberState",
         include_str!("../../docker/rootfs/usr/local/lib/pgha-lab/memberState"),
         0o755,

@@ -110,6 +110,19 @@ impl<'a> Ctx<'a> {
             .await)
     }
 
+    /// Runs a node-side probe (`argv`: a script in the image and its arguments) as `user`, and
+    /// reads the one JSON object it prints into `T`.
+    pub async fn probe<T: serde::de::DeserializeOwned>(
+        &self,
+        node: &str,
+        user: &str,
+        argv: &[&str],
+        timeout: Duration,
+    ) -> Result<T> {
+        let out = self.engine.exec(node, user, argv, timeout).await?;
+        probe::read(&self.lab.name, node, argv, &out)
+    }
+
     /// `must` on every node of `nodes` at once.
     pub async fn must_on<N: AsRef<str>>(
         &self,

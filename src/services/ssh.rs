@@ -28,11 +28,9 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts], progress: &Progress) -> Result<
     let first = &ctx.lab.nodes[0].name;
     // The key stays the lab's own across reruns: node 1 keeps it.
     let argv = [KEY_PAIR, ctx.lab.name.as_str()];
-    let out = ctx
-        .engine
-        .exec(first, "postgres", &argv, Duration::from_secs(30))
+    let pair: KeyPair = ctx
+        .probe(first, "postgres", &argv, Duration::from_secs(30))
         .await?;
-    let pair: KeyPair = super::probe::read(&ctx.lab.name, first, &argv, &out)?;
     let (public, private) = (pair.public.as_str(), pair.private.as_str());
     futures_util::future::try_join_all(ctx.lab.nodes.iter().map(|n| async move {
         ctx.must(
