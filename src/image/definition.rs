@@ -114,6 +114,11 @@ const FILES: &[(&str, &str, u32)] = &[
         0o755,
     ),
     (
+        "rootfs/usr/local/lib/pgha-lab/certsHeld",
+        include_str!("../../docker/rootfs/usr/local/lib/pgha-lab/certsHeld"),
+        0o755,
+    ),
+    (
         "rootfs/usr/local/lib/pgha-lab/etcdState",
         include_str!("../../docker/rootfs/usr/local/lib/pgha-lab/etcdState"),
         0o755,
