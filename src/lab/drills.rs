@@ -432,18 +432,26 @@ async fn haproxy_rejoined(ctx: &Ctx<'_>, proxy: &str, started: Instant) -> Resul
     ))
 }
 
+/// What `loggedSince SECONDS LOG TEXT` prints: whether a line of LOG stamped within the last
+/// SECONDS holds TEXT.
+#[derive(serde::Deserialize)]
+struct Logged {
+    logged: bool,
+}
+
 /// Whether Patroni ran pg_rewind on `node` since `since` (its log says so).
 pub(super) async fn rewound(ctx: &Ctx<'_>, node: &str, since: Instant) -> Result<bool> {
-    let secs = since.elapsed().as_secs() + 2;
-    let script = format!(
-        "since=$(date -d '-{secs} seconds' '+%Y-%m-%d %H:%M:%S'); \
-         awk -v s=\"$since\" '($1\" \"$2) >= s && /running pg_rewind from/' {} | grep -q .",
-        patroni::LOG
-    );
-    Ok(ctx
-        .sh(node, "root", &script, Duration::from_secs(15))
-        .await?
-        .ok())
+    let secs = (since.elapsed().as_secs() + 2).to_string();
+    let argv = [
+        "/usr/local/lib/pgha-lab/loggedSince",
+        &secs,
+        patroni::LOG,
+        "running pg_rewind from",
+    ];
+    let seen: Logged = ctx
+        .probe(node, "root", &argv, Duration::from_secs(15))
+        .await?;
+    Ok(seen.logged)
 }
 
 /// `lab start NODE...`: the nodes' containers and services, waited for until they are back.

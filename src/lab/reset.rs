@@ -16,10 +16,11 @@ use crate::error::{Error, Result};
 use crate::lock::LabLock;
 use crate::model::{self, Lab};
 use crate::progress::{Progress, seconds};
-use crate::services::{Ctx, lifecycle, patroni};
+use crate::services::{Ctx, catalog, lifecycle, patroni};
 use crate::spec::Stage;
 
-/// The node-side script that takes, probes and restores a node's snapshot.
+/// The node-side script that takes, probes and restores a node's snapshot; it freezes (and
+/// kills) the services' processes `lab` declares (`catalog::stop_processes`), in that order.
 const TOOL: &str = "labSnapshot";
 
 /// What `labSnapshot take` reports of one node.
@@ -40,13 +41,11 @@ pub async fn snapshot(engine: &Engine, progress: &Progress, lock: &LabLock) -> R
         .map(|d| d.as_nanos())
         .unwrap_or_default()
         .to_string();
-    let taken = on_every_node(
-        engine,
-        &lab,
-        &[TOOL, "take", &generation],
-        Duration::from_secs(60),
-    )
-    .await;
+    let take: Vec<&str> = [TOOL, "take", &generation]
+        .into_iter()
+        .chain(catalog::stop_processes())
+        .collect();
+    let taken = on_every_node(engine, &lab, &take, Duration::from_secs(60)).await;
     if let Some((node, why)) = taken.iter().find_map(|(n, r)| failure(n, r)) {
         return Err(Error::Failed(format!(
             "could not archive the state of {node} for `lab reset`: {why}. Its services were \
@@ -228,7 +227,11 @@ pub async fn reset(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resu
              anew."
         )));
     }
-    let restored = on_every_node(engine, &lab, &[TOOL, "restore"], Duration::from_secs(120)).await;
+    let restore: Vec<&str> = [TOOL, "restore"]
+        .into_iter()
+        .chain(catalog::stop_processes())
+        .collect();
+    let restored = on_every_node(engine, &lab, &restore, Duration::from_secs(120)).await;
     let ctx = Ctx::new(engine, &lab);
     let failed: Vec<(String, String)> =
         restored.iter().filter_map(|(n, r)| failure(n, r)).collect();

@@ -64,6 +64,9 @@ pub struct Service {
     pub stop: Option<Helper>,
     /// Its log, whose end a failure shows.
     pub log: Option<&'static str>,
+    /// Its processes' names, in the order they are frozen for a snapshot (`labSnapshot`): the
+    /// one that watches the others first, so that it never sees them stop answering.
+    pub processes: &'static [&'static str],
     pub stop_policy: StopPolicy,
     /// Where a start starts it: configured (and, for some, not running yet).
     pub start_where: fn(&Facts) -> bool,
@@ -113,6 +116,8 @@ pub const SSHD: Service = Service {
     // Stopped with its container: nothing depends on it going first.
     stop: None,
     log: None,
+    // Left running through a snapshot: it holds nothing of the lab's state.
+    processes: &[],
     stop_policy: StopPolicy::Together,
     start_where: |f| f.host_keys && !f.sshd_running,
     stop_where: |_| false,
@@ -129,6 +134,7 @@ pub const ETCD: Service = Service {
     start: helper("startEtcd", "postgres", 30),
     stop: helper("stopEtcd", "root", 60),
     log: Some(ETCD_LOG),
+    processes: &["etcd"],
     stop_policy: StopPolicy::FollowersBeforeLeader,
     start_where: |f| f.etcd_config && f.etcd_data,
     stop_where: |f| f.etcd_running,
@@ -146,6 +152,8 @@ pub const PATRONI: Service = Service {
     // PostgreSQL finishes a checkpoint first: up to stopPatroni's own 120 s.
     stop: helper("stopPatroni", "root", 150),
     log: Some(PATRONI_LOG),
+    // Patroni first, so that it never sees its PostgreSQL stop answering.
+    processes: &["patroni", "postgres"],
     stop_policy: StopPolicy::ReplicasBeforePrimary,
     start_where: |f| f.patroni_config && f.pg_data,
     stop_where: |f| f.patroni_running,
@@ -167,6 +175,7 @@ pub const HAPROXY: Service = Service {
     start: helper("startHaproxy", "root", 30),
     stop: helper("stopHaproxy", "root", 30),
     log: Some(HAPROXY_LOG),
+    processes: &["haproxy"],
     stop_policy: StopPolicy::Together,
     start_where: |f| f.haproxy_config && !f.haproxy_running,
     stop_where: |f| f.haproxy_running,
@@ -185,6 +194,7 @@ pub const REPOSITORY: Service = Service {
     start: None,
     stop: None,
     log: None,
+    processes: &[],
     stop_policy: StopPolicy::Together,
     start_where: |_| false,
     stop_where: |_| false,
@@ -255,6 +265,15 @@ pub fn stop_helpers() -> String {
         .rev()
         .filter_map(|s| s.stop)
         .map(|h| format!("{}\n", h.command))
+        .collect()
+}
+
+/// Every service's processes, in stop order (HAProxy, Patroni, PostgreSQL, etcd): what a snapshot
+/// freezes, each before those it relies on, and what a restore kills (`labSnapshot`).
+pub fn stop_processes() -> Vec<&'static str> {
+    ALL.into_iter()
+        .rev()
+        .flat_map(|s| s.processes.iter().copied())
         .collect()
 }
 
@@ -395,6 +414,11 @@ mod tests {
     #[test]
     fn a_node_shuts_down_in_the_same_order() {
         assert_eq!(stop_helpers(), "stopHaproxy\nstopPatroni\nstopEtcd\n");
+    }
+
+    #[test]
+    fn a_snapshot_freezes_the_processes_in_stop_order() {
+        assert_eq!(stop_processes(), ["haproxy", "patroni", "postgres", "etcd"]);
     }
 
     #[test]

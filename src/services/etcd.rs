@@ -102,7 +102,7 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
 /// Waits until `members` are healthy and one member leads.
 pub async fn wait_healthy(ctx: &Ctx<'_>, members: &[String], deadline: Duration) -> Result<View> {
     let waited = wait_for(deadline, Duration::from_millis(300), || async {
-        let view = view_within(ctx, "1s").await?;
+        let view = view_within(ctx, 1).await?;
         Ok(
             if view.leader.is_some() && members.iter().all(|m| view.healthy.contains(m)) {
                 Ok(view)
@@ -141,22 +141,41 @@ pub async fn wait_healthy(ctx: &Ctx<'_>, members: &[String], deadline: Duration)
 /// a member: health in one call to every member at once, each member's status in parallel
 /// calls (a stopped member costs a one-second timeout, not a sequential one).
 pub async fn view(ctx: &Ctx<'_>) -> Result<View> {
-    view_within(ctx, "2s").await
+    view_within(ctx, 2).await
 }
 
-/// `view`, each member given `timeout` to answer: a wait that asks again soon gives a cluster
-/// still electing its first leader less time than a one-off look does.
-async fn view_within(ctx: &Ctx<'_>, timeout: &str) -> Result<View> {
+/// The node-side probe of the etcd cluster, run as postgres: `etcdState view|versions SECONDS
+/// ENDPOINTS [CACERT CERT KEY]`.
+const ETCD_STATE: &str = "/usr/local/lib/pgha-lab/etcdState";
+
+/// `etcdState FORM` asked on `node`, each member given `seconds` to answer; None when the node
+/// was killed while it asked.
+async fn ask<T: serde::de::DeserializeOwned>(
+    ctx: &Ctx<'_>,
+    node: &str,
+    form: &str,
+    seconds: u64,
+) -> Result<Option<T>> {
+    let seconds = seconds.to_string();
     let endpoints = ctx.cluster.etcd_endpoints();
-    let flags = format!(
-        "--dial-timeout=1s --command-timeout={timeout}{}",
-        tls_flags(ctx.lab.tls)
-    );
-    let script = format!(
-        "etcdctl --endpoints={endpoints} {flags} endpoint health -w json 2>/dev/null; \
-         echo '-----'; {}",
-        statuses(ctx, &flags)
-    );
+    let tls = tls_files(ctx.lab.tls, node);
+    let argv: Vec<&str> = [ETCD_STATE, form, &seconds, &endpoints]
+        .into_iter()
+        .chain(tls.iter().map(String::as_str))
+        .collect();
+    let out = ctx
+        .engine
+        .exec(node, "postgres", &argv, Duration::from_secs(30))
+        .await?;
+    if out.code > 128 {
+        return Ok(None);
+    }
+    super::probe::read(&ctx.lab.name, node, &argv, &out).map(Some)
+}
+
+/// `view`, each member given `seconds` to answer: a wait that asks again soon gives a cluster
+/// still electing its first leader less time than a one-off look does.
+async fn view_within(ctx: &Ctx<'_>, seconds: u64) -> Result<View> {
     let mut last = None;
     let reachable = ctx
         .lab
@@ -164,11 +183,10 @@ async fn view_within(ctx: &Ctx<'_>, timeout: &str) -> Result<View> {
         .iter()
         .filter(|n| n.running() && !n.partitioned(&ctx.lab.network));
     for node in reachable {
-        let out = ctx
-            .sh(&node.name, "postgres", &script, Duration::from_secs(30))
-            .await?;
-        let (health, status) = out.stdout.split_once("-----").unwrap_or(("", ""));
-        let view = parse(ctx, health, status);
+        let Some(seen) = ask::<Seen>(ctx, &node.name, "view", seconds).await? else {
+            continue;
+        };
+        let view = parse(ctx, &seen);
         if !view.up.is_empty() {
             return Ok(view);
         }
@@ -184,15 +202,6 @@ async fn view_within(ctx: &Ctx<'_>, timeout: &str) -> Result<View> {
             .collect(),
         leader: None,
     }))
-}
-
-/// Shell that prints every member's `endpoint status -w json`, a line each, all asked at once.
-fn statuses(ctx: &Ctx<'_>, flags: &str) -> String {
-    format!(
-        "for e in {}; do etcdctl --endpoints=$e {flags} endpoint status -w json 2>/dev/null & \
-         done; wait; true",
-        ctx.cluster.etcd_endpoints().replace(',', " ")
-    )
 }
 
 /// Whether every member answers and the cluster's version they report is older than their own.
@@ -211,30 +220,34 @@ async fn transfer_leadership(ctx: &Ctx<'_>) -> Result<()> {
     let Some(node) = asker(ctx) else {
         return Ok(());
     };
-    let flags = format!(
-        "--dial-timeout=1s --command-timeout=2s{}",
-        tls_flags(ctx.lab.tls)
-    );
-    let out = ctx
-        .sh(
-            &node,
-            "postgres",
-            &statuses(ctx, &flags),
-            Duration::from_secs(30),
-        )
-        .await?;
-    if let Some((leader, to)) = handover(&out.stdout) {
-        let script = format!("etcdctl --endpoints={leader} {flags} move-leader {to:x}");
-        ctx.sh(&node, "postgres", &script, Duration::from_secs(30))
+    let Some(seen) = ask::<Seen>(ctx, &node, "view", 2).await? else {
+        return Ok(());
+    };
+    if let Some((leader, to)) = handover(&seen.statuses) {
+        let endpoint = format!("--endpoints={leader}");
+        let to = format!("{to:x}");
+        let tls = tls_files(ctx.lab.tls, &node);
+        let flags = etcdctl_tls(&tls);
+        let argv: Vec<&str> = [
+            "etcdctl",
+            &endpoint,
+            "--dial-timeout=1s",
+            "--command-timeout=2s",
+        ]
+        .into_iter()
+        .chain(flags.iter().map(String::as_str))
+        .chain(["move-leader", &to])
+        .collect();
+        ctx.engine
+            .exec(&node, "postgres", &argv, Duration::from_secs(30))
             .await?;
     }
     Ok(())
 }
 
-/// From every member's status (a JSON array per line): the leader's endpoint, and the member
-/// that follows it with the lowest id, to hand over to.
-fn handover(statuses: &str) -> Option<(String, u64)> {
-    let all = parse_statuses(statuses);
+/// From every member's status: the leader's endpoint, and the member that follows it with the
+/// lowest id, to hand over to.
+fn handover(all: &[Status]) -> Option<(String, u64)> {
     let leader = all.iter().find(|s| s.leads())?;
     let lead = leader.status.leader;
     let to = all
@@ -267,28 +280,11 @@ async fn cluster_versions(ctx: &Ctx<'_>) -> Result<Option<Vec<ClusterVersion>>> 
     let Some(node) = asker(ctx) else {
         return Ok(None);
     };
-    let (scheme, flags) = if ctx.lab.tls {
-        (
-            "https",
-            format!(
-                " --cacert {CA_CERT} --cert {} --key {}",
-                cert_path("$(hostname)"),
-                key_path("$(hostname)")
-            ),
-        )
-    } else {
-        ("http", String::new())
-    };
-    let endpoints = ctx.cluster.etcd_endpoints();
-    let script = format!(
-        "for e in {}; do curl -s --max-time 1{flags} {scheme}://$e/version; echo; done",
-        endpoints.replace(',', " ")
-    );
-    let out = ctx
-        .sh(&node, "postgres", &script, Duration::from_secs(30))
-        .await?;
-    let mut versions: Vec<ClusterVersion> = out.stdout.lines().map(cluster_version).collect();
-    versions.resize(endpoints.split(',').count(), ClusterVersion::Undecided);
+    let answered = ask::<Versions>(ctx, &node, "versions", 1).await?;
+    let mut versions: Vec<ClusterVersion> = answered
+        .map(|a| a.versions.iter().map(cluster_version).collect())
+        .unwrap_or_default();
+    versions.resize(ctx.lab.etcd_nodes().count(), ClusterVersion::Undecided);
     Ok(Some(versions))
 }
 
@@ -325,19 +321,25 @@ pub async fn wait_versioned(ctx: &Ctx<'_>, deadline: Duration) -> Result<()> {
     ctx.waited(waited, Stage::Etcd, &node, say, Some(LOG)).await
 }
 
+/// What `etcdState versions` prints: the `GET /version` of every member that answered.
+#[derive(Deserialize)]
+struct Versions {
+    #[serde(deserialize_with = "super::probe::those_that_fit")]
+    versions: Vec<Version>,
+}
+
+/// A member's `GET /version`.
+#[derive(Deserialize)]
+struct Version {
+    etcdserver: String,
+    etcdcluster: String,
+}
+
 /// A member's `GET /version`: the cluster's major.minor against the member's own.
-fn cluster_version(json: &str) -> ClusterVersion {
-    #[derive(Deserialize)]
-    struct Version {
-        etcdserver: String,
-        etcdcluster: String,
-    }
+fn cluster_version(v: &Version) -> ClusterVersion {
     let major_minor = |v: &str| -> Option<(u32, u32)> {
         let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
         Some((parts.next()??, parts.next()??))
-    };
-    let Ok(v) = serde_json::from_str::<Version>(json.trim()) else {
-        return ClusterVersion::Undecided;
     };
     match (major_minor(&v.etcdcluster), major_minor(&v.etcdserver)) {
         (Some(cluster), Some(own)) if cluster == own => ClusterVersion::Settled,
@@ -358,6 +360,35 @@ pub fn tls_flags(tls: bool) -> String {
     } else {
         String::new()
     }
+}
+
+/// The files a `--tls` lab's etcd requires of a client on `node`: the lab's CA, the node's own
+/// certificate and key (none on a lab without TLS).
+fn tls_files(tls: bool, node: &str) -> Vec<String> {
+    if tls {
+        vec![CA_CERT.to_string(), cert_path(node), key_path(node)]
+    } else {
+        Vec::new()
+    }
+}
+
+/// etcdctl's flags for `tls_files`.
+fn etcdctl_tls(files: &[String]) -> Vec<String> {
+    ["--cacert", "--cert", "--key"]
+        .iter()
+        .zip(files)
+        .map(|(flag, file)| format!("{flag}={file}"))
+        .collect()
+}
+
+/// What `etcdState view` prints: `endpoint health` of every member, and the `endpoint status`
+/// of every member that answered.
+#[derive(Deserialize)]
+struct Seen {
+    #[serde(deserialize_with = "super::probe::those_that_fit")]
+    health: Vec<Health>,
+    #[serde(deserialize_with = "super::probe::those_that_fit")]
+    statuses: Vec<Status>,
 }
 
 #[derive(Deserialize)]
@@ -396,15 +427,7 @@ impl Status {
     }
 }
 
-/// Every member's `endpoint status -w json` (a JSON array per line; what is not one is skipped).
-fn parse_statuses(text: &str) -> Vec<Status> {
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Vec<Status>>(l.trim()).ok())
-        .flatten()
-        .collect()
-}
-
-fn parse(ctx: &Ctx<'_>, health: &str, status: &str) -> View {
+fn parse(ctx: &Ctx<'_>, seen: &Seen) -> View {
     let name_of = |endpoint: &str| {
         ctx.cluster
             .members
@@ -417,19 +440,13 @@ fn parse(ctx: &Ctx<'_>, health: &str, status: &str) -> View {
             .unwrap_or_else(|| endpoint.to_string())
     };
     let names: Vec<String> = ctx.lab.etcd_nodes().map(|n| n.name.clone()).collect();
-    view_from(&names, health, status, name_of)
+    view_from(&names, seen, name_of)
 }
 
-/// Builds the view from `etcdctl endpoint health -w json` and one `endpoint status -w json`
-/// array per line; members that appear in neither are down.
-fn view_from(
-    members: &[String],
-    health: &str,
-    status: &str,
-    name_of: impl Fn(&str) -> String,
-) -> View {
-    let health: Vec<Health> = serde_json::from_str(health.trim()).unwrap_or_default();
-    let status = parse_statuses(status);
+/// Builds the view from what the members answered; members that appear in neither their
+/// health nor their statuses are down.
+fn view_from(members: &[String], seen: &Seen, name_of: impl Fn(&str) -> String) -> View {
+    let Seen { health, statuses } = seen;
     let mut healthy = Vec::new();
     let mut unhealthy = Vec::new();
     for member in members {
@@ -442,13 +459,13 @@ fn view_from(
             None => unhealthy.push((member.clone(), "no answer".into())),
         }
     }
-    let answered: Vec<String> = status.iter().map(|s| name_of(&s.endpoint)).collect();
+    let answered: Vec<String> = statuses.iter().map(|s| name_of(&s.endpoint)).collect();
     let up = members
         .iter()
         .filter(|m| healthy.contains(m) || answered.contains(m))
         .cloned()
         .collect();
-    let leaders: Vec<String> = status
+    let leaders: Vec<String> = statuses
         .iter()
         .filter(|s| s.leads())
         .map(|s| name_of(&s.endpoint))
@@ -470,30 +487,40 @@ mod tests {
 
     #[test]
     fn a_cluster_version_counts_once_decided_at_the_member_s_own() {
-        let v = |json: &str| cluster_version(json);
+        let answered: Versions = serde_json::from_str(
+            r#"{"versions": [{"etcdserver":"3.5.16","etcdcluster":"3.5.0"},
+            {"etcdserver":"3.5.16","etcdcluster":"not_decided"},
+            {"etcdserver":"3.5.16","etcdcluster":"3.0.0"}, null, {"other": 1}]}"#,
+        )
+        .unwrap();
+        let versions: Vec<ClusterVersion> = answered.versions.iter().map(cluster_version).collect();
+        // The third: where a leader was elected before every member answered. Those that did
+        // not answer are left out (and counted undecided).
         assert_eq!(
-            v(r#"{"etcdserver":"3.5.16","etcdcluster":"3.5.0"}"#),
-            ClusterVersion::Settled
+            versions,
+            [
+                ClusterVersion::Settled,
+                ClusterVersion::Undecided,
+                ClusterVersion::Older
+            ]
         );
-        assert_eq!(
-            v(r#"{"etcdserver":"3.5.16","etcdcluster":"not_decided"}"#),
-            ClusterVersion::Undecided
-        );
-        // Where a leader was elected before every member answered.
-        assert_eq!(
-            v(r#"{"etcdserver":"3.5.16","etcdcluster":"3.0.0"}"#),
-            ClusterVersion::Older
-        );
-        assert_eq!(v(""), ClusterVersion::Undecided);
     }
 
     #[test]
     fn leadership_is_handed_to_the_lowest_follower() {
         // Member 22 leads; 11 follows it.
-        assert_eq!(handover(STATUS), Some(("10.0.0.11:2379".into(), 11)));
-        let alone = STATUS.lines().nth(1).unwrap();
-        assert_eq!(handover(alone), None);
-        assert_eq!(handover(""), None);
+        let statuses = seen(HEALTH, STATUS).statuses;
+        assert_eq!(handover(&statuses), Some(("10.0.0.11:2379".into(), 11)));
+        assert_eq!(handover(&statuses[1..]), None);
+        assert_eq!(handover(&[]), None);
+    }
+
+    /// What `etcdState view` prints, from etcdctl's health array and statuses array.
+    fn seen(health: &str, statuses: &str) -> Seen {
+        serde_json::from_str(&format!(
+            r#"{{"health": {health}, "statuses": {statuses}}}"#
+        ))
+        .unwrap()
     }
 
     fn names() -> Vec<String> {
@@ -512,13 +539,12 @@ mod tests {
     const HEALTH: &str = r#"[{"endpoint":"10.0.0.10:2379","health":true,"took":"1ms"},
         {"endpoint":"10.0.0.11:2379","health":true,"took":"1ms"},
         {"endpoint":"10.0.0.12:2379","health":false,"took":"3s","error":"context deadline exceeded"}]"#;
-    const STATUS: &str = r#"[{"Endpoint":"10.0.0.10:2379","Status":{"header":{"cluster_id":1,"member_id":11,"revision":5,"raft_term":2},"version":"3.5.16","leader":22}}]
-[{"Endpoint":"10.0.0.11:2379","Status":{"header":{"cluster_id":1,"member_id":22,"revision":5,"raft_term":2},"version":"3.5.16","leader":22}}]
-"#;
+    const STATUS: &str = r#"[{"Endpoint":"10.0.0.10:2379","Status":{"header":{"cluster_id":1,"member_id":11,"revision":5,"raft_term":2},"version":"3.5.16","leader":22}},
+        {"Endpoint":"10.0.0.11:2379","Status":{"header":{"cluster_id":1,"member_id":22,"revision":5,"raft_term":2},"version":"3.5.16","leader":22}}]"#;
 
     #[test]
     fn health_and_leader_are_read() {
-        let v = view_from(&names(), HEALTH, STATUS, name_of);
+        let v = view_from(&names(), &seen(HEALTH, STATUS), name_of);
         assert_eq!(v.up, ["pgha1", "pgha2"]);
         assert_eq!(v.healthy, ["pgha1", "pgha2"]);
         assert_eq!(
@@ -535,7 +561,7 @@ mod tests {
 
     #[test]
     fn silence_means_unhealthy_and_no_quorum() {
-        let v = view_from(&names(), "", "", name_of);
+        let v = view_from(&names(), &seen("[]", "[]"), name_of);
         assert!(v.healthy.is_empty());
         assert_eq!(v.unhealthy.len(), 3);
         assert_eq!(v.leader, None);
@@ -551,7 +577,7 @@ mod tests {
             {"endpoint":"10.0.0.11:2379","health":false,"error":"context deadline exceeded"},
             {"endpoint":"10.0.0.12:2379","health":false,"error":"context deadline exceeded"}]"#;
         let status = r#"[{"Endpoint":"10.0.0.10:2379","Status":{"header":{"member_id":11},"errors":["etcdserver: no leader"]}}]"#;
-        let v = view_from(&names(), health, status, name_of);
+        let v = view_from(&names(), &seen(health, status), name_of);
         assert_eq!(v.up, ["pgha1"]);
         assert!(v.healthy.is_empty());
         assert_eq!(
@@ -563,7 +589,7 @@ mod tests {
     #[test]
     fn huge_member_ids_parse() {
         let status = r#"[{"Endpoint":"10.0.0.10:2379","Status":{"header":{"member_id":17196340209185994919},"leader":17196340209185994919}}]"#;
-        let v = view_from(&names(), HEALTH, status, name_of);
+        let v = view_from(&names(), &seen(HEALTH, status), name_of);
         assert_eq!(v.leader.as_deref(), Some("pgha1"));
     }
 }

@@ -1,34 +1,21 @@
-//! What is configured and running on a node, read in one exec: the ground the bootstrap, `lab
-//! start` and `lab stop` decide from, so that nothing done by hand or by an earlier run is
-//! redone or overwritten.
+//! What is configured and running on a node, read in one exec of the image's `labFacts`: the
+//! ground the bootstrap, `lab start` and `lab stop` decide from, so that nothing done by hand or
+//! by an earlier run is redone or overwritten.
 
-/// The probe: one word per fact that holds.
-pub const PROBE: &str = "\
-[ -x /etcdSetup.sh ] && [ -x /patroniSetup.sh ] && echo helpers
-[ -s /var/lib/postgresql/.ssh/authorized_keys ] && echo ssh_keys
-[ -s /etc/ssh/ssh_host_ed25519_key ] && echo host_keys
-pgrep -x sshd >/dev/null && echo sshd_running
-n=$(hostname); [ -s /pgha/certs/ca.crt ] && [ -s /pgha/certs/$n.crt ] && [ -s /pgha/certs/$n.key ] && echo certs
-[ -s /pgha/config/etcd.yaml ] && echo etcd_config
-[ -d /pgha/data/etcd/member ] && echo etcd_data
-pgrep -x etcd >/dev/null && echo etcd_running
-[ -s /pgha/config/patroniVars ] && echo patroni_vars
-[ -s /pgha/config/patroni.yaml ] && echo patroni_config
-[ -s /pgha/config/createRoles.sh ] && echo create_roles
-[ -f /pgdata/17/data/PG_VERSION ] && echo pg_data
-state=$(pg_controldata /pgdata/17/data 2>/dev/null | sed -n 's/^Database cluster state: *//p')
-[ \"$state\" = 'shut down' ] && echo pg_clean_primary
-[ \"$state\" = 'shut down in recovery' ] && echo pg_clean_replica
-pgrep -x patroni >/dev/null && echo patroni_running
-[ -s /pgha/config/pgbackrest.conf ] && echo pgbackrest_config
-grep -qs '^repo1-path=' /pgha/config/pgbackrest.conf && echo repo_config
-grep -qs '^repo1-host=' /pgha/config/pgbackrest.conf && echo repo_client
-[ -s /etc/haproxy/haproxy.cfg ] && echo haproxy_config
-pgrep -x haproxy >/dev/null && echo haproxy_running
-true";
+use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+use crate::engine::ExecOutput;
+use crate::error::Result;
+
+/// The probe, run as root: one JSON object, a boolean for every field of `Facts` but `node`.
+pub const PROBE: &str = "labFacts";
+
+/// What `labFacts` says of a node. Every fact is required: an answer that lacks one is not read
+/// as "false" but reported.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Facts {
+    /// The node asked (the caller's, not the probe's).
+    #[serde(skip)]
     pub node: String,
     /// The course's helpers are in the image (not in labs made before generation 2).
     pub helpers: bool,
@@ -59,38 +46,13 @@ pub struct Facts {
 }
 
 impl Facts {
-    pub fn parse(node: &str, output: &str) -> Facts {
-        let mut f = Facts {
+    /// The facts of `node` of lab `lab` from what the probe left behind there.
+    pub fn read(lab: &str, node: &str, out: &ExecOutput) -> Result<Facts> {
+        let facts: Facts = super::probe::read(lab, node, &[PROBE], out)?;
+        Ok(Facts {
             node: node.to_string(),
-            ..Facts::default()
-        };
-        for word in output.split_whitespace() {
-            let flag = match word {
-                "helpers" => &mut f.helpers,
-                "ssh_keys" => &mut f.ssh_keys,
-                "host_keys" => &mut f.host_keys,
-                "sshd_running" => &mut f.sshd_running,
-                "certs" => &mut f.certs,
-                "etcd_config" => &mut f.etcd_config,
-                "etcd_data" => &mut f.etcd_data,
-                "etcd_running" => &mut f.etcd_running,
-                "patroni_vars" => &mut f.patroni_vars,
-                "patroni_config" => &mut f.patroni_config,
-                "create_roles" => &mut f.create_roles,
-                "pg_data" => &mut f.pg_data,
-                "pg_clean_primary" => &mut f.pg_clean_primary,
-                "pg_clean_replica" => &mut f.pg_clean_replica,
-                "patroni_running" => &mut f.patroni_running,
-                "pgbackrest_config" => &mut f.pgbackrest_config,
-                "repo_config" => &mut f.repo_config,
-                "repo_client" => &mut f.repo_client,
-                "haproxy_config" => &mut f.haproxy_config,
-                "haproxy_running" => &mut f.haproxy_running,
-                _ => continue,
-            };
-            *flag = true;
-        }
-        f
+            ..facts
+        })
     }
 }
 
@@ -105,40 +67,84 @@ pub fn of<'a>(all: &'a [Facts], node: &str) -> &'a Facts {
 mod tests {
     use super::*;
 
+    /// The probe's text, as the image holds it.
+    const SCRIPT: &str = include_str!("../../docker/rootfs/usr/local/sbin/labFacts");
+
+    /// Every fact the probe records (`...; fact NAME`).
+    fn recorded() -> Vec<&'static str> {
+        SCRIPT
+            .lines()
+            .filter_map(|l| l.rsplit_once("; fact ").map(|(_, name)| name.trim()))
+            .collect()
+    }
+
+    /// An answer with `held` true and every other recorded fact false.
+    fn answer(held: &[&str]) -> String {
+        let fields: Vec<String> = recorded()
+            .iter()
+            .map(|f| format!("\"{f}\": {}", held.contains(f)))
+            .collect();
+        format!("{{{}}}\n", fields.join(", "))
+    }
+
+    fn read(stdout: &str) -> Result<Facts> {
+        let out = ExecOutput {
+            code: 0,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        };
+        Facts::read("wtp", "pgha1", &out)
+    }
+
     #[test]
-    fn words_become_flags() {
-        let f = Facts::parse("pgha1", "etcd_config\netcd_running\npg_data\nnoise\n");
+    fn the_answer_becomes_flags() {
+        let f = read(&answer(&["etcd_config", "etcd_running", "pg_data"])).unwrap();
         assert!(f.etcd_config && f.etcd_running && f.pg_data);
         assert!(!f.patroni_running && !f.ssh_keys);
         assert_eq!(f.node, "pgha1");
     }
 
     #[test]
-    fn the_probe_names_every_flag() {
-        for word in [
-            "helpers",
-            "ssh_keys",
-            "host_keys",
-            "sshd_running",
-            "certs",
-            "etcd_config",
-            "etcd_data",
-            "etcd_running",
-            "patroni_vars",
-            "patroni_config",
-            "create_roles",
-            "pg_data",
-            "pg_clean_primary",
-            "pg_clean_replica",
-            "patroni_running",
-            "pgbackrest_config",
-            "repo_config",
-            "repo_client",
-            "haproxy_config",
-            "haproxy_running",
-        ] {
-            assert!(PROBE.contains(&format!("echo {word}\n")), "{word}");
-            assert_ne!(Facts::parse("n", word), Facts::parse("n", ""), "{word}");
+    fn the_probe_records_every_fact_and_nothing_else() {
+        // Every fact is required, and this literal names every field: the script records each.
+        let all = Facts {
+            node: "pgha1".into(),
+            helpers: true,
+            ssh_keys: true,
+            host_keys: true,
+            sshd_running: true,
+            certs: true,
+            etcd_config: true,
+            etcd_data: true,
+            etcd_running: true,
+            patroni_vars: true,
+            patroni_config: true,
+            create_roles: true,
+            pg_data: true,
+            pg_clean_primary: true,
+            pg_clean_replica: true,
+            patroni_running: true,
+            pgbackrest_config: true,
+            repo_config: true,
+            repo_client: true,
+            haproxy_config: true,
+            haproxy_running: true,
+        };
+        assert_eq!(read(&answer(&recorded())).unwrap(), all);
+        // And each fact it records is one of Facts' fields.
+        let none = read(&answer(&[])).unwrap();
+        for fact in recorded() {
+            assert_ne!(read(&answer(&[fact])).unwrap(), none, "{fact}");
         }
+    }
+
+    #[test]
+    fn an_answer_lacking_a_fact_or_no_answer_is_an_error_naming_the_node() {
+        let e = read(r#"{"helpers": true}"#).unwrap_err().to_string();
+        assert!(
+            e.starts_with("labFacts on pgha1 printed what lab cannot read"),
+            "{e}"
+        );
+        assert!(read("").is_err());
     }
 }

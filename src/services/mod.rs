@@ -11,6 +11,7 @@ pub mod haproxy;
 pub mod lifecycle;
 pub mod patroni;
 pub mod pgbackrest;
+mod probe;
 pub mod ssh;
 mod tls;
 
@@ -107,6 +108,19 @@ impl<'a> Ctx<'a> {
                 log,
             )
             .await)
+    }
+
+    /// Runs a node-side probe (`argv`: a script in the image and its arguments) as `user`, and
+    /// reads the one JSON object it prints into `T`.
+    pub async fn probe<T: serde::de::DeserializeOwned>(
+        &self,
+        node: &str,
+        user: &str,
+        argv: &[&str],
+        timeout: Duration,
+    ) -> Result<T> {
+        let out = self.engine.exec(node, user, argv, timeout).await?;
+        probe::read(&self.lab.name, node, argv, &out)
     }
 
     /// `must` on every node of `nodes` at once.
@@ -262,9 +276,10 @@ impl<'a> Ctx<'a> {
         futures_util::future::try_join_all(nodes.filter(|n| n.running() && wanted(&n.roles)).map(
             |n| async move {
                 let out = self
-                    .sh(&n.name, "root", facts::PROBE, Duration::from_secs(20))
+                    .engine
+                    .exec(&n.name, "root", &[facts::PROBE], Duration::from_secs(20))
                     .await?;
-                Ok::<_, Error>(Facts::parse(&n.name, &out.stdout))
+                Facts::read(&self.lab.name, &n.name, &out)
             },
         ))
         .await

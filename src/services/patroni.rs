@@ -46,21 +46,10 @@ pub struct MemberState {
 }
 
 /// A replica's WAL receiver: its status and the host it receives from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Receiver {
     pub status: String,
     pub sender: String,
-}
-
-impl Receiver {
-    /// From `status sender_host`, as the probe prints it; None when there is no receiver.
-    fn parse(line: &str) -> Option<Receiver> {
-        let mut words = line.split_whitespace();
-        Some(Receiver {
-            status: words.next()?.to_string(),
-            sender: words.next().unwrap_or("").to_string(),
-        })
-    }
 }
 
 /// WAL positions: `location` on a primary, the received and replayed ones on a replica.
@@ -214,38 +203,52 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
     })
 }
 
+/// The node-side probe of a member, run as postgres: `memberState URL [CAFILE]`.
+const MEMBER_STATE: &str = "/usr/local/lib/pgha-lab/memberState";
+
+/// What `memberState` prints: the REST API's answer (None when there is none, or none that
+/// reads as a member's), PostgreSQL's WAL receiver and its replication slots.
+#[derive(Deserialize)]
+struct Probed {
+    #[serde(deserialize_with = "super::probe::or_none")]
+    patroni: Option<MemberState>,
+    receiver: Option<Receiver>,
+    slots: Vec<String>,
+}
+
+impl Probed {
+    /// The member's account of itself, with what its PostgreSQL said at the same moment.
+    fn member(self) -> Option<MemberState> {
+        self.patroni.map(|m| MemberState {
+            receiver: self.receiver,
+            slots: self.slots,
+            ..m
+        })
+    }
+}
+
 /// The member's own account of itself, or None when its REST API does not answer (a stopped
 /// node's included).
 pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
     if !ctx.lab.nodes.iter().any(|n| n.name == node && n.running()) {
         return Ok(None);
     }
-    let script = format!(
-        "curl -s --max-time 3 {}; echo; echo '-----'; psql -XAt -c \"SELECT status || ' ' || \
-         coalesce(sender_host, '') FROM pg_stat_wal_receiver\" -c \"SELECT '-----'\" \
-         -c 'SELECT slot_name FROM pg_replication_slots' 2>/dev/null; true",
-        rest_url(ctx.lab.tls, "/patroni")
-    );
+    let (url, ca) = rest_url(ctx.lab.tls, "/patroni");
+    let argv: Vec<&str> = [MEMBER_STATE, &url].into_iter().chain(ca).collect();
     let asked = ctx
-        .sh(node, "postgres", &script, Duration::from_secs(15))
+        .engine
+        .exec(node, "postgres", &argv, Duration::from_secs(15))
         .await;
-    // A node killed a moment ago cannot be asked: it does not answer.
+    // A node killed a moment ago cannot be asked, or is killed while it answers: it does not
+    // answer.
     let out = match asked {
+        Ok(out) if out.code > 128 => return Ok(None),
         Ok(out) => out,
         Err(Error::Docker { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut parts = out.stdout.split("-----");
-    let rest = parts.next().unwrap_or_default();
-    let receiver = parts.next().unwrap_or_default();
-    let slots = parts.next().unwrap_or_default();
-    Ok(serde_json::from_str::<MemberState>(rest.trim())
-        .ok()
-        .map(|m| MemberState {
-            receiver: Receiver::parse(receiver),
-            slots: slots.split_whitespace().map(str::to_string).collect(),
-            ..m
-        }))
+    let probed: Probed = super::probe::read(&ctx.lab.name, node, &argv, &out)?;
+    Ok(probed.member())
 }
 
 /// The running primary among `nodes`, asked of each node's REST API.
@@ -469,13 +472,16 @@ impl Dynamic {
 
 /// The dynamic configuration as `node`'s REST API serves it from the DCS.
 pub async fn dynamic(ctx: &Ctx<'_>, node: &str) -> Result<Dynamic> {
+    let (url, ca) = rest_url(ctx.lab.tls, "/config");
+    let cacert = ca.map(|ca| ["--cacert", ca]);
+    let argv: Vec<&str> = ["curl", "-sf", "--max-time", "5"]
+        .into_iter()
+        .chain(cacert.into_iter().flatten())
+        .chain([url.as_str()])
+        .collect();
     let out = ctx
-        .sh(
-            node,
-            "postgres",
-            &format!("curl -sf --max-time 5 {}", rest_url(ctx.lab.tls, "/config")),
-            Duration::from_secs(15),
-        )
+        .engine
+        .exec(node, "postgres", &argv, Duration::from_secs(15))
         .await?;
     Dynamic::parse(&out.stdout).ok_or_else(|| {
         Error::Failed(format!(
@@ -486,13 +492,16 @@ pub async fn dynamic(ctx: &Ctx<'_>, node: &str) -> Result<Dynamic> {
     })
 }
 
-/// curl's arguments for this node's REST API at `path`: https verified against the lab's CA
-/// on a `--tls` lab (the certificate names localhost).
-fn rest_url(tls: bool, path: &str) -> String {
+/// This node's REST API at `path`, and on a `--tls` lab the CA to verify its https against (the
+/// certificate names localhost).
+fn rest_url(tls: bool, path: &str) -> (String, Option<&'static str>) {
     if tls {
-        format!("--cacert {CA_CERT} https://localhost:{PATRONI_API_PORT}{path}")
+        (
+            format!("https://localhost:{PATRONI_API_PORT}{path}"),
+            Some(CA_CERT),
+        )
     } else {
-        format!("http://localhost:{PATRONI_API_PORT}{path}")
+        (format!("http://localhost:{PATRONI_API_PORT}{path}"), None)
     }
 }
 
@@ -604,10 +613,18 @@ mod tests {
         "replication_state":"streaming","database_system_identifier":"7575415324175827441"}"#;
     const STARTING: &str = r#"{"state":"starting","role":"replica"}"#;
 
+    /// A WAL receiver streaming from `sender`.
+    fn streaming(sender: &str) -> Receiver {
+        Receiver {
+            status: "streaming".into(),
+            sender: sender.into(),
+        }
+    }
+
     /// A replica whose WAL receiver streams from `primary`.
     fn streaming_from(primary: &str) -> Option<MemberState> {
         let mut m = state(STREAMING)?;
-        m.receiver = Receiver::parse(&format!("streaming {primary}"));
+        m.receiver = Some(streaming(primary));
         Some(m)
     }
 
@@ -656,7 +673,7 @@ mod tests {
         let mut m = state(STARTING).unwrap();
         m.state = "running".into();
         assert!(!m.is_streaming());
-        m.receiver = Receiver::parse("streaming pgha1");
+        m.receiver = Some(streaming("pgha1"));
         assert!(m.is_streaming());
         assert!(m.streams_from("pgha1"));
         assert_eq!(m.describe(), "replica streaming from pgha1");
@@ -665,7 +682,7 @@ mod tests {
     #[test]
     fn a_replica_still_attached_to_a_lost_primary_is_not_healthy() {
         let mut stale = state(STREAMING).unwrap();
-        stale.receiver = Receiver::parse("streaming pgha1");
+        stale.receiver = Some(streaming("pgha1"));
         let states = vec![
             ("pgha2".to_string(), state(PRIMARY)),
             ("pgha3".to_string(), Some(stale)),
@@ -675,7 +692,6 @@ mod tests {
                 .unwrap_err()
                 .starts_with("pgha3: not streaming")
         );
-        assert_eq!(Receiver::parse(""), None);
     }
 
     #[test]
@@ -727,10 +743,45 @@ mod tests {
 
     #[test]
     fn the_rest_api_is_asked_over_verified_https_on_a_tls_lab() {
-        assert_eq!(rest_url(false, "/patroni"), "http://localhost:8008/patroni");
+        assert_eq!(
+            rest_url(false, "/patroni"),
+            ("http://localhost:8008/patroni".into(), None)
+        );
         assert_eq!(
             rest_url(true, "/patroni"),
-            "--cacert /pgha/certs/ca.crt https://localhost:8008/patroni"
+            (
+                "https://localhost:8008/patroni".into(),
+                Some("/pgha/certs/ca.crt")
+            )
+        );
+    }
+
+    fn probed(json: &str) -> Option<MemberState> {
+        serde_json::from_str::<Probed>(json).unwrap().member()
+    }
+
+    #[test]
+    fn the_probe_s_answer_reads_as_the_member_with_its_receiver_and_slots() {
+        let m = probed(&format!(
+            r#"{{"patroni": {STREAMING}, "receiver": {{"status": "streaming", "sender": "pgha1"}},
+            "slots": ["pgha1", "pgha3"]}}"#
+        ))
+        .unwrap();
+        assert!(m.streams_from("pgha1"));
+        assert_eq!(m.slots, ["pgha1", "pgha3"]);
+        let p = probed(&format!(
+            r#"{{"patroni": {PRIMARY}, "receiver": null, "slots": []}}"#
+        ))
+        .unwrap();
+        assert!(p.is_primary() && p.receiver.is_none());
+        // No REST API, or one that answers something else, is no member.
+        assert_eq!(
+            probed(r#"{"patroni": null, "receiver": null, "slots": []}"#),
+            None
+        );
+        assert_eq!(
+            probed(r#"{"patroni": {"error": "starting"}, "receiver": null, "slots": []}"#),
+            None
         );
     }
 

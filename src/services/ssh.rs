@@ -5,43 +5,33 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use super::{Ctx, Facts, Outcome, wait_for};
 use crate::error::Result;
 use crate::progress::Progress;
 use crate::spec::Stage;
 
 const SSH_DIR: &str = "/var/lib/postgresql/.ssh";
+/// The node-side script, run as postgres, that makes the lab's key pair in SSH_DIR unless it is
+/// there, and prints it: `sshKeyPair LAB`.
+const KEY_PAIR: &str = "/usr/local/lib/pgha-lab/sshKeyPair";
+
+/// What `sshKeyPair` prints: the key pair's two files.
+#[derive(Deserialize)]
+struct KeyPair {
+    public: String,
+    private: String,
+}
 
 pub async fn run(ctx: &Ctx<'_>, facts: &[Facts], progress: &Progress) -> Result<Outcome> {
     let first = &ctx.lab.nodes[0].name;
     // The key stays the lab's own across reruns: node 1 keeps it.
-    let keygen = format!(
-        "set -e; umask 077; mkdir -p {SSH_DIR}; \
-         [ -s {SSH_DIR}/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -C 'pgha-lab {lab}' \
-         -f {SSH_DIR}/id_ed25519; cat {SSH_DIR}/id_ed25519.pub; echo '-----'; \
-         cat {SSH_DIR}/id_ed25519",
-        lab = ctx.lab.name
-    );
-    let out = ctx
-        .must(
-            Stage::Access,
-            first,
-            "postgres",
-            &keygen,
-            Duration::from_secs(30),
-            None,
-        )
+    let argv = [KEY_PAIR, ctx.lab.name.as_str()];
+    let pair: KeyPair = ctx
+        .probe(first, "postgres", &argv, Duration::from_secs(30))
         .await?;
-    let Some((public, private)) = out.split_once("-----\n") else {
-        return Err(ctx
-            .failure(
-                Stage::Access,
-                first,
-                "ssh-keygen produced no key pair".into(),
-                None,
-            )
-            .await);
-    };
+    let (public, private) = (pair.public.as_str(), pair.private.as_str());
     futures_util::future::try_join_all(ctx.lab.nodes.iter().map(|n| async move {
         ctx.must(
             Stage::Access,

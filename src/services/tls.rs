@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use super::{Ctx, Facts, lifecycle};
 use crate::certs::{self, CA_CERT, Subject};
 use crate::error::Result;
@@ -72,18 +74,24 @@ pub async fn place(ctx: &Ctx<'_>, facts: &[Facts], progress: &Progress) -> Resul
     Ok((said, true))
 }
 
+/// The node-side probe of a node's certificate set, run as root: `certsHeld CA CERT KEY`.
+const CERTS_HELD: &str = "/usr/local/lib/pgha-lab/certsHeld";
+
+/// What `certsHeld` prints: the CA certificate's SHA-256 when the node holds its whole set.
+#[derive(Deserialize)]
+struct Held {
+    ca: Option<String>,
+}
+
 /// Whether every node holds its certificate, its key and the same CA certificate.
 async fn one_whole_set(ctx: &Ctx<'_>) -> Result<bool> {
-    let script = format!(
-        "n=$(hostname); [ -s {} ] && [ -s {} ] && cat {CA_CERT}",
-        certs::cert_path("$n"),
-        certs::key_path("$n")
-    );
     let cas = futures_util::future::try_join_all(ctx.lab.nodes.iter().map(|n| async {
-        let out = ctx
-            .sh(&n.name, "root", &script, Duration::from_secs(10))
+        let (cert, key) = (certs::cert_path(&n.name), certs::key_path(&n.name));
+        let argv = [CERTS_HELD, CA_CERT, &cert, &key];
+        let held: Held = ctx
+            .probe(&n.name, "root", &argv, Duration::from_secs(10))
             .await?;
-        Ok::<_, crate::error::Error>(out.ok().then_some(out.stdout))
+        Ok::<_, crate::error::Error>(held.ca)
     }))
     .await?;
     Ok(cas.iter().all(Option::is_some) && cas.windows(2).all(|w| w[0] == w[1]))
