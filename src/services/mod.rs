@@ -27,7 +27,6 @@ use crate::render::{Cluster, Member};
 use crate::spec::{Roles, Settings, Stage};
 use catalog::{Helper, Service};
 pub use facts::Facts;
-pub use ssh::ssh_probe;
 
 /// What the bootstrap works with: the lab, its topology for rendering, and the way to reach it.
 pub struct Ctx<'a> {

@@ -73,14 +73,39 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts], progress: &Progress) -> Result<
     Ok(Outcome { summary, changed })
 }
 
-/// Shell that tries ssh as the current user to each of `nodes`, all at once, and prints `WORD
-/// NODE ERROR` for each one it cannot reach.
-pub fn ssh_probe(nodes: &[&str], word: &str) -> String {
-    format!(
-        "for h in {}; do (err=$(ssh -n -o BatchMode=yes -o ConnectTimeout=5 $h true 2>&1) \
-         || echo \"{word} $h $err\") & done; wait",
-        nodes.join(" ")
-    )
+/// The node-side script, run as postgres, that says which of the lab's names a node resolves
+/// and which nodes it reaches with ssh: `reach NAME... -- NODE...`.
+const REACH: &str = "/usr/local/lib/pgha-lab/reach";
+
+/// What `reach` prints: the names a node does not resolve, and the nodes it cannot ssh into.
+#[derive(Debug, Deserialize)]
+pub struct Reach {
+    pub unresolved: Vec<String>,
+    pub unreachable: Vec<Unreached>,
+}
+
+/// A node that ssh did not get into, and what ssh said.
+#[derive(Debug, Deserialize)]
+pub struct Unreached {
+    pub node: String,
+    pub error: String,
+}
+
+/// What `node` reaches as postgres: which of `names` it resolves, and which of `nodes` it gets
+/// into with ssh (all tried at once, 5 s each at the most).
+pub async fn reach<S: AsRef<str>>(
+    ctx: &Ctx<'_>,
+    node: &str,
+    names: &[S],
+    nodes: &[&str],
+) -> Result<Reach> {
+    let argv: Vec<&str> = std::iter::once(REACH)
+        .chain(names.iter().map(AsRef::as_ref))
+        .chain(std::iter::once("--"))
+        .chain(nodes.iter().copied())
+        .collect();
+    ctx.probe(node, "postgres", &argv, Duration::from_secs(60))
+        .await
 }
 
 /// Every node logs in to the next one (the last to the first) as postgres, without a password:
@@ -89,22 +114,21 @@ pub fn ssh_probe(nodes: &[&str], word: &str) -> String {
 async fn verify(ctx: &Ctx<'_>) -> Result<()> {
     let nodes = &ctx.lab.nodes;
     futures_util::future::try_join_all(nodes.iter().enumerate().map(|(i, node)| {
-        let script = ssh_probe(&[nodes[(i + 1) % nodes.len()].name.as_str()], "unreachable");
+        let next = nodes[(i + 1) % nodes.len()].name.as_str();
         async move {
-            let script = &script;
             // sshd on the other nodes may still be starting.
             let seen = wait_for(
                 Duration::from_secs(20),
                 Duration::from_millis(300),
                 || async {
-                    let out = ctx
-                        .sh(&node.name, "postgres", script, Duration::from_secs(60))
-                        .await?;
-                    let failed = out.stdout.trim();
-                    Ok(if failed.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(failed.to_string())
+                    let reached = reach::<&str>(ctx, &node.name, &[], &[next]).await?;
+                    Ok(match reached.unreachable.as_slice() {
+                        [] => Ok(()),
+                        failed => Err(failed
+                            .iter()
+                            .map(|u| format!("{} {}", u.node, u.error))
+                            .collect::<Vec<_>>()
+                            .join("\n")),
                     })
                 },
             )

@@ -7,7 +7,6 @@
 mod judge;
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -16,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::model::{self, Lab};
 use crate::services::haproxy::{self, Routing};
 use crate::services::patroni::MemberState;
-use crate::services::{Ctx, Facts, etcd, patroni, pgbackrest};
+use crate::services::{Ctx, Facts, etcd, patroni, pgbackrest, ssh};
 use crate::spec::Roles;
 
 /// One node as `lab check` saw it.
@@ -138,38 +137,21 @@ async fn observe(engine: &Engine, lab: &Lab) -> Result<Observed> {
         .filter(|n| n.running() && !n.partitioned(&lab.network))
         .map(|n| n.name.as_str())
         .collect();
-    let aliases = format!(
-        "for a in {}; do getent hosts $a >/dev/null || echo \"unresolved $a\"; done",
-        names.join(" ")
-    );
-    let with_ssh = format!(
-        "{aliases}; {}",
-        crate::services::ssh_probe(&reachable, "unreachable")
-    );
     let nodes = futures_util::future::try_join_all(lab.nodes.iter().map(|n| {
-        let (ctx, facts) = (&ctx, &facts);
+        let (ctx, facts, names, reachable) = (&ctx, &facts, &names, &reachable);
         // A node cut off from the network would only time out on every ssh.
-        let probe = if n.partitioned(&lab.network) {
-            &aliases
+        let tried: &[&str] = if n.partitioned(&lab.network) {
+            &[]
         } else {
-            &with_ssh
+            reachable
         };
         async move {
             let f = facts.iter().find(|f| f.node == n.name).cloned();
             let (mut unresolved, mut unreachable) = (Vec::new(), Vec::new());
             if n.running() {
-                let out = ctx
-                    .sh(&n.name, "postgres", probe, Duration::from_secs(60))
-                    .await?;
-                for line in out.stdout.lines() {
-                    match line.split_once(' ') {
-                        Some(("unresolved", what)) => unresolved.push(what.to_string()),
-                        Some(("unreachable", what)) => {
-                            unreachable.push(what.split(' ').next().unwrap_or(what).to_string())
-                        }
-                        _ => {}
-                    }
-                }
+                let reached = ssh::reach(ctx, &n.name, names, tried).await?;
+                unresolved = reached.unresolved;
+                unreachable = reached.unreachable.into_iter().map(|u| u.node).collect();
             }
             let member = match &f {
                 Some(f) if n.roles.postgres && f.patroni_running => {
