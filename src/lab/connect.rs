@@ -240,13 +240,9 @@ pub(super) async fn ca_of(ctx: &Ctx<'_>) -> Result<String> {
              --name {name}` first."
         )));
     };
+    let argv = ["cat", CA_CERT];
     let out = ctx
-        .sh(
-            &node.name,
-            "root",
-            &format!("cat {CA_CERT}"),
-            Duration::from_secs(10),
-        )
+        .exec(&node.name, "root", &argv, Duration::from_secs(10))
         .await?;
     if !out.ok() || !out.stdout.starts_with("-----BEGIN CERTIFICATE-----") {
         return Err(Error::Invalid(format!(

@@ -192,17 +192,11 @@ async fn target(
 
 /// The synchronous standby as the primary's pg_stat_replication names it.
 async fn sync_standby(ctx: &Ctx<'_>, primary: &str) -> Result<Option<String>> {
-    let out = ctx
-        .sh(
-            primary,
-            "postgres",
-            "psql -XAtc \"SELECT application_name FROM pg_stat_replication WHERE sync_state IN \
-             ('sync', 'quorum') ORDER BY application_name LIMIT 1\"",
-            Duration::from_secs(15),
-        )
-        .await?;
-    let name = out.stdout.trim();
-    Ok((out.ok() && !name.is_empty()).then(|| name.to_string()))
+    let standbys = patroni::standbys(ctx, primary).await?;
+    Ok(standbys
+        .into_iter()
+        .find(|s| s.synchronous())
+        .map(|s| s.name))
 }
 
 /// What a fault did to the cluster, seen from the lab's side.

@@ -48,11 +48,11 @@ pub async fn sync(
         )));
     }
     let seen = wait_for(APPLIED, Duration::from_millis(500), || async {
-        let states = replication(&ctx, &primary).await?;
-        let synchronous = states.iter().any(|(_, s)| s == "sync" || s == "quorum");
+        let states = patroni::standbys(&ctx, &primary).await?;
+        let synchronous = states.iter().any(patroni::Standby::synchronous);
         let listed = states
             .iter()
-            .map(|(n, s)| format!("{n} {s}"))
+            .map(|s| format!("{} {}", s.name, s.state))
             .collect::<Vec<_>>()
             .join(", ");
         Ok(if synchronous == on {
@@ -82,25 +82,4 @@ pub async fn sync(
             APPLIED.as_secs()
         ))),
     }
-}
-
-/// (standby, sync_state) rows of the primary's pg_stat_replication.
-async fn replication(ctx: &Ctx<'_>, primary: &str) -> Result<Vec<(String, String)>> {
-    let out = ctx
-        .sh(
-            primary,
-            "postgres",
-            "psql -XAtc \"SELECT application_name || ' ' || sync_state FROM pg_stat_replication \
-             ORDER BY 1\"",
-            Duration::from_secs(15),
-        )
-        .await?;
-    Ok(out
-        .stdout
-        .lines()
-        .filter_map(|l| {
-            let (n, s) = l.trim().split_once(' ')?;
-            Some((n.to_string(), s.to_string()))
-        })
-        .collect())
 }

@@ -78,9 +78,10 @@ pub async fn routing(ctx: &Ctx<'_>, node: &str) -> Result<Option<Routing>> {
     if !ctx.lab.nodes.iter().any(|n| n.name == node && n.running()) {
         return Ok(None);
     }
-    let script = format!("curl -fsS --max-time 3 'http://127.0.0.1:{HAPROXY_STATS}/;csv'");
+    let url = format!("http://127.0.0.1:{HAPROXY_STATS}/;csv");
+    let argv = ["curl", "-fsS", "--max-time", "3", &url];
     let out = ctx
-        .sh(node, "root", &script, Duration::from_secs(10))
+        .exec(node, "root", &argv, Duration::from_secs(10))
         .await?;
     Ok(out.ok().then(|| Routing::parse(&out.stdout)))
 }

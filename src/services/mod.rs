@@ -79,6 +79,17 @@ impl<'a> Ctx<'a> {
             .await
     }
 
+    /// Runs one command (`argv`, no shell) on a node.
+    pub async fn exec(
+        &self,
+        node: &str,
+        user: &str,
+        argv: &[&str],
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
+        self.engine.exec(node, user, argv, timeout).await
+    }
+
     /// Runs a bash script that must succeed; its failure becomes the stage's error, with the
     /// end of `log` when one is named.
     pub async fn must(
@@ -237,17 +248,17 @@ impl<'a> Ctx<'a> {
         let node = &self.lab.nodes[0].name;
         self.postgres_ids
             .get_or_try_init(|| async {
+                let argv = ["getent", "passwd", "postgres"];
                 let out = self
-                    .sh(
-                        node,
-                        "root",
-                        "id -u postgres; id -g postgres",
-                        Duration::from_secs(10),
-                    )
+                    .exec(node, "root", &argv, Duration::from_secs(10))
                     .await?;
+                // name:password:uid:gid:...
                 let ids: Vec<u64> = out
                     .stdout
-                    .split_whitespace()
+                    .trim()
+                    .split(':')
+                    .skip(2)
+                    .take(2)
                     .filter_map(|w| w.parse().ok())
                     .collect();
                 match ids.as_slice() {
@@ -331,13 +342,9 @@ pub async fn settings(ctx: &Ctx<'_>) -> Result<Settings> {
             name = ctx.lab.name
         )));
     };
+    let argv = ["cat", Settings::PATH];
     let out = ctx
-        .sh(
-            node,
-            "root",
-            &format!("cat {}", Settings::PATH),
-            Duration::from_secs(10),
-        )
+        .exec(node, "root", &argv, Duration::from_secs(10))
         .await?;
     serde_json::from_str(&out.stdout).map_err(|_| {
         Error::Failed(format!(

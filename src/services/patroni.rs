@@ -388,17 +388,40 @@ fn slot_made_too_late(states: &[(String, Option<MemberState>)]) -> Vec<&str> {
         .collect()
 }
 
+/// A standby as the primary's pg_stat_replication lists it.
+#[derive(Debug, Deserialize)]
+pub struct Standby {
+    /// Its application_name: the member's name.
+    pub name: String,
+    /// async, potential, sync or quorum.
+    pub state: String,
+}
+
+impl Standby {
+    /// Whether commits wait for it.
+    pub fn synchronous(&self) -> bool {
+        self.state == "sync" || self.state == "quorum"
+    }
+}
+
+/// The standbys the primary's pg_stat_replication lists, by name; read as one JSON array.
+pub async fn standbys(ctx: &Ctx<'_>, primary: &str) -> Result<Vec<Standby>> {
+    const QUERY: &str = "SELECT coalesce(json_agg(json_build_object('name', application_name, \
+                         'state', sync_state) ORDER BY application_name), '[]') FROM \
+                         pg_stat_replication";
+    let argv = ["psql", "-XAtc", QUERY];
+    ctx.probe(primary, "postgres", &argv, Duration::from_secs(15))
+        .await
+}
+
 /// Has a replica's PostgreSQL reload its configuration: the signal also wakes its startup
 /// process from the wait between attempts to stream, and it asks the primary again at once.
 async fn wake_receiver(ctx: &Ctx<'_>, replica: &str) -> Result<()> {
-    ctx.sh(
-        replica,
-        "postgres",
-        "psql -XAtc 'SELECT pg_reload_conf()' >/dev/null 2>&1; true",
-        Duration::from_secs(15),
-    )
-    .await
-    .map(drop)
+    // Best effort: a replica that does not answer is waited for all the same.
+    let argv = ["psql", "-XAtc", "SELECT pg_reload_conf()"];
+    ctx.exec(replica, "postgres", &argv, Duration::from_secs(15))
+        .await
+        .map(drop)
 }
 
 /// The physical slot Patroni makes for a member (its `slot_name_from_member_name`): the name in
@@ -626,6 +649,20 @@ mod tests {
         let mut m = state(STREAMING)?;
         m.receiver = Some(streaming(primary));
         Some(m)
+    }
+
+    #[test]
+    fn standbys_are_read_from_pg_stat_replication_as_json() {
+        let listed: Vec<Standby> = serde_json::from_str(
+            r#"[{"name": "pgha2", "state": "sync"}, {"name": "pgha3", "state": "potential"}]"#,
+        )
+        .unwrap();
+        let sync: Vec<&str> = listed
+            .iter()
+            .filter(|s| s.synchronous())
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(sync, ["pgha2"]);
     }
 
     #[test]

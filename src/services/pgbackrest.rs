@@ -141,13 +141,10 @@ pub async fn info(ctx: &Ctx<'_>, repo: &str) -> Result<Option<Info>> {
 
 /// What `pgbackrest info --output=json` prints on the repository host.
 async fn info_json(ctx: &Ctx<'_>, repo: &str) -> Result<String> {
+    let stanza = format!("--stanza={STANZA}");
+    let argv = ["pgbackrest", &stanza, "info", "--output=json"];
     let out = ctx
-        .sh(
-            repo,
-            "postgres",
-            &format!("pgbackrest --stanza={STANZA} info --output=json"),
-            Duration::from_secs(60),
-        )
+        .exec(repo, "postgres", &argv, Duration::from_secs(60))
         .await?;
     Ok(out.stdout)
 }
@@ -280,13 +277,9 @@ async fn archive_command_set(ctx: &Ctx<'_>) -> Result<bool> {
 }
 
 pub async fn archive_command(ctx: &Ctx<'_>, node: &str) -> Result<Option<String>> {
+    let argv = ["psql", "-XAtc", "SHOW archive_command"];
     let out = ctx
-        .sh(
-            node,
-            "postgres",
-            "psql -XAtc 'SHOW archive_command'",
-            Duration::from_secs(15),
-        )
+        .exec(node, "postgres", &argv, Duration::from_secs(15))
         .await?;
     Ok(out.ok().then(|| out.stdout.trim().to_string()))
 }
