@@ -318,7 +318,7 @@ async fn recover(
         &mut steps,
         "clear the cluster's state in etcd",
         async {
-            let removed = clear_dcs(&ctx, &restored).await?;
+            let removed = etcd::clear_except_config(&ctx, &restored, DCS_PREFIX).await?;
             Ok((
                 (),
                 format!("{removed} keys under {DCS_PREFIX} removed, its config kept"),
@@ -392,32 +392,6 @@ async fn recover(
     })
     .await?;
     Ok(steps)
-}
-
-/// Deletes Patroni's keys for the cluster except its dynamic configuration (ttl, archive_command,
-/// synchronous mode, ...), which the restored cluster keeps; how many went.
-async fn clear_dcs(ctx: &Ctx<'_>, node: &str) -> Result<usize> {
-    let etcdctl = format!(
-        "etcdctl --endpoints={} --dial-timeout=2s --command-timeout=5s{}",
-        ctx.cluster.etcd_endpoints(),
-        etcd::tls_flags(ctx.lab.tls)
-    );
-    let script = format!(
-        "set -eo pipefail; n=0; for key in $({etcdctl} get --prefix --keys-only {DCS_PREFIX} \
-         | grep -v '^$' | grep -v '/config$' || true); do {etcdctl} del \"$key\" >/dev/null; \
-         n=$((n+1)); done; echo $n"
-    );
-    let out = ctx
-        .must(
-            Stage::Patroni,
-            node,
-            "postgres",
-            &script,
-            Duration::from_secs(60),
-            None,
-        )
-        .await?;
-    Ok(out.trim().parse().unwrap_or(0))
 }
 
 /// `value` in single quotes for bash.

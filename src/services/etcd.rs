@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::facts::of;
 use super::{Ctx, Facts, Outcome, catalog, wait_for};
 use crate::certs::{CA_CERT, cert_path, key_path};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::spec::{Stage, quorum};
 
 pub use super::catalog::ETCD_LOG as LOG;
@@ -144,8 +144,8 @@ pub async fn view(ctx: &Ctx<'_>) -> Result<View> {
     view_within(ctx, 2).await
 }
 
-/// The node-side probe of the etcd cluster, run as postgres: `etcdState view|versions SECONDS
-/// ENDPOINTS [CACERT CERT KEY]`.
+/// The node-side probe of the etcd cluster, run as postgres: `etcdState view|versions|clear
+/// SECONDS ENDPOINTS [PREFIX] [CACERT CERT KEY]`.
 const ETCD_STATE: &str = "/usr/local/lib/pgha-lab/etcdState";
 
 /// `etcdState FORM` asked on `node`, each member given `seconds` to answer; None when the node
@@ -156,11 +156,23 @@ async fn ask<T: serde::de::DeserializeOwned>(
     form: &str,
     seconds: u64,
 ) -> Result<Option<T>> {
+    ask_with(ctx, node, form, seconds, &[]).await
+}
+
+/// `ask` for a form that takes `extra` arguments after the endpoints.
+async fn ask_with<T: serde::de::DeserializeOwned>(
+    ctx: &Ctx<'_>,
+    node: &str,
+    form: &str,
+    seconds: u64,
+    extra: &[&str],
+) -> Result<Option<T>> {
     let seconds = seconds.to_string();
     let endpoints = ctx.cluster.etcd_endpoints();
     let tls = tls_files(ctx.lab.tls, node);
     let argv: Vec<&str> = [ETCD_STATE, form, &seconds, &endpoints]
         .into_iter()
+        .chain(extra.iter().copied())
         .chain(tls.iter().map(String::as_str))
         .collect();
     let out = ctx
@@ -348,17 +360,20 @@ fn cluster_version(v: &Version) -> ClusterVersion {
     }
 }
 
-/// etcdctl's flags for a `--tls` lab: the lab's CA, and the node's own certificate as the
-/// client certificate etcd requires (whichever node the command runs on).
-pub fn tls_flags(tls: bool) -> String {
-    if tls {
-        format!(
-            " --cacert={CA_CERT} --cert={} --key={}",
-            cert_path("$(hostname)"),
-            key_path("$(hostname)")
-        )
-    } else {
-        String::new()
+/// Deletes every key under `prefix` but Patroni's dynamic configuration (`.../config`), which a
+/// restored cluster keeps, asked from `node`; how many went.
+pub async fn clear_except_config(ctx: &Ctx<'_>, node: &str, prefix: &str) -> Result<usize> {
+    #[derive(Deserialize)]
+    struct Cleared {
+        removed: usize,
+    }
+    match ask_with::<Cleared>(ctx, node, "clear", 5, &[prefix]).await? {
+        Some(cleared) => Ok(cleared.removed),
+        None => Err(Error::Failed(format!(
+            "{node} stopped while it cleared the cluster's keys in etcd; `lab status --name {}` \
+             shows where the lab stands",
+            ctx.lab.name
+        ))),
     }
 }
 
