@@ -2,10 +2,26 @@
 # The project's test command: builds lab and the lab image (once; nothing is rebuilt when it
 # exists), then runs the unit tests and the integration tests against the real Docker Engine.
 # Integration tests run one at a time: they start whole clusters, and drills measure failover.
-# Extra arguments go to cargo nextest (e.g. a test name filter).
+#
+# Needs: Rust (cargo; see rust-version in Cargo.toml) and a Docker Engine this user can use
+# (`docker info` works). Where no container registry answers, the image's Debian base is made
+# with debootstrap, which needs root; on Debian or Ubuntu lab installs debootstrap with apt-get.
+#
+# The tests run with cargo-nextest when it is installed (each test in a process of its own, with
+# its time); without it, with `cargo test` on one thread. The script says which. It does not
+# install nextest: building it from source costs minutes on a small machine and needs crates.io,
+# and `cargo test` runs the same tests. `cargo install --locked cargo-nextest` adds it.
+# Extra arguments go to the runner (e.g. a test name filter, which both accept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --locked
 target/debug/lab image build
-cargo nextest run --locked --no-fail-fast --test-threads 1 "$@"
+if cargo nextest --version >/dev/null 2>&1; then
+    echo "test.sh: running the tests with cargo-nextest, one at a time"
+    cargo nextest run --locked --no-fail-fast --test-threads 1 "$@"
+else
+    echo "test.sh: cargo-nextest is not installed (\`cargo install --locked cargo-nextest\` adds" \
+        "it); running the tests with cargo test, one at a time, instead"
+    cargo test --locked --no-fail-fast --lib --bins --tests "$@" -- --test-threads 1
+fi
