@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use crate::client;
-use crate::engine::Engine;
+use crate::engine::{Engine, NODE_STOP_GRACE};
 use crate::error::{Error, Result};
 use crate::lock::LabLock;
 use crate::model::{self, Lab};
@@ -476,6 +476,30 @@ pub async fn start_nodes(
     lifecycle::start_on(&Ctx::new(engine, &lab), nodes).await?;
     let report = rejoined(engine, name, nodes, started).await?;
     step.done(report);
+    Ok(())
+}
+
+/// `lab stop NODE...`: the services on those nodes stopped cleanly, then their containers.
+pub async fn stop_nodes(
+    engine: &Engine,
+    progress: &Progress,
+    lock: &LabLock,
+    nodes: &[String],
+) -> Result<()> {
+    let name = lock.lab();
+    let lab = model::get(engine, name).await?;
+    for node in nodes {
+        lab.node(node)?;
+    }
+    let step = progress.step(format!("stop the services on {}", nodes.join(", ")));
+    let summary = lifecycle::stop_on(&Ctx::new(engine, &lab), nodes).await?;
+    step.done(summary);
+    let step = progress.step(format!("stop {}", nodes.join(", ")));
+    for node in nodes {
+        step.detail(node);
+        engine.stop_container(node, NODE_STOP_GRACE).await?;
+    }
+    step.done(format!("{} node(s) stopped", nodes.len()));
     Ok(())
 }
 
