@@ -58,7 +58,7 @@ pub enum Command {
     Check(Status),
     /// Print the connection strings for the lab, from this host and from inside it.
     #[command(
-        after_help = "Examples:\n  lab connect\n  psql \"$(lab connect --json | jq -r .from_host)\""
+        after_help = "Examples:\n  lab connect\n  psql \"$(lab connect --json | jq -r .from_host.primary)\""
     )]
     Connect(Connect),
     /// Write a `--tls` lab's CA certificate, for clients on this host to verify the lab with.

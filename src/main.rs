@@ -81,7 +81,12 @@ async fn run(cli: Cli) -> Result<i32> {
             print_report(args.json, &report, "the check", |r| r.text())?;
             return Ok(if report.done { 0 } else { 1 });
         }
-        Command::Connect(args) => terminal::out(&lab::connect(engine, &args.lab.name).await?),
+        Command::Connect(args) => {
+            let connection = lab::connect(engine, &args.lab.name).await?;
+            print_report(args.json, &connection, "the connection strings", |c| {
+                c.text()
+            })?;
+        }
         Command::Ca(args) => ca(engine, progress, &args).await?,
         Command::Psql(args) => return psql(engine, args).await,
         Command::Shell(args) => {
