@@ -42,9 +42,11 @@ async fn run(cli: Cli) -> Result<i32> {
     // What needs no Docker Engine is done before one is asked for.
     match &cli.command {
         Command::Completions(args) => {
-            let mut cmd = cli::command();
-            let mut out = std::io::stdout();
-            clap_complete::generate(args.shell, &mut cmd, "lab", &mut out);
+            // Into a buffer, then out as every command prints: a reader that has gone (`| head`)
+            // ends it quietly.
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut cli::command(), "lab", &mut script);
+            terminal::out(&String::from_utf8_lossy(&script));
             return Ok(0);
         }
         Command::Man(args) => {
