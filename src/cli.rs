@@ -20,12 +20,12 @@ pub struct Cli {
 pub enum Command {
     /// Create a lab (or one per trainee): network, nodes, and the bootstrapped HA stack.
     #[command(
-        after_help = "Examples:\n  lab create\n  lab create -n alice -n bob --nodes 3\n  lab create --count 12   # a class: labs pgha-a .. pgha-l"
+        after_help = "Exit codes: 0 every lab made; 1 a lab failed (with several, the others are still made and\n  each failure is named); 2 refused before anything was made; 130 Ctrl-C.\n\nExamples:\n  lab create\n  lab create -n alice -n bob --nodes 3\n  lab create --count 12   # a class: labs pgha-a .. pgha-l"
     )]
     Create(Create),
     /// Continue bootstrapping an existing lab from where it stands, up to a stage.
     #[command(
-        after_help = "Example:\n  lab create --stage access   # then do etcd by hand, as the course does\n  lab bootstrap --stage patroni"
+        after_help = "Examples:\n  lab create --stage access   # then do etcd by hand, as the course does\n  lab bootstrap --stage patroni"
     )]
     Bootstrap(Bootstrap),
     /// Start a stopped lab, or some of its nodes (a killed one rejoins as a replica).
@@ -36,12 +36,12 @@ pub enum Command {
     Stop(Stop),
     /// Remove a lab: its containers, volumes and (when it made it) its network.
     #[command(
-        after_help = "Examples:\n  lab destroy -n alice\n  lab destroy --all --yes   # every lab on this Docker Engine"
+        after_help = "Exit codes: 0 done (a lab that is not there is no error); 1 failed; 2 refused: not confirmed,\n  or a lab another command is changing (with --all it is left and the others destroyed).\n\nExamples:\n  lab destroy -n alice\n  lab destroy --all --yes   # every lab on this Docker Engine"
     )]
     Destroy(Destroy),
     /// Put a lab back to the state it was created in: same names, addresses and ports.
     #[command(
-        after_help = "Examples:\n  lab reset\n  lab reset --all --yes   # every lab on this Docker Engine"
+        after_help = "Exit codes: 0 done; 1 a lab failed (with --all, the others are still reset); 2 refused (not\n  confirmed, or another command is changing the lab); 130 Ctrl-C.\n\nExamples:\n  lab reset\n  lab reset --all --yes   # every lab on this Docker Engine"
     )]
     Reset(Reset),
     /// List every lab on this Docker Engine.
@@ -102,7 +102,7 @@ pub enum Command {
     /// Stop or start etcd on chosen members to show quorum loss and recovery.
     #[command(
         subcommand,
-        after_help = "Example:\n  lab etcd stop pgha3 pgha4 pgha5   # quorum lost\n  lab etcd start pgha3 pgha4 pgha5"
+        after_help = "Examples:\n  lab etcd stop pgha3 pgha4 pgha5   # quorum lost\n  lab etcd start pgha3 pgha4 pgha5"
     )]
     Etcd(EtcdCommand),
     /// A fault with a client workload around it, measured as the application saw it.
@@ -111,7 +111,7 @@ pub enum Command {
     /// downtime, acknowledged writes lost, errors), then the lab put back; or `pitr`, a dropped
     /// table brought back by a point-in-time restore.
     #[command(
-        after_help = "Example:\n  lab drill kill-primary\n  lab drill switchover --reader --json"
+        after_help = "Exit codes: 0 the drill ran and the lab was put back (the report says what the client saw,\n  lost writes included); 1 the drill failed (the error says whether the lab was put back);\n  2 refused (the lab was not healthy to start with, or is busy); 130 Ctrl-C.\n\nExamples:\n  lab drill kill-primary\n  lab drill switchover --reader --json"
     )]
     Drill(Drill),
     /// Switch synchronous replication on or off through Patroni's dynamic configuration.
@@ -328,7 +328,8 @@ pub struct Create {
     /// Print the plan (names, addresses, ports, roles, aliases) and touch nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Destroy an existing lab of the same name first.
+    /// Replace a lab of the same name: it is destroyed once the new lab's plan (addresses,
+    /// ports) holds, so a refused create leaves it as it was.
     #[arg(long)]
     pub replace: bool,
     /// On failure, leave what was made for inspection instead of removing it.
