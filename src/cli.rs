@@ -117,10 +117,10 @@ pub enum Command {
     /// Switch synchronous replication on or off through Patroni's dynamic configuration.
     #[command(after_help = "Examples:\n  lab sync on --strict\n  lab sync off")]
     Sync(Sync),
-    /// Take a pgBackRest backup from the repository host.
+    /// Take a pgBackRest backup from the repository host (`lab backups` lists them).
     #[command(after_help = "Example:\n  lab backup --type diff")]
     Backup(BackupArgs),
-    /// List the pgBackRest backups in the repository.
+    /// List the pgBackRest backups in the repository (`lab backup` takes one).
     #[command(after_help = "Examples:\n  lab backups\n  lab backups --json")]
     Backups(Status),
     /// Restore the cluster to a point in time; everything written after it is lost.
@@ -280,7 +280,9 @@ pub struct Create {
     /// Number of etcd members [default: 5 in the course, 3 in the other topologies].
     #[arg(long, value_name = "E")]
     pub etcd: Option<usize>,
-    /// Put the etcd members on nodes of their own, after the PostgreSQL nodes.
+    /// Put the etcd members on nodes of their own, after the PostgreSQL nodes; it changes the
+    /// chosen topology only there: with the course's, 3 PostgreSQL + 5 etcd nodes and no
+    /// HAProxy, where `--topology dedicated-etcd` is the 002 guide's 3 + 3 and HAProxy.
     #[arg(long)]
     pub dedicated_etcd: bool,
     /// Where the pgBackRest repository (pgbackrest1) lives: last (the last PostgreSQL or etcd
