@@ -239,6 +239,14 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
         published.join(",")
     );
     assert!(connect.contains(&from_host), "{connect}");
+    // The same strings as JSON, for scripts.
+    let json = lab_ok(&["connect", "--name", LAB, "--json"]).stdout;
+    let json: serde_json::Value = serde_json::from_str(&json).expect("lab connect --json");
+    let primary = json["from_host"]["primary"].as_str().unwrap_or_default();
+    assert!(
+        primary.starts_with(&from_host) && connect.contains(primary),
+        "{json}"
+    );
     let inside = connect.split("From inside").nth(1).unwrap().to_string();
     for (heading, in_recovery) in [
         ("the primary, for writes:", "f"),
