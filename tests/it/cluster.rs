@@ -279,6 +279,9 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
         lab(&["exec", "--name", LAB, &node(2), "--", "false"]).code,
         1
     );
+    // Without `--`: the command's own options stay its own, and -n names the lab.
+    let run = lab_ok(&["exec", "-n", LAB, &node(2), "psql", "-XAtc", "SELECT 6*7"]);
+    assert_eq!(run.stdout.trim(), "42", "{run}");
     let run = lab_ok(&[
         "psql",
         "--name",
@@ -291,6 +294,8 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     assert_eq!(run.stdout.trim(), "t");
     let run = lab_ok(&["logs", "--name", LAB, &node(1), "patroni"]);
     assert!(run.stdout.contains("INFO:"), "{run}");
+    let run = lab_ok(&["logs", "--name", LAB, &node(1), "patroni", "--tail", "3"]);
+    assert_eq!(run.stdout.lines().count(), 3, "{run}");
 
     // Partition a replica, then heal it: it keeps its address and streams again.
     let cut = replicas[0].clone();
