@@ -497,6 +497,9 @@ pub struct NodeArg {
     /// The node, such as pgha1.
     #[arg(value_name = "NODE")]
     pub node: String,
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -507,6 +510,9 @@ pub struct Handover {
     /// streaming replica for a failover].
     #[arg(long, value_name = "NODE")]
     pub to: Option<String>,
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -626,6 +632,9 @@ pub struct Members {
     /// The etcd members, such as pgha3 pgha4.
     #[arg(required = true, value_name = "NODE")]
     pub nodes: Vec<String>,
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

@@ -234,13 +234,14 @@ async fn node_fault(
         NodeFault::Heal => "healing",
     };
     let lock = hold(progress, &a.lab, &format!("{what} {}", a.node)).await?;
-    let node = &a.node;
+    let (node, as_json) = (&a.node, a.json);
     match fault {
-        NodeFault::Kill => drill(progress, lab::kill(engine, progress, &lock, node)).await,
+        NodeFault::Kill => drill(progress, as_json, lab::kill(engine, progress, &lock, node)).await,
         NodeFault::Partition => {
-            drill(progress, lab::partition(engine, progress, &lock, node)).await
+            let work = lab::partition(engine, progress, &lock, node);
+            drill(progress, as_json, work).await
         }
-        NodeFault::Heal => drill(progress, lab::heal(engine, progress, &lock, node)).await,
+        NodeFault::Heal => drill(progress, as_json, lab::heal(engine, progress, &lock, node)).await,
     }
 }
 
@@ -293,12 +294,17 @@ async fn finishing<T>(
 }
 
 /// A fault command (kill, partition, heal, switchover, failover, etcd stop|start), run to its
-/// end even on Ctrl-C.
+/// end even on Ctrl-C; with `as_json`, its report on stdout too (the step lines stay on stderr).
 async fn drill(
     progress: &Progress,
-    work: impl std::future::Future<Output = Result<()>>,
+    as_json: bool,
+    work: impl std::future::Future<Output = Result<lab::FaultReport>>,
 ) -> Result<()> {
-    finishing(progress, "the drill", work).await
+    let report = finishing(progress, "the drill", work).await?;
+    if as_json {
+        terminal::out(&json(&report, "the fault's report")?);
+    }
+    Ok(())
 }
 
 /// `lab switchover` or `lab failover`.
@@ -315,11 +321,8 @@ async fn change_leader(
     };
     let lock = hold(progress, &args.lab, what).await?;
     let to = args.to.as_deref();
-    drill(
-        progress,
-        lab::change_leader(engine, progress, &lock, to, failover),
-    )
-    .await
+    let work = lab::change_leader(engine, progress, &lock, to, failover);
+    drill(progress, args.json, work).await
 }
 
 /// `lab etcd stop|start NODE...`.
@@ -335,11 +338,8 @@ async fn etcd(engine: &Engine, progress: &Progress, m: &cli::Members, start: boo
         &format!("{what} on {}", m.nodes.join(", ")),
     )
     .await?;
-    drill(
-        progress,
-        lab::etcd_members(engine, progress, &lock, &m.nodes, start),
-    )
-    .await
+    let work = lab::etcd_members(engine, progress, &lock, &m.nodes, start);
+    drill(progress, m.json, work).await
 }
 
 /// `lab drill SCENARIO`: a fault drill, or the pitr drill.
