@@ -1,6 +1,6 @@
 //! The command line: clap definitions only.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::fault::Fault;
 use crate::image::definition::IMAGE;
@@ -10,7 +10,7 @@ use crate::spec::{RepoPlace, Stage, Topology};
 /// Turns a Docker Engine into a PostgreSQL high-availability training lab: PostgreSQL 17 with
 /// Patroni 4, an etcd quorum and a pgBackRest repository, bootstrapped and proven healthy.
 #[derive(Parser)]
-#[command(name = "lab", version)]
+#[command(name = "lab", version, after_help = TOP_AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -19,71 +19,224 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Create a lab (or one per trainee): network, nodes, and the bootstrapped HA stack.
+    #[command(
+        after_help = "Exit codes: 0 every lab made; 1 a lab failed (with several, the others are still made and\n  each failure is named); 2 refused before anything was made; 130 Ctrl-C.\n\nExamples:\n  lab create\n  lab create -n alice -n bob --nodes 3\n  lab create --count 12   # a class: labs pgha-a .. pgha-l"
+    )]
     Create(Create),
     /// Continue bootstrapping an existing lab from where it stands, up to a stage.
+    #[command(
+        after_help = "Examples:\n  lab create --stage access   # then do etcd by hand, as the course does\n  lab bootstrap --stage patroni"
+    )]
     Bootstrap(Bootstrap),
     /// Start a stopped lab, or some of its nodes (a killed one rejoins as a replica).
+    #[command(after_help = "Examples:\n  lab start\n  lab start pgha2")]
     Start(Start),
-    /// Stop a lab's services cleanly, then its nodes, keeping everything in them.
-    Stop(Changing),
+    /// Stop a lab, or some of its nodes: the services cleanly, then the containers.
+    #[command(after_help = "Examples:\n  lab stop\n  lab stop pgha2 pgha3")]
+    Stop(Stop),
     /// Remove a lab: its containers, volumes and (when it made it) its network.
+    #[command(
+        after_help = "Exit codes: 0 done (a lab that is not there is no error); 1 failed; 2 refused: not confirmed,\n  or a lab another command is changing (with --all it is left and the others destroyed).\n\nExamples:\n  lab destroy -n alice\n  lab destroy --all --yes   # every lab on this Docker Engine"
+    )]
     Destroy(Destroy),
     /// Put a lab back to the state it was created in: same names, addresses and ports.
+    #[command(
+        after_help = "Exit codes: 0 done; 1 a lab failed (with --all, the others are still reset); 2 refused (not\n  confirmed, or another command is changing the lab); 130 Ctrl-C.\n\nExamples:\n  lab reset\n  lab reset --all --yes   # every lab on this Docker Engine"
+    )]
     Reset(Reset),
     /// List every lab on this Docker Engine.
-    List,
+    #[command(after_help = "Examples:\n  lab list\n  lab list --json")]
+    List(List),
     /// Show a lab's nodes, Patroni members, etcd quorum and last backup.
+    #[command(after_help = "Examples:\n  lab status\n  lab status -n alice --json")]
     Status(Status),
     /// Where a lab stands in the course, step by step, and the course's next command.
+    #[command(
+        after_help = "Exit codes: 0 every step is done; 1 a step is left (or the check \
+                            failed); 2 refused.\n\nExample:\n  lab check -n alice"
+    )]
     Check(Status),
     /// Print the connection strings for the lab, from this host and from inside it.
-    Connect(Target),
+    #[command(
+        after_help = "Examples:\n  lab connect\n  psql \"$(lab connect --json | jq -r .from_host.primary)\""
+    )]
+    Connect(Connect),
     /// Write a `--tls` lab's CA certificate, for clients on this host to verify the lab with.
+    #[command(after_help = "Example:\n  lab ca --out lab-ca.pem")]
     Ca(Ca),
     /// Run psql on a node (the primary unless told otherwise).
+    #[command(
+        after_help = "Exit code: psql's own.\n\nExamples:\n  lab psql\n  lab psql --replica -- -c 'select pg_is_in_recovery()'"
+    )]
     Psql(Psql),
     /// Open a login shell on a node, as postgres (or root).
+    #[command(after_help = "Exit code: the shell's own.\n\nExample:\n  lab shell pgha1 --root")]
     Shell(Shell),
     /// Run one command on a node; its output and exit code pass through.
+    #[command(
+        after_help = "Exit code: the command's own.\n\nExamples:\n  lab exec pgha1 patronictl -c /pgha/config/patroni.yaml list\n  lab exec pgha1 -- ls -l /pgdata   # `--` is optional"
+    )]
     Exec(Exec),
     /// Show (or follow) a service's log on a node.
+    #[command(
+        after_help = "Examples:\n  lab logs pgha1\n  lab logs pgha2 postgres --tail 20\n  lab logs pgha1 etcd -f"
+    )]
     Logs(Logs),
-    /// Drill: kill a node the hard way and watch the cluster answer.
+    /// Kill a node the hard way and watch the cluster answer.
+    #[command(
+        after_help = "Example:\n  lab kill pgha1   # then `lab start pgha1` brings it back as a replica"
+    )]
     Kill(NodeArg),
-    /// Drill: cut a node off the lab network (it keeps its address).
+    /// Cut a node off the lab network (it keeps its address).
+    #[command(after_help = "Example:\n  lab partition pgha2   # then `lab heal pgha2`")]
     Partition(NodeArg),
-    /// Drill: put a partitioned node back and watch it rejoin.
+    /// Put a partitioned node back and watch it rejoin.
+    #[command(after_help = "Example:\n  lab heal pgha2")]
     Heal(NodeArg),
-    /// Drill: a planned switchover through Patroni.
+    /// A planned switchover through Patroni.
+    #[command(after_help = "Examples:\n  lab switchover\n  lab switchover --to pgha3")]
     Switchover(Handover),
-    /// Drill: a manual failover through Patroni.
+    /// A manual failover through Patroni.
+    #[command(after_help = "Example:\n  lab failover --to pgha2")]
     Failover(Handover),
-    /// Drill: stop or start etcd on chosen members to show quorum loss and recovery.
-    #[command(subcommand)]
+    /// Stop or start etcd on chosen members to show quorum loss and recovery.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  lab etcd stop pgha3 pgha4 pgha5   # quorum lost\n  lab etcd start pgha3 pgha4 pgha5"
+    )]
     Etcd(EtcdCommand),
+    /// A fault with a client workload around it, measured as the application saw it.
+    ///
     /// A fault with a client workload around it, measured as the application saw it (write
     /// downtime, acknowledged writes lost, errors), then the lab put back; or `pitr`, a dropped
     /// table brought back by a point-in-time restore.
+    #[command(
+        after_help = "Exit codes: 0 the drill ran and the lab was put back (the report says what the client saw,\n  lost writes included); 1 the drill failed (the error says whether the lab was put back);\n  2 refused (the lab was not healthy to start with, or is busy); 130 Ctrl-C.\n\nExamples:\n  lab drill kill-primary\n  lab drill switchover --reader --json"
+    )]
     Drill(Drill),
     /// Switch synchronous replication on or off through Patroni's dynamic configuration.
+    #[command(after_help = "Examples:\n  lab sync on --strict\n  lab sync off")]
     Sync(Sync),
-    /// Take a pgBackRest backup from the repository host.
+    /// Take a pgBackRest backup from the repository host (`lab backups` lists them).
+    #[command(after_help = "Example:\n  lab backup --type diff")]
     Backup(BackupArgs),
-    /// List the pgBackRest backups in the repository.
+    /// List the pgBackRest backups in the repository (`lab backup` takes one).
+    #[command(after_help = "Examples:\n  lab backups\n  lab backups --json")]
     Backups(Status),
+    /// Restore the cluster to a point in time; everything written after it is lost.
+    ///
     /// Restore the cluster to a point in time with pgBackRest; everything written after it is
-    /// lost.
+    /// lost. Asks first unless --yes.
+    #[command(after_help = "Example:\n  lab restore --time '2026-12-03 12:34:56.789+00'")]
     Restore(Restore),
     /// Build or inspect the lab image.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  lab image build\n  lab image info --json"
+    )]
     Image(ImageCommand),
+    /// Print a shell completion script, generated from this command line.
+    #[command(
+        after_help = "Examples:\n  source <(lab completions bash)\n  lab completions zsh > ~/.zfunc/_lab\n  lab completions fish > ~/.config/fish/completions/lab.fish"
+    )]
+    Completions(Completions),
+    /// Print lab's man page (roff), or write one page per command into a directory.
+    #[command(
+        after_help = "Examples:\n  lab man | man -l -\n  lab man --out-dir ~/.local/share/man/man1"
+    )]
+    Man(Man),
+}
+
+/// How `lab --help` groups the commands: a heading, then the commands under it.
+pub const GROUPS: &[(&str, &[&str])] = &[
+    (
+        "Lifecycle",
+        &[
+            "create",
+            "bootstrap",
+            "start",
+            "stop",
+            "reset",
+            "destroy",
+            "list",
+        ],
+    ),
+    (
+        "Look inside",
+        &[
+            "status", "check", "connect", "ca", "psql", "shell", "exec", "logs",
+        ],
+    ),
+    (
+        "Faults (break or change one thing and report the cluster's answer)",
+        &[
+            "kill",
+            "partition",
+            "heal",
+            "switchover",
+            "failover",
+            "etcd",
+            "sync",
+        ],
+    ),
+    ("Measured drills (what a client saw)", &["drill"]),
+    ("Backup and restore", &["backup", "backups", "restore"]),
+    ("Image", &["image"]),
+    ("Shell", &["completions", "man", "help"]),
+];
+
+/// What `lab --help` says after the options.
+const TOP_AFTER_HELP: &str = "\
+A fault command (kill, partition, heal, switchover, failover, etcd) breaks or changes one thing
+and reports how the cluster answered; `lab drill` runs a fault with a client workload around it
+and measures what the client saw (write downtime, lost writes, errors).
+
+A class, one lab per trainee: `lab create --count 12` (or `-n alice -n bob ...`), then
+`lab list`, `lab reset --all` and `lab destroy --all`; every command takes -n NAME or LAB_NAME.
+
+Exit codes: 0 done; 1 failed (`lab check`: a step is left); 2 refused (bad input, a lab another
+command is changing, a question not confirmed); 130 interrupted by Ctrl-C. psql, shell, exec and
+logs exit with the remote command's code.
+
+Example:
+  lab create && lab status && lab psql && lab destroy";
+
+/// The whole command line as `lab` parses it: the derived definitions, with the commands in
+/// `lab --help` grouped by purpose. Completions, the man page and the tests use this too.
+pub fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let width = GROUPS
+        .iter()
+        .flat_map(|(_, names)| names.iter())
+        .map(|n| n.len())
+        .max()
+        .unwrap_or(0);
+    let mut groups = String::new();
+    for (heading, names) in GROUPS {
+        groups.push_str(heading);
+        groups.push_str(":\n");
+        for name in *names {
+            let about = cmd
+                .find_subcommand(name)
+                .and_then(|c| c.get_about())
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "Print this message or the help of the given command".into());
+            groups.push_str(&format!("  {name:width$}  {about}\n"));
+        }
+        groups.push('\n');
+    }
+    let template = format!(
+        "{{before-help}}{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n{groups}\
+         Options:\n{{options}}{{after-help}}"
+    );
+    cmd.help_template(template)
 }
 
 /// Which lab.
 #[derive(Args)]
 pub struct Target {
     /// The lab's name.
-    #[arg(long, default_value = "pgha")]
+    #[arg(short = 'n', long, env = "LAB_NAME", default_value = "pgha")]
     pub name: String,
 }
 
@@ -92,7 +245,7 @@ pub struct Target {
 #[derive(Args)]
 pub struct Changing {
     /// The lab's name.
-    #[arg(long, default_value = "pgha")]
+    #[arg(short = 'n', long, env = "LAB_NAME", default_value = "pgha")]
     pub name: String,
     /// When another command is changing this lab, wait for it to end instead of refusing.
     #[arg(long)]
@@ -102,7 +255,13 @@ pub struct Changing {
 #[derive(Args)]
 pub struct Create {
     /// The lab's name; nodes are NAME1, NAME2, ... Repeat it for one lab per trainee.
-    #[arg(long = "name", default_value = "pgha", value_name = "NAME")]
+    #[arg(
+        short = 'n',
+        long = "name",
+        env = "LAB_NAME",
+        default_value = "pgha",
+        value_name = "NAME"
+    )]
     pub names: Vec<String>,
     /// Create this many labs, named NAME-a, NAME-b, ... (each with its own network, subnet and
     /// ports).
@@ -121,7 +280,9 @@ pub struct Create {
     /// Number of etcd members [default: 5 in the course, 3 in the other topologies].
     #[arg(long, value_name = "E")]
     pub etcd: Option<usize>,
-    /// Put the etcd members on nodes of their own, after the PostgreSQL nodes.
+    /// Put the etcd members on nodes of their own, after the PostgreSQL nodes; it changes the
+    /// chosen topology only there: with the course's, 3 PostgreSQL + 5 etcd nodes and no
+    /// HAProxy, where `--topology dedicated-etcd` is the 002 guide's 3 + 3 and HAProxy.
     #[arg(long)]
     pub dedicated_etcd: bool,
     /// Where the pgBackRest repository (pgbackrest1) lives: last (the last PostgreSQL or etcd
@@ -141,7 +302,7 @@ pub struct Create {
     /// Subnet of a new network [default: 192.168.50.0/24, or the next free /24].
     #[arg(long, value_name = "CIDR")]
     pub subnet: Option<String>,
-    /// The lab image.
+    /// The lab image's tag.
     #[arg(long, default_value = IMAGE, value_name = "TAG")]
     pub image: String,
     /// Host address the PostgreSQL ports are published on.
@@ -163,23 +324,24 @@ pub struct Create {
     /// PostgreSQL refusing plain remote connections, HAProxy checking over https.
     #[arg(long)]
     pub tls: bool,
-    /// Stop after this stage, to do the rest by hand as the course teaches.
+    /// The stage to stop after; stop early to do the rest by hand as the course teaches.
     #[arg(long, value_enum, default_value = "backup")]
     pub stage: Stage,
     /// Print the plan (names, addresses, ports, roles, aliases) and touch nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Destroy an existing lab of the same name first.
+    /// Replace a lab of the same name: it is destroyed once the new lab's plan (addresses,
+    /// ports) holds, so a refused create leaves it as it was.
     #[arg(long)]
     pub replace: bool,
     /// On failure, leave what was made for inspection instead of removing it.
     #[arg(long)]
     pub keep_on_failure: bool,
-    /// Accept an even number of etcd members.
-    #[arg(long)]
-    pub force: bool,
-    /// When another command is changing a lab of this name, wait for it to end instead of
-    /// refusing.
+    /// Accept an even number of etcd members (one more member than an odd cluster, and no
+    /// more failures survived).
+    #[arg(long, alias = "force")]
+    pub even_etcd: bool,
+    /// When another command is changing this lab, wait for it to end instead of refusing.
     #[arg(long)]
     pub wait: bool,
 }
@@ -197,7 +359,7 @@ pub struct Ca {
 pub struct Bootstrap {
     #[command(flatten)]
     pub lab: Changing,
-    /// Go up to this stage; what is already done is skipped.
+    /// The stage to stop after; what is already done is skipped.
     #[arg(long, value_enum, default_value = "backup")]
     pub stage: Stage,
 }
@@ -206,17 +368,47 @@ pub struct Bootstrap {
 pub struct Start {
     #[command(flatten)]
     pub lab: Changing,
-    /// Only these nodes (default: all).
+    /// Only these nodes, such as pgha2 [default: every node of the lab].
+    #[arg(value_name = "NODE")]
     pub nodes: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct Stop {
+    #[command(flatten)]
+    pub lab: Changing,
+    /// Only these nodes, such as pgha2: their services stopped cleanly, then their containers
+    /// [default: every node of the lab].
+    #[arg(value_name = "NODE")]
+    pub nodes: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct List {
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct Connect {
+    #[command(flatten)]
+    pub lab: Target,
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
 pub struct Reset {
     #[command(flatten)]
     pub lab: Changing,
-    /// Reset every lab on this Docker Engine.
-    #[arg(long, conflicts_with = "name")]
+    /// Every lab on this Docker Engine (asks first, listing them, unless --yes).
+    #[arg(long)]
     pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Args)]
@@ -232,8 +424,8 @@ pub struct Status {
 pub struct Psql {
     #[command(flatten)]
     pub lab: Target,
-    /// The node to connect on.
-    #[arg(conflicts_with_all = ["primary", "replica"])]
+    /// The node to connect on, such as pgha2 [default: the primary].
+    #[arg(value_name = "NODE", conflicts_with_all = ["primary", "replica"])]
     pub node: Option<String>,
     /// The current primary (the default).
     #[arg(long)]
@@ -250,6 +442,8 @@ pub struct Psql {
 pub struct Shell {
     #[command(flatten)]
     pub lab: Target,
+    /// The node, such as pgha1.
+    #[arg(value_name = "NODE")]
     pub node: String,
     /// As root instead of postgres.
     #[arg(long)]
@@ -260,12 +454,20 @@ pub struct Shell {
 pub struct Exec {
     #[command(flatten)]
     pub lab: Target,
+    /// The node, such as pgha1.
+    #[arg(value_name = "NODE")]
     pub node: String,
     /// As root instead of postgres.
     #[arg(long)]
     pub root: bool,
-    /// The command and its arguments, after `--`.
-    #[arg(last = true, required = true)]
+    /// The command and its arguments (options after the command are its own; `--` before it
+    /// is optional).
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub cmd: Vec<String>,
 }
 
@@ -273,6 +475,8 @@ pub struct Exec {
 pub struct Logs {
     #[command(flatten)]
     pub lab: Target,
+    /// The node, such as pgha1.
+    #[arg(value_name = "NODE")]
     pub node: String,
     /// Which log [default: patroni on PostgreSQL nodes, etcd on etcd members, haproxy on the
     /// HAProxy node, pgbackrest elsewhere].
@@ -281,13 +485,21 @@ pub struct Logs {
     /// Keep printing new lines until Ctrl-C.
     #[arg(long, short)]
     pub follow: bool,
+    /// How many of the last lines to show.
+    #[arg(long, short = 't', value_name = "N", default_value_t = 100)]
+    pub tail: u32,
 }
 
 #[derive(Args)]
 pub struct NodeArg {
     #[command(flatten)]
     pub lab: Changing,
+    /// The node, such as pgha1.
+    #[arg(value_name = "NODE")]
     pub node: String,
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -298,12 +510,16 @@ pub struct Handover {
     /// streaming replica for a failover].
     #[arg(long, value_name = "NODE")]
     pub to: Option<String>,
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
 pub struct Drill {
     #[command(flatten)]
     pub lab: Changing,
+    /// What to drill.
     pub scenario: Scenario,
     /// Also read through the read-only entry (HAProxy's 5001, or the read-only multi-host
     /// string) and report what reads saw.
@@ -359,7 +575,9 @@ impl clap::ValueEnum for Scenario {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnOff {
+    /// Synchronous replication.
     On,
+    /// Asynchronous replication.
     Off,
 }
 
@@ -367,6 +585,7 @@ pub enum OnOff {
 pub struct Sync {
     #[command(flatten)]
     pub lab: Changing,
+    /// On: commits wait for a synchronous standby; off: asynchronous replication.
     pub mode: OnOff,
     /// synchronous_mode_strict: with no synchronous standby left, writes stop rather than go
     /// on unprotected.
@@ -392,15 +611,17 @@ pub struct Restore {
     #[arg(long, value_name = "T")]
     pub time: String,
     /// Do not ask for confirmation.
-    #[arg(long)]
+    #[arg(long, short = 'y')]
     pub yes: bool,
 }
 
 #[derive(Subcommand)]
 pub enum EtcdCommand {
     /// Stop etcd on these members.
+    #[command(after_help = "Example:\n  lab etcd stop pgha4 pgha5")]
     Stop(Members),
     /// Start etcd on these members again.
+    #[command(after_help = "Example:\n  lab etcd start pgha4 pgha5")]
     Start(Members),
 }
 
@@ -408,41 +629,207 @@ pub enum EtcdCommand {
 pub struct Members {
     #[command(flatten)]
     pub lab: Changing,
-    #[arg(required = true)]
+    /// The etcd members, such as pgha3 pgha4.
+    #[arg(required = true, value_name = "NODE")]
     pub nodes: Vec<String>,
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
 pub struct Destroy {
     #[command(flatten)]
     pub lab: Changing,
-    /// Destroy every lab on this Docker Engine.
-    #[arg(long, conflicts_with = "name")]
+    /// Every lab on this Docker Engine (asks first, listing them, unless --yes).
+    #[arg(long)]
     pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
     /// Build the lab image from Debian packages (nothing happens when it already exists).
+    #[command(
+        after_help = "Examples:\n  lab image build\n  lab image build --force --mirror http://deb.example.lan/debian"
+    )]
     Build(ImageBuild),
     /// Print the versions of PostgreSQL, Patroni, etcd and pgBackRest inside the image.
-    Info {
-        /// The image to describe.
-        #[arg(long, default_value = IMAGE)]
-        image: String,
-    },
+    #[command(after_help = "Examples:\n  lab image info\n  lab image info --json")]
+    Info(ImageInfo),
+}
+
+#[derive(Args)]
+pub struct ImageInfo {
+    /// The lab image's tag.
+    #[arg(long, default_value = IMAGE, value_name = "TAG")]
+    pub image: String,
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct Completions {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args)]
+pub struct Man {
+    /// Write lab.1 and a page per command (lab-create.1, ...) into this directory instead of
+    /// printing lab.1.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
 pub struct ImageBuild {
-    /// Rebuild even when the image exists.
+    /// Rebuild even when the image exists (as `cargo install --force` reinstalls).
     #[arg(long)]
     pub force: bool,
     /// A Debian mirror to install from (for example a classroom's local mirror); default: the
     /// one this host's apt uses, else deb.debian.org.
     #[arg(long, value_name = "URL")]
     pub mirror: Option<String>,
-    /// The tag to build.
-    #[arg(long, default_value = IMAGE)]
+    /// The lab image's tag.
+    #[arg(long, default_value = IMAGE, value_name = "TAG")]
     pub image: String,
+}
+
+/// Refuses `--all` with a lab's name given on the command line (LAB_NAME in the environment is
+/// no refusal: it names the lab the other commands work on).
+pub fn all_and_name(matches: &clap::ArgMatches) -> Option<String> {
+    let (command, args) = matches
+        .subcommand()
+        .filter(|(c, _)| ["destroy", "reset"].contains(c))?;
+    let named = args.value_source("name") == Some(clap::parser::ValueSource::CommandLine);
+    let all = args.try_get_one::<bool>("all").ok().flatten() == Some(&true);
+    (all && named).then(|| {
+        format!(
+            "lab {command} --all works on every lab; it takes no --name. Leave out --name for \
+             every lab, or --all for the one named."
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::FromArgMatches;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let matches = command().try_get_matches_from(args)?;
+        Cli::from_arg_matches(&matches)
+    }
+
+    fn exec_of(args: &[&str]) -> (String, bool, Vec<String>) {
+        match parse(args).unwrap().command {
+            Command::Exec(e) => (e.node, e.root, e.cmd),
+            _ => panic!("not exec"),
+        }
+    }
+
+    #[test]
+    fn the_definitions_hold_together() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_is_in_one_group() {
+        let cmd = command();
+        let mut grouped: Vec<&str> = GROUPS.iter().flat_map(|(_, n)| n.iter().copied()).collect();
+        let total = grouped.len();
+        grouped.sort_unstable();
+        grouped.dedup();
+        assert_eq!(grouped.len(), total, "a command in two groups");
+        for sub in cmd.get_subcommands() {
+            assert!(
+                grouped.contains(&sub.get_name()),
+                "{} is in no group of `lab --help`",
+                sub.get_name()
+            );
+        }
+    }
+
+    #[test]
+    fn exec_takes_the_command_with_or_without_dashes() {
+        let want = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (node, root, cmd) = exec_of(&["lab", "exec", "pgha1", "ls", "-l", "/pgdata"]);
+        assert_eq!((node.as_str(), root), ("pgha1", false));
+        assert_eq!(cmd, want(&["ls", "-l", "/pgdata"]));
+        let (_, _, cmd) = exec_of(&["lab", "exec", "--name", "x", "pgha2", "--", "false"]);
+        assert_eq!(cmd, want(&["false"]));
+        let (_, root, cmd) = exec_of(&["lab", "exec", "pgha1", "--root", "id", "--name", "y"]);
+        assert!(root);
+        assert_eq!(
+            cmd,
+            want(&["id", "--name", "y"]),
+            "options after the command are its own"
+        );
+        let (_, _, cmd) = exec_of(&["lab", "exec", "pgha1", "--", "bash", "-lc", "echo -n"]);
+        assert_eq!(cmd, want(&["bash", "-lc", "echo -n"]));
+        assert!(
+            parse(&["lab", "exec", "pgha1"]).is_err(),
+            "a command is required"
+        );
+    }
+
+    #[test]
+    fn create_takes_several_names_short_or_long() {
+        let Command::Create(c) = parse(&["lab", "create", "-n", "a", "--name", "b"])
+            .unwrap()
+            .command
+        else {
+            panic!("not create")
+        };
+        assert_eq!(c.names, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_old_spelling_of_even_etcd_still_works() {
+        let Command::Create(c) = parse(&["lab", "create", "--etcd", "4", "--force"])
+            .unwrap()
+            .command
+        else {
+            panic!("not create")
+        };
+        assert!(c.even_etcd);
+    }
+
+    #[test]
+    fn all_refuses_a_name_on_the_command_line_only() {
+        let m = command()
+            .try_get_matches_from(["lab", "destroy", "--all", "-n", "x"])
+            .unwrap();
+        assert!(all_and_name(&m).is_some());
+        let m = command()
+            .try_get_matches_from(["lab", "reset", "--all"])
+            .unwrap();
+        assert!(all_and_name(&m).is_none());
+        let m = command()
+            .try_get_matches_from(["lab", "stop", "-n", "x"])
+            .unwrap();
+        assert!(all_and_name(&m).is_none());
+    }
+
+    #[test]
+    fn stop_and_logs_take_their_new_arguments() {
+        let Command::Stop(s) = parse(&["lab", "stop", "pgha2", "pgha3"]).unwrap().command else {
+            panic!("not stop")
+        };
+        assert_eq!(s.nodes, ["pgha2", "pgha3"]);
+        let Command::Logs(l) = parse(&["lab", "logs", "pgha1", "etcd", "--tail", "5"])
+            .unwrap()
+            .command
+        else {
+            panic!("not logs")
+        };
+        assert_eq!(l.tail, 5);
+        assert!(parse(&["lab", "logs", "pgha1", "--tail", "many"]).is_err());
+    }
 }

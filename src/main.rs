@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 use pgha_lab::cli::{self, Cli, Command, Create, EtcdCommand, ImageCommand};
 use pgha_lab::engine::Engine;
@@ -15,7 +15,15 @@ use pgha_lab::{image, lab, model, spec, terminal};
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
+    let matches = cli::command().get_matches();
+    if let Some(refusal) = cli::all_and_name(&matches) {
+        eprintln!("error: {refusal}");
+        std::process::exit(2);
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let code = match run(cli).await {
         Ok(code) => code,
         Err(e) => {
@@ -31,6 +39,22 @@ async fn main() {
 
 /// Runs a command; returns the process's exit code (a remote command's own, for sessions).
 async fn run(cli: Cli) -> Result<i32> {
+    // What needs no Docker Engine is done before one is asked for.
+    match &cli.command {
+        Command::Completions(args) => {
+            // Into a buffer, then out as every command prints: a reader that has gone (`| head`)
+            // ends it quietly.
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut cli::command(), "lab", &mut script);
+            terminal::out(&String::from_utf8_lossy(&script));
+            return Ok(0);
+        }
+        Command::Man(args) => {
+            man(args)?;
+            return Ok(0);
+        }
+        _ => {}
+    }
     let progress = Progress::new();
     // Bad input is refused before the daemon is even asked.
     let specs = match &cli.command {
@@ -43,13 +67,13 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Create(args) => create(engine, progress, &args, &specs).await?,
         Command::Bootstrap(args) => bootstrap(engine, progress, &args).await?,
         Command::Start(args) => start(engine, progress, &args).await?,
-        Command::Stop(args) => {
-            let lock = hold(progress, &args, "a stop").await?;
-            finishing(progress, "the stop", lab::stop(engine, progress, &lock)).await?
-        }
+        Command::Stop(args) => stop(engine, progress, &args).await?,
         Command::Destroy(args) => destroy(engine, progress, &args).await?,
         Command::Reset(args) => reset(engine, progress, &args).await?,
-        Command::List => terminal::out(&lab::list(engine).await?),
+        Command::List(args) => {
+            let labs = lab::list(engine).await?;
+            print_report(args.json, &labs, "the labs", |l| lab::list_text(l))?;
+        }
         Command::Status(args) => {
             let report = lab::status(engine, &args.lab.name).await?;
             print_report(args.json, &report, "the status", |r| r.table())?;
@@ -59,7 +83,12 @@ async fn run(cli: Cli) -> Result<i32> {
             print_report(args.json, &report, "the check", |r| r.text())?;
             return Ok(if report.done { 0 } else { 1 });
         }
-        Command::Connect(t) => terminal::out(&lab::connect(engine, &t.name).await?),
+        Command::Connect(args) => {
+            let connection = lab::connect(engine, &args.lab.name).await?;
+            print_report(args.json, &connection, "the connection strings", |c| {
+                c.text()
+            })?;
+        }
         Command::Ca(args) => ca(engine, progress, &args).await?,
         Command::Psql(args) => return psql(engine, args).await,
         Command::Shell(args) => {
@@ -72,7 +101,8 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Logs(args) => {
             let (name, node) = (&args.lab.name, &args.node);
-            let code = lab::logs(engine, name, node, args.component, args.follow).await?;
+            let (component, follow, tail) = (args.component, args.follow, args.tail);
+            let code = lab::logs(engine, name, node, component, follow, tail).await?;
             return Ok(session(code));
         }
         Command::Kill(a) => node_fault(engine, progress, &a, NodeFault::Kill).await?,
@@ -107,9 +137,12 @@ async fn run(cli: Cli) -> Result<i32> {
             };
             image::build(engine, progress, &request).await?
         }
-        Command::Image(ImageCommand::Info { image }) => {
-            terminal::out(&image::info(engine, &image).await?)
+        Command::Image(ImageCommand::Info(args)) => {
+            let info = image::info(engine, &args.image).await?;
+            print_report(args.json, &info, "the image's description", |i| i.table())?;
         }
+        // Done above, before the engine was asked for.
+        Command::Completions(_) | Command::Man(_) => {}
     }
     Ok(0)
 }
@@ -132,6 +165,41 @@ async fn start(engine: &Engine, progress: &Progress, args: &cli::Start) -> Resul
         let work = lab::start_nodes(engine, progress, &lock, &args.nodes);
         finishing(progress, "the start", work).await
     }
+}
+
+/// `lab stop [NODE...]`: the whole lab, or the nodes named.
+async fn stop(engine: &Engine, progress: &Progress, args: &cli::Stop) -> Result<()> {
+    let lock = hold(progress, &args.lab, "a stop").await?;
+    if args.nodes.is_empty() {
+        finishing(progress, "the stop", lab::stop(engine, progress, &lock)).await
+    } else {
+        let work = lab::stop_nodes(engine, progress, &lock, &args.nodes);
+        finishing(progress, "the stop", work).await
+    }
+}
+
+/// `lab man [--out-dir DIR]`: lab.1 on stdout, or every page into DIR.
+fn man(args: &cli::Man) -> Result<()> {
+    let cmd = cli::command();
+    match &args.out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(cmd, dir))
+                .map_err(|e| Error::Io {
+                    action: format!("write the man pages into {}", dir.display()),
+                    source: e,
+                })?;
+            eprintln!("man pages written to {}", dir.display());
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut page)
+                .map_err(Error::io("render the man page"))?;
+            terminal::out(&String::from_utf8_lossy(&page));
+        }
+    }
+    Ok(())
 }
 
 /// `lab psql`: on the node named, the primary or a replica; its exit code.
@@ -166,13 +234,14 @@ async fn node_fault(
         NodeFault::Heal => "healing",
     };
     let lock = hold(progress, &a.lab, &format!("{what} {}", a.node)).await?;
-    let node = &a.node;
+    let (node, as_json) = (&a.node, a.json);
     match fault {
-        NodeFault::Kill => drill(progress, lab::kill(engine, progress, &lock, node)).await,
+        NodeFault::Kill => drill(progress, as_json, lab::kill(engine, progress, &lock, node)).await,
         NodeFault::Partition => {
-            drill(progress, lab::partition(engine, progress, &lock, node)).await
+            let work = lab::partition(engine, progress, &lock, node);
+            drill(progress, as_json, work).await
         }
-        NodeFault::Heal => drill(progress, lab::heal(engine, progress, &lock, node)).await,
+        NodeFault::Heal => drill(progress, as_json, lab::heal(engine, progress, &lock, node)).await,
     }
 }
 
@@ -225,12 +294,17 @@ async fn finishing<T>(
 }
 
 /// A fault command (kill, partition, heal, switchover, failover, etcd stop|start), run to its
-/// end even on Ctrl-C.
+/// end even on Ctrl-C; with `as_json`, its report on stdout too (the step lines stay on stderr).
 async fn drill(
     progress: &Progress,
-    work: impl std::future::Future<Output = Result<()>>,
+    as_json: bool,
+    work: impl std::future::Future<Output = Result<lab::FaultReport>>,
 ) -> Result<()> {
-    finishing(progress, "the drill", work).await
+    let report = finishing(progress, "the drill", work).await?;
+    if as_json {
+        terminal::out(&json(&report, "the fault's report")?);
+    }
+    Ok(())
 }
 
 /// `lab switchover` or `lab failover`.
@@ -247,11 +321,8 @@ async fn change_leader(
     };
     let lock = hold(progress, &args.lab, what).await?;
     let to = args.to.as_deref();
-    drill(
-        progress,
-        lab::change_leader(engine, progress, &lock, to, failover),
-    )
-    .await
+    let work = lab::change_leader(engine, progress, &lock, to, failover);
+    drill(progress, args.json, work).await
 }
 
 /// `lab etcd stop|start NODE...`.
@@ -267,11 +338,8 @@ async fn etcd(engine: &Engine, progress: &Progress, m: &cli::Members, start: boo
         &format!("{what} on {}", m.nodes.join(", ")),
     )
     .await?;
-    drill(
-        progress,
-        lab::etcd_members(engine, progress, &lock, &m.nodes, start),
-    )
-    .await
+    let work = lab::etcd_members(engine, progress, &lock, &m.nodes, start);
+    drill(progress, m.json, work).await
 }
 
 /// `lab drill SCENARIO`: a fault drill, or the pitr drill.
@@ -325,7 +393,16 @@ async fn destroy(engine: &Engine, progress: &Progress, args: &cli::Destroy) -> R
         }
         return Ok(());
     }
-    let done = lab::destroy_all(engine, progress).await?;
+    let names = lab::all_names(engine).await?;
+    if names.is_empty() {
+        progress.line("there are no labs on this Docker Engine; nothing to do");
+        return Ok(());
+    }
+    let listed: Vec<&str> = names.iter().map(String::as_str).collect();
+    if !args.yes {
+        ask_for_all("destroy", "removes", &listed)?;
+    }
+    let done = lab::destroy_all(engine, progress, names).await?;
     progress.line(format!("{} lab(s) destroyed", done.destroyed.len()));
     if done.busy.is_empty() {
         return Ok(());
@@ -356,6 +433,18 @@ async fn reset(engine: &Engine, progress: &Progress, args: &cli::Reset) -> Resul
         .into_iter()
         .map(|l| l.name)
         .collect();
+    if names.is_empty() {
+        progress.line("there are no labs on this Docker Engine; nothing to do");
+        return Ok(());
+    }
+    if !args.yes {
+        let listed: Vec<&str> = names.iter().map(String::as_str).collect();
+        ask_for_all(
+            "reset",
+            "puts back to their first state, losing what was done in them,",
+            &listed,
+        )?;
+    }
     let interrupt = Interrupt::listen();
     let work = lab::each_lab(progress, &names, &interrupt, |name, progress| {
         let interrupt = &interrupt;
@@ -366,6 +455,19 @@ async fn reset(engine: &Engine, progress: &Progress, args: &cli::Reset) -> Resul
         }
     });
     interrupt::finishing(&interrupt, progress, "the reset", work).await
+}
+
+/// Asks before `lab destroy --all` or `lab reset --all` (`command`) changes every lab, naming
+/// them; without a terminal, refuses (exit 2) and says how to go on.
+fn ask_for_all(command: &str, does: &str, labs: &[&str]) -> Result<()> {
+    let what = format!(
+        "lab {command} --all {does} every lab on this Docker Engine, another trainee's \
+         included: {} ({} lab(s))",
+        labs.join(", "),
+        labs.len()
+    );
+    let cancelled = format!("{command} cancelled; nothing was changed");
+    terminal::confirm(&what, "--yes (or name one lab with -n NAME)", &cancelled)
 }
 
 /// `lab ca [--out FILE]`.
@@ -468,7 +570,7 @@ fn create_specs(args: &Create) -> Result<Vec<spec::LabSpec>> {
                 password: &password,
                 md5: args.md5,
                 tls: args.tls,
-                force: args.force,
+                force: args.even_etcd,
             }
             .validate()
         })

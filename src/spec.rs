@@ -583,7 +583,7 @@ pub fn quorum_refusal(flag: &str, members: usize) -> String {
     format!(
         "{flag} would make an etcd cluster of {members} members: quorum {quorum}, {tolerated} \
          failure(s) tolerated, no more than {} members give. etcd needs a majority, so N = \
-         2F + 1 members survive F failures: use {} or {} members, or pass --force to build the \
+         2F + 1 members survive F failures: use {} or {} members, or pass --even-etcd to build the \
          even cluster anyway (to show why it is a bad idea).",
         members - 1,
         members - 1,

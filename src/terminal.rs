@@ -26,6 +26,33 @@ pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
+/// Asks `what` ("... Go on?") on the terminal and returns when the answer is yes; otherwise an
+/// error that exits 2: `cancelled` when the answer is no, and when there is no terminal to ask
+/// on, `what` with how to say yes without one (`yes_flag`, such as --yes).
+pub fn confirm(what: &str, yes_flag: &str, cancelled: &str) -> Result<(), crate::error::Error> {
+    use crate::error::Error;
+    if !interactive() {
+        return Err(Error::Invalid(format!(
+            "{what}. Without a terminal to confirm on, add {yes_flag}"
+        )));
+    }
+    eprint!("{what}.\nGo on? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(Error::io("read the answer"))?;
+    if is_yes(&answer) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(cancelled.into()))
+    }
+}
+
+/// Whether a typed answer means yes (anything else, an empty line included, is no).
+fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES")
+}
+
 /// Raw mode on stdin until dropped.
 pub struct RawMode {
     saved: Termios,
@@ -53,4 +80,15 @@ impl Drop for RawMode {
 pub fn size() -> Option<(u16, u16)> {
     let ws = tcgetwinsize(std::io::stdout()).ok()?;
     (ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+#[cfg(test)]
+mod confirm_tests {
+    use super::is_yes;
+
+    #[test]
+    fn only_a_yes_is_a_yes() {
+        assert!(is_yes("y\n") && is_yes(" yes ") && is_yes("Y"));
+        assert!(!is_yes("\n") && !is_yes("n") && !is_yes("yess") && !is_yes(""));
+    }
 }

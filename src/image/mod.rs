@@ -175,39 +175,76 @@ pub fn describe(labels: &HashMap<String, String>) -> String {
     )
 }
 
+/// What `lab image info` says of an image, in text and JSON.
+#[derive(Debug, serde::Serialize)]
+pub struct Info {
+    pub image: String,
+    pub id: String,
+    pub created: String,
+    pub size_bytes: u64,
+    pub base: Option<String>,
+    pub postgresql: Option<String>,
+    pub patroni: Option<String>,
+    pub etcd: Option<String>,
+    pub pgbackrest: Option<String>,
+    pub haproxy: Option<String>,
+    /// Whether it was built from this lab binary's definition of the image.
+    pub current: bool,
+}
+
+impl Info {
+    /// The text `lab image info` prints.
+    pub fn table(&self) -> String {
+        let or_unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+        let mut rows = vec![
+            ("image", self.image.clone()),
+            ("id", self.id.clone()),
+            ("created", self.created.clone()),
+            ("size", format!("{} MB", self.size_bytes / 1_000_000)),
+            ("base", or_unknown(&self.base)),
+            ("PostgreSQL", or_unknown(&self.postgresql)),
+            ("Patroni", or_unknown(&self.patroni)),
+            ("etcd", or_unknown(&self.etcd)),
+            ("pgBackRest", or_unknown(&self.pgbackrest)),
+            ("HAProxy", or_unknown(&self.haproxy)),
+        ];
+        if !self.current {
+            rows.push((
+                "note",
+                "built from another definition than this lab binary's; `lab image build \
+                 --force` rebuilds it"
+                    .into(),
+            ));
+        }
+        let rows = rows
+            .into_iter()
+            .map(|(what, value)| [what.to_string(), value]);
+        table::render(&[], rows)
+    }
+}
+
 /// `lab image info`: what the image holds and how it was made.
-pub async fn info(engine: &Engine, tag: &str) -> Result<String> {
+pub async fn info(engine: &Engine, tag: &str) -> Result<Info> {
     let image = engine
         .image(tag)
         .await?
         .ok_or_else(|| Error::ImageMissing {
             image: tag.to_string(),
         })?;
-    let get = |k: &str| image.labels.get(k).cloned().unwrap_or_else(|| "?".into());
-    let mut rows = vec![
-        ("image", tag.to_string()),
-        ("id", image.id.clone()),
-        ("created", image.created.clone()),
-        ("size", format!("{} MB", image.size / 1_000_000)),
-        ("base", get(label::BASE)),
-        ("PostgreSQL", get(label::POSTGRESQL)),
-        ("Patroni", get(label::PATRONI)),
-        ("etcd", get(label::ETCD)),
-        ("pgBackRest", get(label::PGBACKREST)),
-        ("HAProxy", get(label::HAPROXY)),
-    ];
-    if get(label::DEFINITION) != definition::fingerprint() {
-        rows.push((
-            "note",
-            "built from another definition than this lab binary's; `lab image build --force` \
-             rebuilds it"
-                .into(),
-        ));
-    }
-    let rows = rows
-        .into_iter()
-        .map(|(what, value)| [what.to_string(), value]);
-    Ok(table::render(&[], rows))
+    let get = |k: &str| image.labels.get(k).cloned();
+    Ok(Info {
+        image: tag.to_string(),
+        id: image.id.clone(),
+        created: image.created.clone(),
+        size_bytes: u64::try_from(image.size).unwrap_or(0),
+        base: get(label::BASE),
+        postgresql: get(label::POSTGRESQL),
+        patroni: get(label::PATRONI),
+        etcd: get(label::ETCD),
+        pgbackrest: get(label::PGBACKREST),
+        haproxy: get(label::HAPROXY),
+        current: get(label::DEFINITION) == Some(definition::fingerprint()),
+    })
 }
 
 /// For `lab create`: the image must be there. The default image is built on the spot (so a

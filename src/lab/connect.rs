@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::certs::CA_CERT;
 use crate::client::reachable;
 use crate::engine::Engine;
@@ -36,16 +38,76 @@ pub struct Tls {
     pub host_ca: String,
 }
 
+/// A lab's connection strings (libpq conninfo), as `lab connect` prints them and its `--json`
+/// gives them.
+#[derive(Debug, Serialize)]
+pub struct Connection {
+    /// On a `--tls` lab, where clients find the lab's CA: on this host, and inside a node.
+    pub tls: Option<CaPaths>,
+    /// Through HAProxy, when the lab has it: the entry its clients are meant to use.
+    pub haproxy: Option<ThroughProxy>,
+    /// From this host, over the published ports (multi-host strings need libpq 16 or newer
+    /// for load_balance_hosts).
+    pub from_host: Routed,
+    /// Each PostgreSQL node from this host.
+    pub nodes: Vec<OneNode>,
+    /// From inside the lab network (`lab shell NODE`).
+    pub inside: Inside,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CaPaths {
+    pub host: String,
+    pub inside: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ThroughProxy {
+    /// From this host: the primary, for writes.
+    pub primary: String,
+    /// From this host: a replica, for reads (round-robin).
+    pub replicas: String,
+    /// HAProxy's stats page.
+    pub stats: String,
+    /// From inside the lab network: the primary.
+    pub inside_primary: String,
+    /// From inside the lab network: a replica.
+    pub inside_replicas: String,
+}
+
+/// libpq's multi-host routing from this host.
+#[derive(Debug, Serialize)]
+pub struct Routed {
+    pub primary: String,
+    pub replica: String,
+    pub any: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OneNode {
+    pub node: String,
+    pub host: String,
+    pub port: u16,
+    /// Without the password (psql asks, or reads PGPASSWORD or ~/.pgpass).
+    pub conninfo: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Inside {
+    pub primary: String,
+    pub replica: String,
+}
+
 /// The connection strings for a lab: through HAProxy first when it has one, the entry its
 /// clients are meant to use, then to the PostgreSQL nodes themselves. On a `--tls` lab every
 /// string verifies the server as libpq's strictest mode does (verify-full: the lab's CA, and
 /// the name connected to).
-pub fn strings(
+pub fn connection(
     endpoints: &[Endpoint],
     proxy: Option<&Proxy>,
     password: &str,
     tls: Option<&Tls>,
-) -> String {
+) -> Connection {
     let quote = |v: &str| {
         if v.is_empty() || v.contains([' ', '\'', '\\']) {
             format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -71,101 +133,131 @@ pub fn strings(
         ports.join(",")
     );
     let inside = format!("host={} port=5432 {inside_auth}", names.join(","));
-    let mut out = String::new();
-    if let Some(t) = tls {
-        let _ = writeln!(
-            out,
-            "TLS: plain connections are refused; these strings verify the server against the \
-             lab's CA,\n  on this host {} (`lab ca` writes it elsewhere), inside the lab \
-             {CA_CERT}.\n",
-            t.host_ca
-        );
-    }
-    if let Some(p) = proxy {
-        let host = reachable(p.host);
-        let _ = writeln!(
-            out,
-            "Through HAProxy (haproxy1), the entry for clients; it follows Patroni's leader:"
-        );
-        let _ = writeln!(out, "  from this host:");
-        let _ = writeln!(
-            out,
-            "    the primary, for writes:\n      psql {}",
-            shell_quote(&format!("host={host} port={} {host_auth}", p.primary))
-        );
-        let _ = writeln!(
-            out,
-            "    a replica, for reads (round-robin):\n      psql {}",
-            shell_quote(&format!("host={host} port={} {host_auth}", p.replicas))
-        );
-        let _ = writeln!(out, "    its stats page: http://{host}:{}/", p.stats);
-        let _ = writeln!(out, "  from inside the lab network (`lab shell NODE`):");
-        for (what, port) in [
-            ("the primary, for writes", HAPROXY_PRIMARY),
-            ("a replica, for reads", HAPROXY_REPLICAS),
-        ] {
-            let _ = writeln!(
-                out,
-                "    {what}:\n      psql {}",
-                shell_quote(&format!("host=haproxy1 port={port} {inside_auth}"))
-            );
-        }
-        out.push('\n');
-    }
-    let _ = writeln!(
-        out,
-        "From this host (load_balance_hosts needs libpq 16 or newer):"
+    let (write, read) = (
+        "target_session_attrs=read-write",
+        "target_session_attrs=read-only load_balance_hosts=random",
     );
-    for (what, attrs) in [
-        ("the primary, for writes", "target_session_attrs=read-write"),
-        (
-            "a replica, for reads",
-            "target_session_attrs=read-only load_balance_hosts=random",
-        ),
-        (
-            "any node",
-            "target_session_attrs=any load_balance_hosts=random",
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "  {what}:\n    psql {}",
-            shell_quote(&format!("{from_host} {attrs}"))
-        );
-    }
-    let _ = writeln!(out, "  one node:");
-    let one_node = endpoints.iter().map(|e| {
-        let psql = match tls {
-            Some(_) => format!(
-                "psql {}",
-                shell_quote(&format!(
+    Connection {
+        tls: tls.map(|t| CaPaths {
+            host: t.host_ca.clone(),
+            inside: CA_CERT.to_string(),
+        }),
+        haproxy: proxy.map(|p| {
+            let host = reachable(p.host);
+            ThroughProxy {
+                primary: format!("host={host} port={} {host_auth}", p.primary),
+                replicas: format!("host={host} port={} {host_auth}", p.replicas),
+                stats: format!("http://{host}:{}/", p.stats),
+                inside_primary: format!("host=haproxy1 port={HAPROXY_PRIMARY} {inside_auth}"),
+                inside_replicas: format!("host=haproxy1 port={HAPROXY_REPLICAS} {inside_auth}"),
+            }
+        }),
+        from_host: Routed {
+            primary: format!("{from_host} {write}"),
+            replica: format!("{from_host} {read}"),
+            any: format!("{from_host} target_session_attrs=any load_balance_hosts=random"),
+        },
+        nodes: endpoints
+            .iter()
+            .map(|e| OneNode {
+                node: e.name.clone(),
+                host: host_of(e),
+                port: e.port,
+                conninfo: format!(
                     "host={} port={} user=postgres dbname=postgres{host_tls}",
                     host_of(e),
                     e.port
-                ))
-            ),
-            None => format!("psql -h {} -p {} -U postgres", host_of(e), e.port),
-        };
-        [e.name.clone(), psql]
-    });
-    for line in table::render(&[], one_node).lines() {
-        let _ = writeln!(out, "    {line}");
+                ),
+            })
+            .collect(),
+        inside: Inside {
+            primary: format!("{inside} {write}"),
+            replica: format!("{inside} {read}"),
+        },
     }
-    let _ = writeln!(out, "\nFrom inside the lab network (`lab shell NODE`):");
-    for (what, attrs) in [
-        ("the primary, for writes", "target_session_attrs=read-write"),
-        (
-            "a replica, for reads",
-            "target_session_attrs=read-only load_balance_hosts=random",
-        ),
-    ] {
+}
+
+impl Connection {
+    /// The text `lab connect` prints.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        if let Some(t) = &self.tls {
+            let _ = writeln!(
+                out,
+                "TLS: plain connections are refused; these strings verify the server against \
+                 the lab's CA,\n  on this host {} (`lab ca` writes it elsewhere), inside the lab \
+                 {}.\n",
+                t.host, t.inside
+            );
+        }
+        if let Some(p) = &self.haproxy {
+            let _ = writeln!(
+                out,
+                "Through HAProxy (haproxy1), the entry for clients; it follows Patroni's leader:"
+            );
+            let _ = writeln!(out, "  from this host:");
+            let _ = writeln!(
+                out,
+                "    the primary, for writes:\n      psql {}",
+                shell_quote(&p.primary)
+            );
+            let _ = writeln!(
+                out,
+                "    a replica, for reads (round-robin):\n      psql {}",
+                shell_quote(&p.replicas)
+            );
+            let _ = writeln!(out, "    its stats page: {}", p.stats);
+            let _ = writeln!(out, "  from inside the lab network (`lab shell NODE`):");
+            for (what, conninfo) in [
+                ("the primary, for writes", &p.inside_primary),
+                ("a replica, for reads", &p.inside_replicas),
+            ] {
+                let _ = writeln!(out, "    {what}:\n      psql {}", shell_quote(conninfo));
+            }
+            out.push('\n');
+        }
         let _ = writeln!(
             out,
-            "  {what}:\n    psql {}",
-            shell_quote(&format!("{inside} {attrs}"))
+            "From this host (load_balance_hosts needs libpq 16 or newer):"
         );
+        for (what, conninfo) in [
+            ("the primary, for writes", &self.from_host.primary),
+            ("a replica, for reads", &self.from_host.replica),
+            ("any node", &self.from_host.any),
+        ] {
+            let _ = writeln!(out, "  {what}:\n    psql {}", shell_quote(conninfo));
+        }
+        let _ = writeln!(out, "  one node:");
+        let one_node = self.nodes.iter().map(|n| {
+            let psql = match self.tls {
+                Some(_) => format!("psql {}", shell_quote(&n.conninfo)),
+                None => format!("psql -h {} -p {} -U postgres", n.host, n.port),
+            };
+            [n.node.clone(), psql]
+        });
+        for line in table::render(&[], one_node).lines() {
+            let _ = writeln!(out, "    {line}");
+        }
+        let _ = writeln!(out, "\nFrom inside the lab network (`lab shell NODE`):");
+        for (what, conninfo) in [
+            ("the primary, for writes", &self.inside.primary),
+            ("a replica, for reads", &self.inside.replica),
+        ] {
+            let _ = writeln!(out, "  {what}:\n    psql {}", shell_quote(conninfo));
+        }
+        out.trim_end().to_string()
     }
-    out.trim_end().to_string()
+}
+
+/// `connection`'s text.
+#[cfg(test)]
+fn strings(
+    endpoints: &[Endpoint],
+    proxy: Option<&Proxy>,
+    password: &str,
+    tls: Option<&Tls>,
+) -> String {
+    connection(endpoints, proxy, password, tls).text()
 }
 
 /// Single-quoted for a POSIX shell.
@@ -173,7 +265,8 @@ fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-pub async fn connect(engine: &Engine, name: &str) -> Result<String> {
+/// `lab connect`: the lab's connection strings.
+pub async fn connect(engine: &Engine, name: &str) -> Result<Connection> {
     let lab = model::get(engine, name).await?;
     let endpoints: Vec<Endpoint> = lab
         .postgres_nodes()
@@ -203,7 +296,7 @@ pub async fn connect(engine: &Engine, name: &str) -> Result<String> {
     } else {
         None
     };
-    Ok(strings(
+    Ok(connection(
         &endpoints,
         proxy.as_ref(),
         &settings.password,

@@ -91,22 +91,30 @@ pub struct DestroyedAll {
     pub busy: Vec<(String, String)>,
 }
 
-/// Destroys every lab on the engine, including what a failed run may have left behind; a lab
-/// that another command is changing (a create, a reset) is passed by and reported, not removed
-/// under it.
-pub async fn destroy_all(engine: &Engine, progress: &Progress) -> Result<DestroyedAll> {
+/// The name of every lab on the engine, including what a failed run may have left behind (a
+/// volume or a network without containers): what `lab destroy --all` removes.
+pub async fn all_names(engine: &Engine) -> Result<BTreeSet<String>> {
     let (containers, volumes, networks) = tokio::try_join!(
         engine.containers(Some(labels::LAB)),
         engine.volumes(Some(labels::LAB)),
         engine.networks(),
     )?;
-    let names: BTreeSet<String> = containers
+    Ok(containers
         .iter()
         .map(|c| &c.labels)
         .chain(volumes.iter().map(|v| &v.labels))
         .chain(networks.iter().map(|n| &n.labels))
         .filter_map(|l| l.get(labels::LAB).cloned())
-        .collect();
+        .collect())
+}
+
+/// Destroys the labs named (`all_names`); a lab that another command is changing (a create, a reset) is passed by and reported, not removed
+/// under it.
+pub async fn destroy_all(
+    engine: &Engine,
+    progress: &Progress,
+    names: BTreeSet<String>,
+) -> Result<DestroyedAll> {
     let mut done = DestroyedAll {
         destroyed: Vec::new(),
         busy: Vec::new(),

@@ -535,7 +535,7 @@ impl Drill<'_> {
             Fault::Switchover | Fault::Failover => {}
         }
         // After a switchover or failover the target is the old primary, now a replica.
-        let how = rejoined(engine, name, targets, started).await?;
+        let how = rejoined(engine, name, targets, started).await?.join("; ");
         let fresh = model::get(engine, name).await?;
         let ctx = Ctx::new(engine, &fresh);
         let healthy = patroni::wait_healthy(&ctx, &fresh.postgres_names(), REJOIN).await?;

@@ -4,10 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::client;
-use crate::engine::Engine;
+use crate::engine::{Engine, NODE_STOP_GRACE};
 use crate::error::{Error, Result};
 use crate::lock::LabLock;
 use crate::model::{self, Lab};
@@ -218,7 +219,7 @@ async fn aftermath(
     started: Instant,
     watch: Option<EntryWatch>,
     lost_entry: bool,
-) -> Result<String> {
+) -> Result<(Option<String>, Vec<String>)> {
     let node_roles = lab.node(node)?.roles;
     // A node already down or cut off (an earlier drill) takes no part in the answer.
     let others: Vec<String> = lab
@@ -227,6 +228,7 @@ async fn aftermath(
         .map(|n| n.name.clone())
         .collect();
     let mut report = Vec::new();
+    let mut leader = None;
     if node_roles.postgres && !others.is_empty() {
         let (primary, streams) =
             wait_new_primary(engine, &lab.name, &others, None, ELECTION).await?;
@@ -242,6 +244,7 @@ async fn aftermath(
         if !streams.is_empty() {
             report.push(streams);
         }
+        leader = Some(primary);
     }
     if node_roles.etcd {
         report.push(format!("etcd: {}", etcd_health(engine, &lab.name).await?));
@@ -256,11 +259,46 @@ async fn aftermath(
     if report.is_empty() {
         report.push("nothing of the cluster ran there".into());
     }
-    Ok(report.join("; "))
+    Ok((leader, report))
+}
+
+/// What a fault command (kill, partition, heal, switchover, failover, etcd stop|start) did and
+/// how the cluster answered: its line of text, and its `--json`.
+#[derive(Debug, Serialize)]
+pub struct FaultReport {
+    /// kill, partition, heal, switchover, failover, etcd stop or etcd start.
+    pub fault: String,
+    /// The nodes it was done to (for a switchover or failover, the old primary).
+    pub nodes: Vec<String>,
+    /// What was done, as the line says it ("pgha1 (the primary) killed"), when the line says.
+    pub done: Option<String>,
+    /// The primary once the cluster answered, where the command waited for one.
+    pub primary: Option<String>,
+    /// The cluster's answer, a part each ("new leader pgha2 after 4.1 s", "etcd: ...").
+    pub answer: Vec<String>,
+    /// From the fault to the answer, in seconds.
+    pub seconds: f64,
+}
+
+impl FaultReport {
+    /// The line a fault command ends its step with.
+    pub fn text(&self) -> String {
+        self.done
+            .iter()
+            .chain(&self.answer)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// `lab kill NODE`: SIGKILL, the way a machine dies.
-pub async fn kill(engine: &Engine, progress: &Progress, lock: &LabLock, node: &str) -> Result<()> {
+pub async fn kill(
+    engine: &Engine,
+    progress: &Progress,
+    lock: &LabLock,
+    node: &str,
+) -> Result<FaultReport> {
     let name = lock.lab();
     let lab = model::get(engine, name).await?;
     lab.node(node)?;
@@ -272,8 +310,17 @@ pub async fn kill(engine: &Engine, progress: &Progress, lock: &LabLock, node: &s
     let watch = probe.map(|p| p.watch(started));
     engine.kill_container(node).await?;
     let what = if was_primary { " (the primary)" } else { "" };
-    let report = aftermath(engine, &lab, node, was_primary, started, watch, lost_entry).await?;
-    step.done(format!("{node}{what} killed; {report}"));
+    let (primary, answer) =
+        aftermath(engine, &lab, node, was_primary, started, watch, lost_entry).await?;
+    let report = FaultReport {
+        fault: "kill".into(),
+        nodes: vec![node.to_string()],
+        done: Some(format!("{node}{what} killed")),
+        primary,
+        answer,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    step.done(report.text());
     let rejoins = if lab.node(node)?.roles.postgres {
         "; it rejoins as a replica"
     } else {
@@ -282,7 +329,7 @@ pub async fn kill(engine: &Engine, progress: &Progress, lock: &LabLock, node: &s
     progress.line(format!(
         "`lab start --name {name} {node}` brings it back{rejoins}"
     ));
-    Ok(())
+    Ok(report)
 }
 
 /// `lab partition NODE`: cut off from the lab network; its address stays reserved for it.
@@ -291,7 +338,7 @@ pub async fn partition(
     progress: &Progress,
     lock: &LabLock,
     node: &str,
-) -> Result<()> {
+) -> Result<FaultReport> {
     let name = lock.lab();
     let lab = model::get(engine, name).await?;
     let n = lab.node(node)?;
@@ -308,17 +355,28 @@ pub async fn partition(
     let started = Instant::now();
     let watch = probe.map(|p| p.watch(started));
     engine.disconnect_network(&lab.network, node).await?;
-    let report = aftermath(engine, &lab, node, was_primary, started, watch, lost_entry).await?;
+    let (primary, answer) =
+        aftermath(engine, &lab, node, was_primary, started, watch, lost_entry).await?;
     let what = if was_primary { " (the primary)" } else { "" };
-    step.done(format!(
-        "{node}{what} cut off from {}; {report}",
-        lab.network
-    ));
-    Ok(())
+    let report = FaultReport {
+        fault: "partition".into(),
+        nodes: vec![node.to_string()],
+        done: Some(format!("{node}{what} cut off from {}", lab.network)),
+        primary,
+        answer,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    step.done(report.text());
+    Ok(report)
 }
 
 /// `lab heal NODE`: back on the lab network at its own address, rejoined.
-pub async fn heal(engine: &Engine, progress: &Progress, lock: &LabLock, node: &str) -> Result<()> {
+pub async fn heal(
+    engine: &Engine,
+    progress: &Progress,
+    lock: &LabLock,
+    node: &str,
+) -> Result<FaultReport> {
     let name = lock.lab();
     let lab = model::get(engine, name).await?;
     let n = lab.node(node)?;
@@ -331,16 +389,23 @@ pub async fn heal(engine: &Engine, progress: &Progress, lock: &LabLock, node: &s
     let step = progress.step(format!("heal {node}"));
     let started = Instant::now();
     let ip = model::reattach(engine, &lab, n).await?;
-    if !n.running() {
-        step.done(format!(
-            "{node} back on {} at {ip}; it is stopped: `lab start --name {name} {node}` starts it",
-            lab.network
-        ));
-        return Ok(());
-    }
-    let report = rejoined(engine, name, &[node.to_string()], started).await?;
-    step.done(format!("{node} back on {} at {ip}; {report}", lab.network));
-    Ok(())
+    let answer = if n.running() {
+        rejoined(engine, name, &[node.to_string()], started).await?
+    } else {
+        vec![format!(
+            "it is stopped: `lab start --name {name} {node}` starts it"
+        )]
+    };
+    let report = FaultReport {
+        fault: "heal".into(),
+        nodes: vec![node.to_string()],
+        done: Some(format!("{node} back on {} at {ip}", lab.network)),
+        primary: None,
+        answer,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    step.done(report.text());
+    Ok(report)
 }
 
 /// Waits until `nodes` are back in the cluster, service by service in the catalog's order;
@@ -350,7 +415,7 @@ pub(super) async fn rejoined(
     name: &str,
     nodes: &[String],
     started: Instant,
-) -> Result<String> {
+) -> Result<Vec<String>> {
     let lab = model::get(engine, name).await?;
     let ctx = Ctx::new(engine, &lab);
     let mut report = Vec::new();
@@ -374,7 +439,7 @@ pub(super) async fn rejoined(
             Kind::Sshd | Kind::Repository => {}
         }
     }
-    Ok(report.join("; "))
+    Ok(report)
 }
 
 /// Waits until the PostgreSQL nodes `back` are in the cluster again: how each came back.
@@ -475,7 +540,31 @@ pub async fn start_nodes(
     let lab = model::get(engine, name).await?;
     lifecycle::start_on(&Ctx::new(engine, &lab), nodes).await?;
     let report = rejoined(engine, name, nodes, started).await?;
-    step.done(report);
+    step.done(report.join("; "));
+    Ok(())
+}
+
+/// `lab stop NODE...`: the services on those nodes stopped cleanly, then their containers.
+pub async fn stop_nodes(
+    engine: &Engine,
+    progress: &Progress,
+    lock: &LabLock,
+    nodes: &[String],
+) -> Result<()> {
+    let name = lock.lab();
+    let lab = model::get(engine, name).await?;
+    for node in nodes {
+        lab.node(node)?;
+    }
+    let step = progress.step(format!("stop the services on {}", nodes.join(", ")));
+    let summary = lifecycle::stop_on(&Ctx::new(engine, &lab), nodes).await?;
+    step.done(summary);
+    let step = progress.step(format!("stop {}", nodes.join(", ")));
+    for node in nodes {
+        step.detail(node);
+        engine.stop_container(node, NODE_STOP_GRACE).await?;
+    }
+    step.done(format!("{} node(s) stopped", nodes.len()));
     Ok(())
 }
 
@@ -487,7 +576,7 @@ pub async fn change_leader(
     lock: &LabLock,
     to: Option<&str>,
     failover: bool,
-) -> Result<()> {
+) -> Result<FaultReport> {
     let name = lock.lab();
     let lab = model::get(engine, name).await?;
     let pg = lab.postgres_names();
@@ -520,14 +609,20 @@ pub async fn change_leader(
     hand_over(engine, &old, candidate.as_deref(), failover).await?;
     let (primary, streams) = wait_new_primary(engine, name, &pg, Some(&old), REJOIN).await?;
     let elected = seconds(started.elapsed());
-    let entry = entry_report(watch)
-        .await
-        .map(|e| format!("; {e}"))
-        .unwrap_or_default();
-    step.done(format!(
-        "new leader {primary} after {elected}{entry}; {streams}"
-    ));
-    Ok(())
+    let mut answer = vec![format!("new leader {primary} after {elected}")];
+    let primary = Some(primary);
+    answer.extend(entry_report(watch).await);
+    answer.push(streams);
+    let report = FaultReport {
+        fault: kind.into(),
+        nodes: vec![old],
+        done: None,
+        primary,
+        answer,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    step.done(report.text());
+    Ok(report)
 }
 
 /// The cluster healthy right now (one primary, every replica streaming), as a drill or a change
@@ -593,7 +688,7 @@ pub async fn etcd_members(
     lock: &LabLock,
     nodes: &[String],
     start: bool,
-) -> Result<()> {
+) -> Result<FaultReport> {
     let name = lock.lab();
     let lab = model::get(engine, name).await?;
     for node in nodes {
@@ -625,10 +720,47 @@ pub async fn etcd_members(
         .await?;
         gone.unwrap_or_else(|view| view)
     };
-    step.done(format!(
-        "etcd: {} after {}",
-        view.health(),
-        seconds(started.elapsed())
-    ));
-    Ok(())
+    let report = FaultReport {
+        fault: format!("etcd {verb}"),
+        nodes: nodes.to_vec(),
+        done: None,
+        primary: None,
+        answer: vec![format!(
+            "etcd: {} after {}",
+            view.health(),
+            seconds(started.elapsed())
+        )],
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    step.done(report.text());
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FaultReport;
+
+    #[test]
+    fn a_fault_s_line_is_what_was_done_then_the_answer() {
+        let mut report = FaultReport {
+            fault: "kill".into(),
+            nodes: vec!["pgha1".into()],
+            done: Some("pgha1 (the primary) killed".into()),
+            primary: Some("pgha2".into()),
+            answer: vec![
+                "new leader pgha2 after 4.1 s".into(),
+                "etcd: 4 of 5 up".into(),
+            ],
+            seconds: 4.2,
+        };
+        assert_eq!(
+            report.text(),
+            "pgha1 (the primary) killed; new leader pgha2 after 4.1 s; etcd: 4 of 5 up"
+        );
+        report.done = None;
+        assert_eq!(
+            report.text(),
+            "new leader pgha2 after 4.1 s; etcd: 4 of 5 up"
+        );
+    }
 }

@@ -24,12 +24,14 @@ pub use check::check;
 pub use class::each as each_lab;
 pub use connect::{ca, connect, write_ca};
 pub use create::{CreateOptions, create, dry_run};
-pub use destroy::{DestroyedAll, destroy, destroy_all};
+pub use destroy::{DestroyedAll, all_names, destroy, destroy_all};
 pub use drill::drill;
-pub use drills::{change_leader, etcd_members, heal, kill, partition, start_nodes};
+pub use drills::{
+    FaultReport, change_leader, etcd_members, heal, kill, partition, start_nodes, stop_nodes,
+};
 pub use pitr::{drill as pitr_drill, restore};
 pub use power::{start, stop};
 pub use reset::{has_snapshot, reset, snapshot};
 pub use session::{Component, PsqlTarget, exec, logs, psql, shell};
-pub use show::{list, status};
+pub use show::{Listed, list, list_text, status};
 pub use sync::sync;

@@ -256,23 +256,7 @@ fn confirm(lab: &Lab, restored: &str, target: &str) -> Result<()> {
          others from it: everything written after {target} is lost",
         lab.postgres_names().join(", "),
     );
-    if !crate::terminal::interactive() {
-        return Err(Error::Invalid(format!(
-            "{what}. Without a terminal to confirm on, add --yes"
-        )));
-    }
-    eprint!("{what}.\nGo on? [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .map_err(Error::io("read the answer"))?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        Err(Error::Invalid(
-            "restore cancelled; nothing was changed".into(),
-        ))
-    }
+    crate::terminal::confirm(&what, "--yes", "restore cancelled; nothing was changed")
 }
 
 /// The recovery itself; each step timed.

@@ -126,6 +126,7 @@ pub async fn logs(
     node: &str,
     component: Option<Component>,
     follow: bool,
+    tail: u32,
 ) -> Result<i64> {
     let lab = model::get(engine, name).await?;
     running_node(&lab, node)?;
@@ -142,9 +143,9 @@ pub async fn logs(
     // A followed tail's pid is kept so that Ctrl-C here stops it there too.
     let pidfile = format!("/tmp/pgha-lab-logs.{}", std::process::id());
     let tail = if follow {
-        format!("echo $$ > {pidfile}; exec tail -n 100 -F")
+        format!("echo $$ > {pidfile}; exec tail -n {tail} -F")
     } else {
-        "exec tail -n 100".to_string()
+        format!("exec tail -n {tail}")
     };
     let files = component.files();
     let script = format!(

@@ -12,39 +12,70 @@ use crate::services::{Ctx, etcd, patroni, pgbackrest};
 use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS};
 use crate::table;
 
-/// One line per lab: name, nodes, running/stopped, network, subnet, ports.
-pub async fn list(engine: &Engine) -> Result<String> {
-    let labs = model::all(engine).await?;
-    if labs.is_empty() {
-        return Ok("no labs on this Docker Engine; `lab create` makes one".into());
-    }
-    Ok(list_table(&labs, &engine.networks().await?))
+/// One lab as `lab list` shows it, in text and JSON.
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    pub lab: String,
+    pub nodes: usize,
+    /// running, stopped, N/M running, or unfinished (STAGE).
+    pub state: String,
+    pub network: String,
+    /// The network's subnet; None when the network is gone.
+    pub subnet: Option<String>,
+    /// The host ports the PostgreSQL nodes are published on.
+    pub ports: Vec<u16>,
+    /// HAProxy's published ports (primary/replicas/stats), when the lab has it.
+    pub haproxy: Option<String>,
 }
 
-/// `lab list`'s table, from the labs and the engine's networks.
-fn list_table(labs: &[Lab], networks: &[NetworkInfo]) -> String {
+/// Every lab on the engine, for `lab list`.
+pub async fn list(engine: &Engine) -> Result<Vec<Listed>> {
+    let labs = model::all(engine).await?;
+    if labs.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(listed(&labs, &engine.networks().await?))
+}
+
+/// What `lab list` says of each lab, from the labs and the engine's networks.
+fn listed(labs: &[Lab], networks: &[NetworkInfo]) -> Vec<Listed> {
+    labs.iter()
+        .map(|lab| Listed {
+            lab: lab.name.clone(),
+            nodes: lab.nodes.len(),
+            state: state(lab),
+            network: lab.network.clone(),
+            subnet: networks
+                .iter()
+                .find(|n| n.name == lab.network)
+                .and_then(|n| n.subnets.first())
+                .map(|(s, _)| s.to_string()),
+            ports: lab.nodes.iter().filter_map(|n| n.port()).collect(),
+            haproxy: lab.haproxy_node().map(|p| p.ports_label()),
+        })
+        .collect()
+}
+
+/// `lab list`'s text: one line per lab, or how to make one.
+pub fn list_text(labs: &[Listed]) -> String {
+    if labs.is_empty() {
+        return "no labs on this Docker Engine; `lab create` makes one".into();
+    }
     let rows = labs.iter().map(|lab| {
-        let subnet = networks
-            .iter()
-            .find(|n| n.name == lab.network)
-            .and_then(|n| n.subnets.first())
-            .map(|(s, _)| s.to_string())
-            .unwrap_or_else(|| "-".into());
-        let ports: Vec<u16> = lab.nodes.iter().filter_map(|n| n.port()).collect();
-        let mut ports = match (ports.iter().min(), ports.iter().max()) {
+        let mut ports = match (lab.ports.iter().min(), lab.ports.iter().max()) {
             (Some(lo), Some(hi)) if lo != hi => format!("{lo}-{hi}"),
             (Some(lo), _) => lo.to_string(),
             _ => "-".into(),
         };
-        if let Some(proxy) = lab.haproxy_node() {
-            let _ = write!(ports, ", HAProxy {}", proxy.ports_label());
+        if let Some(proxy) = &lab.haproxy {
+            let _ = write!(ports, ", HAProxy {proxy}");
         }
         [
-            lab.name.clone(),
-            lab.nodes.len().to_string(),
-            state(lab),
+            lab.lab.clone(),
+            lab.nodes.to_string(),
+            lab.state.clone(),
             lab.network.clone(),
-            subnet,
+            lab.subnet.clone().unwrap_or_else(|| "-".into()),
             ports,
         ]
     });
@@ -435,7 +466,7 @@ mod tests {
             labels: HashMap::new(),
             attached: Vec::new(),
         }];
-        let text = list_table(&labs, &networks);
+        let text = list_text(&listed(&labs, &networks));
         let row = |lab: &str, subnet: &str| {
             [
                 lab,

@@ -14,8 +14,25 @@ use crate::spec::Stage;
 /// policy: Patroni's replicas before the primary, etcd's followers before the leader.
 pub async fn stop(ctx: &Ctx<'_>) -> Result<String> {
     let facts = ctx.facts().await?;
+    stop_among(ctx, &facts).await
+}
+
+/// Stops the services configured on `nodes` only, as `stop` does the whole lab's: a primary's
+/// Patroni stopped this way hands the leadership to a replica.
+pub async fn stop_on(ctx: &Ctx<'_>, nodes: &[String]) -> Result<String> {
+    let facts: Vec<Facts> = ctx
+        .facts()
+        .await?
+        .into_iter()
+        .filter(|f| nodes.contains(&f.node))
+        .collect();
+    stop_among(ctx, &facts).await
+}
+
+/// Stops the services `facts` show configured, in the catalog's stop order.
+async fn stop_among(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
     let mut done = Vec::new();
-    for (service, nodes) in catalog::stopping(&facts) {
+    for (service, nodes) in catalog::stopping(facts) {
         if nodes.is_empty() {
             continue;
         }

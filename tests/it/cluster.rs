@@ -239,6 +239,14 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
         published.join(",")
     );
     assert!(connect.contains(&from_host), "{connect}");
+    // The same strings as JSON, for scripts.
+    let json = lab_ok(&["connect", "--name", LAB, "--json"]).stdout;
+    let json: serde_json::Value = serde_json::from_str(&json).expect("lab connect --json");
+    let primary = json["from_host"]["primary"].as_str().unwrap_or_default();
+    assert!(
+        primary.starts_with(&from_host) && connect.contains(primary),
+        "{json}"
+    );
     let inside = connect.split("From inside").nth(1).unwrap().to_string();
     for (heading, in_recovery) in [
         ("the primary, for writes:", "f"),
@@ -271,6 +279,9 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
         lab(&["exec", "--name", LAB, &node(2), "--", "false"]).code,
         1
     );
+    // Without `--`: the command's own options stay its own, and -n names the lab.
+    let run = lab_ok(&["exec", "-n", LAB, &node(2), "psql", "-XAtc", "SELECT 6*7"]);
+    assert_eq!(run.stdout.trim(), "42", "{run}");
     let run = lab_ok(&[
         "psql",
         "--name",
@@ -283,6 +294,8 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     assert_eq!(run.stdout.trim(), "t");
     let run = lab_ok(&["logs", "--name", LAB, &node(1), "patroni"]);
     assert!(run.stdout.contains("INFO:"), "{run}");
+    let run = lab_ok(&["logs", "--name", LAB, &node(1), "patroni", "--tail", "3"]);
+    assert_eq!(run.stdout.lines().count(), 3, "{run}");
 
     // Partition a replica, then heal it: it keeps its address and streams again.
     let cut = replicas[0].clone();

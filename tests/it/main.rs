@@ -7,6 +7,7 @@ mod cluster;
 mod common;
 mod course;
 mod faults;
+mod help;
 mod image;
 mod labs;
 mod lifecycle;
