@@ -179,7 +179,7 @@ echo "Add the following environment variable to your profile for easy access to 
 echo
 printf '\texport ENDPOINTS="%s"\n' "$endpoints"
 echo
-echo "note: the course prints these endpoints with port 2380, etcd's peer port; etcdctl talks to the client port, 2379, so they are written with 2379 here (login shells in this lab already export ENDPOINTS)."
+echo "note: the course prints these endpoints with port 2380, etcd's peer port. etcd answers etcdctl there too on a lab without TLS, but not on a --tls lab, so they are written with the client port, 2379, here (login shells in this lab already export ENDPOINTS)."
 if [ "$tls" = True ]; then
     echo "note: this lab has TLS (lab create --tls): etcd serves https on both ports and requires a client certificate from the lab's CA; login shells export ETCDCTL_CACERT, ETCDCTL_CERT and ETCDCTL_KEY for etcdctl."
 fi

@@ -10,8 +10,9 @@ if [ -r /pgha/config/patroni.yaml ]; then
     export PATRONICTL_CONFIG_FILE=/pgha/config/patroni.yaml
 fi
 export ETCDCTL_API=3
-# The client endpoints of every etcd member. The course writes ENDPOINTS with port 2380, which is
-# etcd's peer port; etcdctl talks to the client port, 2379. The members are the nodes of NODELIST
+# The client endpoints of every etcd member. The course writes ENDPOINTS with port 2380, etcd's
+# peer port, where etcd answers etcdctl too on a plain lab but not on a --tls lab; the client
+# port, 2379, works on both. The members are the nodes of NODELIST
 # with an etcdN alias in /etc/hosts (every node, when none has one), as /etcdSetup.sh takes them:
 # in some layouts the PostgreSQL nodes or HAProxy run no etcd.
 if [ -n "${NODELIST:-}" ]; then
