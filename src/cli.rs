@@ -371,6 +371,9 @@ pub struct Start {
     /// Only these nodes, such as pgha2 [default: every node of the lab].
     #[arg(value_name = "NODE")]
     pub nodes: Vec<String>,
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -381,6 +384,9 @@ pub struct Stop {
     /// [default: every node of the lab].
     #[arg(value_name = "NODE")]
     pub nodes: Vec<String>,
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -591,6 +597,9 @@ pub struct Sync {
     /// on unprotected.
     #[arg(long)]
     pub strict: bool,
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -600,6 +609,9 @@ pub struct BackupArgs {
     /// The kind of backup.
     #[arg(long = "type", value_enum, default_value = "full", value_name = "TYPE")]
     pub kind: BackupType,
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

@@ -117,12 +117,14 @@ async fn run(cli: Cli) -> Result<i32> {
             let lock = hold(progress, &args.lab, "switching the replication mode").await?;
             let on = args.mode == cli::OnOff::On;
             let work = lab::sync(engine, progress, &lock, on, args.strict);
-            finishing(progress, "the switch", work).await?
+            let report = finishing(progress, "the switch", work).await?;
+            json_only(args.json, &report, "the replication mode")?;
         }
         Command::Backup(args) => {
             let lock = hold(progress, &args.lab, "a backup").await?;
             let work = lab::backup(engine, progress, &lock, args.kind);
-            finishing(progress, "the backup", work).await?
+            let newest = finishing(progress, "the backup", work).await?;
+            json_only(args.json, &newest, "the backup")?;
         }
         Command::Backups(args) => {
             let list = lab::backups(engine, &args.lab.name).await?;
@@ -159,23 +161,34 @@ async fn bootstrap(engine: &Engine, progress: &Progress, args: &cli::Bootstrap) 
 /// `lab start [NODE...]`: the whole lab, or the nodes named.
 async fn start(engine: &Engine, progress: &Progress, args: &cli::Start) -> Result<()> {
     let lock = hold(progress, &args.lab, "a start").await?;
-    if args.nodes.is_empty() {
-        finishing(progress, "the start", lab::start(engine, progress, &lock)).await
+    let report = if args.nodes.is_empty() {
+        finishing(progress, "the start", lab::start(engine, progress, &lock)).await?
     } else {
         let work = lab::start_nodes(engine, progress, &lock, &args.nodes);
-        finishing(progress, "the start", work).await
-    }
+        finishing(progress, "the start", work).await?
+    };
+    json_only(args.json, &report, "the start")
 }
 
 /// `lab stop [NODE...]`: the whole lab, or the nodes named.
 async fn stop(engine: &Engine, progress: &Progress, args: &cli::Stop) -> Result<()> {
     let lock = hold(progress, &args.lab, "a stop").await?;
-    if args.nodes.is_empty() {
-        finishing(progress, "the stop", lab::stop(engine, progress, &lock)).await
+    let report = if args.nodes.is_empty() {
+        finishing(progress, "the stop", lab::stop(engine, progress, &lock)).await?
     } else {
         let work = lab::stop_nodes(engine, progress, &lock, &args.nodes);
-        finishing(progress, "the stop", work).await
+        finishing(progress, "the stop", work).await?
+    };
+    json_only(args.json, &report, "the stop")
+}
+
+/// With --json, `report` on stdout for scripts; without, nothing more: the step lines on
+/// stderr already said it.
+fn json_only(as_json: bool, report: &impl serde::Serialize, what: &str) -> Result<()> {
+    if as_json {
+        terminal::out(&json(report, what)?);
     }
+    Ok(())
 }
 
 /// `lab man [--out-dir DIR]`: lab.1 on stdout, or every page into DIR.
@@ -301,10 +314,7 @@ async fn drill(
     work: impl std::future::Future<Output = Result<lab::FaultReport>>,
 ) -> Result<()> {
     let report = finishing(progress, "the drill", work).await?;
-    if as_json {
-        terminal::out(&json(&report, "the fault's report")?);
-    }
-    Ok(())
+    json_only(as_json, &report, "the fault's report")
 }
 
 /// `lab switchover` or `lab failover`.

@@ -40,7 +40,7 @@ pub async fn take(
     progress: &Progress,
     lock: &LabLock,
     kind: BackupType,
-) -> Result<()> {
+) -> Result<Option<pgbackrest::Listed>> {
     let name = lock.lab();
     let lab = model::get(engine, name).await?;
     let repo = repo_of(&lab)?;
@@ -62,7 +62,7 @@ pub async fn take(
     let newest = pgbackrest::list(&ctx, &repo)
         .await?
         .and_then(|l| l.into_iter().last());
-    step.done(match newest {
+    step.done(match &newest {
         Some(b) => format!(
             "{} ({}), {} of WAL {}..{}",
             b.label,
@@ -73,7 +73,7 @@ pub async fn take(
         ),
         None => "done; pgbackrest info does not list it".into(),
     });
-    Ok(())
+    Ok(newest)
 }
 
 pub async fn list(engine: &Engine, name: &str) -> Result<Vec<pgbackrest::Listed>> {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
+use super::power::PowerReport;
 use crate::client;
 use crate::engine::{Engine, NODE_STOP_GRACE};
 use crate::error::{Error, Result};
@@ -519,18 +520,24 @@ pub(super) async fn rewound(ctx: &Ctx<'_>, node: &str, since: Instant) -> Result
     Ok(seen.logged)
 }
 
+/// Lab `name`, which must have every node of `nodes` (the error names the ones it has).
+async fn with_nodes(engine: &Engine, name: &str, nodes: &[String]) -> Result<Lab> {
+    let lab = model::get(engine, name).await?;
+    for node in nodes {
+        lab.node(node)?;
+    }
+    Ok(lab)
+}
+
 /// `lab start NODE...`: the nodes' containers and services, waited for until they are back.
 pub async fn start_nodes(
     engine: &Engine,
     progress: &Progress,
     lock: &LabLock,
     nodes: &[String],
-) -> Result<()> {
+) -> Result<PowerReport> {
     let name = lock.lab();
-    let lab = model::get(engine, name).await?;
-    for node in nodes {
-        lab.node(node)?;
-    }
+    let lab = with_nodes(engine, name, nodes).await?;
     let step = progress.step(format!("start {}", nodes.join(", ")));
     let started = Instant::now();
     for node in nodes {
@@ -540,8 +547,9 @@ pub async fn start_nodes(
     let lab = model::get(engine, name).await?;
     lifecycle::start_on(&Ctx::new(engine, &lab), nodes).await?;
     let report = rejoined(engine, name, nodes, started).await?;
-    step.done(report.join("; "));
-    Ok(())
+    let services = report.join("; ");
+    step.done(&services);
+    Ok(PowerReport::new(name, nodes, services, started))
 }
 
 /// `lab stop NODE...`: the services on those nodes stopped cleanly, then their containers.
@@ -550,22 +558,19 @@ pub async fn stop_nodes(
     progress: &Progress,
     lock: &LabLock,
     nodes: &[String],
-) -> Result<()> {
-    let name = lock.lab();
-    let lab = model::get(engine, name).await?;
-    for node in nodes {
-        lab.node(node)?;
-    }
+) -> Result<PowerReport> {
+    let (name, since) = (lock.lab(), Instant::now());
+    let lab = with_nodes(engine, name, nodes).await?;
     let step = progress.step(format!("stop the services on {}", nodes.join(", ")));
     let summary = lifecycle::stop_on(&Ctx::new(engine, &lab), nodes).await?;
-    step.done(summary);
+    step.done(&summary);
     let step = progress.step(format!("stop {}", nodes.join(", ")));
     for node in nodes {
         step.detail(node);
         engine.stop_container(node, NODE_STOP_GRACE).await?;
     }
     step.done(format!("{} node(s) stopped", nodes.len()));
-    Ok(())
+    Ok(PowerReport::new(name, nodes, summary, since))
 }
 
 /// `lab switchover [--to NODE]` and `lab failover [--to NODE]`, through patronictl as the course

@@ -14,13 +14,24 @@ use crate::services::{Ctx, patroni, wait_for};
 /// How long Patroni may take to apply it: a loop_wait, with room.
 const APPLIED: Duration = Duration::from_secs(60);
 
+/// The replication mode a switch left, as `--json` prints it.
+#[derive(Debug, serde::Serialize)]
+pub struct SyncReport {
+    pub lab: String,
+    /// async, sync or sync (strict).
+    pub mode: String,
+    pub primary: String,
+    /// The primary's pg_stat_replication once the mode took.
+    pub standbys: Vec<patroni::Standby>,
+}
+
 pub async fn sync(
     engine: &Engine,
     progress: &Progress,
     lock: &LabLock,
     on: bool,
     strict: bool,
-) -> Result<()> {
+) -> Result<SyncReport> {
     let name = lock.lab();
     if strict && !on {
         return Err(Error::Invalid(
@@ -47,34 +58,42 @@ pub async fn sync(
             out.said()
         )));
     }
-    let seen = wait_for(APPLIED, Duration::from_millis(500), || async {
-        let states = patroni::standbys(&ctx, &primary).await?;
-        let synchronous = states.iter().any(patroni::Standby::synchronous);
-        let listed = states
+    let listed = |states: &[patroni::Standby]| {
+        states
             .iter()
             .map(|s| format!("{} {}", s.name, s.state))
             .collect::<Vec<_>>()
-            .join(", ");
+            .join(", ")
+    };
+    let seen = wait_for(APPLIED, Duration::from_millis(500), || async {
+        let states = patroni::standbys(&ctx, &primary).await?;
+        let synchronous = states.iter().any(patroni::Standby::synchronous);
         Ok(if synchronous == on {
-            Ok(listed)
+            Ok(states)
         } else {
-            Err(listed)
+            Err(listed(&states))
         })
     })
     .await?;
     match seen {
-        Ok(listed) => {
+        Ok(standbys) => {
+            let mode = if on && strict {
+                "sync (strict)"
+            } else if on {
+                "sync"
+            } else {
+                "async"
+            };
             step.done(format!(
-                "{} mode; pg_stat_replication on {primary}: {listed}",
-                if on && strict {
-                    "sync (strict)"
-                } else if on {
-                    "sync"
-                } else {
-                    "async"
-                }
+                "{mode} mode; pg_stat_replication on {primary}: {}",
+                listed(&standbys)
             ));
-            Ok(())
+            Ok(SyncReport {
+                lab: name.to_string(),
+                mode: mode.to_string(),
+                primary,
+                standbys,
+            })
         }
         Err(listed) => Err(Error::Failed(format!(
             "Patroni took the change, but after {} s pg_stat_replication on {primary} still \

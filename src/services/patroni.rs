@@ -389,7 +389,7 @@ fn slot_made_too_late(states: &[(String, Option<MemberState>)]) -> Vec<&str> {
 }
 
 /// A standby as the primary's pg_stat_replication lists it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct Standby {
     /// Its application_name: the member's name.
     pub name: String,

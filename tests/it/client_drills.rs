@@ -78,8 +78,18 @@ async fn a_client_sees_the_outage_the_settings_predict_loses_nothing_in_sync_mod
     lab_ok(&["check", "--name", LAB]);
 
     // Synchronous: the same drill loses no acknowledged write.
-    let run = lab_ok(&["sync", "on", "--name", LAB]);
+    let run = lab_ok(&["sync", "on", "--name", LAB, "--json"]);
     assert!(run.stderr.contains(" sync"), "{run}");
+    let switched: Value = serde_json::from_str(&run.stdout).expect("sync's JSON");
+    assert_eq!(switched["mode"], "sync", "{switched}");
+    assert!(
+        switched["standbys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["state"] == "sync" || s["state"] == "quorum"),
+        "{switched}"
+    );
     let report = drill("kill-primary");
     assert_eq!(report["mode"], "sync", "{report}");
     assert_eq!(report["lost"]["count"], 0, "{report}");
@@ -112,7 +122,9 @@ async fn a_client_sees_the_outage_the_settings_predict_loses_nothing_in_sync_mod
     let list = list.as_array().unwrap();
     assert!(list.len() >= 2, "{list:?}");
     assert_eq!(list.last().unwrap()["kind"], "incr");
-    lab_ok(&["backup", "--name", LAB, "--type", "diff"]);
+    let run = lab_ok(&["backup", "--name", LAB, "--type", "diff", "--json"]);
+    let taken: Value = serde_json::from_str(&run.stdout).expect("backup's JSON");
+    assert_eq!(taken["kind"], "diff", "{taken}");
 
     // Restore refuses what it cannot do, before anything changes.
     let run = lab(&["restore", "--name", LAB, "--time", "yesterday", "--yes"]);

@@ -320,7 +320,9 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     lab_ok(&["partition", "--name", LAB, &cut]);
 
     // Stop and start: the same cluster comes back, with no crash recovery.
-    lab_ok(&["stop", "--name", LAB]);
+    let run = lab_ok(&["stop", "--name", LAB, "--json"]);
+    let stopped: Value = serde_json::from_str(&run.stdout).expect("stop's JSON");
+    assert_eq!(stopped["nodes"].as_array().unwrap().len(), 5, "{stopped}");
     for i in 1..=5 {
         assert!(!running(&d, &node(i)).await);
     }
