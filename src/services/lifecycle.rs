@@ -38,6 +38,8 @@ async fn stop_among(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
         }
         let order = stop_service(ctx, service, &nodes).await?.join(", ");
         done.push(match service.stop_policy {
+            // One node has no order to tell.
+            _ if nodes.len() == 1 => format!("{} stopped on {order}", service.name),
             StopPolicy::Together => format!("{} stopped on {order}", service.name),
             StopPolicy::ReplicasBeforePrimary => format!(
                 "{} stopped on {order} (replicas first, then the primary)",
