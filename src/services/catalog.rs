@@ -72,8 +72,6 @@ pub struct Service {
     pub start_where: fn(&Facts) -> bool,
     /// Where a stop stops it: running.
     pub stop_where: fn(&Facts) -> bool,
-    /// How it is seen healthy, in the words `lab start` and `lab check` use.
-    pub health: &'static str,
     /// The course steps `lab check` judges for it, in order.
     pub steps: &'static [&'static str],
 }
@@ -121,7 +119,6 @@ pub const SSHD: Service = Service {
     stop_policy: StopPolicy::Together,
     start_where: |f| f.host_keys && !f.sshd_running,
     stop_where: |_| false,
-    health: "ssh works as postgres into and out of every node",
     steps: &[step::SSH, step::CERTIFICATES],
 };
 
@@ -138,7 +135,6 @@ pub const ETCD: Service = Service {
     stop_policy: StopPolicy::FollowersBeforeLeader,
     start_where: |f| f.etcd_config && f.etcd_data,
     stop_where: |f| f.etcd_running,
-    health: "every member up, one leader, the cluster's version settled",
     steps: &[step::ETCD_CONFIGURED, step::ETCD_RUNNING, step::ETCD_QUORUM],
 };
 
@@ -157,7 +153,6 @@ pub const PATRONI: Service = Service {
     stop_policy: StopPolicy::ReplicasBeforePrimary,
     start_where: |f| f.patroni_config && f.pg_data,
     stop_where: |f| f.patroni_running,
-    health: "one primary, every replica streaming from it",
     steps: &[
         step::PATRONI_CONFIGURED,
         step::PATRONI_LEADER,
@@ -179,7 +174,6 @@ pub const HAPROXY: Service = Service {
     stop_policy: StopPolicy::Together,
     start_where: |f| f.haproxy_config && !f.haproxy_running,
     stop_where: |f| f.haproxy_running,
-    health: "5000 routes to the primary, 5001 to the replicas",
     steps: &[step::HAPROXY_CONFIGURED, step::HAPROXY_ROUTES],
 };
 
@@ -198,7 +192,6 @@ pub const REPOSITORY: Service = Service {
     stop_policy: StopPolicy::Together,
     start_where: |_| false,
     stop_where: |_| false,
-    health: "the stanza is ok, WAL is archived, a full backup exists",
     steps: &[
         step::REPOSITORY_HOST,
         step::DATABASE_SERVERS,
@@ -213,32 +206,32 @@ pub const ALL: [&Service; 5] = [&SSHD, &ETCD, &PATRONI, &HAPROXY, &REPOSITORY];
 
 /// The services a start walks, in order, with the nodes among `facts` to start each on.
 pub fn starting(facts: &[Facts]) -> Vec<(&'static Service, Vec<String>)> {
-    ALL.into_iter()
-        .filter_map(|s| {
-            s.start?;
-            let nodes = facts
-                .iter()
-                .filter(|f| (s.start_where)(f))
-                .map(|f| f.node.clone())
-                .collect();
-            Some((s, nodes))
-        })
-        .collect()
+    walk(ALL.into_iter(), facts, |s| s.start, |s| s.start_where)
 }
 
 /// The services a stop walks, in order (the reverse of a start), with the nodes among `facts`
 /// to stop each on.
 pub fn stopping(facts: &[Facts]) -> Vec<(&'static Service, Vec<String>)> {
-    ALL.into_iter()
-        .rev()
-        .filter_map(|s| {
-            s.stop?;
+    walk(ALL.into_iter().rev(), facts, |s| s.stop, |s| s.stop_where)
+}
+
+/// `services` that have the `helper` a walk runs, each with the nodes among `facts` that its
+/// `wanted` predicate picks.
+fn walk(
+    services: impl Iterator<Item = &'static Service>,
+    facts: &[Facts],
+    helper: fn(&Service) -> Option<Helper>,
+    wanted: fn(&Service) -> fn(&Facts) -> bool,
+) -> Vec<(&'static Service, Vec<String>)> {
+    services
+        .filter(|s| helper(s).is_some())
+        .map(|s| {
             let nodes = facts
                 .iter()
-                .filter(|f| (s.stop_where)(f))
+                .filter(|f| wanted(s)(f))
                 .map(|f| f.node.clone())
                 .collect();
-            Some((s, nodes))
+            (s, nodes)
         })
         .collect()
 }
@@ -275,13 +268,6 @@ pub fn stop_processes() -> Vec<&'static str> {
         .rev()
         .flat_map(|s| s.processes.iter().copied())
         .collect()
-}
-
-/// The declaration of `kind`.
-pub fn of(kind: Kind) -> &'static Service {
-    ALL.into_iter()
-        .find(|s| s.kind == kind)
-        .expect("every kind is declared")
 }
 
 #[cfg(test)]
@@ -425,6 +411,5 @@ mod tests {
     fn stages_follow_the_course_order() {
         let stages: Vec<Stage> = ALL.iter().map(|s| s.stage).collect();
         assert!(stages.is_sorted(), "{stages:?}");
-        assert_eq!(of(Kind::Etcd).name, "etcd");
     }
 }
