@@ -354,7 +354,8 @@ async fn etcd(engine: &Engine, progress: &Progress, m: &cli::Members, start: boo
 
 /// `lab drill SCENARIO`: a fault drill, or the pitr drill.
 async fn run_drill(engine: &Engine, progress: &Progress, args: &cli::Drill) -> Result<()> {
-    let output = match args.scenario.fault() {
+    let what = "the drill's report";
+    match args.scenario.fault() {
         None => {
             if args.reader {
                 return Err(Error::Invalid(
@@ -364,30 +365,15 @@ async fn run_drill(engine: &Engine, progress: &Progress, args: &cli::Drill) -> R
             let lock = hold(progress, &args.lab, "the pitr drill").await?;
             let work = lab::pitr_drill(engine, progress, &lock);
             let report = finishing(progress, "the drill", work).await?;
-            report_text(args.json, &report, |r| r.table())?
+            print_report(args.json, &report, what, |r| r.table())
         }
         Some(fault) => {
             let purpose = format!("the {} drill", fault.name());
             let lock = hold(progress, &args.lab, &purpose).await?;
             let work = lab::drill(engine, progress, &lock, fault, args.reader);
             let report = finishing(progress, "the drill", work).await?;
-            report_text(args.json, &report, |r| r.table())?
+            print_report(args.json, &report, what, |r| r.table())
         }
-    };
-    terminal::out(output.trim_end());
-    Ok(())
-}
-
-/// A drill's report as JSON or as its table.
-fn report_text<T: serde::Serialize>(
-    as_json: bool,
-    report: &T,
-    table: impl FnOnce(&T) -> String,
-) -> Result<String> {
-    if as_json {
-        json(report, "the drill's report")
-    } else {
-        Ok(table(report))
     }
 }
 

@@ -108,8 +108,8 @@ pub async fn all_names(engine: &Engine) -> Result<BTreeSet<String>> {
         .collect())
 }
 
-/// Destroys the labs named (`all_names`); a lab that another command is changing (a create, a reset) is passed by and reported, not removed
-/// under it.
+/// Destroys the labs named (`all_names`); a lab that another command is changing (a create, a
+/// reset) is passed by and reported, not removed under it.
 pub async fn destroy_all(
     engine: &Engine,
     progress: &Progress,
