@@ -81,6 +81,7 @@ pub async fn routing(ctx: &Ctx<'_>, node: &str) -> Result<Option<Routing>> {
     let url = format!("http://127.0.0.1:{HAPROXY_STATS}/;csv");
     let argv = ["curl", "-fsS", "--max-time", "3", &url];
     let out = ctx
+        .engine
         .exec(node, "root", &argv, Duration::from_secs(10))
         .await?;
     Ok(out.ok().then(|| Routing::parse(&out.stdout)))

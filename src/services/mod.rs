@@ -79,17 +79,6 @@ impl<'a> Ctx<'a> {
             .await
     }
 
-    /// Runs one command (`argv`, no shell) on a node.
-    pub async fn exec(
-        &self,
-        node: &str,
-        user: &str,
-        argv: &[&str],
-        timeout: Duration,
-    ) -> Result<ExecOutput> {
-        self.engine.exec(node, user, argv, timeout).await
-    }
-
     /// Runs a bash script that must succeed; its failure becomes the stage's error, with the
     /// end of `log` when one is named.
     pub async fn must(
@@ -250,6 +239,7 @@ impl<'a> Ctx<'a> {
             .get_or_try_init(|| async {
                 let argv = ["getent", "passwd", "postgres"];
                 let out = self
+                    .engine
                     .exec(node, "root", &argv, Duration::from_secs(10))
                     .await?;
                 // name:password:uid:gid:...
@@ -344,6 +334,7 @@ pub async fn settings(ctx: &Ctx<'_>) -> Result<Settings> {
     };
     let argv = ["cat", Settings::PATH];
     let out = ctx
+        .engine
         .exec(node, "root", &argv, Duration::from_secs(10))
         .await?;
     serde_json::from_str(&out.stdout).map_err(|_| {

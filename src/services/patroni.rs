@@ -419,7 +419,8 @@ pub async fn standbys(ctx: &Ctx<'_>, primary: &str) -> Result<Vec<Standby>> {
 async fn wake_receiver(ctx: &Ctx<'_>, replica: &str) -> Result<()> {
     // Best effort: a replica that does not answer is waited for all the same.
     let argv = ["psql", "-XAtc", "SELECT pg_reload_conf()"];
-    ctx.exec(replica, "postgres", &argv, Duration::from_secs(15))
+    ctx.engine
+        .exec(replica, "postgres", &argv, Duration::from_secs(15))
         .await
         .map(drop)
 }
