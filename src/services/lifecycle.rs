@@ -37,15 +37,14 @@ async fn stop_among(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<String> {
             continue;
         }
         let order = stop_service(ctx, service, &nodes).await?.join(", ");
-        done.push(match service.stop_policy {
-            // One node has no order to tell.
-            _ if nodes.len() == 1 => format!("{} stopped on {order}", service.name),
-            StopPolicy::Together => format!("{} stopped on {order}", service.name),
-            StopPolicy::ReplicasBeforePrimary => format!(
+        // One node has no order to tell.
+        done.push(match (service.stop_policy, nodes.len()) {
+            (StopPolicy::Together, _) | (_, 1) => format!("{} stopped on {order}", service.name),
+            (StopPolicy::ReplicasBeforePrimary, _) => format!(
                 "{} stopped on {order} (replicas first, then the primary)",
                 service.name
             ),
-            StopPolicy::FollowersBeforeLeader => format!(
+            (StopPolicy::FollowersBeforeLeader, _) => format!(
                 "{} stopped on {} member(s), the leader last",
                 service.name,
                 nodes.len()
