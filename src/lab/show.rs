@@ -13,6 +13,20 @@ use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS};
 use crate::table;
 
 /// One lab as `lab list` shows it, in text and JSON.
+/// The columns of `lab status`'s node table.
+const STATUS_HEADER: [&str; 9] = [
+    "node",
+    "container",
+    "address",
+    "ports",
+    "roles",
+    "patroni",
+    "state",
+    "tl",
+    "lag",
+];
+
+/// One lab as `lab list` shows it.
 #[derive(Debug, Serialize)]
 pub struct Listed {
     pub lab: String,
@@ -57,6 +71,7 @@ fn listed(labs: &[Lab], networks: &[NetworkInfo]) -> Vec<Listed> {
 }
 
 /// `lab list`'s text: one line per lab, or how to make one.
+/// `lab list`'s table, or a line saying there is no lab.
 pub fn list_text(labs: &[Listed]) -> String {
     if labs.is_empty() {
         return "no labs on this Docker Engine; `lab create` makes one".into();
@@ -294,18 +309,7 @@ impl Report {
                     .unwrap_or_else(dash),
             ]
         });
-        let header = [
-            "node",
-            "container",
-            "address",
-            "ports",
-            "roles",
-            "patroni",
-            "state",
-            "tl",
-            "lag",
-        ];
-        let _ = writeln!(out, "{}", table::render(&header, rows));
+        let _ = writeln!(out, "{}", table::render(&STATUS_HEADER, rows));
         match &self.etcd {
             Some(e) => {
                 let _ = writeln!(out, "etcd: {}", e.summary);
@@ -564,18 +568,7 @@ mod tests {
                 ]
             })
             .collect();
-        let header = [
-            "node",
-            "container",
-            "address",
-            "ports",
-            "roles",
-            "patroni",
-            "state",
-            "tl",
-            "lag",
-        ];
-        aligned(&text, &header, &rows);
+        aligned(&text, &STATUS_HEADER, &rows);
         assert!(
             text.contains(&format!(
                 "\n{LONG}3  running    10.250.2.12  5000/5001/7000  repo,haproxy   -"
