@@ -93,6 +93,11 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
 }
 
+/// The columns of `lab backups`.
+const COLUMNS: [&str; 7] = [
+    "label", "type", "started", "ended", "database", "stored", "WAL",
+];
+
 /// The table people read; the times are the window a restore can reach from each backup on.
 pub fn table(backups: &[pgbackrest::Listed]) -> String {
     if backups.is_empty() {
@@ -109,10 +114,7 @@ pub fn table(backups: &[pgbackrest::Listed]) -> String {
             format!("{}..{}", b.wal_start, b.wal_stop),
         ]
     });
-    let header = [
-        "label", "type", "started", "ended", "database", "stored", "WAL",
-    ];
-    let mut out = table::render(&header, rows);
+    let mut out = table::render(&COLUMNS, rows);
     out.push('\n');
     out.push_str(
         "a restore (`lab restore --time T`) can reach any time after the end of the oldest backup\n",
@@ -150,10 +152,7 @@ mod tests {
         let text = table(&backups);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
-        let header = [
-            "label", "type", "started", "ended", "database", "stored", "WAL",
-        ];
-        let at = starts(lines[0], &header);
+        let at = starts(lines[0], &COLUMNS);
         for (line, b) in lines[1..3].iter().zip(&backups) {
             let cells = [
                 b.label.clone(),

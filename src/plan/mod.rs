@@ -340,6 +340,9 @@ fn reserved_on(network: &str, world: &World) -> BTreeSet<Ipv4Addr> {
         .collect()
 }
 
+/// The columns of the node table `lab create --dry-run` prints.
+const DRY_RUN_COLUMNS: [&str; 5] = ["node", "address", "host ports", "roles", "aliases"];
+
 impl Plan {
     /// "pgha1:192.168.50.10 pgha2:192.168.50.11 ...", the material's NODELIST.
     pub fn nodelist(&self) -> String {
@@ -449,8 +452,7 @@ impl Plan {
                 n.aliases.join(", "),
             ]
         });
-        let header = ["node", "address", "host ports", "roles", "aliases"];
-        let _ = writeln!(out, "{}", table::render(&header, rows));
+        let _ = writeln!(out, "{}", table::render(&DRY_RUN_COLUMNS, rows));
         let _ = write!(out, "NODELIST=\"{}\"", self.nodelist());
         out
     }
@@ -839,8 +841,7 @@ mod tests {
             .lines()
             .skip_while(|l| !l.starts_with("node "))
             .collect();
-        let header = ["node", "address", "host ports", "roles", "aliases"];
-        let at = table::starts(lines[0], &header);
+        let at = table::starts(lines[0], &DRY_RUN_COLUMNS);
         for (line, n) in lines[1..].iter().zip(&plan.nodes) {
             let ports: Vec<String> = n.ports.iter().map(|(_, h)| h.to_string()).collect();
             let cells = [
