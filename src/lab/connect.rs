@@ -55,12 +55,14 @@ pub struct Connection {
     pub inside: Inside,
 }
 
+/// Where a `--tls` lab's CA certificate is, on this host and inside the lab.
 #[derive(Debug, Serialize)]
 pub struct CaPaths {
     pub host: String,
     pub inside: String,
 }
 
+/// The connection strings through HAProxy, from this host and from inside the lab network.
 #[derive(Debug, Serialize)]
 pub struct ThroughProxy {
     /// From this host: the primary, for writes.
@@ -83,6 +85,7 @@ pub struct Routed {
     pub any: String,
 }
 
+/// One node's own PostgreSQL, as published on this host.
 #[derive(Debug, Serialize)]
 pub struct OneNode {
     pub node: String,
@@ -92,6 +95,7 @@ pub struct OneNode {
     pub conninfo: String,
 }
 
+/// Multi-host connection strings from inside the lab network.
 #[derive(Debug, Serialize)]
 pub struct Inside {
     pub primary: String,
