@@ -32,10 +32,25 @@ impl Engine {
         let docker = Docker::connect_with_defaults().map_err(unavailable)?;
         // Long image builds and clean Patroni shutdowns outlast bollard's 120 s default.
         let docker = docker.with_timeout(Duration::from_secs(900));
-        let docker = docker.negotiate_version().await.map_err(unavailable)?;
+        // A healthy engine answers its version at once; one that accepts but never answers
+        // would otherwise hold every command for the whole timeout above.
+        let negotiated = tokio::time::timeout(ANSWER, docker.negotiate_version()).await;
+        let docker = negotiated
+            .map_err(|_| {
+                Error::DockerUnavailable(format!(
+                    "the Docker Engine at {} did not answer within {} s. Check that the daemon \
+                     is running and not stuck (`docker info`), then try again.",
+                    socket_path(),
+                    ANSWER.as_secs()
+                ))
+            })?
+            .map_err(unavailable)?;
         Ok(Engine { docker })
     }
 }
+
+/// How long the engine may take to say its API version when `lab` connects.
+const ANSWER: Duration = Duration::from_secs(20);
 
 fn socket_path() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
