@@ -205,6 +205,9 @@ Example:
 /// `lab --help` grouped by purpose. Completions, the man page and the tests use this too.
 pub fn command() -> clap::Command {
     let cmd = Cli::command();
+    // As wide as the terminal, as clap wraps the rest of the help (100 columns at most, and
+    // where there is no terminal).
+    let columns = crate::terminal::width().map_or(100, |c| usize::from(c).min(100));
     let width = GROUPS
         .iter()
         .flat_map(|(_, names)| names.iter())
@@ -221,7 +224,12 @@ pub fn command() -> clap::Command {
                 .and_then(|c| c.get_about())
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "Print this message or the help of the given command".into());
-            groups.push_str(&format!("  {name:width$}  {about}\n"));
+            let lines = wrap(&about, columns.saturating_sub(width + 4).max(30));
+            let hang = " ".repeat(width + 4);
+            groups.push_str(&format!(
+                "  {name:width$}  {}\n",
+                lines.join(&format!("\n{hang}"))
+            ));
         }
         groups.push('\n');
     }
@@ -230,6 +238,22 @@ pub fn command() -> clap::Command {
          Options:\n{{options}}{{after-help}}"
     );
     cmd.help_template(template)
+}
+
+/// `text` in lines of at most `width` characters, broken between words (a longer word stays
+/// whole on a line of its own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
 }
 
 /// Which lab.
@@ -744,6 +768,16 @@ mod tests {
             Command::Exec(e) => (e.node, e.root, e.cmd),
             _ => panic!("not exec"),
         }
+    }
+
+    #[test]
+    fn help_lines_wrap_between_words() {
+        assert_eq!(
+            wrap("Put a lab back to the state it was created in", 20),
+            ["Put a lab back to", "the state it was", "created in"]
+        );
+        assert_eq!(wrap("a-very-long-word b", 5), ["a-very-long-word", "b"]);
+        assert!(wrap("", 10).is_empty());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! command prints on stdout, for a person or a pipe.
 
 use std::io::{IsTerminal, Write};
+use std::os::fd::AsFd;
 
 use rustix::termios::{OptionalActions, Termios, tcgetattr, tcgetwinsize, tcsetattr};
 
@@ -77,6 +78,16 @@ impl Drop for RawMode {
 }
 
 /// (rows, columns) of the terminal on stdout.
+/// The terminal's width in columns, found on stdout or else on stderr (as clap finds it for
+/// the help it wraps, so that `lab --help | less` wraps alike).
+pub fn width() -> Option<u16> {
+    fn on(fd: impl AsFd) -> Option<u16> {
+        let ws = tcgetwinsize(fd).ok()?;
+        (ws.ws_col > 0).then_some(ws.ws_col)
+    }
+    on(std::io::stdout()).or_else(|| on(std::io::stderr()))
+}
+
 pub fn size() -> Option<(u16, u16)> {
     let ws = tcgetwinsize(std::io::stdout()).ok()?;
     (ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
