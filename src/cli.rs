@@ -77,6 +77,11 @@ pub enum Command {
         after_help = "Exit code: the command's own.\n\nExamples:\n  lab exec pgha1 patronictl -c /pgha/config/patroni.yaml list\n  lab exec pgha1 -- ls -l /pgdata   # `--` is optional"
     )]
     Exec(Exec),
+    /// Run one PromQL query on a monitored lab's Prometheus and print the result as a table.
+    #[command(
+        after_help = "Exit codes: 0 answered; 1 Prometheus could not be asked; 2 a query Prometheus rejects, or a\n  lab without monitoring (make one with `lab create --monitoring`).\n\nExamples:\n  lab metrics pgha:replication_lag_bytes\n  lab metrics 'patroni_primary == 1'\n  lab metrics ALERTS --json"
+    )]
+    Metrics(Metrics),
     /// Show (or follow) a service's log on a node.
     #[command(
         after_help = "Examples:\n  lab logs pgha1\n  lab logs pgha2 postgres --tail 20\n  lab logs pgha1 etcd -f"
@@ -164,7 +169,7 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     (
         "Look inside",
         &[
-            "status", "check", "connect", "ca", "psql", "shell", "exec", "logs",
+            "status", "check", "connect", "ca", "psql", "shell", "exec", "logs", "metrics",
         ],
     ),
     (
@@ -320,6 +325,11 @@ pub struct Create {
     /// Leave HAProxy out of a topology that has it.
     #[arg(long)]
     pub no_haproxy: bool,
+    /// Add a monitor node (prometheus1) running Prometheus, which scrapes Patroni, PostgreSQL
+    /// (postgres_exporter), etcd, HAProxy and pgBackRest, with alerts for the course's failures;
+    /// its web page is published like the PostgreSQL ports (see `lab metrics`).
+    #[arg(long)]
+    pub monitoring: bool,
     /// The Docker network [default: NAMEnet, created]; an existing one is joined.
     #[arg(long, value_name = "NET")]
     pub network: Option<String>,
@@ -349,7 +359,7 @@ pub struct Create {
     #[arg(long)]
     pub tls: bool,
     /// The stage to stop after; stop early to do the rest by hand as the course teaches.
-    #[arg(long, value_enum, default_value = "backup")]
+    #[arg(long, value_enum, default_value = "monitoring")]
     pub stage: Stage,
     /// Print the plan (names, addresses, ports, roles, aliases) and touch nothing.
     #[arg(long)]
@@ -384,7 +394,7 @@ pub struct Bootstrap {
     #[command(flatten)]
     pub lab: Changing,
     /// The stage to stop after; what is already done is skipped.
-    #[arg(long, value_enum, default_value = "backup")]
+    #[arg(long, value_enum, default_value = "monitoring")]
     pub stage: Stage,
 }
 
@@ -502,6 +512,18 @@ pub struct Exec {
 }
 
 #[derive(Args)]
+pub struct Metrics {
+    #[command(flatten)]
+    pub lab: Target,
+    /// The PromQL query, evaluated now, such as `up` or `pgha:replication_lag_bytes`.
+    #[arg(value_name = "QUERY")]
+    pub query: String,
+    /// Prometheus's own result array, as JSON, instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
 pub struct Logs {
     #[command(flatten)]
     pub lab: Target,
@@ -509,7 +531,7 @@ pub struct Logs {
     #[arg(value_name = "NODE")]
     pub node: String,
     /// Which log [default: patroni on PostgreSQL nodes, etcd on etcd members, haproxy on the
-    /// HAProxy node, pgbackrest elsewhere].
+    /// HAProxy node, prometheus on the monitor node, pgbackrest elsewhere].
     #[arg(value_enum)]
     pub component: Option<Component>,
     /// Keep printing new lines until Ctrl-C.

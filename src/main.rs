@@ -99,6 +99,14 @@ async fn run(cli: Cli) -> Result<i32> {
             let code = lab::exec(engine, &args.lab.name, &args.node, args.root, &args.cmd);
             return Ok(session(code.await?));
         }
+        Command::Metrics(args) => {
+            let answer = lab::metrics(engine, &args.lab.name, &args.query).await?;
+            if args.json {
+                terminal::out(&json(&answer.result, "the query's result")?);
+            } else {
+                terminal::out(answer.table().trim_end());
+            }
+        }
         Command::Logs(args) => {
             let (name, node) = (&args.lab.name, &args.node);
             let (component, follow, tail) = (args.component, args.follow, args.tail);
@@ -559,6 +567,7 @@ fn create_specs(args: &Create) -> Result<Vec<spec::LabSpec>> {
                     (_, true) => Some(false),
                     _ => None,
                 },
+                monitoring: args.monitoring,
                 network: args.network.as_deref(),
                 subnet: args.subnet.as_deref(),
                 image: &args.image,

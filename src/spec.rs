@@ -23,17 +23,20 @@ pub enum Stage {
     Haproxy,
     /// Plus the pgBackRest repository with a first full backup.
     Backup,
+    /// Plus Prometheus and its exporters, in labs made with --monitoring.
+    Monitoring,
 }
 
 impl Stage {
     /// Every stage, in the course's order.
-    pub const ALL: [Stage; 6] = [
+    pub const ALL: [Stage; 7] = [
         Stage::Containers,
         Stage::Access,
         Stage::Etcd,
         Stage::Patroni,
         Stage::Haproxy,
         Stage::Backup,
+        Stage::Monitoring,
     ];
 
     /// The stages whose effect this one builds on: a stage may run as soon as they are done,
@@ -49,6 +52,8 @@ impl Stage {
             Stage::Patroni => &[Stage::Etcd],
             Stage::Haproxy => &[Stage::Patroni],
             Stage::Backup => &[Stage::Access, Stage::Patroni],
+            // The exporters' role is made on the primary; Prometheus watches the rest come up.
+            Stage::Monitoring => &[Stage::Patroni],
         }
     }
 
@@ -87,6 +92,7 @@ impl Stage {
             Stage::Patroni => "patroni",
             Stage::Haproxy => "haproxy",
             Stage::Backup => "backup",
+            Stage::Monitoring => "monitoring",
         }
     }
 }
@@ -124,6 +130,11 @@ pub struct Roles {
     pub repo: bool,
     /// HAProxy, the clients' entry point (alias haproxy1).
     pub haproxy: bool,
+    /// Prometheus, scraping every service (alias prometheus1; `--monitoring`).
+    pub monitor: bool,
+    /// Prometheus's exporters: on the PostgreSQL nodes and the repository host of a monitored
+    /// lab.
+    pub exporters: bool,
 }
 
 impl Roles {
@@ -142,6 +153,12 @@ impl Roles {
         if self.haproxy {
             names.push("haproxy");
         }
+        if self.monitor {
+            names.push("monitor");
+        }
+        if self.exporters {
+            names.push("exporters");
+        }
         names.join(",")
     }
 
@@ -152,6 +169,8 @@ impl Roles {
             etcd: has("etcd"),
             repo: has("repo"),
             haproxy: has("haproxy"),
+            monitor: has("monitor"),
+            exporters: has("exporters"),
         }
     }
 }
@@ -163,6 +182,14 @@ pub const POSTGRES_PORT: u16 = 5432;
 pub const HAPROXY_PRIMARY: u16 = 5000;
 pub const HAPROXY_REPLICAS: u16 = 5001;
 pub const HAPROXY_STATS: u16 = 7000;
+/// HAProxy's Prometheus endpoint, in a monitored lab (HAProxy's documented port for it).
+pub const HAPROXY_METRICS: u16 = 8405;
+/// Prometheus's web page and API on the monitor node.
+pub const PROMETHEUS_PORT: u16 = 9090;
+/// The exporters: prometheus-postgres-exporter on every PostgreSQL node, and
+/// prometheus-pgbackrest-exporter on the repository host.
+pub const POSTGRES_EXPORTER: u16 = 9187;
+pub const PGBACKREST_EXPORTER: u16 = 9854;
 
 /// The layouts of the guides in the training material.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -216,6 +243,8 @@ pub struct Layout {
     pub dedicated_etcd: bool,
     pub repo: RepoPlace,
     pub haproxy: bool,
+    /// A monitor node of its own, after every other (`--monitoring`).
+    pub monitor: bool,
 }
 
 impl Topology {
@@ -232,6 +261,7 @@ impl Topology {
             dedicated_etcd,
             repo: RepoPlace::Last,
             haproxy,
+            monitor: false,
         }
     }
 }
@@ -247,7 +277,10 @@ impl Layout {
     }
 
     pub fn nodes(&self) -> usize {
-        self.database_nodes() + usize::from(self.repo == RepoPlace::Own) + usize::from(self.haproxy)
+        self.database_nodes()
+            + usize::from(self.repo == RepoPlace::Own)
+            + usize::from(self.haproxy)
+            + usize::from(self.monitor)
     }
 
     fn repo_index(&self) -> usize {
@@ -261,16 +294,19 @@ impl Layout {
     /// What node `index` (from 1) runs.
     pub fn roles(&self, index: usize) -> Roles {
         let database = index <= self.database_nodes();
+        let (postgres, repo) = (index <= self.postgres, index == self.repo_index());
         Roles {
-            postgres: index <= self.postgres,
+            postgres,
             etcd: database
                 && if self.dedicated_etcd {
                     index > self.postgres
                 } else {
                     index <= self.etcd
                 },
-            repo: index == self.repo_index(),
-            haproxy: self.haproxy && index == self.nodes(),
+            repo,
+            haproxy: self.haproxy && index == self.nodes() - usize::from(self.monitor),
+            monitor: self.monitor && index == self.nodes(),
+            exporters: self.monitor && (postgres || repo),
         }
     }
 
@@ -283,7 +319,7 @@ impl Layout {
 
 /// The /etc/hosts aliases of node `index` (from 1) of a lab whose nodes have `all` roles, in
 /// node order: etcdN for the Nth etcd member, pgbackrest1 for the repository host, haproxy1
-/// for HAProxy.
+/// for HAProxy, prometheus1 for the monitor node.
 pub fn aliases(all: &[Roles], index: usize) -> Vec<String> {
     let Some(roles) = index.checked_sub(1).and_then(|i| all.get(i)) else {
         return Vec::new();
@@ -298,6 +334,9 @@ pub fn aliases(all: &[Roles], index: usize) -> Vec<String> {
     }
     if roles.haproxy {
         aliases.push("haproxy1".into());
+    }
+    if roles.monitor {
+        aliases.push("prometheus1".into());
     }
     aliases
 }
@@ -413,6 +452,8 @@ pub struct Request<'a> {
     pub dedicated_etcd: bool,
     pub repo: Option<RepoPlace>,
     pub haproxy: Option<bool>,
+    /// A monitor node with Prometheus (`--monitoring`).
+    pub monitoring: bool,
     pub network: Option<&'a str>,
     pub subnet: Option<&'a str>,
     pub image: &'a str,
@@ -488,6 +529,7 @@ impl<'a> Request<'a> {
             dedicated_etcd,
             repo: self.repo.unwrap_or(RepoPlace::Last),
             haproxy: self.haproxy.unwrap_or(haproxy),
+            monitor: self.monitoring,
         };
         if let RepoPlace::Node(n) = layout.repo
             && !(1..=layout.database_nodes()).contains(&n)
@@ -500,7 +542,7 @@ impl<'a> Request<'a> {
         }
         if layout.nodes() > MAX_NODES {
             return Err(Error::Invalid(format!(
-                "this layout needs {} nodes ({postgres} PostgreSQL, {etcd} etcd member(s){}{}{}), \
+                "this layout needs {} nodes ({postgres} PostgreSQL, {etcd} etcd member(s){}{}{}{}), \
                  more than the {MAX_NODES} a lab may have: fewer PostgreSQL nodes or etcd \
                  members{}{} make it fit.",
                 layout.nodes(),
@@ -515,6 +557,11 @@ impl<'a> Request<'a> {
                     ""
                 },
                 if layout.haproxy { ", HAProxy" } else { "" },
+                if layout.monitor {
+                    ", a monitor node"
+                } else {
+                    ""
+                },
                 if layout.repo == RepoPlace::Own {
                     ", the repository on one of them (--repo last)"
                 } else {
@@ -658,6 +705,7 @@ mod tests {
             dedicated_etcd: false,
             repo: None,
             haproxy: None,
+            monitoring: false,
             network: None,
             subnet: None,
             image: "pgha-lab:17-g1",
@@ -715,7 +763,7 @@ mod tests {
                 postgres: true,
                 etcd: true,
                 repo: true,
-                haproxy: false,
+                ..Roles::default()
             },
             Roles {
                 haproxy: true,

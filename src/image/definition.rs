@@ -8,7 +8,7 @@ use crate::services::catalog;
 
 /// The image `lab create` uses unless told otherwise. The part after "17-g" is the generation:
 /// raise it whenever `docker/` changes, so labs never silently run on an older definition.
-pub const IMAGE: &str = "pgha-lab:17-g14";
+pub const IMAGE: &str = "pgha-lab:17-g15";
 /// Where a registry is reachable, the image builds on this.
 pub const REGISTRY_BASE: (&str, &str) = ("debian", "trixie-slim");
 /// Where none is, on this: Debian trixie debootstrapped from the package mirror and imported.
@@ -104,6 +104,31 @@ const FILES: &[(&str, &str, u32)] = &[
         0o755,
     ),
     (
+        "rootfs/usr/local/bin/startPrometheus",
+        include_str!("../../docker/rootfs/usr/local/bin/startPrometheus"),
+        0o755,
+    ),
+    (
+        "rootfs/usr/local/bin/stopPrometheus",
+        include_str!("../../docker/rootfs/usr/local/bin/stopPrometheus"),
+        0o755,
+    ),
+    (
+        "rootfs/usr/local/bin/startExporters",
+        include_str!("../../docker/rootfs/usr/local/bin/startExporters"),
+        0o755,
+    ),
+    (
+        "rootfs/usr/local/bin/stopExporters",
+        include_str!("../../docker/rootfs/usr/local/bin/stopExporters"),
+        0o755,
+    ),
+    (
+        "rootfs/usr/local/share/pgha-lab/prometheus-rules.yml",
+        include_str!("../../docker/rootfs/usr/local/share/pgha-lab/prometheus-rules.yml"),
+        0o644,
+    ),
+    (
         "rootfs/usr/local/bin/stopPatroni",
         include_str!("../../docker/rootfs/usr/local/bin/stopPatroni"),
         0o755,
@@ -126,6 +151,11 @@ const FILES: &[(&str, &str, u32)] = &[
     (
         "rootfs/usr/local/lib/pgha-lab/loggedSince",
         include_str!("../../docker/rootfs/usr/local/lib/pgha-lab/loggedSince"),
+        0o755,
+    ),
+    (
+        "rootfs/usr/local/lib/pgha-lab/answering",
+        include_str!("../../docker/rootfs/usr/local/lib/pgha-lab/answering"),
         0o755,
     ),
     (

@@ -14,7 +14,7 @@ use crate::labels;
 use crate::lock::LabLock;
 use crate::model::{self, Lab};
 use crate::progress::{Progress, seconds};
-use crate::services::{Ctx, Outcome, etcd, haproxy, patroni, pgbackrest, ssh};
+use crate::services::{Ctx, Outcome, etcd, haproxy, monitoring, patroni, pgbackrest, ssh};
 use crate::spec::Stage;
 
 /// Runs every stage up to `target`, skipping what is done, and reports each stage's time;
@@ -50,6 +50,7 @@ pub(super) async fn stages(
         .into_iter()
         .filter(|s| *s != Stage::Containers && *s <= target)
         .filter(|s| *s != Stage::Haproxy || lab.haproxy_node().is_some())
+        .filter(|s| *s != Stage::Monitoring || lab.nodes.iter().any(|n| n.roles.monitor))
         .collect();
     let started = Instant::now();
     let mut timings = Vec::new();
@@ -113,6 +114,7 @@ async fn run_stage(
             Stage::Patroni => r.postgres,
             Stage::Haproxy => r.haproxy,
             Stage::Backup => r.postgres || r.repo,
+            Stage::Monitoring => r.exporters || r.monitor,
             Stage::Access | Stage::Containers => true,
         })
         .await?;
@@ -133,6 +135,7 @@ async fn run_stage(
         Stage::Patroni => patroni::run(ctx, &facts).await?,
         Stage::Haproxy => haproxy::run(ctx, &facts).await?,
         Stage::Backup => pgbackrest::run(ctx, &facts).await?,
+        Stage::Monitoring => monitoring::run(ctx, &facts).await?,
         Stage::Containers => unreachable!("not a bootstrap stage"),
     };
     model::mark(ctx.engine, &ctx.lab.name, stage.name()).await?;

@@ -437,7 +437,7 @@ pub(super) async fn rejoined(
             }
             Kind::Patroni => report.extend(patroni_rejoined(&ctx, &back, started).await?),
             Kind::Haproxy => report.push(haproxy_rejoined(&ctx, &back[0], started).await?),
-            Kind::Sshd | Kind::Repository => {}
+            Kind::Sshd | Kind::Repository | Kind::Exporters | Kind::Prometheus => {}
         }
     }
     Ok(report)

@@ -11,6 +11,7 @@ mod create;
 mod destroy;
 mod drill;
 mod drills;
+mod metrics;
 mod pitr;
 mod power;
 mod reset;
@@ -29,6 +30,7 @@ pub use drill::drill;
 pub use drills::{
     FaultReport, change_leader, etcd_members, heal, kill, partition, start_nodes, stop_nodes,
 };
+pub use metrics::metrics;
 pub use pitr::{drill as pitr_drill, restore};
 pub use power::{start, stop};
 pub use reset::{has_snapshot, reset, snapshot};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model;
-use crate::services::{Ctx, etcd, haproxy, newest, patroni};
+use crate::services::{Ctx, catalog, etcd, haproxy, newest, patroni};
 use crate::terminal;
 
 /// Where `lab psql` connects.
@@ -25,6 +25,8 @@ pub enum Component {
     Pgbackrest,
     /// HAProxy's start-up warnings and errors (the guide's configuration logs nothing else).
     Haproxy,
+    /// Prometheus's, on the monitor node of a lab made with --monitoring.
+    Prometheus,
 }
 
 impl Component {
@@ -36,6 +38,7 @@ impl Component {
             Component::Postgres => "/pgdata/17/data/log/postgresql-*.log",
             Component::Pgbackrest => "/var/log/pgbackrest/*.log",
             Component::Haproxy => haproxy::LOG,
+            Component::Prometheus => catalog::PROMETHEUS_LOG,
         }
     }
 }
@@ -137,6 +140,8 @@ pub async fn logs(
         Component::Etcd
     } else if roles.haproxy {
         Component::Haproxy
+    } else if roles.monitor {
+        Component::Prometheus
     } else {
         Component::Pgbackrest
     });

@@ -169,7 +169,7 @@ pub fn preferred_ports(
             })
             .ok_or_else(|| {
                 Error::Invalid(format!(
-                    "no free host port left from {want} to 65535 for HAProxy: each is published \
+                    "no free host port left from {want} to 65535 for HAProxy or Prometheus: each is published \
                      by a container or in use on this host. Remove labs you no longer need \
                      (`lab destroy`), or publish on another address with --publish."
                 ))

@@ -15,7 +15,8 @@ use crate::engine::{ContainerInfo, ContainerSpec, NetworkInfo, NetworkSpec, Volu
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::spec::{
-    HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS, LabSpec, POSTGRES_PORT, Roles,
+    HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS, LabSpec, POSTGRES_PORT, PROMETHEUS_PORT,
+    Roles,
 };
 use crate::table;
 use ipam::TakenSubnet;
@@ -104,11 +105,12 @@ pub struct NodePlan {
     pub index: usize,
     pub ip: Ipv4Addr,
     /// (port in the node, host port) for each published port: PostgreSQL's on every node but
-    /// HAProxy's, which publishes its own three.
+    /// HAProxy's, which publishes its own three, and the monitor node's, which publishes
+    /// Prometheus's.
     pub ports: Vec<(u16, u16)>,
     pub roles: Roles,
     /// Extra names in every node's /etc/hosts: etcdN, pgbackrest1 for the repository,
-    /// haproxy1 for HAProxy.
+    /// haproxy1 for HAProxy, prometheus1 for the monitor node.
     pub aliases: Vec<String>,
 }
 
@@ -153,12 +155,22 @@ pub fn plan(spec: &LabSpec, world: &World, port_bound: &dyn Fn(u16) -> bool) -> 
         .collect();
     let roles: Vec<Roles> = (1..=spec.nodes).map(|i| spec.roles(i)).collect();
     let postgres_ports = ipam::host_ports(
-        roles.iter().filter(|r| !r.haproxy).count(),
+        roles.iter().filter(|r| !r.haproxy && !r.monitor).count(),
         &published,
         port_bound,
     )?;
     let haproxy_ports = if spec.layout.haproxy {
         ipam::preferred_ports(&HAPROXY_PORTS, &published, &postgres_ports, port_bound)?
+    } else {
+        Vec::new()
+    };
+    let taken: Vec<u16> = postgres_ports
+        .iter()
+        .chain(&haproxy_ports)
+        .copied()
+        .collect();
+    let monitor_ports = if spec.layout.monitor {
+        ipam::preferred_ports(&[PROMETHEUS_PORT], &published, &taken, port_bound)?
     } else {
         Vec::new()
     };
@@ -181,6 +193,11 @@ pub fn plan(spec: &LabSpec, world: &World, port_bound: &dyn Fn(u16) -> bool) -> 
                 HAPROXY_PORTS
                     .into_iter()
                     .zip(haproxy_ports.clone())
+                    .collect()
+            } else if roles.monitor {
+                [PROMETHEUS_PORT]
+                    .into_iter()
+                    .zip(monitor_ports.clone())
                     .collect()
             } else {
                 postgres_ports
@@ -477,6 +494,7 @@ mod tests {
             dedicated_etcd: false,
             repo: None,
             haproxy: None,
+            monitoring: false,
             network: None,
             subnet: None,
             image: "pgha-lab:17-g1",

@@ -4,6 +4,8 @@
 //! write them, for the bootstrap exactly as for a trainee. pgbackrest.conf has no helper in the
 //! course (the trainee types it), so it is rendered here, to the letter of the course's text.
 
+pub mod monitoring;
+
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
@@ -155,7 +157,7 @@ impl Cluster {
              defaults\n    log global\n    mode tcp\n    retries 2\n    timeout client 30m\n    \
              timeout connect 4s\n    timeout server 30m\n    timeout check 5s\n\n\
              listen stats\n    mode http\n    bind *:{HAPROXY_STATS}\n    stats enable\n    \
-             stats uri /\n\n{}\n{}",
+             stats uri /\n\n{}\n{}{}",
             listen("primary", HAPROXY_PRIMARY, "/primary", ""),
             listen(
                 "standbys",
@@ -163,6 +165,7 @@ impl Cluster {
                 "/replica",
                 "    balance roundrobin\n"
             ),
+            self.haproxy_metrics(),
         )
     }
 }
@@ -176,7 +179,7 @@ mod tests {
             postgres: i <= 3,
             etcd: true,
             repo: i == 5,
-            haproxy: false,
+            ..Roles::default()
         };
         Cluster {
             members: (1..=5)

@@ -17,6 +17,8 @@ pub const ETCD_LOG: &str = "/var/log/etcd/etcd-standalone.log";
 pub const PATRONI_LOG: &str = "/var/log/patroni/patroni.log";
 /// Where startHaproxy sends HAProxy's start-up warnings and errors.
 pub const HAPROXY_LOG: &str = "/var/log/haproxy/haproxy.log";
+/// Prometheus's log on the monitor node.
+pub const PROMETHEUS_LOG: &str = "/var/log/prometheus/prometheus.log";
 
 /// Which service a declaration is: what `lifecycle` and `lab check` match on where a service
 /// needs behaviour of its own (a wait, a client).
@@ -27,6 +29,8 @@ pub enum Kind {
     Patroni,
     Haproxy,
     Repository,
+    Exporters,
+    Prometheus,
 }
 
 /// A helper script in the image, with the user it runs as and how long it may take.
@@ -94,6 +98,8 @@ pub mod step {
     pub const STANZA: &str = "stanza";
     pub const ARCHIVE_COMMAND: &str = "archive_command";
     pub const FULL_BACKUP: &str = "full backup";
+    pub const EXPORTERS: &str = "exporters running";
+    pub const PROMETHEUS_TARGETS: &str = "Prometheus scrapes every target";
 }
 
 const fn helper(command: &'static str, user: &'static str, secs: u64) -> Option<Helper> {
@@ -201,8 +207,53 @@ pub const REPOSITORY: Service = Service {
     ],
 };
 
+/// The exporters of a monitored lab: PostgreSQL's on every PostgreSQL node, pgBackRest's on the
+/// repository host. Only nodes the monitoring stage configured run them.
+pub const EXPORTERS: Service = Service {
+    kind: Kind::Exporters,
+    name: "exporters",
+    stage: Stage::Monitoring,
+    runs_on: |r| r.exporters,
+    optional: true,
+    start: helper("startExporters", "root", 30),
+    stop: helper("stopExporters", "root", 30),
+    log: None,
+    // They hold no state: a snapshot need not freeze them, and they reconnect after a restore.
+    processes: &[],
+    stop_policy: StopPolicy::Together,
+    start_where: |f| f.exporters_config && !f.exporters_running,
+    stop_where: |f| f.exporters_running,
+    steps: &[step::EXPORTERS],
+};
+
+/// Prometheus on the monitor node of a monitored lab (`--monitoring`): it starts last, so that
+/// it finds every target up, and stops first, so that it records no stop as a failure.
+pub const PROMETHEUS: Service = Service {
+    kind: Kind::Prometheus,
+    name: "Prometheus",
+    stage: Stage::Monitoring,
+    runs_on: |r| r.monitor,
+    optional: true,
+    start: helper("startPrometheus", "root", 40),
+    stop: helper("stopPrometheus", "root", 30),
+    log: Some(PROMETHEUS_LOG),
+    processes: &["prometheus"],
+    stop_policy: StopPolicy::Together,
+    start_where: |f| f.prometheus_config && !f.prometheus_running,
+    stop_where: |f| f.prometheus_running,
+    steps: &[step::PROMETHEUS_TARGETS],
+};
+
 /// Every service, in the course's order: the order they are set up and started in.
-pub const ALL: [&Service; 5] = [&SSHD, &ETCD, &PATRONI, &HAPROXY, &REPOSITORY];
+pub const ALL: [&Service; 7] = [
+    &SSHD,
+    &ETCD,
+    &PATRONI,
+    &HAPROXY,
+    &REPOSITORY,
+    &EXPORTERS,
+    &PROMETHEUS,
+];
 
 /// The services a start walks, in order, with the nodes among `facts` to start each on.
 pub fn starting(facts: &[Facts]) -> Vec<(&'static Service, Vec<String>)> {
@@ -399,12 +450,18 @@ mod tests {
 
     #[test]
     fn a_node_shuts_down_in_the_same_order() {
-        assert_eq!(stop_helpers(), "stopHaproxy\nstopPatroni\nstopEtcd\n");
+        assert_eq!(
+            stop_helpers(),
+            "stopPrometheus\nstopExporters\nstopHaproxy\nstopPatroni\nstopEtcd\n"
+        );
     }
 
     #[test]
     fn a_snapshot_freezes_the_processes_in_stop_order() {
-        assert_eq!(stop_processes(), ["haproxy", "patroni", "postgres", "etcd"]);
+        assert_eq!(
+            stop_processes(),
+            ["prometheus", "haproxy", "patroni", "postgres", "etcd"]
+        );
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub struct Facts {
     pub repo_client: bool,
     pub haproxy_config: bool,
     pub haproxy_running: bool,
+    /// /pgha/config/exporters.env: the node's exporters are configured (a monitored lab).
+    pub exporters_config: bool,
+    pub exporters_running: bool,
+    /// /pgha/config/prometheus.yml (the monitor node).
+    pub prometheus_config: bool,
+    pub prometheus_running: bool,
 }
 
 impl Facts {
@@ -129,6 +135,10 @@ mod tests {
             repo_client: true,
             haproxy_config: true,
             haproxy_running: true,
+            exporters_config: true,
+            exporters_running: true,
+            prometheus_config: true,
+            prometheus_running: true,
         };
         assert_eq!(read(&answer(&recorded())).unwrap(), all);
         // And each fact it records is one of Facts' fields.

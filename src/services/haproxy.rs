@@ -9,6 +9,7 @@ use super::facts::of;
 use super::{Ctx, Facts, Outcome, catalog, patroni, wait_for};
 use crate::error::Result;
 use crate::render::HAPROXY_CONF;
+use crate::render::monitoring::HAPROXY_PEM;
 use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS, Stage};
 
 pub use super::catalog::HAPROXY_LOG as LOG;
@@ -95,6 +96,9 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
         });
     };
     let f = of(facts, &node.name);
+    if ctx.lab.tls && ctx.cluster.monitored() {
+        haproxy_pem(ctx, &node.name).await?;
+    }
     // A configuration already there (typed by a trainee, or by an earlier run) is kept.
     if !f.haproxy_config {
         let cfg = ctx.cluster.haproxy_cfg();
@@ -113,6 +117,29 @@ pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
         ),
         changed: !f.haproxy_config || !f.haproxy_running,
     })
+}
+
+/// HAProxy's copy of its node's certificate and key for its Prometheus endpoint on a monitored
+/// `--tls` lab, readable by HAProxy's user alone (made again when the node's certificate is
+/// new).
+async fn haproxy_pem(ctx: &Ctx<'_>, node: &str) -> Result<()> {
+    let script = format!(
+        "cat {crt} {key} | cmp -s - {HAPROXY_PEM} && exit 0; umask 077; \
+         cat {crt} {key} > {HAPROXY_PEM}.new && \
+         chown haproxy:haproxy {HAPROXY_PEM}.new && mv {HAPROXY_PEM}.new {HAPROXY_PEM}",
+        crt = crate::certs::cert_path(node),
+        key = crate::certs::key_path(node),
+    );
+    ctx.must(
+        Stage::Haproxy,
+        node,
+        "root",
+        &script,
+        Duration::from_secs(30),
+        None,
+    )
+    .await
+    .map(drop)
 }
 
 /// Waits until HAProxy leads 5000 to the Patroni leader alone and 5001 to every other running

@@ -9,6 +9,7 @@ pub mod etcd;
 pub mod facts;
 pub mod haproxy;
 pub mod lifecycle;
+pub mod monitoring;
 pub mod patroni;
 pub mod pgbackrest;
 mod probe;

@@ -32,6 +32,8 @@ pub fn judge(o: &Observed) -> Report {
             Kind::Patroni => j.patroni(),
             Kind::Haproxy => j.haproxy(),
             Kind::Repository => j.repository(),
+            Kind::Exporters => j.exporters(),
+            Kind::Prometheus => j.prometheus(),
         });
     }
     // Only the first step not done that has a command says what to type (one that cannot be
@@ -431,6 +433,68 @@ impl<'a> Judging<'a> {
             .unwrap_or_default()
     }
 
+    /// A monitored lab's exporters: running on every node that has them.
+    fn exporters(&self) -> Vec<Step> {
+        let nodes: Vec<&NodeSeen> = self.o.nodes.iter().filter(|n| n.roles.exporters).collect();
+        let unseen_nodes: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n.facts.is_none())
+            .map(|n| n.name.as_str())
+            .collect();
+        if !unseen_nodes.is_empty() {
+            return vec![unseen(step::EXPORTERS, &unseen_nodes)];
+        }
+        let idle: Vec<&str> = nodes
+            .iter()
+            .filter(|n| !fact(n, |f| f.exporters_running))
+            .map(|n| n.name.as_str())
+            .collect();
+        vec![if idle.is_empty() {
+            step_done(
+                step::EXPORTERS,
+                format!(
+                    "on {}",
+                    list(&nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>())
+                ),
+            )
+        } else {
+            step_todo(
+                step::EXPORTERS,
+                format!("not running on {}", list(&idle)),
+                host(format!(
+                    "lab bootstrap --name {} --stage monitoring",
+                    self.o.lab
+                )),
+            )
+        }]
+    }
+
+    /// Prometheus on the monitor node: every target it scrapes is up.
+    fn prometheus(&self) -> Vec<Step> {
+        let o = self.o;
+        let Some(m) = o.nodes.iter().find(|n| n.roles.monitor) else {
+            return Vec::new();
+        };
+        let start = || host(format!("lab bootstrap --name {} --stage monitoring", o.lab));
+        vec![match (&m.facts, &o.targets) {
+            (None, _) => unseen(step::PROMETHEUS_TARGETS, &[m.name.as_str()]),
+            (Some(_), Some(t)) if !t.is_empty() && t.iter().all(|t| t.health == "up") => step_done(
+                step::PROMETHEUS_TARGETS,
+                format!("{} targets up on {} (prometheus1)", t.len(), m.name),
+            ),
+            (Some(_), Some(t)) => step_todo(
+                step::PROMETHEUS_TARGETS,
+                crate::services::monitoring::describe_down(t),
+                None::<Next>,
+            ),
+            (Some(_), None) => step_todo(
+                step::PROMETHEUS_TARGETS,
+                format!("Prometheus does not answer on {} (prometheus1)", m.name),
+                start(),
+            ),
+        }]
+    }
+
     /// pgBackRest: the repository host, the database servers, the stanza, archiving, a backup.
     fn repository(&self) -> Vec<Step> {
         let mut steps = self.backup_config();
@@ -751,7 +815,7 @@ mod tests {
     use super::*;
     use crate::services::haproxy::Routing;
     use crate::services::patroni::Receiver;
-    use crate::services::pgbackrest;
+    use crate::services::{monitoring, pgbackrest};
     use crate::spec::Roles;
 
     fn member(json: &str, receiver: Option<(&str, &str)>) -> Option<MemberState> {
@@ -779,7 +843,7 @@ mod tests {
                         postgres,
                         etcd: true,
                         repo: i == 5,
-                        haproxy: false,
+                        ..Roles::default()
                     },
                     running: true,
                     partitioned: false,
@@ -813,6 +877,7 @@ mod tests {
         let names: Vec<String> = (1..=5).map(|i| format!("pgha{i}")).collect();
         Observed {
             lab: "pgha".into(),
+            targets: None,
             nodes,
             etcd: Some(etcd::View {
                 up: names.clone(),
@@ -856,6 +921,82 @@ mod tests {
         o
     }
 
+    /// The lab with HAProxy, monitored: exporters on the PostgreSQL nodes and the repository
+    /// host, and Prometheus on pgha7 scraping every target.
+    fn monitored() -> Observed {
+        let mut o = with_haproxy();
+        for n in &mut o.nodes {
+            if n.roles.postgres || n.roles.repo {
+                n.roles.exporters = true;
+                let f = n.facts.as_mut().unwrap();
+                (f.exporters_config, f.exporters_running) = (true, true);
+            }
+        }
+        let mut m = o.nodes[5].clone();
+        m.name = "pgha7".into();
+        m.roles = Roles {
+            monitor: true,
+            ..Roles::default()
+        };
+        *m.facts.as_mut().unwrap() = Facts {
+            node: "pgha7".into(),
+            prometheus_config: true,
+            prometheus_running: true,
+            ..Facts::default()
+        };
+        o.nodes.push(m);
+        let target = |job: &str, node: &str| monitoring::Target {
+            labels: monitoring::TargetLabels {
+                job: job.into(),
+                node: node.into(),
+            },
+            health: "up".into(),
+            last_error: String::new(),
+        };
+        o.targets = Some(vec![target("patroni", "pgha1"), target("etcd", "pgha2")]);
+        o
+    }
+
+    #[test]
+    fn a_monitored_lab_is_done_when_every_exporter_runs_and_every_target_is_up() {
+        let o = monitored();
+        let report = judge(&o);
+        assert!(report.done, "{}", report.text());
+        let last: Vec<(&str, &str)> = report.steps[report.steps.len() - 2..]
+            .iter()
+            .map(|s| (s.step.as_str(), s.seen.as_str()))
+            .collect();
+        assert_eq!(
+            last,
+            [
+                (step::EXPORTERS, "on pgha1, pgha2, pgha3, pgha5"),
+                (
+                    step::PROMETHEUS_TARGETS,
+                    "2 targets up on pgha7 (prometheus1)"
+                )
+            ]
+        );
+        // An unmonitored lab has neither step.
+        let plain = judge(&with_haproxy());
+        assert!(!plain.steps.iter().any(|s| s.step == step::EXPORTERS));
+    }
+
+    #[test]
+    fn an_exporter_down_or_a_target_not_scraped_is_named() {
+        let mut o = monitored();
+        facts(&mut o, 2).exporters_running = false;
+        let t = &mut o.targets.as_mut().unwrap()[1];
+        t.health = "down".into();
+        t.last_error = "connection refused".into();
+        let report = judge(&o);
+        let (step, next) = first_todo(&report);
+        assert_eq!(step, step::EXPORTERS);
+        assert_eq!(next.command, "lab bootstrap --name pgha --stage monitoring");
+        let targets = report.steps.last().unwrap();
+        assert!(!targets.done);
+        assert_eq!(targets.seen, "etcd on pgha2 down (connection refused)");
+    }
+
     /// The first step not done, with its next command.
     fn first_todo(report: &Report) -> (String, Next) {
         let step = report.steps.iter().find(|s| !s.done).expect("a step left");
@@ -880,7 +1021,7 @@ mod tests {
 
     #[test]
     fn every_step_is_a_declared_one_in_the_catalog_s_order() {
-        let mut o = with_haproxy();
+        let mut o = monitored();
         o.tls = true;
         for n in &mut o.nodes {
             n.facts.as_mut().unwrap().certs = true;

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::model::{self, Lab};
 use crate::services::haproxy::{self, Routing};
 use crate::services::patroni::MemberState;
-use crate::services::{Ctx, Facts, etcd, patroni, pgbackrest, ssh};
+use crate::services::{Ctx, Facts, etcd, monitoring, patroni, pgbackrest, ssh};
 use crate::spec::Roles;
 
 /// One node as `lab check` saw it.
@@ -49,6 +49,8 @@ pub struct Observed {
     pub archive_command: Option<String>,
     /// Where HAProxy sends clients, when the lab has HAProxy and its stats page answers.
     pub routing: Option<Routing>,
+    /// Prometheus's scrape targets, when the lab has a monitor node and Prometheus answers.
+    pub targets: Option<Vec<monitoring::Target>>,
     /// The lab was made with `--tls`: every node needs the lab's certificates.
     pub tls: bool,
 }
@@ -198,6 +200,12 @@ async fn observe(engine: &Engine, lab: &Lab) -> Result<Observed> {
         }
         _ => None,
     };
+    let targets = match nodes.iter().find(|n| n.roles.monitor) {
+        Some(m) if m.facts.as_ref().is_some_and(|f| f.prometheus_running) => {
+            monitoring::targets(&ctx, &m.name).await?
+        }
+        _ => None,
+    };
     Ok(Observed {
         lab: lab.name.clone(),
         nodes,
@@ -205,6 +213,7 @@ async fn observe(engine: &Engine, lab: &Lab) -> Result<Observed> {
         stanza,
         archive_command,
         routing,
+        targets,
         tls: lab.tls,
     })
 }
