@@ -249,9 +249,9 @@ mod tests {
     #[test]
     fn the_stage_probes_the_urls_prometheus_scrapes() {
         let urls = cluster(Topology::Colocated, true).scrape_urls();
-        assert_eq!(urls.len(), 12, "{urls:?}");
+        assert_eq!(urls.len(), 11, "{urls:?}");
         assert_eq!(urls[0], "https://pgha1:8008/metrics");
-        assert_eq!(urls[11], "https://pgha3:9854/metrics");
+        assert_eq!(urls[10], "https://pgha3:9854/metrics");
         let plain = cluster(Topology::Course, false).scrape_urls();
         assert!(plain.iter().all(|u| u.starts_with("http://")), "{plain:?}");
         assert!(plain.contains(&"http://pgha5:9854/metrics".to_string()));
