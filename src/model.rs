@@ -154,6 +154,21 @@ impl Lab {
         self.nodes.iter().find(|n| n.roles.haproxy)
     }
 
+    /// The monitor node (prometheus1) of a lab made with `--monitoring`.
+    pub fn monitor_node(&self) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.roles.monitor)
+    }
+
+    /// Prometheus's page as this host reaches it, in a monitored lab.
+    pub fn prometheus_url(&self) -> Option<String> {
+        let n = self.monitor_node()?;
+        let port = n.host_port(crate::spec::PROMETHEUS_PORT)?;
+        Some(format!(
+            "http://{}:{port}/",
+            crate::client::reachable(n.publish_ip())
+        ))
+    }
+
     /// The /etc/hosts aliases `node` was given (etcdN, pgbackrest1, haproxy1), by the nodes'
     /// indexes (a node removed by hand leaves its place).
     pub fn aliases(&self, node: &Node) -> Vec<String> {

@@ -53,6 +53,8 @@ pub struct Connection {
     pub nodes: Vec<OneNode>,
     /// From inside the lab network (`lab shell NODE`).
     pub inside: Inside,
+    /// Prometheus's page, in a lab made with `--monitoring`.
+    pub prometheus: Option<String>,
 }
 
 /// Where a `--tls` lab's CA certificate is, on this host and inside the lab.
@@ -178,6 +180,7 @@ pub fn connection(
             primary: format!("{inside} {write}"),
             replica: format!("{inside} {read}"),
         },
+        prometheus: None,
     }
 }
 
@@ -249,6 +252,13 @@ impl Connection {
         ] {
             let _ = writeln!(out, "  {what}:\n    psql {}", shell_quote(conninfo));
         }
+        if let Some(url) = &self.prometheus {
+            let _ = writeln!(
+                out,
+                "\nPrometheus (prometheus1), the lab's metrics and alerts: {url}\n  one query from \
+                 here: lab metrics QUERY"
+            );
+        }
         out.trim_end().to_string()
     }
 }
@@ -300,12 +310,10 @@ pub async fn connect(engine: &Engine, name: &str) -> Result<Connection> {
     } else {
         None
     };
-    Ok(connection(
-        &endpoints,
-        proxy.as_ref(),
-        &settings.password,
-        tls.as_ref(),
-    ))
+    Ok(Connection {
+        prometheus: lab.prometheus_url(),
+        ..connection(&endpoints, proxy.as_ref(), &settings.password, tls.as_ref())
+    })
 }
 
 /// `work`'s answer, or an error when the lab gives none within 30 s.

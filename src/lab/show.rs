@@ -8,7 +8,7 @@ use crate::engine::{Engine, NetworkInfo};
 use crate::error::Result;
 use crate::model::{self, Lab};
 use crate::services::haproxy::{self, Routing};
-use crate::services::{Ctx, etcd, patroni, pgbackrest};
+use crate::services::{Ctx, etcd, monitoring, patroni, pgbackrest};
 use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS};
 use crate::table;
 
@@ -124,6 +124,20 @@ pub struct Report {
     pub etcd: Option<EtcdReport>,
     pub haproxy: Option<HaproxyReport>,
     pub backup: Option<BackupReport>,
+    /// In a lab made with `--monitoring`.
+    pub monitoring: Option<MonitoringReport>,
+}
+
+/// Prometheus, as `lab status` reports it.
+#[derive(Debug, Serialize)]
+pub struct MonitoringReport {
+    pub node: String,
+    /// Its page, as this host reaches it.
+    pub url: Option<String>,
+    /// (targets up, targets), None when Prometheus does not answer.
+    pub targets_up: Option<(usize, usize)>,
+    /// The alerts firing now, by name.
+    pub firing: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -261,6 +275,10 @@ pub async fn status(engine: &Engine, name: &str) -> Result<Report> {
             }),
         None => None,
     };
+    let monitoring = match lab.monitor_node() {
+        Some(n) => Some(monitoring_report(&ctx, n).await?),
+        None => None,
+    };
     Ok(Report {
         lab: lab.name.clone(),
         network: lab.network.clone(),
@@ -270,7 +288,37 @@ pub async fn status(engine: &Engine, name: &str) -> Result<Report> {
         etcd,
         haproxy,
         backup,
+        monitoring,
     })
+}
+
+/// Prometheus's targets and firing alerts, when it answers.
+async fn monitoring_report(ctx: &Ctx<'_>, n: &crate::model::Node) -> Result<MonitoringReport> {
+    let mut report = MonitoringReport {
+        node: n.name.clone(),
+        url: ctx.lab.prometheus_url(),
+        targets_up: None,
+        firing: Vec::new(),
+    };
+    if !n.running() {
+        return Ok(report);
+    }
+    if let Some(targets) = monitoring::targets(ctx, &n.name).await? {
+        let up = targets.iter().filter(|t| t.health == "up").count();
+        report.targets_up = Some((up, targets.len()));
+        let alerts = monitoring::query(ctx, &n.name, "ALERTS{alertstate=\"firing\"}").await?;
+        let mut firing: Vec<String> = alerts
+            .result
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["metric"]["alertname"].as_str().map(String::from))
+            .collect();
+        firing.sort();
+        firing.dedup();
+        report.firing = firing;
+    }
+    Ok(report)
 }
 
 impl Report {
@@ -346,6 +394,20 @@ impl Report {
                 );
             }
             None => out.push_str("backup: none yet\n"),
+        }
+        if let Some(m) = &self.monitoring {
+            let url = m.url.as_deref().unwrap_or("not published");
+            let seen = match m.targets_up {
+                Some((up, all)) if m.firing.is_empty() => {
+                    format!("{up} of {all} targets up, no alert firing")
+                }
+                Some((up, all)) => format!(
+                    "{up} of {all} targets up, firing: {}",
+                    m.firing.join(", ")
+                ),
+                None => "not running".into(),
+            };
+            let _ = writeln!(out, "monitoring: prometheus1 ({}), {url}: {seen}", m.node);
         }
         out.trim_end().to_string()
     }
@@ -547,8 +609,21 @@ mod tests {
             etcd: None,
             haproxy: None,
             backup: None,
+            monitoring: Some(MonitoringReport {
+                node: format!("{LONG}6"),
+                url: Some("http://127.0.0.1:9090/".into()),
+                targets_up: Some((11, 12)),
+                firing: vec!["EtcdMemberDown".into(), "NoLeader".into()],
+            }),
         };
         let text = report.table();
+        assert!(
+            text.ends_with(&format!(
+                "monitoring: prometheus1 ({LONG}6), http://127.0.0.1:9090/: 11 of 12 targets \
+                 up, firing: EtcdMemberDown, NoLeader"
+            )),
+            "{text}"
+        );
         let rows: Vec<Vec<String>> = report
             .nodes
             .iter()
