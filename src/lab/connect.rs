@@ -255,8 +255,9 @@ impl Connection {
         if let Some(url) = &self.prometheus {
             let _ = writeln!(
                 out,
-                "\nPrometheus (prometheus1), the lab's metrics and alerts: {url}\n  one query from \
-                 here: lab metrics QUERY"
+                "\nPrometheus (prometheus1), the lab's metrics and alerts: {url}\n  graphs at \
+                 {url}classic/graph, alerts at {url}classic/alerts; one query from here: lab \
+                 metrics QUERY"
             );
         }
         out.trim_end().to_string()

@@ -401,10 +401,9 @@ impl Report {
                 Some((up, all)) if m.firing.is_empty() => {
                     format!("{up} of {all} targets up, no alert firing")
                 }
-                Some((up, all)) => format!(
-                    "{up} of {all} targets up, firing: {}",
-                    m.firing.join(", ")
-                ),
+                Some((up, all)) => {
+                    format!("{up} of {all} targets up, firing: {}", m.firing.join(", "))
+                }
                 None => "not running".into(),
             };
             let _ = writeln!(out, "monitoring: prometheus1 ({}), {url}: {seen}", m.node);

@@ -20,7 +20,7 @@ pub const EXPORTERS_WEB: &str = "/pgha/config/exporters-web.yml";
 pub const MONITOR_ROLE: &str = "pgha_monitor";
 /// How often Prometheus scrapes and evaluates its rules: often enough to see a failover
 /// happen, seldom enough that an idle lab pays little for it.
-pub const SCRAPE_INTERVAL_SECS: u64 = 10;
+pub const SCRAPE_INTERVAL_SECS: u64 = 5;
 /// How long pgBackRest's exporter keeps `pgbackrest info`'s answer (its own default is 10 min).
 const PGBACKREST_COLLECT_SECS: u64 = 60;
 /// HAProxy's own copy of its node's certificate and key, for its Prometheus endpoint on a

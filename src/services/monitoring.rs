@@ -208,11 +208,11 @@ pub async fn targets(ctx: &Ctx<'_>, monitor: &str) -> Result<Option<Vec<Target>>
     Ok(Some(answer.data.active_targets))
 }
 
-/// "etcd on pgha2 down (connection refused), ..." for the targets not up.
+/// "etcd on pgha2 down (connection refused), ..." for the targets that failed their scrape.
 pub fn describe_down(targets: &[Target]) -> String {
     let down: Vec<String> = targets
         .iter()
-        .filter(|t| t.health != "up")
+        .filter(|t| t.health == "down")
         .map(|t| {
             let why = if t.last_error.is_empty() {
                 String::new()

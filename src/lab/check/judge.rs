@@ -478,10 +478,19 @@ impl<'a> Judging<'a> {
         let start = || host(format!("lab bootstrap --name {} --stage monitoring", o.lab));
         vec![match (&m.facts, &o.targets) {
             (None, _) => unseen(step::PROMETHEUS_TARGETS, &[m.name.as_str()]),
-            (Some(_), Some(t)) if !t.is_empty() && t.iter().all(|t| t.health == "up") => step_done(
-                step::PROMETHEUS_TARGETS,
-                format!("{} targets up on {} (prometheus1)", t.len(), m.name),
-            ),
+            // A target not scraped yet (Prometheus just started) is not one that failed.
+            (Some(_), Some(t)) if !t.is_empty() && t.iter().all(|t| t.health != "down") => {
+                let up = t.iter().filter(|t| t.health == "up").count();
+                let pending = if up < t.len() {
+                    format!(", {} not scraped yet", t.len() - up)
+                } else {
+                    String::new()
+                };
+                step_done(
+                    step::PROMETHEUS_TARGETS,
+                    format!("{up} targets up{pending} on {} (prometheus1)", m.name),
+                )
+            }
             (Some(_), Some(t)) => step_todo(
                 step::PROMETHEUS_TARGETS,
                 crate::services::monitoring::describe_down(t),
@@ -975,6 +984,15 @@ mod tests {
                     "2 targets up on pgha7 (prometheus1)"
                 )
             ]
+        );
+        // A target Prometheus has not scraped yet (just started, or reset) is no failure.
+        let mut fresh = monitored();
+        fresh.targets.as_mut().unwrap()[0].health = "unknown".into();
+        let report = judge(&fresh);
+        assert!(report.done, "{}", report.text());
+        assert_eq!(
+            report.steps.last().unwrap().seen,
+            "1 targets up, 1 not scraped yet on pgha7 (prometheus1)"
         );
         // An unmonitored lab has neither step.
         let plain = judge(&with_haproxy());
