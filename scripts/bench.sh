@@ -4,9 +4,10 @@
 # spread; the memory a running default lab takes; a class of ten labs (`create --count 10`);
 # then stop, start and every drill with the outcome it reported; then, on a colocated lab with
 # HAProxy, when a switchover's and a killed primary's new leader was reached through HAProxy's
-# 5000. It makes its own labs (bench on 10.250.0.0/24, benchha on 10.251.0.0/24, the class
-# benchc-a to benchc-j where addresses are free) and destroys them at the end; nothing else is
-# touched.
+# 5000; then what `--monitoring` costs: create time, and idle memory and CPU against a plain lab.
+# It makes its own labs (bench on 10.250.0.0/24, benchha on 10.251.0.0/24, benchmon on
+# 10.252.0.0/24, the class benchc-a to benchc-j where addresses are free) and destroys them at
+# the end; nothing else is touched.
 #   scripts/bench.sh              everything
 #   BENCH_RUNS=1 scripts/bench.sh one run of each
 set -euo pipefail
@@ -20,7 +21,7 @@ log=$(mktemp)
 times=$(mktemp)
 cleanup() {
     rm -f "$log" "$times"
-    for l in bench benchha "${class[@]}"; do target/release/lab destroy --name "$l" >/dev/null 2>&1 || true; done
+    for l in bench benchha benchmon "${class[@]}"; do target/release/lab destroy --name "$l" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
 
@@ -109,3 +110,43 @@ for round in 1 2; do
     measure "restart it" ha start "$primary"
 done
 measure "destroy" ha destroy
+
+echo "Monitoring: a monitored default lab (--monitoring) against a plain one"
+mon() { target/release/lab "$@" --name benchmon; }
+for run in $(seq 1 "$runs"); do
+    measure "create plain ($run)" lab create --subnet 10.250.0.0/24
+    grep -E '^bootstrap: ' "$log" | sed 's/^/                         /'
+    measure "create monitored ($run)" mon create --monitoring --subnet 10.252.0.0/24
+    grep -E '^bootstrap: ' "$log" | sed 's/^/                         /'
+    if [ "$run" -lt "$runs" ]; then
+        lab destroy >/dev/null
+        mon destroy >/dev/null
+    fi
+done
+: > "$times"
+# Idle cost, once both have settled: memory as `docker stats` counts it, and CPU as the mean of
+# 20 samples 3 s apart (each `docker stats` sample spans about a second).
+sleep 30
+cost() {
+    for _ in $(seq 1 20); do
+        docker stats --no-stream --format '{{.Name}} {{.CPUPerc}} {{.MemUsage}}'
+        sleep 3
+    done | awk -v lab="$1" '$1 ~ ("^" lab "[0-9]+$") {
+        cpu = $2; sub(/%/, "", cpu); c += cpu
+        v = $3; u = v; gsub(/[0-9.]/, "", u); sub(/[A-Za-z]+$/, "", v)
+        m += (u == "GiB") ? v * 1024 : (u == "KiB") ? v / 1024 : v } END {
+        printf "%-10s idle: %4.0f MiB, %4.1f %% of a core\n", lab, m / 20, c / 20 }'
+}
+cost bench
+cost benchmon
+echo "the monitor node alone, and each exporter node's exporters:"
+docker stats --no-stream --format '{{.Name}} {{.CPUPerc}} {{.MemUsage}}' | awk '$1 == "benchmon6"'
+for n in benchmon1 benchmon5; do
+    docker exec "$n" ps -o rss=,comm= -C prometheus-post,prometheus-pgba 2>/dev/null |
+        awk -v n="$n" '{ printf "%s %s: %.0f MiB\n", n, $2, $1 / 1024 }'
+done
+measure "reset monitored" mon reset
+measure "stop monitored" mon stop
+measure "start monitored" mon start
+mon destroy >/dev/null
+lab destroy >/dev/null
