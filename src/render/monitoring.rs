@@ -27,6 +27,9 @@ const PGBACKREST_COLLECT_SECS: u64 = 60;
 /// `--tls` lab (HAProxy reads both from one file, as its own user).
 pub const HAPROXY_PEM: &str = "/pgha/certs/haproxy.pem";
 
+/// Which members a job scrapes.
+type Runs = fn(&Member) -> bool;
+
 /// One scrape job: its name, the port it scrapes, the nodes it scrapes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
@@ -44,7 +47,7 @@ impl Cluster {
     /// What Prometheus scrapes: guide 002's jobs (patroni, postgresql, etcd), then HAProxy's
     /// and pgBackRest's, each with the nodes that run it.
     pub fn scrape_jobs(&self) -> Vec<Job> {
-        let jobs: [(&'static str, u16, fn(&Member) -> bool); 5] = [
+        let jobs: [(&'static str, u16, Runs); 5] = [
             ("patroni", PATRONI_API_PORT, |m| m.roles.postgres),
             ("postgresql", POSTGRES_EXPORTER, |m| m.roles.postgres),
             ("etcd", 2379, |m| m.roles.etcd),
