@@ -286,13 +286,18 @@ pub async fn address(d: &Docker, container: &str, network: &str) -> Option<Strin
 
 /// The host port a container publishes for 5432.
 pub async fn host_port(d: &Docker, container: &str) -> Option<u16> {
+    published(d, container, 5432).await
+}
+
+/// The host port a container publishes for `port`.
+pub async fn published(d: &Docker, container: &str, port: u16) -> Option<u16> {
     let c = d
         .inspect_container(container, None::<InspectContainerOptions>)
         .await
         .ok()?;
     let bindings = c.host_config?.port_bindings?;
     bindings
-        .get("5432/tcp")?
+        .get(&format!("{port}/tcp"))?
         .as_ref()?
         .first()?
         .host_port

@@ -134,7 +134,7 @@ async fn a_monitored_lab_scrapes_every_service_and_sees_a_failover() {
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(host_port(&d, &monitor).await, Some(port));
+    assert_eq!(published(&d, &monitor, 9090).await, Some(port));
     let ready = host_get(port, "/-/ready");
     assert!(ready.starts_with("HTTP/1.0 200"), "{ready}");
     assert!(lab_ok(&["connect", "--name", LAB]).stdout.contains(&url));
