@@ -4,7 +4,7 @@
 //! Layers, each importing only those below it: the commands (`lab`); the services inside the
 //! nodes and their clients (`services`); the lab model read from labels, its locks and the
 //! engine it lives on (`model`, `lock`, `engine`); pure planning and rendering (`spec`, `plan`,
-//! `render`, `predict`, `fault`, `certs`, `labels`). `cli` holds the command line's
+//! `render`, `predict`, `timeline`, `fault`, `certs`, `labels`). `cli` holds the command line's
 //! definitions; `progress`, `terminal` and `interrupt` are how commands talk to a person, and
 //! `table` is the one look of every table they print.
 
@@ -28,4 +28,5 @@ pub mod services;
 pub mod spec;
 pub mod table;
 pub mod terminal;
+pub mod timeline;
 pub mod workload;

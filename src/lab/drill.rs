@@ -20,6 +20,7 @@ use crate::predict::{self, Timers, Window};
 use crate::progress::{Progress, seconds};
 use crate::services::{self, Ctx, etcd, haproxy, lifecycle, patroni};
 use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS};
+use crate::timeline::Timeline;
 use crate::workload::{self, Record, TABLE, Workload};
 
 /// How long HAProxy may take to route as Patroni says: fall 3 checks 3 s apart, with room.
@@ -84,6 +85,8 @@ pub struct Report {
     pub verdict: String,
     /// How the lab was put back.
     pub restored: String,
+    /// What the client saw per 100 ms, with the fault at 0.
+    pub timeline: Timeline,
 }
 
 /// The lab's read-write and read-only entries as a client on this host uses them.
@@ -406,6 +409,7 @@ impl Drill<'_> {
                     .collect(),
             }
         };
+        let timeline = Timeline::of(&o.writes, o.reads.as_ref(), o.fault_at);
         let writes = side(&o.writes);
         let verdict = predict::verdict(writes.downtime, &window);
         Ok(Report {
@@ -427,6 +431,7 @@ impl Drill<'_> {
             predicted: window,
             verdict,
             restored: o.observed.restored,
+            timeline,
         })
     }
 
