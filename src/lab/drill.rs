@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::fault::Fault;
 use crate::lock::LabLock;
 use crate::model::{self, Lab};
+use crate::plot::Picture;
 use crate::predict::{self, Timers, Window};
 use crate::progress::{Progress, seconds};
 use crate::services::{self, Ctx, etcd, haproxy, lifecycle, patroni};
@@ -85,7 +86,7 @@ pub struct Report {
     pub verdict: String,
     /// How the lab was put back.
     pub restored: String,
-    /// What the client saw per 100 ms, with the fault at 0.
+    /// What the client saw per 100 ms, with the fault at 0: the series `--plot` draws.
     pub timeline: Timeline,
 }
 
@@ -683,6 +684,39 @@ async fn peek(ctx: &Ctx<'_>, node: &str) -> std::result::Result<BTreeSet<i64>, S
 }
 
 impl Report {
+    /// What `--plot` draws of this drill.
+    pub fn picture(&self) -> Picture<'_> {
+        let leader = self.leader.after.map(|at| (self.leader.node.clone(), at));
+        Picture {
+            title: format!(
+                "lab {}: {} drill, {} mode",
+                self.lab,
+                self.scenario.name(),
+                self.mode
+            ),
+            summary: format!(
+                "{}, predicted {:.0}-{:.0} s; {} writes acknowledged, {} of them lost",
+                self.writes
+                    .downtime
+                    .map_or("writes did not come back".into(), |d| format!(
+                        "write downtime {d:.2} s"
+                    )),
+                self.predicted.low,
+                self.predicted.high,
+                self.writes.acknowledged,
+                self.lost.count
+            ),
+            timeline: &self.timeline,
+            fault: self.fault.clone(),
+            reached: leader
+                .as_ref()
+                .zip(self.entry_reached_new_primary)
+                .map(|((node, _), at)| (node.clone(), at)),
+            leader,
+            predicted: (self.predicted.low, self.predicted.high),
+        }
+    }
+
     /// The report people read.
     pub fn table(&self) -> String {
         let s = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2} s"));
