@@ -12,5 +12,6 @@ mod image;
 mod labs;
 mod lifecycle;
 mod locks;
+mod plot;
 mod tls;
 mod topologies;
