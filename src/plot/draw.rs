@@ -134,12 +134,21 @@ pub fn draw<DB: DrawingBackend>(
         .light_line_style(WHITE)
         .draw()?;
     band(&mut chart, p, f64::from(l.y_errors))?;
-    // The highest stack first, so each lower kind paints over its own share.
-    for s in l.stacked.iter().rev() {
-        // No border: it would draw a line of this kind's colour along 0 where it had none.
-        chart.draw_series(
-            AreaSeries::new(steps(t, &s.top), 0.0, s.colour.filled()).border_style(TRANSPARENT),
-        )?;
+    // Behind the bars here: an error at the fault's moment would hide under its line.
+    markers(&mut chart, l, f64::from(l.y_errors))?;
+    // Each kind's share of a bucket as a bar on the kinds' before it; nothing where it had none
+    // (an area would draw a line of its colour along 0 there).
+    for (k, s) in l.stacked.iter().enumerate() {
+        let under = k.checked_sub(1).and_then(|j| l.stacked.get(j));
+        chart.draw_series(s.top.iter().enumerate().filter_map(|(i, top)| {
+            let base = under.and_then(|u| u.top.get(i)).copied().unwrap_or(0);
+            (*top > base).then(|| {
+                Rectangle::new(
+                    [(t.at(i), f64::from(base)), (t.at(i + 1), f64::from(*top))],
+                    s.colour.filled(),
+                )
+            })
+        }))?;
     }
     if l.stacked.is_empty() {
         chart.plotting_area().draw(&Text::new(
@@ -148,7 +157,6 @@ pub fn draw<DB: DrawingBackend>(
             (FAMILY, TEXT).into_font().color(&BLACK.mix(0.6)),
         ))?;
     }
-    markers(&mut chart, l, f64::from(l.y_errors))?;
 
     legend_column(&legend, l)?;
     root.present()

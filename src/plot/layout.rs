@@ -163,7 +163,7 @@ impl Layout {
         if let Some((node, at)) = &p.leader {
             legend.push((
                 Swatch::Line(LEADER),
-                format!("new leader {node} at {at:+.2} s"),
+                format!("new leader {node}, seen at {at:+.2} s"),
             ));
         }
         if let Some((node, at)) = &p.reached {
@@ -352,7 +352,7 @@ mod tests {
             ]
         );
         assert_eq!(lines[3], ["fault at 0 s: switchover from t1"]);
-        assert_eq!(lines[4], ["new leader t2 at +0.40 s"]);
+        assert_eq!(lines[4], ["new leader t2, seen at +0.40 s"]);
         assert_eq!(lines[5], ["first write on t2 at +3.00 s"]);
         assert_eq!(lines[6], ["predicted write outage: 3-22 s"]);
         assert!(

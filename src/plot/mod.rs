@@ -6,6 +6,7 @@
 
 mod draw;
 mod layout;
+mod typeset;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ pub struct Picture<'a> {
     pub timeline: &'a Timeline,
     /// What the fault was, as the report says it.
     pub fault: String,
-    /// The new leader and when Patroni had promoted it; None when the leader stayed.
+    /// The new leader and when the drill saw Patroni name it; None when the leader stayed.
     pub leader: Option<(String, f64)>,
     /// The new leader and when the first write through the entry landed on it.
     pub reached: Option<(String, f64)>,
@@ -160,7 +161,8 @@ pub fn render(p: &Picture, format: Format) -> Result<Vec<u8>> {
         Format::Png => {
             let mut rgb = vec![0u8; w as usize * h as usize * 3];
             {
-                let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
+                let bitmap = BitMapBackend::with_buffer(&mut rgb, SIZE);
+                let root = typeset::Typeset::new(bitmap, FONT)?.into_drawing_area();
                 let l = Layout::of(p, draw::plot_px(), &|s| draw::tag_width(&root, s));
                 draw::draw(&root, p, &l).map_err(|e| failed(&e))?;
             }
