@@ -5,6 +5,7 @@
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::Picture;
 use super::layout::{
@@ -151,10 +152,14 @@ pub fn draw<DB: DrawingBackend>(
         }))?;
     }
     if l.stacked.is_empty() {
+        // Midway across, clear of the fault's line at 0, and between the grid's lines.
         chart.plotting_area().draw(&Text::new(
             "the client saw no errors",
-            (0.0f64.max(x0), f64::from(l.y_errors) * 0.6),
-            (FAMILY, TEXT).into_font().color(&BLACK.mix(0.6)),
+            ((x0 + x1) / 2.0, f64::from(l.y_errors) * 0.75),
+            (FAMILY, TEXT)
+                .into_font()
+                .color(&BLACK.mix(0.6))
+                .pos(Pos::new(HPos::Center, VPos::Center)),
         ))?;
     }
 
