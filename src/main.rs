@@ -393,14 +393,17 @@ async fn run_drill(
             let lock = hold(progress, &args.lab, &purpose).await?;
             let work = lab::drill(engine, progress, &lock, fault, args.reader);
             let report = finishing(progress, "the drill", work).await?;
-            if let Some(target) = plot {
-                target.write(&report.picture())?;
+            let drawn = plot.map(|target| (target, target.write(&report.picture())));
+            // The report is printed even when its picture could not be written: the drill ran.
+            print_report(args.json, &report, what, |r| r.table())?;
+            if let Some((target, written)) = drawn {
+                written?;
                 progress.line(format!(
                     "the drill's timeline is drawn in {}",
                     target.path().display()
                 ));
             }
-            print_report(args.json, &report, what, |r| r.table())
+            Ok(())
         }
     }
 }
