@@ -36,6 +36,7 @@ pub fn tag_width<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: &str) 
         })
 }
 
+/// Paints `p` onto `root` as `l` lays it out.
 pub fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     p: &Picture,
@@ -71,7 +72,7 @@ pub fn draw<DB: DrawingBackend>(
         .configure_mesh()
         .y_labels(l.y_acks as usize + 1)
         .y_label_formatter(&|v| format!("{v:.0}"))
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&tick)
         .y_desc(if t.reads.is_some() {
             "acknowledged per 100 ms"
         } else {
@@ -127,7 +128,7 @@ pub fn draw<DB: DrawingBackend>(
                 String::new()
             }
         })
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&tick)
         .x_desc("seconds after the fault")
         .y_desc("errors per 100 ms")
         .label_style((FAMILY, TICKS))
@@ -188,6 +189,15 @@ fn markers<DB: DrawingBackend>(chart: &mut Chart<'_, DB>, l: &Layout, top: f64) 
         ))?;
     }
     Ok(())
+}
+
+/// A tick's seconds: whole ones as such, a short drill's half seconds with their tenth.
+fn tick(v: &f64) -> String {
+    if v.fract().abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
 }
 
 /// A series as steps, flat over each bucket, so a bucket reads as a bar.
