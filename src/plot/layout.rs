@@ -4,7 +4,7 @@
 
 use plotters::style::RGBColor;
 
-use super::Picture;
+use super::{NewLeader, Picture};
 use crate::timeline::Side;
 
 /// The picture's size in pixels, the same for SVG and PNG.
@@ -92,8 +92,9 @@ impl Layout {
     pub fn of(p: &Picture, plot_px: f64, width: &dyn Fn(&str) -> f64) -> Layout {
         let t = p.timeline;
         let mut right = t.end().max(p.predicted.1);
-        for (_, at) in p.leader.iter().chain(p.reached.iter()) {
-            right = right.max(*at);
+        let leader_at = p.leader.as_ref().map(|l| l.at);
+        for at in leader_at.into_iter().chain(p.reached.as_ref().map(|r| r.1)) {
+            right = right.max(at);
         }
         // A little room either side so the first and last buckets are not on the frame.
         let x = (t.start.min(0.0) - 0.5, right + 1.0);
@@ -129,7 +130,7 @@ impl Layout {
             colour: FAULT,
             row: 0,
         }];
-        if let Some((node, at)) = &p.leader {
+        if let Some(NewLeader { node, at, .. }) = &p.leader {
             markers.push(Marker {
                 x: *at,
                 tag: format!("new leader {node}"),
@@ -160,10 +161,11 @@ impl Layout {
             legend.push((Swatch::Area(s.colour), format!("{side} error: {}", e.kind)));
         }
         legend.push((Swatch::Line(FAULT), format!("fault at 0 s: {}", p.fault)));
-        if let Some((node, at)) = &p.leader {
+        if let Some(NewLeader { node, at, promoted }) = &p.leader {
+            let when = if *promoted { "promoted" } else { "seen" };
             legend.push((
                 Swatch::Line(LEADER),
-                format!("new leader {node}, seen at {at:+.2} s"),
+                format!("new leader {node}, {when} at {at:+.2} s"),
             ));
         }
         if let Some((node, at)) = &p.reached {
@@ -289,7 +291,11 @@ mod tests {
             summary: "write downtime 1.00 s, predicted 3-22 s".into(),
             timeline: t,
             fault: "switchover from t1".into(),
-            leader: Some(("t2".into(), 0.4)),
+            leader: Some(NewLeader {
+                node: "t2".into(),
+                at: 0.4,
+                promoted: true,
+            }),
             reached: Some(("t2".into(), 3.0)),
             predicted: (3.0, 22.0),
         }
@@ -327,7 +333,11 @@ mod tests {
         assert_eq!(l.tag_rows, 2);
         // Far apart, one row does.
         let mut far = picture(&t);
-        far.leader = Some(("t2".into(), 10.0));
+        far.leader = Some(NewLeader {
+            node: "t2".into(),
+            at: 10.0,
+            promoted: false,
+        });
         far.reached = Some(("t2".into(), 20.0));
         assert_eq!(Layout::of(&far, 900.0, &chars).tag_rows, 1);
     }
@@ -352,7 +362,7 @@ mod tests {
             ]
         );
         assert_eq!(lines[3], ["fault at 0 s: switchover from t1"]);
-        assert_eq!(lines[4], ["new leader t2, seen at +0.40 s"]);
+        assert_eq!(lines[4], ["new leader t2, promoted at +0.40 s"]);
         assert_eq!(lines[5], ["first write on t2 at +3.00 s"]);
         assert_eq!(lines[6], ["predicted write outage: 3-22 s"]);
         assert!(

@@ -30,12 +30,21 @@ pub struct Picture<'a> {
     pub timeline: &'a Timeline,
     /// What the fault was, as the report says it.
     pub fault: String,
-    /// The new leader and when the drill saw Patroni name it; None when the leader stayed.
-    pub leader: Option<(String, f64)>,
+    /// The new leader; None when the leader stayed.
+    pub leader: Option<NewLeader>,
     /// The new leader and when the first write through the entry landed on it.
     pub reached: Option<(String, f64)>,
     /// The predicted write outage, low and high.
     pub predicted: (f64, f64),
+}
+
+/// A drill's new leader, and when it came.
+pub struct NewLeader {
+    pub node: String,
+    /// Seconds after the fault.
+    pub at: f64,
+    /// `at` is Patroni's promotion; otherwise only when the drill saw Patroni name it.
+    pub promoted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,7 +231,11 @@ mod tests {
             summary: "write downtime 1.00 s, predicted 3-22 s".into(),
             timeline: t,
             fault: "switchover from t1".into(),
-            leader: Some(("t2".into(), 1.2)),
+            leader: Some(NewLeader {
+                node: "t2".into(),
+                at: 1.2,
+                promoted: true,
+            }),
             reached: Some(("t2".into(), 2.0)),
             predicted: (3.0, 22.0),
         }
@@ -275,7 +288,7 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
         for text in [
             "switchover drill",
-            "new leader t2",
+            "new leader t2, promoted at +1.20 s",
             "seconds after the fault",
             "errors per 100 ms",
             "write error: connection refused",

@@ -82,6 +82,17 @@ async fn a_drill_is_drawn_as_svg_or_png_and_a_picture_that_cannot_be_written_is_
         .join("\n");
     assert!(words.contains("switchover drill"), "{words}");
     assert!(words.contains(&format!("new leader {leader}")), "{words}");
+    // The leader's line is Patroni's promotion, from its history, which comes before the drill
+    // sees it.
+    let promoted = report["leader"]["promoted"]
+        .as_f64()
+        .expect("the promotion's moment");
+    let seen = report["leader"]["after"].as_f64().expect("the leader seen");
+    assert!((-1.0..=seen + 0.5).contains(&promoted), "{report}");
+    assert!(
+        words.contains(&format!("new leader {leader}, promoted at")),
+        "{words}"
+    );
     assert!(words.contains("seconds after the fault"), "{words}");
 
     // The JSON keeps the series: every acknowledged write is in a bucket, the fault on an edge.
