@@ -6,7 +6,7 @@
 # HAProxy, when a switchover's and a killed primary's new leader was reached through HAProxy's
 # 5000; then what `--monitoring` costs: create time, and idle memory and CPU against a plain lab.
 # It makes its own labs (bench on 10.250.0.0/24, benchha on 10.251.0.0/24, benchmon on
-# 10.252.0.0/24, the class benchc-a to benchc-j where addresses are free) and destroys them at
+# 10.253.0.0/24, the class benchc-a to benchc-j where addresses are free) and destroys them at
 # the end; nothing else is touched.
 #   scripts/bench.sh              everything
 #   BENCH_RUNS=1 scripts/bench.sh one run of each
@@ -116,7 +116,7 @@ mon() { target/release/lab "$@" --name benchmon; }
 for run in $(seq 1 "$runs"); do
     measure "create plain ($run)" lab create --subnet 10.250.0.0/24
     grep -E '^bootstrap: ' "$log" | sed 's/^/                         /'
-    measure "create monitored ($run)" mon create --monitoring --subnet 10.252.0.0/24
+    measure "create monitored ($run)" mon create --monitoring --subnet 10.253.0.0/24
     grep -E '^bootstrap: ' "$log" | sed 's/^/                         /'
     if [ "$run" -lt "$runs" ]; then
         lab destroy >/dev/null

@@ -116,7 +116,7 @@ pub enum Command {
     /// downtime, acknowledged writes lost, errors), then the lab put back; or `pitr`, a dropped
     /// table brought back by a point-in-time restore.
     #[command(
-        after_help = "Exit codes: 0 the drill ran and the lab was put back (the report says what the client saw,\n  lost writes included); 1 the drill failed (the error says whether the lab was put back);\n  2 refused (the lab was not healthy to start with, or is busy); 130 Ctrl-C.\n\nExamples:\n  lab drill kill-primary\n  lab drill switchover --reader --json"
+        after_help = "Exit codes: 0 the drill ran and the lab was put back (the report says what the client saw,\n  lost writes included); 1 the drill failed (the error says whether the lab was put back);\n  2 refused (the lab was not healthy to start with, or is busy, or --plot's file cannot be\n  written: checked before anything runs); 130 Ctrl-C.\n\nExamples:\n  lab drill kill-primary\n  lab drill switchover --reader --json\n  lab drill kill-primary --plot kill.svg"
     )]
     Drill(Drill),
     /// Switch synchronous replication on or off through Patroni's dynamic configuration.
@@ -577,6 +577,11 @@ pub struct Drill {
     /// string) and report what reads saw.
     #[arg(long)]
     pub reader: bool,
+    /// Also draw the client's timeline to FILE, SVG or PNG by its extension: writes (and reads)
+    /// per 100 ms, errors by kind, the fault, the new leader and the predicted window. Checked
+    /// before the drill starts.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<std::path::PathBuf>,
     /// JSON for scripts instead of text for people.
     #[arg(long)]
     pub json: bool,

@@ -4,9 +4,10 @@
 //! Layers, each importing only those below it: the commands (`lab`); the services inside the
 //! nodes and their clients (`services`); the lab model read from labels, its locks and the
 //! engine it lives on (`model`, `lock`, `engine`); pure planning and rendering (`spec`, `plan`,
-//! `render`, `predict`, `fault`, `certs`, `labels`). `cli` holds the command line's
-//! definitions; `progress`, `terminal` and `interrupt` are how commands talk to a person, and
-//! `table` is the one look of every table they print.
+//! `render`, `predict`, `timeline`, `fault`, `certs`, `labels`), and `plot`, which draws a
+//! drill's timeline to a file. `cli` holds the command line's definitions; `progress`,
+//! `terminal` and `interrupt` are how commands talk to a person, and `table` is the one look of
+//! every table they print.
 
 pub mod certs;
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod labels;
 pub mod lock;
 pub mod model;
 pub mod plan;
+pub mod plot;
 pub mod predict;
 pub mod progress;
 pub mod render;
@@ -28,4 +30,5 @@ pub mod services;
 pub mod spec;
 pub mod table;
 pub mod terminal;
+pub mod timeline;
 pub mod workload;

@@ -11,7 +11,7 @@ use pgha_lab::error::{Error, Result};
 use pgha_lab::interrupt::{self, Interrupt};
 use pgha_lab::lock::{self, LabLock};
 use pgha_lab::progress::Progress;
-use pgha_lab::{image, lab, model, spec, terminal};
+use pgha_lab::{image, lab, model, plot, spec, terminal};
 
 #[tokio::main]
 async fn main() {
@@ -60,6 +60,10 @@ async fn run(cli: Cli) -> Result<i32> {
     let specs = match &cli.command {
         Command::Create(args) => create_specs(args)?,
         _ => Vec::new(),
+    };
+    let plot = match &cli.command {
+        Command::Drill(args) => drill_input(args)?,
+        _ => None,
     };
     let engine = Engine::connect().await?;
     let (engine, progress) = (&engine, &progress);
@@ -120,7 +124,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Failover(a) => change_leader(engine, progress, &a, true).await?,
         Command::Etcd(EtcdCommand::Stop(m)) => etcd(engine, progress, &m, false).await?,
         Command::Etcd(EtcdCommand::Start(m)) => etcd(engine, progress, &m, true).await?,
-        Command::Drill(args) => run_drill(engine, progress, &args).await?,
+        Command::Drill(args) => run_drill(engine, progress, &args, plot.as_ref()).await?,
         Command::Sync(args) => {
             let lock = hold(progress, &args.lab, "switching the replication mode").await?;
             let on = args.mode == cli::OnOff::On;
@@ -360,16 +364,33 @@ async fn etcd(engine: &Engine, progress: &Progress, m: &cli::Members, start: boo
     drill(progress, m.json, work).await
 }
 
-/// `lab drill SCENARIO`: a fault drill, or the pitr drill.
-async fn run_drill(engine: &Engine, progress: &Progress, args: &cli::Drill) -> Result<()> {
+/// `lab drill`'s bad input, refused before the daemon is asked and the lab locked: flags the
+/// pitr drill has no use for, and a `--plot` path that cannot take a picture. The picture's
+/// file, checked.
+fn drill_input(args: &cli::Drill) -> Result<Option<plot::Target>> {
+    if args.scenario.fault().is_none() {
+        for (given, flag) in [(args.reader, "--reader"), (args.plot.is_some(), "--plot")] {
+            if given {
+                return Err(Error::Invalid(format!(
+                    "{flag} goes with the fault drills; the pitr drill runs no workload"
+                )));
+            }
+        }
+    }
+    args.plot.as_deref().map(plot::Target::check).transpose()
+}
+
+/// `lab drill SCENARIO`: a fault drill, or the pitr drill; `plot`, where to draw a fault
+/// drill's timeline.
+async fn run_drill(
+    engine: &Engine,
+    progress: &Progress,
+    args: &cli::Drill,
+    plot: Option<&plot::Target>,
+) -> Result<()> {
     let what = "the drill's report";
     match args.scenario.fault() {
         None => {
-            if args.reader {
-                return Err(Error::Invalid(
-                    "--reader goes with the fault drills; the pitr drill runs no workload".into(),
-                ));
-            }
             let lock = hold(progress, &args.lab, "the pitr drill").await?;
             let work = lab::pitr_drill(engine, progress, &lock);
             let report = finishing(progress, "the drill", work).await?;
@@ -380,7 +401,17 @@ async fn run_drill(engine: &Engine, progress: &Progress, args: &cli::Drill) -> R
             let lock = hold(progress, &args.lab, &purpose).await?;
             let work = lab::drill(engine, progress, &lock, fault, args.reader);
             let report = finishing(progress, "the drill", work).await?;
-            print_report(args.json, &report, what, |r| r.table())
+            let drawn = plot.map(|target| (target, target.write(&report.picture())));
+            // The report is printed even when its picture could not be written: the drill ran.
+            print_report(args.json, &report, what, |r| r.table())?;
+            if let Some((target, written)) = drawn {
+                written?;
+                progress.line(format!(
+                    "the drill's timeline is drawn in {}",
+                    target.path().display()
+                ));
+            }
+            Ok(())
         }
     }
 }

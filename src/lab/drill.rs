@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -16,10 +16,12 @@ use crate::error::{Error, Result};
 use crate::fault::Fault;
 use crate::lock::LabLock;
 use crate::model::{self, Lab};
+use crate::plot::{NewLeader, Picture};
 use crate::predict::{self, Timers, Window};
 use crate::progress::{Progress, seconds};
 use crate::services::{self, Ctx, etcd, haproxy, lifecycle, patroni};
 use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS};
+use crate::timeline::Timeline;
 use crate::workload::{self, Record, TABLE, Workload};
 
 /// How long HAProxy may take to route as Patroni says: fall 3 checks 3 s apart, with room.
@@ -49,8 +51,13 @@ pub struct Side {
 #[derive(Debug, Serialize)]
 pub struct Leader {
     pub node: String,
-    /// Seconds after the fault; None when it stayed the same node.
+    /// When the drill saw Patroni name it, in seconds after the fault; None when it stayed the
+    /// same node.
     pub after: Option<f64>,
+    /// When it was promoted, in seconds after the fault: its timeline's moment in Patroni's
+    /// history, which PostgreSQL wrote as it promoted (the nodes share the host's clock). None
+    /// when the leader stayed, or the history did not say.
+    pub promoted: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -84,6 +91,8 @@ pub struct Report {
     pub verdict: String,
     /// How the lab was put back.
     pub restored: String,
+    /// What the client saw per 100 ms, with the fault at 0: the series `--plot` draws.
+    pub timeline: Timeline,
 }
 
 /// The lab's read-write and read-only entries as a client on this host uses them.
@@ -264,6 +273,7 @@ pub async fn drill(
     let load = drill.baseline(progress, &entries, reader).await?;
     let fault_at = load.now();
     let started = Instant::now();
+    let fault_wall = SystemTime::now();
     let step = progress.step(format!("{} on {}", fault.name(), drill.targets.join(", ")));
     let observed = drill.act(&load, started).await;
     let (writes, reads) = load.stop().await;
@@ -294,6 +304,7 @@ pub async fn drill(
         lost,
         fault_at,
         started,
+        fault_wall,
     };
     drill.report(&ctx, entries.what, outcome).await
 }
@@ -310,6 +321,8 @@ struct Outcome {
     /// When the fault came, on the workload's clock and on this one.
     fault_at: Duration,
     started: Instant,
+    /// The fault's moment on the wall clock, to place Patroni's own times.
+    fault_wall: SystemTime,
 }
 
 impl Drill<'_> {
@@ -406,6 +419,11 @@ impl Drill<'_> {
                     .collect(),
             }
         };
+        let timeline = Timeline::of(&o.writes, o.reads.as_ref(), o.fault_at);
+        let mut leader = o.observed.leader;
+        if leader.after.is_some() {
+            leader.promoted = promoted_after(ctx, &leader.node, o.fault_wall).await;
+        }
         let writes = side(&o.writes);
         let verdict = predict::verdict(writes.downtime, &window);
         Ok(Report {
@@ -416,7 +434,7 @@ impl Drill<'_> {
             fault: o.observed.fault,
             reads: o.reads.as_ref().map(side),
             writes,
-            leader: o.observed.leader,
+            leader,
             entry_reached_new_primary: reached,
             lost: Lost {
                 count: o.lost.len(),
@@ -427,6 +445,7 @@ impl Drill<'_> {
             predicted: window,
             verdict,
             restored: o.observed.restored,
+            timeline,
         })
     }
 
@@ -561,6 +580,7 @@ impl Drill<'_> {
                 Leader {
                     node,
                     after: Some(after),
+                    promoted: None,
                 }
             }
             Fault::EtcdMajority => {
@@ -573,6 +593,7 @@ impl Drill<'_> {
                 Leader {
                     after: (node != *old).then_some(after),
                     node,
+                    promoted: None,
                 }
             }
             Fault::KillReplica => {
@@ -588,6 +609,7 @@ impl Drill<'_> {
                 Leader {
                     node: old.clone(),
                     after: None,
+                    promoted: None,
                 }
             }
             Fault::KillHaproxy => {
@@ -595,10 +617,25 @@ impl Drill<'_> {
                 Leader {
                     node: old.clone(),
                     after: None,
+                    promoted: None,
                 }
             }
         })
     }
+}
+
+/// When `node` was promoted, in seconds after the fault at `fault`, from Patroni's history;
+/// None when it does not say, or says of a promotion before the fault (an older one). A report
+/// without it is still whole, so asking is allowed to fail.
+async fn promoted_after(ctx: &Ctx<'_>, node: &str, fault: SystemTime) -> Option<f64> {
+    let at = patroni::promoted(ctx, node).await.ok()??;
+    let fault = fault
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    // The history's time and the fault's are the same clock read a moment apart: a promotion
+    // more than a second before the fault is not this drill's.
+    Some(at - fault).filter(|after| *after > -1.0)
 }
 
 /// (address on the lab network, node name) for every node.
@@ -678,6 +715,44 @@ async fn peek(ctx: &Ctx<'_>, node: &str) -> std::result::Result<BTreeSet<i64>, S
 }
 
 impl Report {
+    /// What `--plot` draws of this drill.
+    pub fn picture(&self) -> Picture<'_> {
+        // Patroni's promotion where its history told it, else when the drill saw it.
+        let leader = self.leader.after.map(|seen| NewLeader {
+            node: self.leader.node.clone(),
+            at: self.leader.promoted.unwrap_or(seen),
+            promoted: self.leader.promoted.is_some(),
+        });
+        Picture {
+            title: format!(
+                "lab {}: {} drill, {} mode",
+                self.lab,
+                self.scenario.name(),
+                self.mode
+            ),
+            summary: format!(
+                "{}, predicted {:.0}-{:.0} s; {} writes acknowledged, {} of them lost",
+                self.writes
+                    .downtime
+                    .map_or("writes did not come back".into(), |d| format!(
+                        "write downtime {d:.2} s"
+                    )),
+                self.predicted.low,
+                self.predicted.high,
+                self.writes.acknowledged,
+                self.lost.count
+            ),
+            timeline: &self.timeline,
+            fault: self.fault.clone(),
+            reached: leader
+                .as_ref()
+                .zip(self.entry_reached_new_primary)
+                .map(|(l, at)| (l.node.clone(), at)),
+            leader,
+            predicted: (self.predicted.low, self.predicted.high),
+        }
+    }
+
     /// The report people read.
     pub fn table(&self) -> String {
         let s = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2} s"));
@@ -724,9 +799,13 @@ impl Report {
         }
         row(
             "leader",
-            match self.leader.after {
-                Some(after) => format!("{} after {after:.2} s", self.leader.node),
-                None => format!("{} (unchanged)", self.leader.node),
+            match (self.leader.after, self.leader.promoted) {
+                (Some(after), Some(promoted)) => format!(
+                    "{} promoted at {promoted:+.2} s, seen after {after:.2} s",
+                    self.leader.node
+                ),
+                (Some(after), None) => format!("{} after {after:.2} s", self.leader.node),
+                (None, _) => format!("{} (unchanged)", self.leader.node),
             },
         );
         if self.leader.after.is_some() {

@@ -516,6 +516,64 @@ pub async fn dynamic(ctx: &Ctx<'_>, node: &str) -> Result<Dynamic> {
     })
 }
 
+/// When `node` was last promoted, as Patroni's timeline history on it says (`GET /history`):
+/// the time of the newest timeline's history file, which PostgreSQL writes as it promotes. In
+/// seconds since the Unix epoch; None when the newest timeline is not `node`'s or the REST API
+/// does not answer, which leaves the promotion's moment unknown, not the drill failed.
+pub async fn promoted(ctx: &Ctx<'_>, node: &str) -> Result<Option<f64>> {
+    let (url, ca) = rest_url(ctx.lab.tls, "/history");
+    let cacert = ca.map(|ca| ["--cacert", ca]);
+    let argv: Vec<&str> = ["curl", "-sf", "--max-time", "5"]
+        .into_iter()
+        .chain(cacert.into_iter().flatten())
+        .chain([url.as_str()])
+        .collect();
+    let out = ctx
+        .engine
+        .exec(node, "postgres", &argv, Duration::from_secs(15))
+        .await?;
+    Ok(promotion_in(&out.stdout, node))
+}
+
+/// The newest entry of a `/history` answer, `[[timeline, lsn, reason, "2026-12-05T22:39:04.412765+00:00",
+/// "pgha2"], ...]`, as seconds since the epoch when it names `node`.
+fn promotion_in(history: &str, node: &str) -> Option<f64> {
+    let entries: Vec<Vec<serde_json::Value>> = serde_json::from_str(history).ok()?;
+    let newest = entries.last()?;
+    if newest.get(4)?.as_str()? != node {
+        return None;
+    }
+    iso_seconds(newest.get(3)?.as_str()?)
+}
+
+/// `2026-12-05T22:39:04.412765+00:00` (Python's isoformat, the fraction optional) as seconds
+/// since the epoch.
+fn iso_seconds(text: &str) -> Option<f64> {
+    fn parts<T: std::str::FromStr>(text: &str, by: char) -> Option<[T; 3]> {
+        let mut it = text.split(by).map(|p| p.parse().ok());
+        let parts = [it.next()??, it.next()??, it.next()??];
+        it.next().is_none().then_some(parts)
+    }
+    let (date, rest) = text.split_once('T')?;
+    // The offset begins at the last sign: the time has none.
+    let (clock, offset) = rest.split_at(rest.rfind(['+', '-'])?);
+    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, "0"));
+    let [year, month, day]: [i32; 3] = parts(date, '-')?;
+    let [hour, minute, second]: [u8; 3] = parts(hms, ':')?;
+    let (oh, om) = offset[1..].split_once(':')?;
+    let east = (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?) * 60;
+    let east = if offset.starts_with('-') { -east } else { east };
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, u8::try_from(day).ok()?).ok()?;
+    let clock = time::Time::from_hms(hour, minute, second).ok()?;
+    let utc = time::PrimitiveDateTime::new(date, clock)
+        .assume_utc()
+        .unix_timestamp()
+        - east;
+    let fraction: f64 = format!("0.{fraction}").parse().ok()?;
+    Some(utc as f64 + fraction)
+}
+
 /// This node's REST API at `path`, and on a `--tls` lab the CA to verify its https against (the
 /// certificate names localhost).
 fn rest_url(tls: bool, path: &str) -> (String, Option<&'static str>) {
@@ -624,6 +682,26 @@ fn summary(states: &[(String, Option<MemberState>)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_newest_promotion_is_read_from_patroni_s_history() {
+        let history = r#"[[1, 134217888, "no recovery target specified",
+            "2026-12-05T22:39:04.412765+00:00", "pgha2"],
+            [2, 134218000, "no recovery target specified", "2026-12-05T23:39:05+01:00", "pgha1"]]"#;
+        // 2026-12-05T22:39:05Z.
+        assert_eq!(promotion_in(history, "pgha1"), Some(1_796_510_345.0));
+        // The newest timeline is not pgha2's: its promotion is an older one.
+        assert_eq!(promotion_in(history, "pgha2"), None);
+        let at = iso_seconds("2026-12-05T22:39:04.412765+00:00").unwrap();
+        assert!((at - 1_796_510_344.412_765).abs() < 1e-6, "{at}");
+        assert_eq!(
+            iso_seconds("2026-12-05T17:39:04-05:00"),
+            Some(1_796_510_344.0)
+        );
+        assert_eq!(promotion_in("[]", "pgha1"), None);
+        assert_eq!(promotion_in("not json", "pgha1"), None);
+        assert_eq!(iso_seconds("yesterday"), None);
+    }
 
     fn state(json: &str) -> Option<MemberState> {
         Some(serde_json::from_str(json).unwrap())

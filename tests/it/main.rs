@@ -13,5 +13,6 @@ mod labs;
 mod lifecycle;
 mod locks;
 mod monitoring;
+mod plot;
 mod tls;
 mod topologies;
