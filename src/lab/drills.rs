@@ -437,7 +437,9 @@ pub(super) async fn rejoined(
             }
             Kind::Patroni => report.extend(patroni_rejoined(&ctx, &back, started).await?),
             Kind::Haproxy => report.push(haproxy_rejoined(&ctx, &back[0], started).await?),
-            Kind::Sshd | Kind::Repository | Kind::Exporters | Kind::Prometheus => {}
+            // Its start helper has waited until it answers.
+            Kind::Prometheus => report.push(format!("Prometheus answering on {}", back[0])),
+            Kind::Sshd | Kind::Repository | Kind::Exporters => {}
         }
     }
     Ok(report)
