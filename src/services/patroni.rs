@@ -233,8 +233,8 @@ pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
     if !ctx.lab.nodes.iter().any(|n| n.name == node && n.running()) {
         return Ok(None);
     }
-    let (url, ca) = rest_url(ctx.lab.tls, "/patroni");
-    let argv: Vec<&str> = [MEMBER_STATE, &url].into_iter().chain(ca).collect();
+    let argv = member_probe(ctx.lab.tls);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let asked = ctx
         .engine
         .exec(node, "postgres", &argv, Duration::from_secs(15))
@@ -242,12 +242,35 @@ pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
     // A node killed a moment ago cannot be asked, or is killed while it answers: it does not
     // answer.
     let out = match asked {
-        Ok(out) if out.code > 128 => return Ok(None),
         Ok(out) => out,
         Err(Error::Docker { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let probed: Probed = super::probe::read(&ctx.lab.name, node, &argv, &out)?;
+    read_member(&ctx.lab.name, node, &argv, &out)
+}
+
+/// The probe `member` runs on a node, as postgres: its argv.
+pub fn member_probe(tls: bool) -> Vec<String> {
+    let (url, ca) = rest_url(tls, "/patroni");
+    [MEMBER_STATE, &url]
+        .into_iter()
+        .chain(ca)
+        .map(String::from)
+        .collect()
+}
+
+/// What `member_probe` (`argv`) printed on `node` of lab `lab`: the member's account of
+/// itself, or None when it does not answer (killed while it answered: exit code above 128).
+pub fn read_member(
+    lab: &str,
+    node: &str,
+    argv: &[&str],
+    out: &ExecOutput,
+) -> Result<Option<MemberState>> {
+    if out.code > 128 {
+        return Ok(None);
+    }
+    let probed: Probed = super::probe::read(lab, node, argv, out)?;
     Ok(probed.member())
 }
 
