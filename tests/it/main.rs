@@ -14,3 +14,4 @@ mod lifecycle;
 mod locks;
 mod tls;
 mod topologies;
+mod watch;

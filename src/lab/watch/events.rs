@@ -103,7 +103,10 @@ impl Node {
         }
         match &self.member {
             None => Some("Patroni does not answer".into()),
-            Some(m) if m.state != "running" => Some(format!("PostgreSQL {}", m.state)),
+            // A replica that streams is up, whatever Patroni's loop has yet to notice.
+            Some(m) if m.state != "running" && m.streams_from.is_none() => {
+                Some(format!("PostgreSQL {}", m.state))
+            }
             Some(_) => None,
         }
     }
@@ -147,6 +150,11 @@ impl Haproxy {
 }
 
 impl Snapshot {
+    /// Whether the lab is there with every node stopped.
+    pub fn stopped(&self) -> bool {
+        self.presence == Presence::Here && self.nodes.iter().all(|n| !n.running)
+    }
+
     /// The Patroni leader: a running primary, one on the lab network first (a primary cut off
     /// still calls itself one until its leader key expires), then the newest timeline.
     pub fn leader(&self) -> Option<(&str, Option<u64>)> {
@@ -214,6 +222,10 @@ pub enum Event {
         kind: &'static str,
         why: String,
     },
+    /// Every node stopped (`lab stop`).
+    LabStopped {
+        lab: String,
+    },
     Back {
         node: String,
         kind: &'static str,
@@ -268,6 +280,7 @@ impl Event {
             | Event::Down { .. }
             | Event::EtcdMemberDown { .. }
             | Event::QuorumLost { .. }
+            | Event::LabStopped { .. }
             | Event::LabGone { .. }
             | Event::EngineLost { .. } => Tone::Bad,
             Event::HaproxySwitched { to, .. }
@@ -308,6 +321,10 @@ impl fmt::Display for Event {
             Event::LeaderLost { was } => write!(f, "no leader: {was} stopped leading"),
             Event::TimelineSwitched { from, to } => write!(f, "timeline switched: {from} -> {to}"),
             Event::Down { node, kind, why } => write!(f, "{kind} down: {node} ({why})"),
+            Event::LabStopped { lab } => write!(
+                f,
+                "lab stopped: no node of it runs; `lab start --name {lab}` starts it again"
+            ),
             Event::Back { node, kind, now } => write!(f, "{kind} back: {node} ({now})"),
             Event::Rejoined { node, from } => {
                 write!(f, "replica rejoined: {node} streaming from {from}")
@@ -320,6 +337,11 @@ impl fmt::Display for Event {
                 f,
                 "HAProxy not answering (its {HAPROXY_PRIMARY} led to {})",
                 servers(from)
+            ),
+            Event::HaproxySwitched { from: None, to } => write!(
+                f,
+                "HAProxy answering again: {HAPROXY_PRIMARY} -> {}",
+                servers(to)
             ),
             Event::HaproxySwitched { from, to } => write!(
                 f,
@@ -378,6 +400,11 @@ impl Detector {
             return Vec::new();
         }
         let mut events = nodes(&before, now);
+        if now.stopped() && !before.stopped() {
+            events.push(Event::LabStopped {
+                lab: now.lab.clone(),
+            });
+        }
         events.extend(self.leadership(&before, now));
         events.extend(rejoined(&before, now));
         events.extend(etcd(before.etcd.as_ref(), now.etcd.as_ref()));
@@ -698,6 +725,33 @@ mod tests {
     }
 
     #[test]
+    fn a_lab_stopped_whole_is_said_after_its_nodes() {
+        let mut d = Detector::new(&healthy());
+        let mut stopped = healthy();
+        for n in &mut stopped.nodes {
+            n.running = false;
+            n.container = "exited".into();
+            n.member = None;
+        }
+        let events = lines(&d.next(&stopped));
+        assert_eq!(events.len(), 6, "{events:?}");
+        assert_eq!(events[3], "node down: pgha4 (container exited)");
+        assert_eq!(
+            events[4],
+            "lab stopped: no node of it runs; `lab start --name pgha` starts it again"
+        );
+        assert_eq!(events[5], "no leader: pgha1 stopped leading");
+    }
+
+    #[test]
+    fn a_replica_that_streams_is_up_while_patroni_still_says_starting() {
+        let mut n = node("pgha2", member("replica", "starting", 1, Some("pgha1")));
+        assert_eq!(n.down(), None);
+        n.member = member("replica", "starting", 1, None);
+        assert_eq!(n.down().as_deref(), Some("PostgreSQL starting"));
+    }
+
+    #[test]
     fn a_cut_off_primary_does_not_hide_the_new_leader() {
         let mut s = healthy();
         s.nodes[0].cut_off = true;
@@ -749,6 +803,10 @@ mod tests {
         assert_eq!(
             lines(&d.next(&silent)),
             ["HAProxy not answering (its 5000 led to nothing)"]
+        );
+        assert_eq!(
+            lines(&d.next(&healthy())),
+            ["HAProxy answering again: 5000 -> pgha1"]
         );
     }
 

@@ -8,7 +8,6 @@ mod events;
 mod poll;
 mod view;
 
-use std::collections::VecDeque;
 use std::io::{IsTerminal, Stdout, stdout};
 use std::sync::Once;
 use std::time::{Duration, SystemTime};
@@ -30,10 +29,7 @@ use crate::model;
 use crate::terminal;
 use events::{Detector, clock};
 use poll::Poller;
-use view::Logged;
-
-/// How many events the view keeps for scrolling back to the screen's height.
-const KEPT: usize = 1000;
+use view::{Log, Logged};
 
 /// Watches lab `name` until stopped; returns the exit code: 0 after `q`, 130 after Ctrl-C,
 /// 128 + the signal after SIGTERM or SIGHUP. A lab that is not there to begin with is an error.
@@ -70,7 +66,7 @@ async fn screen(mut poller: Poller) -> Result<i32> {
     let mut screen = Screen::enter()?;
     let mut inputs = inputs();
     let mut stop = Stops::listen()?;
-    let mut log: VecDeque<Logged> = VecDeque::new();
+    let mut log = Log::new(now());
     let mut snap = poller.placeholder();
     screen.draw(&snap, &log)?;
     let first = tokio::select! {
@@ -86,10 +82,7 @@ async fn screen(mut poller: Poller) -> Result<i32> {
                 snap = next?;
                 let at = clock(SystemTime::now());
                 for event in detector.next(&snap) {
-                    if log.len() == KEPT {
-                        log.pop_front();
-                    }
-                    log.push_back(Logged { at: at.clone(), event });
+                    log.push(Logged { at: at.clone(), event });
                 }
             }
             code = stop.next() => return Ok(code),
@@ -111,7 +104,7 @@ async fn until_quit(
     stop: &mut Stops,
     screen: &mut Screen,
     snap: &events::Snapshot,
-    log: &VecDeque<Logged>,
+    log: &Log,
 ) -> Result<i32> {
     loop {
         tokio::select! {
@@ -215,15 +208,20 @@ impl Screen {
         })
     }
 
-    fn draw(&mut self, snap: &events::Snapshot, log: &VecDeque<Logged>) -> Result<()> {
-        let now = clock(SystemTime::now());
-        // Seconds are enough for the header; the events keep their milliseconds.
-        let now = now.split('.').next().unwrap_or(&now).to_string();
+    fn draw(&mut self, snap: &events::Snapshot, log: &Log) -> Result<()> {
+        let now = now();
         self.terminal
             .draw(|frame| view::draw(frame, snap, log, &now))
             .map(drop)
             .map_err(Error::io("draw on the terminal"))
     }
+}
+
+/// The time to the second, as the view's header shows it (the events keep their
+/// milliseconds).
+fn now() -> String {
+    let now = clock(SystemTime::now());
+    now.split('.').next().unwrap_or(&now).to_string()
 }
 
 /// Puts the terminal back when dropped.

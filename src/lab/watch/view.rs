@@ -19,13 +19,39 @@ pub struct Logged {
     pub event: Event,
 }
 
+/// The events seen since the view began, the newest last; the oldest go past KEPT.
+pub struct Log {
+    since: String,
+    events: VecDeque<Logged>,
+}
+
+/// How many events the log keeps: more than any screen shows.
+const KEPT: usize = 1000;
+
+impl Log {
+    /// An empty log, begun at `since` ("22:14:03").
+    pub fn new(since: String) -> Log {
+        Log {
+            since,
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn push(&mut self, logged: Logged) {
+        if self.events.len() == KEPT {
+            self.events.pop_front();
+        }
+        self.events.push_back(logged);
+    }
+}
+
 /// The columns of the node table.
 const HEADER: [&str; 7] = ["node", "container", "role", "state", "tl", "lag", "from"];
 /// The gap between the table's columns.
 const GAP: u16 = 2;
 
 /// Draws the whole view on `frame`; `now` is the time the header shows.
-pub fn draw(frame: &mut Frame, snap: &Snapshot, log: &VecDeque<Logged>, now: &str) {
+pub fn draw(frame: &mut Frame, snap: &Snapshot, log: &Log, now: &str) {
     let nodes = match snap.presence {
         Presence::Here => snap.nodes.len().max(1) as u16 + 3,
         _ => 3,
@@ -196,13 +222,13 @@ fn services(snap: &Snapshot) -> Vec<Line<'static>> {
 }
 
 /// The events box: as many of the newest events as fit, each wrapped under its time.
-fn render_log(frame: &mut Frame, log: &VecDeque<Logged>, area: Rect) {
+fn render_log(frame: &mut Frame, log: &Log, area: Rect) {
     let block = boxed(" events ");
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let width = usize::from(inner.width);
     let mut lines: Vec<Line<'static>> = Vec::new();
-    for logged in log.iter().rev() {
+    for logged in log.events.iter().rev() {
         let style = match logged.event.tone() {
             Tone::Bad => Style::new().fg(Color::Red),
             Tone::Good => Style::new().fg(Color::Green),
@@ -229,7 +255,7 @@ fn render_log(frame: &mut Frame, log: &VecDeque<Logged>, area: Rect) {
         }
     }
     if lines.is_empty() {
-        lines.push(Line::from("nothing has happened yet").dim());
+        lines.push(Line::from(format!("no change since {} UTC", log.since)).dim());
     }
     lines.truncate(usize::from(inner.height));
     lines.reverse();
@@ -321,7 +347,7 @@ mod tests {
     }
 
     /// The screen's text, a line per row, right-trimmed.
-    fn screen(snap: &Snapshot, log: &VecDeque<Logged>, width: u16, height: u16) -> Vec<String> {
+    fn screen(snap: &Snapshot, log: &Log, width: u16, height: u16) -> Vec<String> {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
         terminal.draw(|f| draw(f, snap, log, "22:14:03")).unwrap();
         let buffer = terminal.backend().buffer();
@@ -345,14 +371,14 @@ mod tests {
 
     #[test]
     fn eighty_columns_hold_every_column_and_the_newest_events() {
-        let mut log = VecDeque::new();
+        let mut log = Log::new("22:10:00".into());
         for i in 0..30 {
-            log.push_back(logged(
+            log.push(logged(
                 &format!("22:14:{i:02}.000"),
                 Event::TimelineSwitched { from: i, to: i + 1 },
             ));
         }
-        log.push_back(logged(
+        log.push(logged(
             "22:15:00.412",
             Event::LabGone { lab: "pgha".into() },
         ));
@@ -404,12 +430,12 @@ mod tests {
             haproxy: None,
             ..snapshot("pgha")
         };
-        let text = screen(&gone, &VecDeque::new(), 80, 12).join("\n");
+        let text = screen(&gone, &Log::new("22:10:00".into()), 80, 12).join("\n");
         assert!(
             text.contains("lab pgha is gone: no container of it is left."),
             "{text}"
         );
-        assert!(text.contains("nothing has happened yet"), "{text}");
+        assert!(text.contains("no change since 22:10:00 UTC"), "{text}");
     }
 
     #[test]
