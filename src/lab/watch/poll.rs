@@ -3,6 +3,12 @@
 //! member; HAProxy's routing on the HAProxy node; etcd's view on one node) go in one exec, so a
 //! node costs one `docker exec` a second. A probe runs on its own: a node that is slow or dead
 //! delays only its own answer, never the others', and never the next snapshot.
+//!
+//! What costs the nodes CPU is asked less often than what must show at once: a member's role
+//! and state (curl on its REST API) every second, as a new leader must show within 2 s; its WAL
+//! receiver (memberState, Python and psql) every third second; HAProxy's routing every other
+//! second; etcd's view (etcdctl on every member) every third second. Each `docker exec` costs
+//! the node some 20 ms of CPU before the command even starts.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -19,6 +25,11 @@ use crate::services::{Ctx, etcd, patroni};
 
 /// How often every node is asked, at most.
 pub const EVERY: Duration = Duration::from_secs(1);
+/// Every how many rounds a member's WAL receiver is read, HAProxy's routing and etcd's view
+/// asked.
+const RECEIVER_EVERY: u64 = 3;
+const ROUTING_EVERY: u64 = 2;
+const ETCD_EVERY: u64 = 3;
 /// How long one node's probe may take before it counts as no answer; what it runs in the node
 /// ends there too (`Engine::exec` bounds it with coreutils' timeout).
 const PROBE_WITHIN: Duration = Duration::from_secs(4);
@@ -34,7 +45,10 @@ const MARK: &str = "@@lab-watch-exit:";
 /// A question asked of a node.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Question {
+    /// The member's REST API and its WAL receiver.
     Member,
+    /// The member's REST API alone.
+    Rest,
     Routing,
     Etcd,
 }
@@ -48,6 +62,7 @@ enum Done {
 /// One question's answer; None where the node did not answer.
 enum Answer {
     Member(Option<patroni::MemberState>),
+    Rest(Option<patroni::MemberState>),
     Routing(Option<Routing>),
     Etcd(Option<etcd::View>),
 }
@@ -66,6 +81,8 @@ pub struct Poller {
     routing: Option<Routing>,
     etcd: Option<etcd::View>,
     ticks: Interval,
+    /// How many times the nodes were asked.
+    rounds: u64,
 }
 
 impl Poller {
@@ -85,6 +102,7 @@ impl Poller {
             routing: None,
             etcd: None,
             ticks,
+            rounds: 0,
         }
     }
 
@@ -138,16 +156,25 @@ impl Poller {
             });
         }
         let Some(lab) = self.lab.clone() else { return };
-        let asker = etcd_asker(&lab);
+        let round = self.rounds;
+        self.rounds += 1;
+        // The first round asks everything, so that the first snapshot is whole.
+        let asker = etcd_asker(&lab).filter(|_| round == 0 || round % ETCD_EVERY == 0);
         for node in lab.nodes.iter().filter(|n| n.running()) {
             if self.asking.contains(&node.name) {
                 continue;
             }
             let mut questions = Vec::new();
             if node.roles.postgres {
-                questions.push(Question::Member);
+                // Spread over the rounds, so that each round's cost is about the same.
+                let receiver = round == 0 || (round + node.index as u64) % RECEIVER_EVERY == 0;
+                questions.push(if receiver {
+                    Question::Member
+                } else {
+                    Question::Rest
+                });
             }
-            if node.roles.haproxy {
+            if node.roles.haproxy && round % ROUTING_EVERY == 0 {
                 questions.push(Question::Routing);
             }
             if asker.as_deref() == Some(node.name.as_str()) {
@@ -203,7 +230,22 @@ impl Poller {
                         Answer::Member(Some(m)) => {
                             self.members.insert(node.clone(), m);
                         }
-                        Answer::Member(None) => {
+                        Answer::Rest(Some(mut m)) => {
+                            // The receiver last read still holds while Patroni says the
+                            // replica streams.
+                            m.receiver = self
+                                .members
+                                .get(&node)
+                                .filter(|_| m.role == "replica")
+                                .filter(|_| {
+                                    m.replication_state
+                                        .as_deref()
+                                        .is_none_or(|r| r == "streaming")
+                                })
+                                .and_then(|was| was.receiver.clone());
+                            self.members.insert(node.clone(), m);
+                        }
+                        Answer::Member(None) | Answer::Rest(None) => {
                             self.members.remove(&node);
                         }
                         Answer::Routing(r) => self.routing = r,
@@ -312,6 +354,7 @@ async fn probe(
         .iter()
         .map(|q| match q {
             Question::Member => patroni::member_probe(lab.tls),
+            Question::Rest => patroni::rest_probe(lab.tls),
             Question::Routing => haproxy::routing_probe(),
             Question::Etcd => etcd::view_probe(&ctx, node, ETCD_WITHIN),
         })
@@ -347,6 +390,7 @@ async fn probe(
                         .ok()
                         .flatten()
                 })),
+                Question::Rest => Answer::Rest(out.and_then(|o| patroni::read_rest(&o))),
                 Question::Routing => Answer::Routing(out.and_then(|o| haproxy::read_routing(&o))),
                 Question::Etcd => Answer::Etcd(
                     out.and_then(|o| etcd::read_view(&ctx, node, &argv, &o).ok().flatten()),
