@@ -58,7 +58,7 @@ pub enum Command {
     /// terminal it is a full-screen view (q or Ctrl-C leaves it); piped, it prints one
     /// timestamped line (UTC) per event, the first stating the whole lab, until it is killed.
     #[command(
-        after_help = "Exit codes: 0 left with q; 2 no such lab; 130 Ctrl-C.\n\nExamples:\n  lab watch                 # then, in another terminal: lab kill pgha1\n  lab watch -n alice\n  lab watch | tee watch.log  # one line per event"
+        after_help = "Exit codes: 0 left with q; 2 no such lab; 130 Ctrl-C.\n\nExamples:\n  lab watch                  # then, in another terminal: lab kill pgha1\n  lab watch -n alice\n  lab watch | tee watch.log  # one line per event"
     )]
     Watch(Watch),
     /// Where a lab stands in the course, step by step, and the course's next command.

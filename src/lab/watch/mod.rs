@@ -43,8 +43,9 @@ pub async fn watch(engine: &Engine, name: &str) -> Result<i32> {
     }
 }
 
-/// Without a terminal: a line stating the lab, then a line per event. `terminal::out` ends the
-/// process quietly once the reader has gone (`lab watch | head -3`).
+/// Without a terminal: a line stating the lab, then a line per event. Once the reader has gone
+/// (`lab watch | head -3`) the process ends quietly, within a second even while nothing
+/// happens.
 async fn lines(mut poller: Poller) -> Result<i32> {
     let first = poller.first().await?;
     terminal::out(&format!(
@@ -55,6 +56,7 @@ async fn lines(mut poller: Poller) -> Result<i32> {
     let mut detector = Detector::new(&first);
     loop {
         let snap = poller.next().await?;
+        terminal::exit_if_reader_gone();
         for event in detector.next(&snap) {
             terminal::out(&format!("{} {event}", clock(SystemTime::now())));
         }
