@@ -24,6 +24,9 @@ pub struct Snapshot {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Presence {
     Here,
+    /// There again after it was gone or the engine was lost, its nodes not all asked since:
+    /// what is known of it is partial, and says nothing yet.
+    Returning,
     /// No container of the lab is left on the engine.
     Gone,
     /// The engine does not answer; the text says why.
@@ -171,7 +174,7 @@ impl Snapshot {
         match &self.presence {
             Presence::Gone => return format!("lab {}: gone, no container is left", self.lab),
             Presence::EngineLost(why) => return format!("lab {}: {why}", self.lab),
-            Presence::Here => {}
+            Presence::Here | Presence::Returning => {}
         }
         let mut parts = vec![match self.leader() {
             Some((l, Some(t))) => format!("leader {l} (timeline {t})"),
@@ -379,6 +382,9 @@ impl Detector {
     /// What happened between the last snapshot and `now`, in the order a trainee follows it:
     /// nodes, the leader and timeline, replicas, etcd, HAProxy.
     pub fn next(&mut self, now: &Snapshot) -> Vec<Event> {
+        if now.presence == Presence::Returning {
+            return Vec::new();
+        }
         let before = std::mem::replace(&mut self.last, now.clone());
         if before.presence != now.presence {
             // What the lab looked like while it could not be seen says nothing: it is taken
@@ -387,7 +393,7 @@ impl Detector {
                 self.leader = owned(now.leader()).or(self.leader.take());
             }
             return vec![match &now.presence {
-                Presence::Here => Event::LabBack {
+                Presence::Here | Presence::Returning => Event::LabBack {
                     now: now.describe(),
                 },
                 Presence::Gone => Event::LabGone {
@@ -835,6 +841,14 @@ mod tests {
         assert_eq!(
             lines(&d.next(&lost)),
             ["engine lost: the Docker daemon is not running; trying again"]
+        );
+        let returning = Snapshot {
+            presence: Presence::Returning,
+            ..healthy()
+        };
+        assert!(
+            d.next(&returning).is_empty(),
+            "nothing until every node answered"
         );
         let back = d.next(&healthy());
         assert_eq!(back.len(), 1);

@@ -83,6 +83,9 @@ pub struct Poller {
     ticks: Interval,
     /// How many times the nodes were asked.
     rounds: u64,
+    /// The nodes that answered since the lab came back, while it is coming back (None once all
+    /// did, or when it never went).
+    returning: Option<HashSet<String>>,
 }
 
 impl Poller {
@@ -103,6 +106,7 @@ impl Poller {
             etcd: None,
             ticks,
             rounds: 0,
+            returning: None,
         }
     }
 
@@ -158,8 +162,10 @@ impl Poller {
         let Some(lab) = self.lab.clone() else { return };
         let round = self.rounds;
         self.rounds += 1;
-        // The first round asks everything, so that the first snapshot is whole.
-        let asker = etcd_asker(&lab).filter(|_| round == 0 || round % ETCD_EVERY == 0);
+        // The first round asks everything, so that the first snapshot is whole; so do those
+        // after the lab came back.
+        let whole = round == 0 || self.returning.is_some();
+        let asker = etcd_asker(&lab).filter(|_| whole || round % ETCD_EVERY == 0);
         for node in lab.nodes.iter().filter(|n| n.running()) {
             if self.asking.contains(&node.name) {
                 continue;
@@ -167,14 +173,14 @@ impl Poller {
             let mut questions = Vec::new();
             if node.roles.postgres {
                 // Spread over the rounds, so that each round's cost is about the same.
-                let receiver = round == 0 || (round + node.index as u64) % RECEIVER_EVERY == 0;
+                let receiver = whole || (round + node.index as u64) % RECEIVER_EVERY == 0;
                 questions.push(if receiver {
                     Question::Member
                 } else {
                     Question::Rest
                 });
             }
-            if node.roles.haproxy && round % ROUTING_EVERY == 0 {
+            if node.roles.haproxy && (whole || round % ROUTING_EVERY == 0) {
                 questions.push(Question::Routing);
             }
             if asker.as_deref() == Some(node.name.as_str()) {
@@ -206,6 +212,9 @@ impl Poller {
                 self.listing = false;
                 match found {
                     Ok(Some(lab)) => {
+                        if self.presence != Presence::Here {
+                            self.returning = Some(HashSet::new());
+                        }
                         self.presence = Presence::Here;
                         // What a stopped node said before it stopped is no longer so.
                         for n in lab.nodes.iter().filter(|n| !n.running()) {
@@ -220,11 +229,16 @@ impl Poller {
                         self.lab = Some(lab);
                     }
                     Ok(None) => self.lost(Presence::Gone),
-                    Err(e) => self.lost(Presence::EngineLost(e.to_string())),
+                    Err(e) => self.lost(Presence::EngineLost(format!(
+                        "the Docker Engine does not answer ({e})"
+                    ))),
                 }
             }
             Done::Node(node, answers) => {
                 self.asking.remove(&node);
+                if let Some(answered) = &mut self.returning {
+                    answered.insert(node.clone());
+                }
                 for (_, answer) in answers {
                     match answer {
                         Answer::Member(Some(m)) => {
@@ -270,7 +284,7 @@ impl Poller {
     }
 
     /// The lab as the latest answers have it.
-    fn snapshot(&self) -> Snapshot {
+    fn snapshot(&mut self) -> Snapshot {
         let Some(lab) = self
             .lab
             .as_ref()
@@ -283,6 +297,24 @@ impl Poller {
                 etcd: None,
                 haproxy: None,
             };
+        };
+        // Back once every running node with a question has answered.
+        let asker = etcd_asker(lab);
+        let asked = |n: &&crate::model::Node| {
+            n.roles.postgres || n.roles.haproxy || asker.as_deref() == Some(n.name.as_str())
+        };
+        let presence = match &self.returning {
+            Some(answered)
+                if lab
+                    .nodes
+                    .iter()
+                    .filter(|n| n.running())
+                    .filter(asked)
+                    .any(|n| !answered.contains(&n.name)) =>
+            {
+                Presence::Returning
+            }
+            _ => Presence::Here,
         };
         let primary = self.members.values().find(|m| m.is_primary());
         let nodes = lab
@@ -319,9 +351,12 @@ impl Poller {
             node: n.name.clone(),
             routing: self.routing.clone(),
         });
+        if presence == Presence::Here {
+            self.returning = None;
+        }
         Snapshot {
             lab: lab.name.clone(),
-            presence: Presence::Here,
+            presence,
             nodes,
             etcd,
             haproxy,

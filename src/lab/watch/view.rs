@@ -53,8 +53,8 @@ const GAP: u16 = 2;
 /// Draws the whole view on `frame`; `now` is the time the header shows.
 pub fn draw(frame: &mut Frame, snap: &Snapshot, log: &Log, now: &str) {
     let nodes = match snap.presence {
-        Presence::Here => snap.nodes.len().max(1) as u16 + 3,
-        _ => 3,
+        Presence::Here | Presence::Returning => snap.nodes.len().max(1) as u16 + 3,
+        _ => 5,
     };
     let [title, table, cluster, events] = Layout::vertical([
         Constraint::Length(1),
@@ -65,7 +65,7 @@ pub fn draw(frame: &mut Frame, snap: &Snapshot, log: &Log, now: &str) {
     .areas(frame.area());
     frame.render_widget(header(snap, now), title);
     match &snap.presence {
-        Presence::Here => frame.render_widget(node_table(&snap.nodes), table),
+        Presence::Here | Presence::Returning => frame.render_widget(node_table(&snap.nodes), table),
         Presence::Gone => frame.render_widget(
             missing(&format!(
                 "lab {} is gone: no container of it is left. Still watching: it shows again \
