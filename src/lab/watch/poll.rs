@@ -165,7 +165,7 @@ impl Poller {
         // The first round asks everything, so that the first snapshot is whole; so do those
         // after the lab came back.
         let whole = round == 0 || self.returning.is_some();
-        let asker = etcd_asker(&lab).filter(|_| whole || round % ETCD_EVERY == 0);
+        let asker = etcd_asker(&lab).filter(|_| whole || round.is_multiple_of(ETCD_EVERY));
         for node in lab.nodes.iter().filter(|n| n.running()) {
             if self.asking.contains(&node.name) {
                 continue;
@@ -173,14 +173,14 @@ impl Poller {
             let mut questions = Vec::new();
             if node.roles.postgres {
                 // Spread over the rounds, so that each round's cost is about the same.
-                let receiver = whole || (round + node.index as u64) % RECEIVER_EVERY == 0;
+                let receiver = whole || (round + node.index as u64).is_multiple_of(RECEIVER_EVERY);
                 questions.push(if receiver {
                     Question::Member
                 } else {
                     Question::Rest
                 });
             }
-            if node.roles.haproxy && (whole || round % ROUTING_EVERY == 0) {
+            if node.roles.haproxy && (whole || round.is_multiple_of(ROUTING_EVERY)) {
                 questions.push(Question::Routing);
             }
             if asker.as_deref() == Some(node.name.as_str()) {
