@@ -56,10 +56,12 @@ pub fn draw(frame: &mut Frame, snap: &Snapshot, log: &Log, now: &str) {
         Presence::Here | Presence::Returning => snap.nodes.len().max(1) as u16 + 3,
         _ => 5,
     };
+    // etcd's and HAProxy's lines, as many as the lab has (none while it cannot be seen).
+    let services = services(snap);
     let [title, table, cluster, events] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(nodes),
-        Constraint::Length(2),
+        Constraint::Length(services.len() as u16),
         Constraint::Min(3),
     ])
     .areas(frame.area());
@@ -81,7 +83,7 @@ pub fn draw(frame: &mut Frame, snap: &Snapshot, log: &Log, now: &str) {
             table,
         ),
     }
-    frame.render_widget(Paragraph::new(services(snap)), cluster);
+    frame.render_widget(Paragraph::new(services), cluster);
     render_log(frame, log, events);
 }
 
@@ -154,8 +156,10 @@ fn cells(n: &Node) -> [Span<'static>; 7] {
         other => Span::from(other.to_string()),
     };
     let doing = m.doing().to_string();
+    // A node cut off still says what it did before (its WAL receiver streams until
+    // wal_receiver_timeout): not green, then.
     let state = match doing.as_str() {
-        "streaming" | "running" => Span::from(doing).green(),
+        "streaming" | "running" if !n.cut_off => Span::from(doing).green(),
         _ => Span::from(doing).yellow(),
     };
     let lag = match m.lag {
