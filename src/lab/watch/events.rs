@@ -153,9 +153,11 @@ impl Haproxy {
 }
 
 impl Snapshot {
-    /// Whether the lab is there with every node stopped.
+    /// Whether the lab is there with every node stopped (one not yet asked has no nodes).
     pub fn stopped(&self) -> bool {
-        self.presence == Presence::Here && self.nodes.iter().all(|n| !n.running)
+        self.presence == Presence::Here
+            && !self.nodes.is_empty()
+            && self.nodes.iter().all(|n| !n.running)
     }
 
     /// The Patroni leader: a running primary, one on the lab network first (a primary cut off

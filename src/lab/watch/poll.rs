@@ -24,7 +24,7 @@ use crate::services::haproxy::{self, Routing};
 use crate::services::{Ctx, etcd, patroni};
 
 /// How often every node is asked, at most.
-pub const EVERY: Duration = Duration::from_secs(1);
+const EVERY: Duration = Duration::from_secs(1);
 /// Every how many rounds a member's WAL receiver is read, HAProxy's routing and etcd's view
 /// asked.
 const RECEIVER_EVERY: u64 = 3;
@@ -364,16 +364,20 @@ impl Poller {
     }
 }
 
-/// The node that asks etcd how it stands: a running member on the lab network, one with no
-/// other question first (etcd alone, in the default and dedicated-etcd layouts), so that its
-/// probe stays small; None when no member runs.
+/// The node that asks etcd how it stands: a running node on the lab network, one without a
+/// Patroni member first (etcd alone, or HAProxy), so that a member's answer never waits for
+/// etcdctl's (a member down costs its dial timeout); any node can ask, as etcdctl reaches the
+/// members over the network (on a `--tls` lab with the node's own certificate). None in a lab
+/// without etcd members, or with no node running.
 fn etcd_asker(lab: &Lab) -> Option<String> {
-    let mut members: Vec<_> = lab
-        .etcd_nodes()
+    lab.etcd_nodes().next()?;
+    let mut nodes: Vec<_> = lab
+        .nodes
+        .iter()
         .filter(|n| n.running() && !n.partitioned(&lab.network))
         .collect();
-    members.sort_by_key(|n| n.roles.postgres || n.roles.haproxy);
-    members.first().map(|n| n.name.clone())
+    nodes.sort_by_key(|n| n.roles.postgres);
+    nodes.first().map(|n| n.name.clone())
 }
 
 /// Asks `node` its `questions` in one exec, as postgres (the probes read as it does); each
