@@ -92,9 +92,7 @@ async fn screen(mut poller: Poller) -> Result<i32> {
                 Some(Key::Quit(code)) => return Ok(code),
                 // A resize, or a key that does nothing: drawn again at once.
                 Some(Key::Other) => {}
-                None => return Err(Error::Failed(
-                    "lab watch lost its terminal: its keys can no longer be read".into(),
-                )),
+                None => return Err(lost_terminal()),
             },
         }
     }
@@ -114,10 +112,19 @@ async fn until_quit(
             input = inputs.recv() => match input {
                 Some(Key::Quit(code)) => return Ok(code),
                 Some(Key::Other) => screen.draw(snap, log)?,
-                None => return Ok(0),
+                None => return Err(lost_terminal()),
             },
         }
     }
+}
+
+/// The error when the terminal's keys can no longer be read (the terminal closed).
+fn lost_terminal() -> Error {
+    Error::Failed(
+        "lab watch lost its terminal: its keys can no longer be read, so it stopped; run it \
+         again in a terminal, or piped for one line per event"
+            .into(),
+    )
 }
 
 /// What a key press or a terminal event means to the view.
