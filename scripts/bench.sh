@@ -2,11 +2,13 @@
 # Prints how long lab takes on this machine, with the image present: a default lab's create
 # (and each bootstrap stage), reset and destroy, each the median of BENCH_RUNS runs (3) with the
 # spread; the memory a running default lab takes; a class of ten labs (`create --count 10`);
-# then stop, start and every drill with the outcome it reported; then, on a colocated lab with
-# HAProxy, when a switchover's and a killed primary's new leader was reached through HAProxy's
-# 5000; then what `--monitoring` costs: create time, and idle memory and CPU against a plain lab.
-# It makes its own labs (bench on 10.250.0.0/24, benchha on 10.251.0.0/24, benchmon on
-# 10.253.0.0/24, the class benchc-a to benchc-j where addresses are free) and destroys them at
+# then what `lab watch` costs a running default lab in CPU (read with curl and jq from the
+# Engine's stats); stop, start and every drill with the outcome it reported; then, on a
+# colocated lab with HAProxy, when a switchover's and a killed primary's new leader was reached
+# through HAProxy's 5000; then what `--monitoring` costs: create time, and idle memory and CPU
+# against a plain lab. It makes its own labs (bench on 10.250.0.0/24, benchha on 10.251.0.0/24,
+# benchmon on 10.253.0.0/24, the class benchc-a to benchc-j where addresses are free) and
+# destroys them at
 # the end; nothing else is touched.
 #   scripts/bench.sh              everything
 #   BENCH_RUNS=1 scripts/bench.sh one run of each
@@ -47,6 +49,41 @@ summary() {
     : > "$times"
 }
 
+# The CPU time, in ns, that the running containers of lab $1 have used, as the Engine counts
+# it (its stats API, one sample each).
+socket=${DOCKER_HOST:-unix:///var/run/docker.sock}
+socket=${socket#unix://}
+cpu_ns() {
+    docker ps -q --filter "label=io.pgha-lab.lab=$1" | while read -r id; do
+        curl -s --unix-socket "$socket" "http://localhost/containers/$id/stats?stream=false&one-shot=true"
+        echo
+    done | jq -s 'map(.cpu_stats.cpu_usage.total_usage) | add'
+}
+
+# The % of one core the containers of lab $1 use over $2 seconds.
+cpu_over() {
+    local before after
+    before=$(cpu_ns "$1"); sleep "$2"; after=$(cpu_ns "$1")
+    awk -v a="$before" -v b="$after" -v s="$2" 'BEGIN { printf "%.1f", (b - a) / s / 1e7 }'
+}
+
+# What `lab watch` costs lab $1: its containers' CPU over 30 s idle, then over 30 s while
+# `lab watch` (piped, as in CI) asks them, and lab watch's own CPU meanwhile.
+watch_cost() {
+    local idle watched watcher own
+    idle=$(cpu_over "$1" 30)
+    target/release/lab watch --name "$1" >/dev/null &
+    watcher=$!
+    sleep 3 # its first round asks everything at once
+    own=$(awk '{ print $14 + $15 }' "/proc/$watcher/stat")
+    watched=$(cpu_over "$1" 30)
+    own=$(awk -v o="$own" -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15 - o) / hz / 30 * 100 }' "/proc/$watcher/stat")
+    kill "$watcher"
+    wait "$watcher" 2>/dev/null || true
+    echo "lab watch on lab $1: its containers use ${idle}% of a core idle, ${watched}% while watched;" \
+        "lab watch itself ${own}% (the Engine's own work for its execs is not counted)"
+}
+
 cleanup
 target/release/lab image build >/dev/null
 creates=$(mktemp); resets=$(mktemp); destroys=$(mktemp)
@@ -81,6 +118,7 @@ done
 summary "create a class of 10"
 
 measure "create" lab create --subnet 10.250.0.0/24
+watch_cost bench
 measure "stop" lab stop
 measure "start" lab start
 # The node of lab $1 (a function above) that has Patroni role $2 ($6 in `lab status`) right now.

@@ -12,8 +12,22 @@
 # install nextest: building it from source costs minutes on a small machine and needs crates.io,
 # and `cargo test` runs the same tests. `cargo install --locked cargo-nextest` adds it.
 # Extra arguments go to the runner (e.g. a test name filter, which both accept).
+#
+# `lab watch`'s test drives its terminal view in tmux; where tmux is missing, this script
+# installs it with apt-get (Debian or Ubuntu, as root), or stops saying how to get it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v tmux >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "test.sh: installing tmux (lab watch's test draws its view in it)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+    else
+        echo "test.sh: tmux is needed (lab watch's test draws its view in it); install it" \
+            "(e.g. sudo apt-get install tmux) and run this again" >&2
+        exit 1
+    fi
+fi
 
 cargo build --locked
 target/debug/lab image build

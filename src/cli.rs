@@ -50,6 +50,17 @@ pub enum Command {
     /// Show a lab's nodes, Patroni members, etcd quorum and last backup.
     #[command(after_help = "Examples:\n  lab status\n  lab status -n alice --json")]
     Status(Status),
+    /// Watch a lab live: nodes, etcd, HAProxy, and every change as it happens.
+    ///
+    /// Watch a lab live: each node's Patroni role, state, timeline and lag, etcd's members,
+    /// leader and quorum, HAProxy's routing, and a log of what changes (leader, members down or
+    /// back, timeline, replicas rejoining, etcd's quorum, HAProxy), refreshed every second. On a
+    /// terminal it is a full-screen view (q or Ctrl-C leaves it); piped, it prints one
+    /// timestamped line (UTC) per event, the first stating the whole lab, until it is killed.
+    #[command(
+        after_help = "Exit codes: 0 left with q; 2 no such lab; 130 Ctrl-C.\n\nExamples:\n  lab watch                  # then, in another terminal: lab kill pgha1\n  lab watch -n alice\n  lab watch | tee watch.log  # one line per event"
+    )]
+    Watch(Watch),
     /// Where a lab stands in the course, step by step, and the course's next command.
     #[command(
         after_help = "Exit codes: 0 every step is done; 1 a step is left (or the check \
@@ -169,7 +180,8 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     (
         "Look inside",
         &[
-            "status", "check", "connect", "ca", "psql", "shell", "exec", "logs", "metrics",
+            "status", "watch", "check", "connect", "ca", "psql", "shell", "exec", "logs",
+            "metrics",
         ],
     ),
     (
@@ -458,6 +470,12 @@ pub struct Status {
     /// JSON for scripts instead of text for people.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct Watch {
+    #[command(flatten)]
+    pub lab: Target,
 }
 
 #[derive(Args)]

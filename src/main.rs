@@ -82,6 +82,7 @@ async fn run(cli: Cli) -> Result<i32> {
             let report = lab::status(engine, &args.lab.name).await?;
             print_report(args.json, &report, "the status", |r| r.table())?;
         }
+        Command::Watch(args) => return lab::watch(engine, &args.lab.name).await,
         Command::Check(args) => {
             let report = lab::check(engine, &args.lab.name).await?;
             print_report(args.json, &report, "the check", |r| r.text())?;

@@ -22,6 +22,25 @@ pub fn out(text: &str) {
     }
 }
 
+/// Ends the process as `out` does when stdout's reader has gone, without waiting for
+/// something to write: a command that prints only now and then (`lab watch | head -3`) would
+/// otherwise outlive its reader until its next line.
+pub fn exit_if_reader_gone() {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    // Zero timeout: a look, not a wait. A pipe whose reader closed says POLLERR.
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    if poll(&mut fds, Some(&zero)).is_ok()
+        && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
+    {
+        std::process::exit(141);
+    }
+}
+
 /// Whether stdin and stdout are both a terminal, so a session can be interactive.
 pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stdout().is_terminal()

@@ -1,6 +1,6 @@
 //! Every command built on the lab model: the lifecycle (create, bootstrap, start, stop,
-//! destroy, reset), looking and connecting (list, status, check, connect, psql, shell, exec,
-//! logs), the drills, backups and restores.
+//! destroy, reset), looking and connecting (list, status, watch, check, connect, psql, shell,
+//! exec, logs), the drills, backups and restores.
 
 mod backups;
 mod bootstrap;
@@ -18,6 +18,7 @@ mod reset;
 mod session;
 mod show;
 mod sync;
+mod watch;
 
 pub use backups::{BackupType, list as backups, table as backups_table, take as backup};
 pub use bootstrap::bootstrap;
@@ -37,3 +38,4 @@ pub use reset::{has_snapshot, reset, snapshot};
 pub use session::{Component, PsqlTarget, exec, logs, psql, shell};
 pub use show::{Listed, list, list_text, status};
 pub use sync::sync;
+pub use watch::watch;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::facts::of;
 use super::{Ctx, Facts, Outcome, catalog, wait_for};
 use crate::certs::{CA_CERT, cert_path, key_path};
+use crate::engine::ExecOutput;
 use crate::error::{Error, Result};
 use crate::spec::{Stage, quorum};
 
@@ -167,14 +168,8 @@ async fn ask_with<T: serde::de::DeserializeOwned>(
     seconds: u64,
     extra: &[&str],
 ) -> Result<Option<T>> {
-    let seconds = seconds.to_string();
-    let endpoints = ctx.cluster.etcd_endpoints();
-    let tls = tls_files(ctx.lab.tls, node);
-    let argv: Vec<&str> = [ETCD_STATE, form, &seconds, &endpoints]
-        .into_iter()
-        .chain(extra.iter().copied())
-        .chain(tls.iter().map(String::as_str))
-        .collect();
+    let argv = probe(ctx, node, form, seconds, extra);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let out = ctx
         .engine
         .exec(node, "postgres", &argv, Duration::from_secs(30))
@@ -183,6 +178,42 @@ async fn ask_with<T: serde::de::DeserializeOwned>(
         return Ok(None);
     }
     super::probe::read(&ctx.lab.name, node, &argv, &out).map(Some)
+}
+
+/// `etcdState FORM`'s argv on `node` (run as postgres), each member given `seconds`.
+fn probe(ctx: &Ctx<'_>, node: &str, form: &str, seconds: u64, extra: &[&str]) -> Vec<String> {
+    [
+        ETCD_STATE,
+        form,
+        &seconds.to_string(),
+        &ctx.cluster.etcd_endpoints(),
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    .map(String::from)
+    .chain(tls_files(ctx.lab.tls, node))
+    .collect()
+}
+
+/// The probe `view` runs on `node`, as postgres, each member given `seconds`: its argv, for a
+/// caller that runs it itself (`lab watch`, with its other questions to the node).
+pub fn view_probe(ctx: &Ctx<'_>, node: &str, seconds: u64) -> Vec<String> {
+    probe(ctx, node, "view", seconds, &[])
+}
+
+/// What `view_probe` (`argv`) printed on `node`, as the view; None when the node was killed
+/// while it asked.
+pub fn read_view(
+    ctx: &Ctx<'_>,
+    node: &str,
+    argv: &[&str],
+    out: &ExecOutput,
+) -> Result<Option<View>> {
+    if out.code > 128 {
+        return Ok(None);
+    }
+    let seen: Seen = super::probe::read(&ctx.lab.name, node, argv, out)?;
+    Ok(Some(parse(ctx, &seen)))
 }
 
 /// `view`, each member given `seconds` to answer: a wait that asks again soon gives a cluster

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::facts::of;
 use super::{Ctx, Facts, Outcome, catalog, patroni, wait_for};
+use crate::engine::ExecOutput;
 use crate::error::Result;
 use crate::render::HAPROXY_CONF;
 use crate::render::monitoring::HAPROXY_PEM;
@@ -79,13 +80,27 @@ pub async fn routing(ctx: &Ctx<'_>, node: &str) -> Result<Option<Routing>> {
     if !ctx.lab.nodes.iter().any(|n| n.name == node && n.running()) {
         return Ok(None);
     }
-    let url = format!("http://127.0.0.1:{HAPROXY_STATS}/;csv");
-    let argv = ["curl", "-fsS", "--max-time", "3", &url];
+    let argv = routing_probe();
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let out = ctx
         .engine
         .exec(node, "root", &argv, Duration::from_secs(10))
         .await?;
-    Ok(out.ok().then(|| Routing::parse(&out.stdout)))
+    Ok(read_routing(&out))
+}
+
+/// The command `routing` runs on the HAProxy node: HAProxy's stats page as CSV (any user may
+/// ask it).
+pub fn routing_probe() -> Vec<String> {
+    let url = format!("http://127.0.0.1:{HAPROXY_STATS}/;csv");
+    ["curl", "-fsS", "--max-time", "3", &url]
+        .map(String::from)
+        .to_vec()
+}
+
+/// What `routing_probe` printed: the routing, or None when the stats page did not answer.
+pub fn read_routing(out: &ExecOutput) -> Option<Routing> {
+    out.ok().then(|| Routing::parse(&out.stdout))
 }
 
 pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {

@@ -233,8 +233,8 @@ pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
     if !ctx.lab.nodes.iter().any(|n| n.name == node && n.running()) {
         return Ok(None);
     }
-    let (url, ca) = rest_url(ctx.lab.tls, "/patroni");
-    let argv: Vec<&str> = [MEMBER_STATE, &url].into_iter().chain(ca).collect();
+    let argv = member_probe(ctx.lab.tls);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let asked = ctx
         .engine
         .exec(node, "postgres", &argv, Duration::from_secs(15))
@@ -242,13 +242,58 @@ pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
     // A node killed a moment ago cannot be asked, or is killed while it answers: it does not
     // answer.
     let out = match asked {
-        Ok(out) if out.code > 128 => return Ok(None),
         Ok(out) => out,
         Err(Error::Docker { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let probed: Probed = super::probe::read(&ctx.lab.name, node, &argv, &out)?;
+    read_member(&ctx.lab.name, node, &argv, &out)
+}
+
+/// The probe `member` runs on a node, as postgres: its argv.
+pub fn member_probe(tls: bool) -> Vec<String> {
+    let (url, ca) = rest_url(tls, "/patroni");
+    [MEMBER_STATE, &url]
+        .into_iter()
+        .chain(ca)
+        .map(String::from)
+        .collect()
+}
+
+/// What `member_probe` (`argv`) printed on `node` of lab `lab`: the member's account of
+/// itself, or None when it does not answer (killed while it answered: exit code above 128).
+pub fn read_member(
+    lab: &str,
+    node: &str,
+    argv: &[&str],
+    out: &ExecOutput,
+) -> Result<Option<MemberState>> {
+    if out.code > 128 {
+        return Ok(None);
+    }
+    let probed: Probed = super::probe::read(lab, node, argv, out)?;
     Ok(probed.member())
+}
+
+/// A lighter probe of a node's member than `member_probe`: its REST API's answer alone, asked
+/// with curl (no Python, no psql), without the WAL receiver and slots: its argv.
+pub fn rest_probe(tls: bool) -> Vec<String> {
+    let (url, ca) = rest_url(tls, "/patroni");
+    let ca = ca.map(|ca| ["--cacert", ca]);
+    ["curl", "-s", "--max-time", "3"]
+        .into_iter()
+        .chain(ca.into_iter().flatten())
+        .chain([url.as_str()])
+        .map(String::from)
+        .collect()
+}
+
+/// What `rest_probe` printed: the member's account of itself (receiver and slots unknown), or
+/// None when the REST API did not answer with one.
+pub fn read_rest(out: &ExecOutput) -> Option<MemberState> {
+    if !out.ok() {
+        return None;
+    }
+    serde_json::from_str(out.stdout.trim()).ok()
 }
 
 /// The running primary among `nodes`, asked of each node's REST API.
@@ -899,6 +944,38 @@ mod tests {
             probed(r#"{"patroni": {"error": "starting"}, "receiver": null, "slots": []}"#),
             None
         );
+    }
+
+    #[test]
+    fn the_rest_probe_is_curl_verified_on_a_tls_lab_and_reads_without_a_receiver() {
+        assert_eq!(
+            rest_probe(false),
+            [
+                "curl",
+                "-s",
+                "--max-time",
+                "3",
+                "http://localhost:8008/patroni"
+            ]
+        );
+        let tls = rest_probe(true);
+        assert_eq!(tls[4..6], ["--cacert", CA_CERT]);
+        assert_eq!(tls[6], "https://localhost:8008/patroni");
+        let out = |code, stdout: &str| ExecOutput {
+            code,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        };
+        let m = read_rest(&out(
+            0,
+            r#"{"state": "running", "role": "primary", "timeline": 4}"#,
+        ));
+        assert_eq!(
+            m.map(|m| (m.is_primary(), m.timeline, m.receiver)),
+            Some((true, Some(4), None))
+        );
+        assert!(read_rest(&out(7, "")).is_none());
+        assert!(read_rest(&out(0, "<html>")).is_none());
     }
 
     #[test]

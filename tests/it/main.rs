@@ -16,3 +16,4 @@ mod monitoring;
 mod plot;
 mod tls;
 mod topologies;
+mod watch;
