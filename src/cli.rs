@@ -180,8 +180,7 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     (
         "Look inside",
         &[
-            "status", "watch", "check", "connect", "ca", "psql", "shell", "exec", "logs",
-            "metrics",
+            "status", "watch", "check", "connect", "ca", "psql", "shell", "exec", "logs", "metrics",
         ],
     ),
     (
