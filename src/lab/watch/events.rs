@@ -43,6 +43,9 @@ pub struct Node {
     pub cut_off: bool,
     /// Whether it runs a Patroni member.
     pub postgres: bool,
+    /// What a node without a Patroni member runs, as the view names it (etcd, haproxy,
+    /// monitor...).
+    pub runs: String,
     /// Its Patroni member's own account; None when it does not answer (or the node has none).
     pub member: Option<Member>,
 }
@@ -588,6 +591,7 @@ mod tests {
             running: true,
             cut_off: false,
             postgres: true,
+            runs: String::new(),
             member,
         }
     }

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::model::{self, Lab};
 use crate::services::haproxy::{self, Routing};
 use crate::services::{Ctx, etcd, patroni};
+use crate::spec::Roles;
 
 /// How often every node is asked, at most.
 const EVERY: Duration = Duration::from_secs(1);
@@ -326,6 +327,7 @@ impl Poller {
                 running: n.running(),
                 cut_off: n.running() && n.partitioned(&lab.network),
                 postgres: n.roles.postgres,
+                runs: runs(n.roles),
                 member: self.members.get(&n.name).map(|m| Member {
                     role: m.role.clone(),
                     state: m.state.clone(),
@@ -362,6 +364,17 @@ impl Poller {
             haproxy,
         }
     }
+}
+
+/// What a node runs besides PostgreSQL, as `lab status` labels it: "etcd,repo", "haproxy",
+/// "monitor" (exporters go with what they export).
+fn runs(roles: Roles) -> String {
+    let rest = Roles {
+        postgres: false,
+        exporters: false,
+        ..roles
+    };
+    rest.label()
 }
 
 /// The node that asks etcd how it stands: a running node on the lab network, one without a
@@ -482,6 +495,14 @@ fn split(out: &ExecOutput, questions: usize) -> Vec<Option<ExecOutput>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_node_without_postgres_says_what_it_runs() {
+        let roles = |label: &str| super::runs(super::Roles::from_label(label));
+        assert_eq!(roles("etcd,repo,exporters"), "etcd,repo");
+        assert_eq!(roles("monitor"), "monitor");
+        assert_eq!(roles("postgres,etcd,exporters"), "etcd");
+    }
+
     use super::*;
 
     #[test]

@@ -141,10 +141,16 @@ fn cells(n: &Node) -> [Span<'static>; 7] {
             (true, true) => Span::from("no answer").red(),
             _ => dash(),
         };
+        // A node without PostgreSQL says what it is instead.
+        let role = if n.postgres || n.runs.is_empty() {
+            dash()
+        } else {
+            Span::from(n.runs.clone()).dim()
+        };
         return [
             Span::from(n.name.clone()),
             container,
-            dash(),
+            role,
             state,
             dash(),
             dash(),
@@ -308,6 +314,7 @@ mod tests {
             running: true,
             cut_off: false,
             postgres: true,
+            runs: String::new(),
             member: Some(Member {
                 role: role.into(),
                 state: "running".into(),
@@ -331,6 +338,7 @@ mod tests {
                     container: "exited".into(),
                     running: false,
                     postgres: false,
+                    runs: "haproxy".into(),
                     member: None,
                     ..node(&n(4), "", None, None)
                 },
@@ -400,7 +408,7 @@ mod tests {
             lines[5].contains("pgha3  running    replica  streaming  3   16.5 MiB  pgha1"),
             "{text}"
         );
-        assert!(lines[6].contains("pgha4  exited     -        -"), "{text}");
+        assert!(lines[6].contains("pgha4  exited     haproxy  -"), "{text}");
         assert!(
             lines[8].contains("etcd     2 of 3 up (quorum 2), leader pgha2; down: pgha3"),
             "{text}"
