@@ -539,19 +539,24 @@ impl Dynamic {
     }
 }
 
-/// The dynamic configuration as `node`'s REST API serves it from the DCS.
-pub async fn dynamic(ctx: &Ctx<'_>, node: &str) -> Result<Dynamic> {
-    let (url, ca) = rest_url(ctx.lab.tls, "/config");
+/// A GET of `path` on `node`'s REST API, from the node itself (over verified https on a
+/// `--tls` lab).
+async fn rest_get(ctx: &Ctx<'_>, node: &str, path: &str) -> Result<ExecOutput> {
+    let (url, ca) = rest_url(ctx.lab.tls, path);
     let cacert = ca.map(|ca| ["--cacert", ca]);
     let argv: Vec<&str> = ["curl", "-sf", "--max-time", "5"]
         .into_iter()
         .chain(cacert.into_iter().flatten())
         .chain([url.as_str()])
         .collect();
-    let out = ctx
-        .engine
+    ctx.engine
         .exec(node, "postgres", &argv, Duration::from_secs(15))
-        .await?;
+        .await
+}
+
+/// The dynamic configuration as `node`'s REST API serves it from the DCS.
+pub async fn dynamic(ctx: &Ctx<'_>, node: &str) -> Result<Dynamic> {
+    let out = rest_get(ctx, node, "/config").await?;
     Dynamic::parse(&out.stdout).ok_or_else(|| {
         Error::Failed(format!(
             "Patroni's REST API on {node} did not give its dynamic configuration ({}); \
@@ -566,17 +571,7 @@ pub async fn dynamic(ctx: &Ctx<'_>, node: &str) -> Result<Dynamic> {
 /// seconds since the Unix epoch; None when the newest timeline is not `node`'s or the REST API
 /// does not answer, which leaves the promotion's moment unknown, not the drill failed.
 pub async fn promoted(ctx: &Ctx<'_>, node: &str) -> Result<Option<f64>> {
-    let (url, ca) = rest_url(ctx.lab.tls, "/history");
-    let cacert = ca.map(|ca| ["--cacert", ca]);
-    let argv: Vec<&str> = ["curl", "-sf", "--max-time", "5"]
-        .into_iter()
-        .chain(cacert.into_iter().flatten())
-        .chain([url.as_str()])
-        .collect();
-    let out = ctx
-        .engine
-        .exec(node, "postgres", &argv, Duration::from_secs(15))
-        .await?;
+    let out = rest_get(ctx, node, "/history").await?;
     Ok(promotion_in(&out.stdout, node))
 }
 
