@@ -89,6 +89,9 @@ pub enum Command {
     )]
     Exec(Exec),
     /// Run one PromQL query on a monitored lab's Prometheus and print the result as a table.
+    ///
+    /// Run one PromQL query (evaluated now) on a monitored lab's Prometheus and print a row per
+    /// series, its labels then its value; with --json, Prometheus's own result array.
     #[command(
         after_help = "Exit codes: 0 answered; 1 Prometheus could not be asked; 2 a query Prometheus rejects, or a\n  lab without monitoring (make one with `lab create --monitoring`).\n\nExamples:\n  lab metrics pgha:replication_lag_bytes\n  lab metrics 'patroni_primary == 1'\n  lab metrics ALERTS --json"
     )]
@@ -535,7 +538,7 @@ pub struct Metrics {
     /// The PromQL query, evaluated now, such as `up` or `pgha:replication_lag_bytes`.
     #[arg(value_name = "QUERY")]
     pub query: String,
-    /// Prometheus's own result array, as JSON, instead of a table.
+    /// JSON for scripts instead of text for people.
     #[arg(long)]
     pub json: bool,
 }

@@ -139,8 +139,13 @@ async fn a_monitored_lab_scrapes_every_service_and_sees_a_failover() {
     assert!(ready.starts_with("HTTP/1.0 200"), "{ready}");
     assert!(lab_ok(&["connect", "--name", LAB]).stdout.contains(&url));
 
-    // Replication lag, a row per replica.
-    let lag = metrics(LAB, "pgha:replication_lag_bytes");
+    // Replication lag, a row per replica, once the recording rule has been evaluated after
+    // the exporters' first scrape.
+    let lag = eventually(30, "the replication lag recorded", || async {
+        let lag = metrics(LAB, "pgha:replication_lag_bytes");
+        (lag.len() == 2).then_some(lag)
+    })
+    .await;
     let mut replicas: Vec<&str> = lag
         .iter()
         .map(|s| s["metric"]["application_name"].as_str().unwrap())
