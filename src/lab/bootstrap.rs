@@ -50,7 +50,7 @@ pub(super) async fn stages(
         .into_iter()
         .filter(|s| *s != Stage::Containers && *s <= target)
         .filter(|s| *s != Stage::Haproxy || lab.haproxy_node().is_some())
-        .filter(|s| *s != Stage::Monitoring || lab.nodes.iter().any(|n| n.roles.monitor))
+        .filter(|s| *s != Stage::Monitoring || lab.monitor_node().is_some())
         .collect();
     let started = Instant::now();
     let mut timings = Vec::new();

@@ -13,7 +13,7 @@ use crate::table;
 /// Runs `query` on lab `name`'s Prometheus.
 pub async fn metrics(engine: &Engine, name: &str, query: &str) -> Result<Answer> {
     let lab = model::get(engine, name).await?;
-    let Some(monitor) = lab.nodes.iter().find(|n| n.roles.monitor) else {
+    let Some(monitor) = lab.monitor_node() else {
         return Err(Error::Invalid(format!(
             "lab {name} has no monitoring: it was made without --monitoring. `lab create \
              --monitoring --replace --name {name}` makes it again with a monitor node \

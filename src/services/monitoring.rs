@@ -22,7 +22,7 @@ use crate::spec::{PROMETHEUS_PORT, Stage};
 const TARGETS_WAIT: Duration = Duration::from_secs(30);
 
 pub async fn run(ctx: &Ctx<'_>, facts: &[Facts]) -> Result<Outcome> {
-    let Some(monitor) = ctx.lab.nodes.iter().find(|n| n.roles.monitor) else {
+    let Some(monitor) = ctx.lab.monitor_node() else {
         return Ok(Outcome {
             summary: "no monitor node in this lab".into(),
             changed: false,
