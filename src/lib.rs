@@ -27,6 +27,7 @@ pub mod predict;
 pub mod progress;
 pub mod render;
 pub mod services;
+pub mod shell;
 pub mod spec;
 pub mod table;
 pub mod terminal;

@@ -15,6 +15,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model;
 use crate::services::{self, Ctx};
+use crate::shell;
 use crate::spec::{HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS};
 use crate::table;
 
@@ -206,12 +207,12 @@ impl Connection {
             let _ = writeln!(
                 out,
                 "    the primary, for writes:\n      psql {}",
-                shell_quote(&p.primary)
+                shell::quote(&p.primary)
             );
             let _ = writeln!(
                 out,
                 "    a replica, for reads (round-robin):\n      psql {}",
-                shell_quote(&p.replicas)
+                shell::quote(&p.replicas)
             );
             let _ = writeln!(out, "    its stats page: {}", p.stats);
             let _ = writeln!(out, "  from inside the lab network (`lab shell NODE`):");
@@ -219,7 +220,7 @@ impl Connection {
                 ("the primary, for writes", &p.inside_primary),
                 ("a replica, for reads", &p.inside_replicas),
             ] {
-                let _ = writeln!(out, "    {what}:\n      psql {}", shell_quote(conninfo));
+                let _ = writeln!(out, "    {what}:\n      psql {}", shell::quote(conninfo));
             }
             out.push('\n');
         }
@@ -232,12 +233,12 @@ impl Connection {
             ("a replica, for reads", &self.from_host.replica),
             ("any node", &self.from_host.any),
         ] {
-            let _ = writeln!(out, "  {what}:\n    psql {}", shell_quote(conninfo));
+            let _ = writeln!(out, "  {what}:\n    psql {}", shell::quote(conninfo));
         }
         let _ = writeln!(out, "  one node:");
         let one_node = self.nodes.iter().map(|n| {
             let psql = match self.tls {
-                Some(_) => format!("psql {}", shell_quote(&n.conninfo)),
+                Some(_) => format!("psql {}", shell::quote(&n.conninfo)),
                 None => format!("psql -h {} -p {} -U postgres", n.host, n.port),
             };
             [n.node.clone(), psql]
@@ -250,7 +251,7 @@ impl Connection {
             ("the primary, for writes", &self.inside.primary),
             ("a replica, for reads", &self.inside.replica),
         ] {
-            let _ = writeln!(out, "  {what}:\n    psql {}", shell_quote(conninfo));
+            let _ = writeln!(out, "  {what}:\n    psql {}", shell::quote(conninfo));
         }
         if let Some(url) = &self.prometheus {
             let _ = writeln!(
@@ -273,11 +274,6 @@ fn strings(
     tls: Option<&Tls>,
 ) -> String {
     connection(endpoints, proxy, password, tls).text()
-}
-
-/// Single-quoted for a POSIX shell.
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// `lab connect`: the lab's connection strings.

@@ -16,6 +16,7 @@ use crate::model::{self, Lab};
 use crate::progress::Progress;
 use crate::render::{PGDATA, STANZA};
 use crate::services::{Ctx, catalog, etcd, patroni, pgbackrest};
+use crate::shell;
 use crate::spec::Stage;
 use crate::table;
 
@@ -320,7 +321,7 @@ async fn recover(
                     Stage::Backup,
                     &restored,
                     "postgres",
-                    &format!("restoreTo {}", shell_quote(target)),
+                    &format!("restoreTo {}", shell::quote(target)),
                     Duration::from_secs(900),
                     Some("/tmp/restoreTo.log"),
                 )
@@ -376,11 +377,6 @@ async fn recover(
     })
     .await?;
     Ok(steps)
-}
-
-/// `value` in single quotes for bash.
-fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
 }
 
 /// The PITR drill's report.
@@ -618,14 +614,5 @@ mod tests {
         assert_eq!(starts(lines[3], &["130.50 s", "in all"]), at[..2], "{text}");
         assert_eq!(lines.len(), 4, "{text}");
         assert!(text.ends_with("in all\n"), "{text:?}");
-    }
-
-    #[test]
-    fn targets_are_quoted_for_bash() {
-        assert_eq!(
-            shell_quote("2026-12-03 12:34:56+00"),
-            "'2026-12-03 12:34:56+00'"
-        );
-        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
     }
 }

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::model::{self, Lab};
 use crate::services::haproxy::{self, Routing};
 use crate::services::{Ctx, etcd, patroni};
+use crate::shell;
 use crate::spec::Roles;
 
 /// How often every node is asked, at most.
@@ -459,16 +460,11 @@ fn combine(argvs: &[Vec<String>]) -> String {
     argvs
         .iter()
         .map(|argv| {
-            let words: Vec<String> = argv.iter().map(|w| quote(w)).collect();
+            let words: Vec<String> = argv.iter().map(|w| shell::quote(w)).collect();
             format!("{}; printf '\\n{MARK}%s\\n' $?", words.join(" "))
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// `word` as one shell word, whatever it holds.
-fn quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 /// A combined probe's output, back into each question's own; None for a question whose MARK
