@@ -266,8 +266,9 @@ pub async fn query(ctx: &Ctx<'_>, monitor: &str, promql: &str) -> Result<Answer>
         .await?;
     if !out.ok() {
         return Err(Error::Failed(format!(
-            "Prometheus on {monitor} did not answer ({}); `lab start --name {lab}` starts it if \
-             the lab is stopped, and `lab logs --name {lab} {monitor}` shows its log.",
+            "Prometheus on {monitor} did not answer ({}). `lab bootstrap --name {lab}` sets it \
+             up if the lab was made to an earlier --stage, `lab start --name {lab}` starts it if \
+             it is stopped, and `lab logs --name {lab} {monitor}` shows its log.",
             out.said(),
             lab = ctx.lab.name
         )));
