@@ -29,6 +29,7 @@ pub mod render;
 pub mod services;
 pub mod shell;
 pub mod spec;
+pub mod store;
 pub mod table;
 pub mod terminal;
 pub mod timeline;

@@ -12,9 +12,10 @@ use bollard::models::{
     VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, KillContainerOptions,
-    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
-    RemoveVolumeOptions, StartContainerOptions, StopContainerOptions, UploadToContainerOptions,
+    CreateContainerOptions, DownloadFromContainerOptions, InspectContainerOptions,
+    InspectNetworkOptions, KillContainerOptions, ListContainersOptions, ListNetworksOptions,
+    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions,
+    StopContainerOptions, UploadToContainerOptions,
 };
 use futures_util::{StreamExt, TryStreamExt};
 use ipnet::Ipv4Net;
@@ -367,6 +368,37 @@ impl Engine {
             )
             .await
             .map_err(api(format!("copy files into {container}")))
+    }
+
+    /// The contents of one regular file in a container, running or stopped; None when it does
+    /// not exist.
+    pub async fn download(&self, container: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        let options = DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        let chunks: std::result::Result<Vec<bytes::Bytes>, _> = self
+            .docker
+            .download_from_container(container, Some(options))
+            .try_collect()
+            .await;
+        let body = match chunks {
+            Ok(chunks) => chunks.concat(),
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(api(format!("copy {path} out of {container}"))(e)),
+        };
+        let read = || -> std::io::Result<Option<Vec<u8>>> {
+            let mut archive = tar::Archive::new(body.as_slice());
+            for entry in archive.entries()? {
+                let mut entry = entry?;
+                if entry.header().entry_type().is_file() {
+                    let mut content = Vec::new();
+                    std::io::Read::read_to_end(&mut entry, &mut content)?;
+                    return Ok(Some(content));
+                }
+            }
+            Ok(None)
+        };
+        read().map_err(Error::io(format!("unpack {path} from {container}")))
     }
 
     /// Every network, from the list (subnets and labels; `attached` stays empty).
