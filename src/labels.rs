@@ -5,8 +5,11 @@ use crate::spec::Stage;
 
 /// The lab an object belongs to.
 pub const LAB: &str = "io.pgha-lab.lab";
-/// The node a container or volume belongs to (pgha1, ...).
+/// The node a container or volume belongs to, by its container's name (alice1, ...).
 pub const NODE: &str = "io.pgha-lab.node";
+/// What the node is called inside its lab, as the course names it (pgha1, ...): its hostname
+/// and Patroni and etcd member name. Labs made before it have none, and were named alike.
+pub const HOST: &str = "io.pgha-lab.host";
 /// The node's position in the lab, from 1.
 pub const INDEX: &str = "io.pgha-lab.index";
 /// The node's address on the lab network, kept here because a partitioned node's network

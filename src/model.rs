@@ -13,6 +13,9 @@ use crate::spec::{POSTGRES_PORT, Roles};
 /// One node of an existing lab.
 #[derive(Debug, Clone)]
 pub struct Node {
+    /// What it is called inside the lab (pgha1, ...): its hostname, its Patroni and etcd
+    /// member name, the name commands take. `container.name` is its container's (alice1 in
+    /// lab alice), which is how the engine knows it.
     pub name: String,
     pub index: usize,
     pub roles: Roles,
@@ -103,7 +106,12 @@ impl Lab {
         let mut nodes: Vec<Node> = containers
             .into_iter()
             .map(|c| Node {
-                name: label(&c, labels::NODE),
+                // Labs made before the course's names were in every lab named the two alike.
+                name: c
+                    .labels
+                    .get(labels::HOST)
+                    .cloned()
+                    .unwrap_or_else(|| label(&c, labels::NODE)),
                 index: label(&c, labels::INDEX).parse().unwrap_or(0),
                 roles: Roles::from_label(&label(&c, labels::ROLES)),
                 container: c,
@@ -119,15 +127,34 @@ impl Lab {
         })
     }
 
-    /// The node called `name`, or an error listing the lab's nodes.
+    /// The node called `name` inside the lab (pgha1) or by its container's name (alice1), or
+    /// an error listing the lab's nodes.
     pub fn node(&self, name: &str) -> Result<&Node> {
-        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+        self.find(name).ok_or_else(|| {
             Error::Invalid(format!(
                 "lab {} has no node {name}; its nodes are {}.",
                 self.name,
                 self.node_names().join(", ")
             ))
         })
+    }
+
+    /// `name` as the lab names the node (pgha1 for alice1); any other name as it is.
+    pub fn find_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.find(name).map_or(name, |n| n.name.as_str())
+    }
+
+    fn find(&self, name: &str) -> Option<&Node> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name || n.container.name == name)
+    }
+
+    /// The container of the node called `name` (as `node` finds it), which is what the engine
+    /// is asked for; a name the lab does not have is passed on as it is, for the engine to say
+    /// it has no such container.
+    pub fn container<'a>(&'a self, name: &'a str) -> &'a str {
+        self.find(name).map_or(name, |n| n.container.name.as_str())
     }
 
     pub fn node_names(&self) -> Vec<String> {
@@ -218,7 +245,9 @@ pub async fn reattach(engine: &Engine, lab: &Lab, node: &Node) -> Result<Ipv4Add
         ))
     })?;
     if node.partitioned(&lab.network) {
-        engine.connect_network(&lab.network, &node.name, ip).await?;
+        engine
+            .connect_network(&lab.network, &node.container.name, ip)
+            .await?;
     }
     Ok(ip)
 }

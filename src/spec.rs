@@ -362,9 +362,9 @@ pub const DEFAULT_PASSWORD: &str = "postgres";
 pub const MAX_NODES: usize = 9;
 
 impl LabSpec {
-    /// Node `index` (from 1) of this lab.
-    pub fn node_name(&self, index: usize) -> String {
-        node_name(&self.name, index)
+    /// The container of node `index` (from 1) of this lab: unique on the engine.
+    pub fn container_name(&self, index: usize) -> String {
+        container_name(&self.name, index)
     }
 
     pub fn roles(&self, index: usize) -> Roles {
@@ -372,8 +372,17 @@ impl LabSpec {
     }
 }
 
-pub fn node_name(lab: &str, index: usize) -> String {
+/// The container of node `index` of lab `lab` (alice1, ...): unique on the engine, so Docker
+/// tells the labs of a class apart.
+pub fn container_name(lab: &str, index: usize) -> String {
     format!("{lab}{index}")
+}
+
+/// What the course calls node `index`, in every lab: its hostname, its name in /etc/hosts,
+/// its Patroni member and etcd names. Each lab has /etc/hosts of its own, so the labs of a
+/// class all answer to pgha1, pgha2, ... inside, as the course prints them.
+pub fn node_name(index: usize) -> String {
+    format!("pgha{index}")
 }
 
 /// Lab names become container names, hostnames and part of the network name: lowercase letters,
@@ -723,7 +732,8 @@ mod tests {
         assert_eq!(spec.network, "pghanet");
         assert_eq!(spec.layout.postgres, 3);
         assert_eq!(spec.nodes, 5);
-        assert_eq!(spec.node_name(1), "pgha1");
+        assert_eq!(spec.container_name(1), "pgha1");
+        assert_eq!(node_name(1), "pgha1");
         assert_eq!(spec.roles(1).label(), "postgres,etcd");
         assert_eq!(spec.roles(4).label(), "etcd");
         assert_eq!(spec.roles(5).label(), "etcd,repo");

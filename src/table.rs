@@ -32,6 +32,16 @@ pub fn render<R: Into<Row>>(header: &[&str], rows: impl IntoIterator<Item = R>) 
 
 /// Where each of `cells` starts in `line`, each looked for after the one before it: a table's
 /// columns are aligned when every row's cells start where the header's words do.
+/// A node as tables show it: its name in the lab, and its container's where that differs
+/// ("pgha1 (alice1)"), so both the course's name and Docker's are in view.
+pub fn node(name: &str, container: &str) -> String {
+    if name == container {
+        name.to_string()
+    } else {
+        format!("{name} ({container})")
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn starts(line: &str, cells: &[&str]) -> Vec<usize> {
     let mut from = 0;

@@ -344,7 +344,6 @@ pub(super) async fn ca_of(ctx: &Ctx<'_>) -> Result<String> {
     };
     let argv = ["cat", CA_CERT];
     let out = ctx
-        .engine
         .exec(&node.name, "root", &argv, Duration::from_secs(10))
         .await?;
     if !out.ok() || !out.stdout.starts_with("-----BEGIN CERTIFICATE-----") {

@@ -187,7 +187,7 @@ async fn make(
     futures_util::future::try_join_all(plan.nodes.iter().map(|node| {
         let secrets = &secrets;
         async move {
-            for (volume, _) in plan::volumes_of(&node.name) {
+            for (volume, _) in plan::volumes_of(&node.container) {
                 engine
                     .create_volume(&volume, &plan.node_labels(node))
                     .await?;
@@ -195,7 +195,7 @@ async fn make(
             engine.create_container(&plan.container_spec(node)).await?;
             engine
                 .upload(
-                    &node.name,
+                    &node.container,
                     &[UploadFile {
                         path: Settings::PATH.into(),
                         content: secrets.clone(),
@@ -214,7 +214,7 @@ async fn make(
     futures_util::future::try_join_all(
         plan.nodes
             .iter()
-            .map(|node| engine.start_container(&node.name)),
+            .map(|node| engine.start_container(&node.container)),
     )
     .await?;
     model::mark(engine, &plan.lab, Stage::Containers.name()).await?;

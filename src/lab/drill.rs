@@ -461,7 +461,9 @@ impl Drill<'_> {
         let old_rows = match self.fault {
             Fault::KillPrimary => {
                 model::reattach(self.engine, &self.lab, self.lab.node(node)?).await?;
-                self.engine.start_container(node).await?;
+                (self.engine)
+                    .start_container(self.lab.container(node))
+                    .await?;
                 Some(peek(&ctx, node).await)
             }
             Fault::PartitionPrimary => Some(peek(&ctx, node).await),
@@ -503,18 +505,20 @@ impl Drill<'_> {
         let old = &self.healthy.primary;
         Ok(match self.fault {
             Fault::KillPrimary | Fault::KillReplica | Fault::KillHaproxy => {
-                engine.kill_container(node).await?;
+                engine.kill_container(lab.container(node)).await?;
                 format!("{node} killed")
             }
             Fault::PartitionPrimary => {
-                engine.disconnect_network(&lab.network, node).await?;
+                (engine)
+                    .disconnect_network(&lab.network, lab.container(node))
+                    .await?;
                 format!("{node} cut off from {}", lab.network)
             }
             Fault::Switchover | Fault::Failover => {
                 let failover = self.fault == Fault::Failover;
                 let others = self.others();
                 let candidate = failover.then(|| others[0].as_str());
-                hand_over(engine, old, candidate, failover).await?;
+                hand_over(engine, lab, old, candidate, failover).await?;
                 format!(
                     "{} from {old}",
                     if failover { "failover" } else { "switchover" }
@@ -537,7 +541,7 @@ impl Drill<'_> {
                 let n = fresh.node(node)?;
                 model::reattach(engine, &fresh, n).await?;
                 if !fresh.node(node)?.running() {
-                    engine.start_container(node).await?;
+                    engine.start_container(fresh.container(node)).await?;
                 }
                 let fresh = model::get(engine, name).await?;
                 lifecycle::start_on(&Ctx::new(engine, &fresh), targets).await?;
@@ -695,7 +699,6 @@ async fn new_leader(
 /// The drill's rows on `node`'s own data directory, or why they could not be read.
 async fn peek(ctx: &Ctx<'_>, node: &str) -> std::result::Result<BTreeSet<i64>, String> {
     let out = ctx
-        .engine
         .exec(
             node,
             "postgres",

@@ -302,14 +302,15 @@ pub async fn kill(
 ) -> Result<FaultReport> {
     let name = lock.lab();
     let lab = model::get(engine, name).await?;
-    lab.node(node)?;
+    // Named as the course names it, or by its container.
+    let node = lab.node(node)?.name.as_str();
     let was_primary = primary_now(engine, &lab).await?.as_deref() == Some(node);
     let step = progress.step(format!("kill {node}"));
     let probe = entry_probe(engine, &lab, node, was_primary).await?;
     let lost_entry = serves_clients(engine, &lab, node).await?;
     let started = Instant::now();
     let watch = probe.map(|p| p.watch(started));
-    engine.kill_container(node).await?;
+    engine.kill_container(lab.container(node)).await?;
     let what = if was_primary { " (the primary)" } else { "" };
     let (primary, answer) =
         aftermath(engine, &lab, node, was_primary, started, watch, lost_entry).await?;
@@ -343,6 +344,7 @@ pub async fn partition(
     let name = lock.lab();
     let lab = model::get(engine, name).await?;
     let n = lab.node(node)?;
+    let node = n.name.as_str();
     if n.partitioned(&lab.network) {
         return Err(Error::Invalid(format!(
             "{node} is already cut off from {}; `lab heal --name {name} {node}` rejoins it",
@@ -355,7 +357,9 @@ pub async fn partition(
     let lost_entry = serves_clients(engine, &lab, node).await?;
     let started = Instant::now();
     let watch = probe.map(|p| p.watch(started));
-    engine.disconnect_network(&lab.network, node).await?;
+    engine
+        .disconnect_network(&lab.network, lab.container(node))
+        .await?;
     let (primary, answer) =
         aftermath(engine, &lab, node, was_primary, started, watch, lost_entry).await?;
     let what = if was_primary { " (the primary)" } else { "" };
@@ -381,6 +385,7 @@ pub async fn heal(
     let name = lock.lab();
     let lab = model::get(engine, name).await?;
     let n = lab.node(node)?;
+    let node = n.name.as_str();
     if !n.partitioned(&lab.network) {
         return Err(Error::Invalid(format!(
             "{node} is not cut off from {}; nothing to heal",
@@ -522,13 +527,15 @@ pub(super) async fn rewound(ctx: &Ctx<'_>, node: &str, since: Instant) -> Result
     Ok(seen.logged)
 }
 
-/// Lab `name`, which must have every node of `nodes` (the error names the ones it has).
-async fn with_nodes(engine: &Engine, name: &str, nodes: &[String]) -> Result<Lab> {
+/// Lab `name`, which must have every node of `nodes` (the error names the ones it has), and
+/// those nodes by the names they have in the lab (a container's name may be given instead).
+async fn with_nodes(engine: &Engine, name: &str, nodes: &[String]) -> Result<(Lab, Vec<String>)> {
     let lab = model::get(engine, name).await?;
-    for node in nodes {
-        lab.node(node)?;
-    }
-    Ok(lab)
+    let nodes = nodes
+        .iter()
+        .map(|node| lab.node(node).map(|n| n.name.clone()))
+        .collect::<Result<_>>()?;
+    Ok((lab, nodes))
 }
 
 /// `lab start NODE...`: the nodes' containers and services, waited for until they are back.
@@ -539,12 +546,13 @@ pub async fn start_nodes(
     nodes: &[String],
 ) -> Result<PowerReport> {
     let name = lock.lab();
-    let lab = with_nodes(engine, name, nodes).await?;
+    let (lab, nodes) = with_nodes(engine, name, nodes).await?;
+    let nodes = nodes.as_slice();
     let step = progress.step(format!("start {}", nodes.join(", ")));
     let started = Instant::now();
     for node in nodes {
         model::reattach(engine, &lab, lab.node(node)?).await?;
-        engine.start_container(node).await?;
+        engine.start_container(lab.container(node)).await?;
     }
     let lab = model::get(engine, name).await?;
     lifecycle::start_on(&Ctx::new(engine, &lab), nodes).await?;
@@ -562,14 +570,17 @@ pub async fn stop_nodes(
     nodes: &[String],
 ) -> Result<PowerReport> {
     let (name, since) = (lock.lab(), Instant::now());
-    let lab = with_nodes(engine, name, nodes).await?;
+    let (lab, nodes) = with_nodes(engine, name, nodes).await?;
+    let nodes = nodes.as_slice();
     let step = progress.step(format!("stop the services on {}", nodes.join(", ")));
     let summary = lifecycle::stop_on(&Ctx::new(engine, &lab), nodes).await?;
     step.done(&summary);
     let step = progress.step(format!("stop {}", nodes.join(", ")));
     for node in nodes {
         step.detail(node);
-        engine.stop_container(node, NODE_STOP_GRACE).await?;
+        engine
+            .stop_container(lab.container(node), NODE_STOP_GRACE)
+            .await?;
     }
     step.done(format!("{} node(s) stopped", nodes.len()));
     Ok(PowerReport::new(name, nodes, summary, since))
@@ -590,6 +601,8 @@ pub async fn change_leader(
     let ctx = Ctx::new(engine, &lab);
     let healthy = healthy_before(&ctx, "there is nothing to hand over safely").await?;
     let old = healthy.primary.clone();
+    // A container's name is taken for the node's.
+    let to = to.map(|to| lab.find_name(to));
     let candidate = match to {
         Some(to) if !healthy.replicas.iter().any(|r| r == to) => {
             return Err(Error::Invalid(format!(
@@ -613,7 +626,7 @@ pub async fn change_leader(
     let probe = EntryProbe::new(engine, &lab, &old).await?;
     let started = Instant::now();
     let watch = probe.map(|p| p.watch(started));
-    hand_over(engine, &old, candidate.as_deref(), failover).await?;
+    hand_over(engine, &lab, &old, candidate.as_deref(), failover).await?;
     let (primary, streams) = wait_new_primary(engine, name, &pg, Some(&old), REJOIN).await?;
     let elected = seconds(started.elapsed());
     let mut answer = vec![format!("new leader {primary} after {elected}")];
@@ -662,6 +675,7 @@ pub(super) async fn etcd_service(ctx: &Ctx<'_>, nodes: &[String], start: bool) -
 /// through patronictl on `old` as the course types it.
 pub(super) async fn hand_over(
     engine: &Engine,
+    lab: &Lab,
     old: &str,
     candidate: Option<&str>,
     failover: bool,
@@ -676,7 +690,12 @@ pub(super) async fn hand_over(
     }
     cmd.push("--force");
     let out = engine
-        .exec(old, "postgres", &cmd, Duration::from_secs(120))
+        .exec(
+            lab.container(old),
+            "postgres",
+            &cmd,
+            Duration::from_secs(120),
+        )
         .await?;
     if !out.ok() {
         return Err(Error::Failed(format!(
@@ -697,7 +716,8 @@ pub async fn etcd_members(
     start: bool,
 ) -> Result<FaultReport> {
     let name = lock.lab();
-    let lab = model::get(engine, name).await?;
+    let (lab, nodes) = with_nodes(engine, name, nodes).await?;
+    let nodes = nodes.as_slice();
     for node in nodes {
         if !lab.node(node)?.roles.etcd {
             return Err(Error::Invalid(format!("{node} is not an etcd member")));

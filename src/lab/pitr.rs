@@ -136,7 +136,6 @@ pub fn refuse_target(target: f64, stops: &[i64], now: f64) -> Option<String> {
 /// psql on `node` as postgres with `sql` passed as one argument (no shell quoting); its output.
 async fn psql(ctx: &Ctx<'_>, node: &str, sql: &str) -> Result<String> {
     let out = ctx
-        .engine
         .exec(
             node,
             "postgres",

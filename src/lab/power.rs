@@ -44,7 +44,7 @@ pub async fn start(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resu
     for node in &lab.nodes {
         step.detail(&node.name);
         model::reattach(engine, &lab, node).await?;
-        engine.start_container(&node.name).await?;
+        engine.start_container(&node.container.name).await?;
     }
     step.done(format!("{} node(s) running", lab.nodes.len()));
     let lab = model::get(engine, name).await?;
@@ -64,7 +64,9 @@ pub async fn stop(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resul
     let step = progress.step(format!("stop the nodes of lab {name}"));
     for node in &lab.nodes {
         step.detail(&node.name);
-        engine.stop_container(&node.name, NODE_STOP_GRACE).await?;
+        engine
+            .stop_container(&node.container.name, NODE_STOP_GRACE)
+            .await?;
     }
     step.done(format!("{} node(s) stopped", lab.nodes.len()));
     Ok(PowerReport::new(name, &lab.node_names(), summary, since))

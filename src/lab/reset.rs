@@ -177,7 +177,7 @@ async fn on_every_node(
     timeout: Duration,
 ) -> Vec<(String, Result<ExecOutput>)> {
     futures_util::future::join_all(lab.nodes.iter().map(|n| async move {
-        let out = engine.exec(&n.name, "root", cmd, timeout).await;
+        let out = engine.exec(&n.container.name, "root", cmd, timeout).await;
         (n.name.clone(), out)
     }))
     .await
@@ -216,7 +216,7 @@ pub async fn reset(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resu
     let step = progress.step(format!("reset lab {name}"));
     for node in &lab.nodes {
         model::reattach(engine, &lab, node).await?;
-        engine.start_container(&node.name).await?;
+        engine.start_container(&node.container.name).await?;
     }
     let lab = model::get(engine, name).await?;
     if let Err(why) = one_generation(&held(engine, &lab).await?) {

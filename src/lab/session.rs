@@ -43,10 +43,11 @@ impl Component {
     }
 }
 
-fn running_node(lab: &model::Lab, node: &str) -> Result<()> {
+/// The container of `node`, which must be running.
+fn running_node<'a>(lab: &'a model::Lab, node: &str) -> Result<&'a str> {
     let n = lab.node(node)?;
     if n.running() {
-        Ok(())
+        Ok(&n.container.name)
     } else {
         Err(Error::Invalid(format!(
             "{node} is not running ({}); `lab start --name {} {node}` starts it",
@@ -85,22 +86,22 @@ pub async fn psql(engine: &Engine, name: &str, target: PsqlTarget, args: &[Strin
             })?
         }
     };
-    running_node(&lab, &node)?;
+    let container = running_node(&lab, &node)?;
     let mut cmd = vec!["psql".to_string()];
     cmd.extend(args.iter().cloned());
     engine
-        .exec_attached(&node, "postgres", &cmd, terminal::interactive(), true)
+        .exec_attached(container, "postgres", &cmd, terminal::interactive(), true)
         .await
 }
 
 /// `lab shell NODE`: a login shell, as postgres or root.
 pub async fn shell(engine: &Engine, name: &str, node: &str, root: bool) -> Result<i64> {
     let lab = model::get(engine, name).await?;
-    running_node(&lab, node)?;
+    let container = running_node(&lab, node)?;
     let user = if root { "root" } else { "postgres" };
     let cmd = ["bash".to_string(), "-l".to_string()];
     engine
-        .exec_attached(node, user, &cmd, terminal::interactive(), true)
+        .exec_attached(container, user, &cmd, terminal::interactive(), true)
         .await
 }
 
@@ -114,10 +115,12 @@ pub async fn exec(
     cmd: &[String],
 ) -> Result<i64> {
     let lab = model::get(engine, name).await?;
-    running_node(&lab, node)?;
+    let container = running_node(&lab, node)?;
     let user = if root { "root" } else { "postgres" };
     let piped = !std::io::IsTerminal::is_terminal(&std::io::stdin());
-    engine.exec_attached(node, user, cmd, false, piped).await
+    engine
+        .exec_attached(container, user, cmd, false, piped)
+        .await
 }
 
 /// `lab logs NODE [COMPONENT] [--follow]`: the end of a service's log (Patroni's on PostgreSQL
@@ -132,7 +135,7 @@ pub async fn logs(
     tail: u32,
 ) -> Result<i64> {
     let lab = model::get(engine, name).await?;
-    running_node(&lab, node)?;
+    let container = running_node(&lab, node)?;
     let roles = lab.node(node)?.roles;
     let component = component.unwrap_or(if roles.postgres {
         Component::Patroni
@@ -159,13 +162,13 @@ pub async fn logs(
         newest(files),
     );
     let cmd = ["bash".to_string(), "-c".to_string(), script];
-    let session = engine.exec_attached(node, "root", &cmd, false, false);
+    let session = engine.exec_attached(container, "root", &cmd, false, false);
     tokio::select! {
         code = session => code,
         _ = tokio::signal::ctrl_c() => {
             let stop = format!("kill $(cat {pidfile}) 2>/dev/null; rm -f {pidfile}");
             let _ = engine
-                .exec(node, "root", &["bash", "-c", &stop], Duration::from_secs(10))
+                .exec(container, "root", &["bash", "-c", &stop], Duration::from_secs(10))
                 .await;
             Ok(130)
         }

@@ -142,7 +142,10 @@ pub struct MonitoringReport {
 
 #[derive(Debug, Serialize)]
 pub struct NodeReport {
+    /// Its name in the lab, as the course names it (pgha1).
     pub name: String,
+    /// Its container's name on the engine (alice1 in lab alice; the same in lab pgha).
+    pub container: String,
     /// running, exited, ..., or "partitioned" when running but cut off from the lab network.
     pub state: String,
     pub address: Option<String>,
@@ -215,6 +218,7 @@ pub async fn status(engine: &Engine, name: &str) -> Result<Report> {
         .zip(&members)
         .map(|(n, m)| NodeReport {
             name: n.name.clone(),
+            container: n.container.name.clone(),
             state: if n.running() && n.partitioned(&lab.network) {
                 "partitioned".into()
             } else {
@@ -342,7 +346,7 @@ impl Report {
         let rows = self.nodes.iter().map(|n| {
             let p = n.patroni.as_ref();
             [
-                n.name.clone(),
+                table::node(&n.name, &n.container),
                 n.state.clone(),
                 n.address.clone().unwrap_or_else(dash),
                 n.ports.clone(),
@@ -420,7 +424,7 @@ pub fn print_nodes(lab: &Lab) {
 fn nodes_table(lab: &Lab) -> String {
     let rows = lab.nodes.iter().map(|n| {
         [
-            n.name.clone(),
+            table::node(&n.name, &n.container.name),
             n.container.state.clone(),
             n.ip().map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
             n.ports_label(),
@@ -592,6 +596,7 @@ mod tests {
                 .iter()
                 .map(|n| NodeReport {
                     name: n.name.clone(),
+                    container: n.container.name.clone(),
                     state: "running".into(),
                     address: n.ip().map(|a| a.to_string()),
                     port: n.port(),

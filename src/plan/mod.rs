@@ -14,6 +14,7 @@ use crate::engine::objects::{Endpoint, PublishedPort};
 use crate::engine::{ContainerInfo, ContainerSpec, NetworkInfo, NetworkSpec, VolumeInfo};
 use crate::error::{Error, Result};
 use crate::labels;
+use crate::spec;
 use crate::spec::{
     HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS, LabSpec, POSTGRES_PORT, PROMETHEUS_PORT,
     Roles,
@@ -44,7 +45,7 @@ impl World {
         }
         for node in &plan.nodes {
             self.containers.push(ContainerInfo {
-                name: node.name.clone(),
+                name: node.container.clone(),
                 labels: plan.node_labels(node),
                 running: false,
                 state: "planned".into(),
@@ -101,7 +102,10 @@ pub struct NetworkPlan {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodePlan {
+    /// What the node is called inside the lab, as the course names it (pgha1, ...).
     pub name: String,
+    /// Its container's name, unique on the engine (alice1 in lab alice; pgha1 in lab pgha).
+    pub container: String,
     pub index: usize,
     pub ip: Ipv4Addr,
     /// (port in the node, host port) for each published port: PostgreSQL's on every node but
@@ -206,7 +210,8 @@ pub fn plan(spec: &LabSpec, world: &World, port_bound: &dyn Fn(u16) -> bool) -> 
                     .unwrap_or_default()
             };
             NodePlan {
-                name: spec.node_name(index),
+                name: spec::node_name(index),
+                container: spec.container_name(index),
                 index,
                 ip,
                 ports,
@@ -260,7 +265,7 @@ fn refuse_existing(spec: &LabSpec, world: &World) -> Result<()> {
         )));
     }
     for index in 1..=spec.nodes {
-        let node = spec.node_name(index);
+        let node = spec.container_name(index);
         if world.containers.iter().any(|c| c.name == node) {
             return Err(Error::Invalid(format!(
                 "a container named {node} already exists and does not belong to lab {}; lab \
@@ -399,7 +404,8 @@ impl Plan {
     pub fn node_labels(&self, node: &NodePlan) -> HashMap<String, String> {
         HashMap::from([
             (labels::LAB.to_string(), self.lab.clone()),
-            (labels::NODE.to_string(), node.name.clone()),
+            (labels::NODE.to_string(), node.container.clone()),
+            (labels::HOST.to_string(), node.name.clone()),
             (labels::INDEX.to_string(), node.index.to_string()),
             (labels::ADDRESS.to_string(), node.ip.to_string()),
             (labels::ROLES.to_string(), node.roles.label()),
@@ -414,7 +420,7 @@ impl Plan {
 
     pub fn container_spec(&self, node: &NodePlan) -> ContainerSpec {
         ContainerSpec {
-            name: node.name.clone(),
+            name: node.container.clone(),
             hostname: node.name.clone(),
             image: self.image.clone(),
             env: vec![format!("NODELIST={}", self.nodelist())],
@@ -424,7 +430,7 @@ impl Plan {
             extra_hosts: self.extra_hosts(),
             publish_ip: self.publish,
             publish: node.ports.clone(),
-            volumes: volumes_of(&node.name)
+            volumes: volumes_of(&node.container)
                 .into_iter()
                 .map(|(v, m)| (v, m.to_string()))
                 .collect(),
@@ -462,7 +468,7 @@ impl Plan {
         let rows = self.nodes.iter().map(|n| {
             let ports: Vec<String> = n.ports.iter().map(|(_, host)| host.to_string()).collect();
             [
-                n.name.clone(),
+                table::node(&n.name, &n.container),
                 n.ip.to_string(),
                 format!("{}:{}", self.publish, ports.join(",")),
                 n.roles.label(),
@@ -837,6 +843,22 @@ mod tests {
                 ("pgha5-pgha".to_string(), "/pgha".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn a_class_lab_answers_to_the_course_s_names_inside_with_containers_of_its_own() {
+        let plan = plan_of("alice");
+        let c = plan.container_spec(&plan.nodes[1]);
+        assert_eq!(c.name, "alice2");
+        assert_eq!(c.hostname, "pgha2");
+        assert_eq!(c.labels[labels::NODE], "alice2");
+        assert_eq!(c.labels[labels::HOST], "pgha2");
+        assert_eq!(c.volumes[0].0, "alice2-pgdata");
+        assert!(c.env[0].starts_with("NODELIST=pgha1:"), "{}", c.env[0]);
+        assert!(c.extra_hosts.iter().any(|h| h.starts_with("pgha5:")));
+        assert!(c.extra_hosts.iter().any(|h| h.starts_with("pgbackrest1:")));
+        assert!(!c.extra_hosts.iter().any(|h| h.starts_with("alice")));
+        assert!(plan.describe().contains("pgha2 (alice2)"));
     }
 
     #[test]

@@ -171,7 +171,6 @@ async fn ask_with<T: serde::de::DeserializeOwned>(
     let argv = probe(ctx, node, form, seconds, extra);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let out = ctx
-        .engine
         .exec(node, "postgres", &argv, Duration::from_secs(30))
         .await?;
     if out.code > 128 {
@@ -281,8 +280,7 @@ async fn transfer_leadership(ctx: &Ctx<'_>) -> Result<()> {
         .chain(flags.iter().map(String::as_str))
         .chain(["move-leader", &to])
         .collect();
-        ctx.engine
-            .exec(&node, "postgres", &argv, Duration::from_secs(30))
+        ctx.exec(&node, "postgres", &argv, Duration::from_secs(30))
             .await?;
     }
     Ok(())

@@ -83,7 +83,6 @@ pub async fn routing(ctx: &Ctx<'_>, node: &str) -> Result<Option<Routing>> {
     let argv = routing_probe();
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let out = ctx
-        .engine
         .exec(node, "root", &argv, Duration::from_secs(10))
         .await?;
     Ok(read_routing(&out))

@@ -67,6 +67,19 @@ impl<'a> Ctx<'a> {
             .expect("members mirror the lab's nodes")
     }
 
+    /// Runs `argv` on the node called `node` (its name in the lab, or its container's).
+    pub async fn exec(
+        &self,
+        node: &str,
+        user: &str,
+        argv: &[&str],
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
+        self.engine
+            .exec(self.lab.container(node), user, argv, timeout)
+            .await
+    }
+
     /// Runs a bash script on a node.
     pub async fn sh(
         &self,
@@ -75,8 +88,7 @@ impl<'a> Ctx<'a> {
         script: &str,
         timeout: Duration,
     ) -> Result<ExecOutput> {
-        self.engine
-            .exec(node, user, &["bash", "-c", script], timeout)
+        self.exec(node, user, &["bash", "-c", script], timeout)
             .await
     }
 
@@ -119,7 +131,7 @@ impl<'a> Ctx<'a> {
         argv: &[&str],
         timeout: Duration,
     ) -> Result<T> {
-        let out = self.engine.exec(node, user, argv, timeout).await?;
+        let out = self.exec(node, user, argv, timeout).await?;
         probe::read(&self.lab.name, node, argv, &out)
     }
 
@@ -230,7 +242,7 @@ impl<'a> Ctx<'a> {
                 gid,
             })
             .collect();
-        self.engine.upload(node, &files).await
+        self.engine.upload(self.lab.container(node), &files).await
     }
 
     /// The postgres user's uid and gid in the image (the same on every node).
@@ -240,7 +252,6 @@ impl<'a> Ctx<'a> {
             .get_or_try_init(|| async {
                 let argv = ["getent", "passwd", "postgres"];
                 let out = self
-                    .engine
                     .exec(node, "root", &argv, Duration::from_secs(10))
                     .await?;
                 // name:password:uid:gid:...
@@ -277,7 +288,6 @@ impl<'a> Ctx<'a> {
         futures_util::future::try_join_all(nodes.filter(|n| n.running() && wanted(&n.roles)).map(
             |n| async move {
                 let out = self
-                    .engine
                     .exec(&n.name, "root", &[facts::PROBE], Duration::from_secs(20))
                     .await?;
                 Facts::read(&self.lab.name, &n.name, &out)
@@ -335,7 +345,6 @@ pub async fn settings(ctx: &Ctx<'_>) -> Result<Settings> {
     };
     let argv = ["cat", Settings::PATH];
     let out = ctx
-        .engine
         .exec(node, "root", &argv, Duration::from_secs(10))
         .await?;
     serde_json::from_str(&out.stdout).map_err(|_| {

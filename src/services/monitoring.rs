@@ -145,7 +145,6 @@ async fn create_role(ctx: &Ctx<'_>, primary: &str) -> Result<()> {
     );
     let argv = ["psql", "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-c", &sql];
     let out = ctx
-        .engine
         .exec(primary, "postgres", &argv, Duration::from_secs(30))
         .await?;
     if out.ok() {
@@ -194,7 +193,6 @@ pub async fn targets(ctx: &Ctx<'_>, monitor: &str) -> Result<Option<Vec<Target>>
     let url = format!("http://localhost:{PROMETHEUS_PORT}/api/v1/targets?state=active");
     let argv = ["curl", "-fsS", "--max-time", "5", &url];
     let out = ctx
-        .engine
         .exec(monitor, "root", &argv, Duration::from_secs(10))
         .await?;
     if !out.ok() {
@@ -261,7 +259,6 @@ pub async fn query(ctx: &Ctx<'_>, monitor: &str, promql: &str) -> Result<Answer>
         &url,
     ];
     let out = ctx
-        .engine
         .exec(monitor, "root", &argv, Duration::from_secs(30))
         .await?;
     if !out.ok() {

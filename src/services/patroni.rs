@@ -236,7 +236,6 @@ pub async fn member(ctx: &Ctx<'_>, node: &str) -> Result<Option<MemberState>> {
     let argv = member_probe(ctx.lab.tls);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let asked = ctx
-        .engine
         .exec(node, "postgres", &argv, Duration::from_secs(15))
         .await;
     // A node killed a moment ago cannot be asked, or is killed while it answers: it does not
@@ -464,8 +463,7 @@ pub async fn standbys(ctx: &Ctx<'_>, primary: &str) -> Result<Vec<Standby>> {
 async fn wake_receiver(ctx: &Ctx<'_>, replica: &str) -> Result<()> {
     // Best effort: a replica that does not answer is waited for all the same.
     let argv = ["psql", "-XAtc", "SELECT pg_reload_conf()"];
-    ctx.engine
-        .exec(replica, "postgres", &argv, Duration::from_secs(15))
+    ctx.exec(replica, "postgres", &argv, Duration::from_secs(15))
         .await
         .map(drop)
 }
@@ -490,8 +488,7 @@ fn slot_name(member: &str) -> String {
 pub async fn edit_config(ctx: &Ctx<'_>, node: &str, changes: &[&str]) -> Result<ExecOutput> {
     let mut cmd = vec!["patronictl", "-c", PATRONI_CONF, "edit-config", "--force"];
     cmd.extend_from_slice(changes);
-    ctx.engine
-        .exec(node, "postgres", &cmd, Duration::from_secs(60))
+    ctx.exec(node, "postgres", &cmd, Duration::from_secs(60))
         .await
 }
 
@@ -549,8 +546,7 @@ async fn rest_get(ctx: &Ctx<'_>, node: &str, path: &str) -> Result<ExecOutput> {
         .chain(cacert.into_iter().flatten())
         .chain([url.as_str()])
         .collect();
-    ctx.engine
-        .exec(node, "postgres", &argv, Duration::from_secs(15))
+    ctx.exec(node, "postgres", &argv, Duration::from_secs(15))
         .await
 }
 
@@ -639,14 +635,13 @@ async fn nudge(ctx: &Ctx<'_>, node: &str) -> Result<()> {
 /// `POST /reload` on `node`'s REST API (`patronictl reload`): Patroni rereads its configuration,
 /// writes PostgreSQL's anew and has it reload, on its next HA loop, which a nudge wakes at once.
 pub async fn reload(ctx: &Ctx<'_>, node: &str) -> Result<()> {
-    ctx.engine
-        .exec(
-            node,
-            "postgres",
-            &["patroniApi", "POST", "/reload"],
-            Duration::from_secs(15),
-        )
-        .await?;
+    ctx.exec(
+        node,
+        "postgres",
+        &["patroniApi", "POST", "/reload"],
+        Duration::from_secs(15),
+    )
+    .await?;
     nudge(ctx, node).await
 }
 
@@ -658,14 +653,13 @@ pub async fn patch_config(
     patch: &serde_json::Value,
 ) -> Result<ExecOutput> {
     let patch = patch.to_string();
-    ctx.engine
-        .exec(
-            node,
-            "postgres",
-            &["patroniApi", "PATCH", "/config", &patch],
-            Duration::from_secs(15),
-        )
-        .await
+    ctx.exec(
+        node,
+        "postgres",
+        &["patroniApi", "PATCH", "/config", &patch],
+        Duration::from_secs(15),
+    )
+    .await
 }
 
 /// One primary and every other member streaming, or what is wrong (first the node).

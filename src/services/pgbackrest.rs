@@ -144,7 +144,6 @@ async fn info_json(ctx: &Ctx<'_>, repo: &str) -> Result<String> {
     let stanza = format!("--stanza={STANZA}");
     let argv = ["pgbackrest", &stanza, "info", "--output=json"];
     let out = ctx
-        .engine
         .exec(repo, "postgres", &argv, Duration::from_secs(60))
         .await?;
     Ok(out.stdout)
@@ -280,7 +279,6 @@ async fn archive_command_set(ctx: &Ctx<'_>) -> Result<bool> {
 pub async fn archive_command(ctx: &Ctx<'_>, node: &str) -> Result<Option<String>> {
     let argv = ["psql", "-XAtc", "SHOW archive_command"];
     let out = ctx
-        .engine
         .exec(node, "postgres", &argv, Duration::from_secs(15))
         .await?;
     Ok(out.ok().then(|| out.stdout.trim().to_string()))

@@ -157,7 +157,7 @@ async fn a_client_sees_the_outage_the_settings_predict_loses_nothing_in_sync_mod
     lab_ok(&["check", "--name", LAB]);
 }
 
-/// The running primary, asked of Patroni on the first node.
+/// The running primary's container, asked of Patroni on the first node.
 async fn leader_of(d: &bollard::Docker) -> String {
     let out = exec_ok(
         d,
@@ -173,6 +173,6 @@ async fn leader_of(d: &bollard::Docker) -> String {
         .iter()
         .find(|m| m["Role"] == "Leader")
         .and_then(|m| m["Member"].as_str())
+        .map(|m| at(LAB, m))
         .expect("a leader")
-        .to_string()
 }

@@ -48,7 +48,7 @@ async fn patroni_healthy(d: &Docker, via: &str, members: usize) -> (String, Vec<
         || async {
             let (_, out) = exec(
                 d,
-                via,
+                &at(LAB, via),
                 "postgres",
                 "patronictl -c /pgha/config/patroni.yaml list -f json",
             )
@@ -72,7 +72,13 @@ async fn patroni_healthy(d: &Docker, via: &str, members: usize) -> (String, Vec<
 }
 
 async fn psql(d: &Docker, container: &str, sql: &str) -> String {
-    exec_ok(d, container, "postgres", &format!("psql -XAtc \"{sql}\"")).await
+    exec_ok(
+        d,
+        &at(LAB, container),
+        "postgres",
+        &format!("psql -XAtc \"{sql}\""),
+    )
+    .await
 }
 
 /// A row written on the primary is read back on every replica.
@@ -93,7 +99,7 @@ async fn replicates(d: &Docker, primary: &str, replicas: &[String], value: &str)
         eventually(30, &format!("row {value} on {r}"), || async {
             let (_, out) = exec(
                 d,
-                r,
+                &at(LAB, r),
                 "postgres",
                 &format!("psql -XAtc \"SELECT count(*) FROM drill WHERE v = '{value}'\""),
             )
@@ -150,7 +156,7 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     // Checked from the inside, with the cluster's own tools.
     assert_eq!(
         exec_ok(&d, &node(1), "postgres", "ssh pgbackrest1 hostname").await,
-        node(5)
+        "pgha5"
     );
     let members = etcd_healthy(&d, 5).await;
     assert_eq!(members.len(), 5);
@@ -310,7 +316,7 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     );
     lab_ok(&["heal", "--name", LAB, &cut]);
     assert_eq!(
-        address(&d, &cut, "ithanet").await.unwrap(),
+        address(&d, &at(LAB, &cut), "ithanet").await.unwrap(),
         format!("10.240.0.{}", 9 + cut[4..].parse::<usize>().unwrap())
     );
     let (primary, replicas) = patroni_healthy(&d, &node(1), 3).await;
@@ -328,7 +334,7 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     }
     lab_ok(&["start", "--name", LAB]);
     assert!(
-        address(&d, &cut, "ithanet").await.is_some(),
+        address(&d, &at(LAB, &cut), "ithanet").await.is_some(),
         "{cut} is back on ithanet"
     );
     assert_eq!(etcd_healthy(&d, 5).await, members, "the same etcd members");
@@ -359,8 +365,8 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
         assert_ne!(code, 0, "{} needed crash recovery", node(i));
     }
     assert_eq!(
-        exec_ok(&d, &node(3), "postgres", "ssh itha4 hostname").await,
-        node(4)
+        exec_ok(&d, &node(3), "postgres", "ssh pgha4 hostname").await,
+        "pgha4"
     );
 
     // Switchover to a named replica.
@@ -376,12 +382,12 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     // Kill the primary: a new leader, then the old primary rejoins as a replica.
     let run = lab_ok(&["kill", "--name", LAB, &primary]);
     assert!(run.stderr.contains("new leader"), "{run}");
-    assert!(!running(&d, &primary).await);
+    assert!(!running(&d, &at(LAB, &primary)).await);
     // Killed with PostgreSQL running, it kept its socket's lock file, whose pid may be another
     // process's (an etcd thread) once the node starts again: PostgreSQL would refuse to start.
     // The node's init removes it before anything runs.
     d.start_container(
-        &primary,
+        &at(LAB, &primary),
         None::<bollard::query_parameters::StartContainerOptions>,
     )
     .await
@@ -392,7 +398,7 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
         || async {
             let (code, _) = exec(
                 &d,
-                &primary,
+                &at(LAB, &primary),
                 "root",
                 "test -e /var/run/postgresql/.s.PGSQL.5432.lock",
             )
@@ -401,7 +407,7 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
         },
     )
     .await;
-    let survivor = (1..=3).map(node).find(|n| *n != primary).unwrap();
+    let survivor = (1..=3).map(node).find(|n| *n != at(LAB, &primary)).unwrap();
     let (_, _) = patroni_healthy(&d, &survivor, 2).await;
     let run = lab_ok(&["start", "--name", LAB, &primary]);
     assert!(run.stderr.contains("replica streaming from"), "{run}");
@@ -441,7 +447,7 @@ async fn a_default_lab_is_healthy_survives_drills_and_resets_and_leaves_nothing(
     );
     let (primary, _) = patroni_healthy(&d, &node(1), 3).await;
     // The primary the snapshot holds comes back as it was: no promotion, no new timeline.
-    assert_eq!(primary, node(1));
+    assert_eq!(primary, "pgha1");
     assert_eq!(timeline(&d, &primary).await, "1");
     assert_eq!(
         psql(

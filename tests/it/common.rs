@@ -207,6 +207,15 @@ pub async fn setup(labs: &[&str], tag: Option<&str>) -> (Docker, Sweep) {
     (d, guard)
 }
 
+/// The container of lab `lab`'s node `node`: inside, every lab's nodes answer to the course's
+/// names (pgha2 is container LAB2); any other name is taken for a container's already.
+pub fn at(lab: &str, node: &str) -> String {
+    match node.strip_prefix("pgha") {
+        Some(n) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => format!("{lab}{n}"),
+        _ => node.to_string(),
+    }
+}
+
 /// A command's exit code and stdout inside a container.
 pub async fn exec(d: &Docker, container: &str, user: &str, script: &str) -> (i64, String) {
     let created = d

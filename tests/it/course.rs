@@ -1,8 +1,9 @@
 //! The course by hand: on a `lab create --stage access` lab, the main course's commands from
-//! "Create etcd configuration files" through "Create a backup", typed as the course prints them
-//! (only the node names are this lab's) through `lab exec`, as postgres. `lab check` follows
-//! along, the files end up identical to those `lab create` writes, and `lab reset` takes the lab
-//! back to where the exercise starts.
+//! "Create etcd configuration files" through "Create a backup", typed verbatim, as the course
+//! prints them, through `lab exec`, as postgres — in a lab that is not the default one (its
+//! containers are ithand1 ... ithand5), whose nodes answer to the course's names inside as every
+//! lab's do. `lab check` follows along, the files end up identical to those `lab create` writes,
+//! and `lab reset` takes the lab back to where the exercise starts.
 
 use std::collections::HashMap;
 
@@ -13,18 +14,10 @@ use crate::common::*;
 const HAND: &str = "ithand";
 const MADE: &str = "itmade";
 
-/// The course's text with its node names (pgha1 ... pgha5) made this lab's.
-fn ours(text: &str, lab_name: &str) -> String {
-    (1..=5).fold(text.to_string(), |t, i| {
-        t.replace(&format!("pgha{i}"), &format!("{lab_name}{i}"))
-    })
-}
-
-/// Types `command` on `node` of the hand-built lab, in a postgres login shell.
+/// Types `command` on node pgha`node` of the hand-built lab, in a postgres login shell.
 fn typed(node: usize, command: &str) -> Run {
-    let node = format!("{HAND}{node}");
-    let command = ours(command, HAND);
-    let run = lab(&["exec", "--name", HAND, &node, "--", "bash", "-lc", &command]);
+    let node = format!("pgha{node}");
+    let run = lab(&["exec", "--name", HAND, &node, "--", "bash", "-lc", command]);
     assert!(run.ok(), "`{command}` on {node} failed:\n{run}");
     run
 }
@@ -39,7 +32,7 @@ fn members() -> Vec<Value> {
         "exec",
         "--name",
         HAND,
-        &format!("{HAND}1"),
+        "pgha1",
         "--",
         "bash",
         "-lc",
@@ -58,8 +51,8 @@ fn written(text: &str) -> String {
     format!("cat > /pgha/config/pgbackrest.conf <<'EOF'\n{text}EOF")
 }
 
-/// The files a node's configuration is made of, as `cat` shows them, with the lab's own names
-/// and addresses replaced by placeholders so that two labs can be compared.
+/// The files a node's configuration is made of, as `cat` shows them, with the lab's own
+/// addresses replaced by placeholders so that two labs can be compared.
 async fn files(d: &bollard::Docker, lab_name: &str, node: usize) -> HashMap<String, String> {
     let nodelist = exec_ok(d, &format!("{lab_name}1"), "postgres", "echo $NODELIST").await;
     let mut out = HashMap::new();
@@ -81,9 +74,7 @@ async fn files(d: &bollard::Docker, lab_name: &str, node: usize) -> HashMap<Stri
             .split_whitespace()
             .filter_map(|pair| pair.split_once(':'))
             .fold(text, |t, (name, ip)| {
-                let n = name.trim_start_matches(lab_name);
-                t.replace(ip, &format!("<ip{n}>"))
-                    .replace(name, &format!("<node{n}>"))
+                t.replace(ip, &format!("<ip-of-{name}>"))
             });
         out.insert(file.to_string(), text);
     }
@@ -106,7 +97,7 @@ async fn the_course_typed_by_hand_builds_the_same_lab_that_check_follows_and_res
         "exec",
         "--name",
         HAND,
-        &format!("{HAND}1"),
+        "pgha1",
         "--root",
         "--",
         "bash",
@@ -114,15 +105,19 @@ async fn the_course_typed_by_hand_builds_the_same_lab_that_check_follows_and_res
         "sudo -E -u postgres /bin/bash -l -c '/etcdSetup.sh -y'",
     ]);
     assert!(root.ok(), "{root}");
-    assert!(root.stdout.contains(&format!("name: {HAND}1\n")), "{root}");
+    assert!(root.stdout.contains("name: pgha1\n"), "{root}");
     assert!(
-        root.stdout.contains(&ours(
-            "export ENDPOINTS=\"pgha1:2379,pgha2:2379,pgha3:2379,pgha4:2379,pgha5:2379\"",
-            HAND
-        )),
+        root.stdout.contains(
+            "export ENDPOINTS=\"pgha1:2379,pgha2:2379,pgha3:2379,pgha4:2379,pgha5:2379\""
+        ),
         "{root}"
     );
+    // The course's names inside, the lab's own containers outside.
+    assert_eq!(typed(2, "hostname").stdout.trim(), "pgha2");
+    let status = lab_ok(&["status", "--name", HAND]).stdout;
+    assert!(status.contains("pgha2 (ithand2)"), "{status}");
     let nodelist = typed(1, "echo $NODELIST").stdout.trim().to_string();
+    assert!(nodelist.starts_with("pgha1:"), "{nodelist}");
     for i in 2..=5 {
         typed(
             1,
@@ -130,7 +125,7 @@ async fn the_course_typed_by_hand_builds_the_same_lab_that_check_follows_and_res
         );
     }
     let pgha5 = typed(1, "ssh pgha5 \"cat /pgha/config/etcd.yaml\"").stdout;
-    assert!(pgha5.starts_with(&ours("name: pgha5\n", HAND)), "{pgha5}");
+    assert!(pgha5.starts_with("name: pgha5\n"), "{pgha5}");
 
     // Start etcd, here and on the remaining nodes.
     typed(
@@ -163,9 +158,7 @@ async fn the_course_typed_by_hand_builds_the_same_lab_that_check_follows_and_res
     assert_eq!(midway.code, 1, "{midway}");
     assert!(
         midway.stdout.contains("✓ etcd quorum")
-            && midway
-                .stdout
-                .contains(&format!("✗ Patroni configured on {HAND}1"))
+            && midway.stdout.contains("✗ Patroni configured on pgha1")
             && midway.stdout.contains("/patroniSetup.sh"),
         "{midway}"
     );
@@ -312,16 +305,16 @@ async fn the_course_typed_by_hand_builds_the_same_lab_that_check_follows_and_res
     );
     let plain = typed(1, "/etcdSetup.sh; cat /pgha/config/patroniVars").stdout;
     assert!(
-        plain.starts_with(&format!("ETCD_NAME={HAND}1\nETCD_INITIAL_CLUSTER=\""))
+        plain.starts_with("ETCD_NAME=pgha1\nETCD_INITIAL_CLUSTER=\"")
             && plain.contains("written to /pgha/config/etcd.conf")
-            && plain.contains(&format!("NODE_NAME=\"{HAND}1\"")),
+            && plain.contains("NODE_NAME=\"pgha1\""),
         "{plain}"
     );
     let lost = lab(&[
         "exec",
         "--name",
         HAND,
-        &format!("{HAND}1"),
+        "pgha1",
         "--",
         "env",
         "-u",

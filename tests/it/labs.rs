@@ -37,6 +37,16 @@ async fn two_labs_side_by_side_are_healthy_with_their_own_subnets_and_ports() {
             },
         )
         .await;
+        // Every lab of the class answers to the course's names inside.
+        let names = exec_ok(
+            &d,
+            &format!("{lab_name}1"),
+            "postgres",
+            "hostname; ssh pgha3 hostname; patronictl -c /pgha/config/patroni.yaml list -f json",
+        )
+        .await;
+        assert!(names.starts_with("pgha1\npgha3\n"), "{names}");
+        assert!(names.contains(r#""Member": "pgha2""#), "{names}");
         // The repository shares the last node with PostgreSQL in a three-node lab.
         let info = exec_ok(
             &d,

@@ -46,7 +46,7 @@ async fn a_stopped_foreign_container_keeps_its_address_and_destroy_spares_it() {
         &d,
         "itshare1",
         "root",
-        "getent hosts etcd2 pgbackrest1 itshare3",
+        "getent hosts etcd2 pgbackrest1 pgha3",
     )
     .await;
     assert!(hosts.contains("10.231.0.12"), "{hosts}");
@@ -164,19 +164,19 @@ async fn stop_and_start_keep_addresses_ports_and_aliases() {
         &d,
         "itpower1",
         "root",
-        "getent hosts etcd3 pgbackrest1 itpower2",
+        "getent hosts etcd3 pgbackrest1 pgha2",
     )
     .await;
     assert!(hosts.contains("10.233.0.12     etcd3"), "{hosts}");
     assert!(hosts.contains("10.233.0.12     pgbackrest1"), "{hosts}");
-    assert!(hosts.contains("10.233.0.11     itpower2"), "{hosts}");
+    assert!(hosts.contains("10.233.0.11     pgha2"), "{hosts}");
     let nodelist = exec_ok(&d, "itpower3", "root", "echo $NODELIST").await;
     assert_eq!(
         nodelist,
-        "itpower1:10.233.0.10 itpower2:10.233.0.11 itpower3:10.233.0.12"
+        "pgha1:10.233.0.10 pgha2:10.233.0.11 pgha3:10.233.0.12"
     );
     let status = lab_ok(&["status", "--name", lab_name]);
-    assert!(status.stdout.contains("itpower3"), "{status}");
+    assert!(status.stdout.contains("pgha3 (itpower3)"), "{status}");
 
     lab_ok(&["destroy", "--name", lab_name]);
     assert_eq!(labelled(&d, lab_name).await, (0, 0, 0));

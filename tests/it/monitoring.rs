@@ -152,7 +152,7 @@ async fn a_monitored_lab_scrapes_every_service_and_sees_a_failover() {
         .map(|s| s["metric"]["application_name"].as_str().unwrap())
         .collect();
     replicas.sort();
-    assert_eq!(replicas, [format!("{LAB}2"), format!("{LAB}3")], "{lag:?}");
+    assert_eq!(replicas, ["pgha2", "pgha3"], "{lag:?}");
     let table = lab_ok(&["metrics", "--name", LAB, "pgha:replication_lag_bytes"]).stdout;
     assert!(table.starts_with("metric"), "{table}");
     assert_eq!(table.lines().count(), 3, "{table}");
@@ -206,7 +206,7 @@ async fn a_monitored_lab_scrapes_every_service_and_sees_a_failover() {
 
     // Its data survives a stop and a start.
     let samples = |lab: &str| {
-        metrics(lab, &format!("count_over_time(up{{node=\"{LAB}4\"}}[30m])"))[0]["value"][1]
+        metrics(lab, "count_over_time(up{node=\"pgha4\"}[30m])")[0]["value"][1]
             .as_str()
             .unwrap()
             .parse::<u64>()
@@ -253,7 +253,7 @@ async fn a_monitored_tls_lab_scrapes_every_service_over_verified_https() {
         &d,
         &monitor,
         "postgres",
-        &format!("curl -fsS --cacert /pgha/certs/ca.crt https://{TLS_LAB}1:2379/metrics"),
+        "curl -fsS --cacert /pgha/certs/ca.crt https://pgha1:2379/metrics",
     )
     .await;
     assert_ne!(

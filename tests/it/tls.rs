@@ -35,7 +35,7 @@ fn host_psql(conninfo: &str, sql: &str) -> (bool, String) {
     (out.status.success(), said.trim().to_string())
 }
 
-/// The name of the node Patroni calls primary, and the host port of its PostgreSQL.
+/// The container of the node Patroni calls primary, and the host port of its PostgreSQL.
 fn primary(status: &Value) -> (String, u16) {
     let p = status["nodes"]
         .as_array()
@@ -44,7 +44,7 @@ fn primary(status: &Value) -> (String, u16) {
         .find(|n| n["patroni"]["role"] == "primary")
         .unwrap_or_else(|| panic!("a primary in {status}"));
     (
-        p["name"].as_str().unwrap().to_string(),
+        p["container"].as_str().unwrap().to_string(),
         p["port"].as_u64().unwrap() as u16,
     )
 }
@@ -70,7 +70,8 @@ async fn a_tls_lab_refuses_every_plain_channel_and_works_as_the_course_does() {
         created.stderr.contains("TLS: certificates from a new CA"),
         "{created}"
     );
-    // ittls1-3 run PostgreSQL, ittls4-6 etcd (ittls6 the repository), ittls7 HAProxy.
+    // pgha1-3 (containers ittls1-3) run PostgreSQL, pgha4-6 etcd (pgha6 the repository), pgha7
+    // HAProxy.
     let (pg, member, proxy) = (node(1), node(4), node(7));
 
     // Keys: each node holds its own key, the SSH keys, and nothing else (the CA's key is
@@ -89,7 +90,7 @@ async fn a_tls_lab_refuses_every_plain_channel_and_works_as_the_course_does() {
         assert_eq!(
             found,
             [
-                format!("600 postgres /pgha/certs/{}.key", node(i)),
+                format!("600 postgres /pgha/certs/pgha{i}.key"),
                 "600 postgres /var/lib/postgresql/.ssh/id_ed25519".to_string()
             ],
             "{}: {keys}",
@@ -103,10 +104,10 @@ async fn a_tls_lab_refuses_every_plain_channel_and_works_as_the_course_does() {
     // etcd: plain http and https without a client certificate are refused on the client port;
     // with the node's certificate it answers; a login shell's etcdctl needs no flags.
     for (what, curl) in [
-        ("plain http", "curl -fsS -m 5 http://ittls4:2379/version"),
+        ("plain http", "curl -fsS -m 5 http://pgha4:2379/version"),
         (
             "https without a client certificate",
-            "curl -fsS -m 5 --cacert /pgha/certs/ca.crt https://ittls4:2379/version",
+            "curl -fsS -m 5 --cacert /pgha/certs/ca.crt https://pgha4:2379/version",
         ),
     ] {
         let (code, out) = exec(&d, &pg, "postgres", curl).await;
@@ -116,8 +117,8 @@ async fn a_tls_lab_refuses_every_plain_channel_and_works_as_the_course_does() {
         &d,
         &pg,
         "postgres",
-        "curl -fsS -m 5 --cacert /pgha/certs/ca.crt --cert /pgha/certs/ittls1.crt \
-         --key /pgha/certs/ittls1.key https://ittls4:2379/version",
+        "curl -fsS -m 5 --cacert /pgha/certs/ca.crt --cert /pgha/certs/pgha1.crt \
+         --key /pgha/certs/pgha1.key https://pgha4:2379/version",
     )
     .await;
     let members = exec_ok(&d, &member, "postgres", "etcdctl member list").await;
@@ -136,7 +137,7 @@ async fn a_tls_lab_refuses_every_plain_channel_and_works_as_the_course_does() {
         &d,
         &pg,
         "postgres",
-        "curl -fsS -m 5 http://ittls2:8008/patroni",
+        "curl -fsS -m 5 http://pgha2:8008/patroni",
     )
     .await;
     assert_ne!(code, 0, "the REST API answered plain http: {out}");
@@ -144,12 +145,12 @@ async fn a_tls_lab_refuses_every_plain_channel_and_works_as_the_course_does() {
         &d,
         &pg,
         "postgres",
-        "curl -fsS -m 5 https://ittls2:8008/patroni",
+        "curl -fsS -m 5 https://pgha2:8008/patroni",
     )
     .await;
     assert!(state.contains("\"state\": \"running\""), "{state}");
     let patch = "curl -sS -m 5 -o /dev/null -w '%{http_code}' -X PATCH \
-                 -d '{\"loop_wait\": 10}' https://ittls1:8008/config";
+                 -d '{\"loop_wait\": 10}' https://pgha1:8008/config";
     let refused = exec_ok(&d, &pg, "postgres", patch).await;
     assert_eq!(refused, "401", "an unauthenticated PATCH /config");
     let allowed = exec_ok(

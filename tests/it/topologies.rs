@@ -58,13 +58,14 @@ fn haproxy_port(status: &Value, which: &str) -> u16 {
     status["haproxy"][which].as_u64().expect("an HAProxy port") as u16
 }
 
-/// The address of `node` on its lab's network, from status.
+/// The address of `node` (its name in the lab, or its container's) on its lab's network, from
+/// status.
 fn address_of(status: &Value, node: &str) -> String {
     status["nodes"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|n| n["name"] == node)
+        .find(|n| n["name"] == node || n["container"] == node)
         .and_then(|n| n["address"].as_str())
         .unwrap()
         .to_string()
@@ -234,7 +235,7 @@ async fn a_dedicated_etcd_lab_keeps_etcd_off_the_postgres_nodes() {
         assert_ne!(code, 0, "no etcd process on {node}");
         let vars = exec_ok(&d, node, "root", "cat /pgha/config/patroniVars").await;
         assert!(
-            vars.contains("ETCD_NODES=\"ittopo-d4:2379,ittopo-d5:2379,ittopo-d6:2379\""),
+            vars.contains("ETCD_NODES=\"pgha4:2379,pgha5:2379,pgha6:2379\""),
             "{vars}"
         );
     }
@@ -253,7 +254,7 @@ async fn a_dedicated_etcd_lab_keeps_etcd_off_the_postgres_nodes() {
     .await;
     assert_eq!(
         endpoints,
-        "ittopo-d4:2379,ittopo-d5:2379,ittopo-d6:2379
+        "pgha4:2379,pgha5:2379,pgha6:2379
 ok"
     );
     // etcd1..etcd3 are the dedicated members, and the repository is the last of them.

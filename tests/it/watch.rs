@@ -166,7 +166,7 @@ async fn watch_logs_a_failover_within_two_seconds_draws_a_switchover_and_survive
         env!("CARGO_BIN_EXE_lab")
     );
     tmux.run(&["send-keys", "-t", "w", &command, "Enter"]);
-    let screen = tmux.shows(20, "itwatch1  running    primary").await;
+    let screen = tmux.shows(20, "pgha1  running    primary").await;
     for text in [
         " lab itwatch ",
         "┌ nodes",
@@ -178,9 +178,9 @@ async fn watch_logs_a_failover_within_two_seconds_draws_a_switchover_and_survive
     }
     assert!(screen.lines().all(|l| l.chars().count() <= 80), "{screen}");
     lab_ok(&["switchover", "--name", LAB]);
-    let screen = tmux.shows(10, "leader changed: itwatch1 -> ").await;
+    let screen = tmux.shows(10, "leader changed: pgha1 -> ").await;
     assert!(screen.contains("timeline switched: 1 -> 2"), "{screen}");
-    let leader = leader_in(&screen, "itwatch1");
+    let leader = leader_in(&screen, "pgha1");
     tmux.run(&["send-keys", "-t", "w", "q"]);
     let screen = tmux.shows(10, "watch exited 0").await;
     assert!(
@@ -205,7 +205,7 @@ async fn watch_logs_a_failover_within_two_seconds_draws_a_switchover_and_survive
     let first = watch.line(20, "lab itwatch: ").await;
     for part in [
         &format!("leader {leader} (timeline 2)"),
-        "itwatch1 replica streaming",
+        "pgha1 replica streaming",
         "etcd 3 of 3 up (quorum 2)",
     ] {
         assert!(first.contains(part), "{part:?} in {first}");
@@ -226,7 +226,7 @@ async fn watch_logs_a_failover_within_two_seconds_draws_a_switchover_and_survive
     // Patroni's own moment: its log line on the new leader, in UTC as the watch's times are.
     let promoted = exec_ok(
         &d,
-        &leader,
+        &at(LAB, &leader),
         "postgres",
         "grep 'promoted self to leader' /var/log/patroni/patroni.log | tail -n 1",
     )

@@ -423,7 +423,7 @@ async fn probe(
     // A hung engine must not hold this node's next probe for exec's own longer deadline.
     let asked = timeout(
         PROBE_WITHIN,
-        engine.exec(node, "postgres", &combined, PROBE_WITHIN),
+        engine.exec(lab.container(node), "postgres", &combined, PROBE_WITHIN),
     )
     .await;
     let outputs = match asked {
