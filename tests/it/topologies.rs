@@ -184,7 +184,7 @@ async fn a_colocated_lab_puts_everything_on_three_nodes_behind_haproxy() {
     );
     let cfg = exec_ok(&d, "ittopo-c4", "root", "cat /etc/haproxy/haproxy.cfg").await;
     assert!(
-        cfg.contains("server ittopo-c3 ittopo-c3:5432 maxconn 100 check port 8008"),
+        cfg.contains("server pgha3 pgha3:5432 maxconn 100 check port 8008"),
         "{cfg}"
     );
     assert!(cfg.contains("on-marked-down shutdown-sessions"), "{cfg}");
