@@ -206,7 +206,10 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     ),
     ("Measured drills (what a client saw)", &["drill"]),
     ("Backup and restore", &["backup", "backups", "restore"]),
-    ("A class (one lab per trainee, each with its own way in)", &["class"]),
+    (
+        "A class (one lab per trainee, each with its own way in)",
+        &["class"],
+    ),
     ("Image", &["image"]),
     ("Shell", &["completions", "man", "help"]),
 ];

@@ -516,7 +516,9 @@ async fn rotate(engine: &Engine, progress: &Progress, args: &cli::Rotate) -> Res
         async move {
             let purpose = "new credentials";
             let lock = lock::lab(&name, purpose, args.wait, &progress, Some(interrupt)).await?;
-            lab::access::rotate(engine, &progress, &lock).await.map(drop)
+            lab::access::rotate(engine, &progress, &lock)
+                .await
+                .map(drop)
         }
     });
     interrupt::finishing(&interrupt, progress, "the rotation", work).await

@@ -44,7 +44,10 @@ pub struct Record {
 /// anything is made; the first one missing or malformed is refused, naming its file.
 pub fn trainee_keys(path: &Path, names: &[String]) -> Result<Vec<PublicKey>> {
     let files: Vec<std::path::PathBuf> = if path.is_dir() {
-        names.iter().map(|n| path.join(format!("{n}.pub"))).collect()
+        names
+            .iter()
+            .map(|n| path.join(format!("{n}.pub")))
+            .collect()
     } else if let [_] = names {
         vec![path.to_path_buf()]
     } else {
@@ -329,9 +332,13 @@ pub async fn rotate(engine: &Engine, progress: &Progress, lock: &LabLock) -> Res
     };
     let said = match (rotated.root_password, rotated.postgres_password) {
         (true, true) => "a new root password and a new postgres password",
-        (true, false) => "a new root password (postgres keeps its password: the lab is on loopback)",
+        (true, false) => {
+            "a new root password (postgres keeps its password: the lab is on loopback)"
+        }
         (false, true) => "a new postgres password (root keeps the trainee's key)",
-        (false, false) => "nothing to renew: root logs in with the trainee's key, and the lab is on loopback",
+        (false, false) => {
+            "nothing to renew: root logs in with the trainee's key, and the lab is on loopback"
+        }
     };
     step.done(format!("{said}; `lab class sheet` shows them"));
     Ok(rotated)
@@ -401,12 +408,11 @@ async fn apply_postgres_password(ctx: &Ctx<'_>, password: &str) -> Result<()> {
     let sql = format!(
         "SET password_encryption = '{encryption}';\nALTER ROLE postgres WITH PASSWORD '{password}';\n"
     );
-    let alter = "chown postgres \"$1\" && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -f \"$1\"";
+    let alter =
+        "chown postgres \"$1\" && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -f \"$1\"";
     with_secret(ctx.engine, &primary, &sql, alter).await?;
     futures_util::future::try_join_all(ctx.lab.nodes.iter().map(|n| async move {
-        let script = format!(
-            "{NODE_PASSWORD}\npkill -HUP -x patroni || true"
-        );
+        let script = format!("{NODE_PASSWORD}\npkill -HUP -x patroni || true");
         with_secret(ctx.engine, &n.name, password, &script).await
     }))
     .await?;

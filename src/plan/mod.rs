@@ -779,7 +779,12 @@ mod tests {
         // The next lab's entry keeps off the first's, and off a port in use on the host.
         let second = plan(&with_access("bob"), &world, &|p| p == 2223).unwrap();
         assert_eq!(second.nodes[0].ports[1], (SSH_ENTRY, 2224));
-        assert_eq!(plan(&spec("carol"), &world, &|_| false).unwrap().nodes[0].ports.len(), 1);
+        assert_eq!(
+            plan(&spec("carol"), &world, &|_| false).unwrap().nodes[0]
+                .ports
+                .len(),
+            1
+        );
     }
 
     #[test]

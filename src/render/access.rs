@@ -253,7 +253,10 @@ mod tests {
         assert!(refused(&format!("{KEY}{KEY}")).contains("more than one"));
         assert!(refused("-----BEGIN OPENSSH PRIVATE KEY-----\nxx\n").contains("private key"));
         assert!(refused("ssh-ed25519 !!!notbase64").contains("base64"));
-        assert!(refused("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAILA6TNnAGuG5jlwVg4Sn9Cd25xMir6SxilMpIufs2RIP").contains("not a ssh-rsa key"));
+        assert!(
+            refused("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAILA6TNnAGuG5jlwVg4Sn9Cd25xMir6SxilMpIufs2RIP")
+                .contains("not a ssh-rsa key")
+        );
         assert!(refused("hello").contains("not a public key"));
     }
 
