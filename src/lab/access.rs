@@ -274,20 +274,10 @@ fn primary_address() -> Option<IpAddr> {
     socket.local_addr().ok().map(|a| a.ip())
 }
 
-/// What `lab class rotate` did to one lab.
-#[derive(Debug, Serialize)]
-pub struct Rotated {
-    pub lab: String,
-    /// root got a new password (false: the lab's entry takes the trainee's key, kept).
-    pub root_password: bool,
-    /// The postgres role got a new password (a lab exposed beyond loopback).
-    pub postgres_password: bool,
-}
-
 /// Issues new credentials for the lab held by `lock`: a new root password (a trainee's key is
 /// kept), and for a lab exposed beyond loopback a new postgres password, applied to the role
 /// and everything that uses it. Every node must run: the new password goes into each.
-pub async fn rotate(engine: &Engine, progress: &Progress, lock: &LabLock) -> Result<Rotated> {
+pub async fn rotate(engine: &Engine, progress: &Progress, lock: &LabLock) -> Result<()> {
     let name = lock.lab();
     let lab = model::get(engine, name).await?;
     let Some(mut record) = record(engine, &lab).await? else {
@@ -310,6 +300,12 @@ pub async fn rotate(engine: &Engine, progress: &Progress, lock: &LabLock) -> Res
             stopped.join(", ")
         )));
     }
+    let ctx = Ctx::new(engine, &lab);
+    // Asked before anything changes: without a primary the postgres password cannot be.
+    let primary = match record.postgres_generated {
+        true => Some(primary(&ctx).await?),
+        false => None,
+    };
     let step = progress.step(format!("new credentials for lab {name}"));
     if record.root_password.is_some() {
         let new = password()?;
@@ -318,19 +314,24 @@ pub async fn rotate(engine: &Engine, progress: &Progress, lock: &LabLock) -> Res
         // Written at once: the old root password no longer works.
         store::write_json(engine, &lab, RECORD, &record).await?;
     }
-    if record.postgres_generated {
+    if let Some(primary) = primary {
         let new = password()?;
-        let ctx = Ctx::new(engine, &lab);
-        apply_postgres_password(&ctx, &new).await?;
+        let root = match record.root_password {
+            Some(_) => "root's new password is in place (the sheet shows it), ",
+            None => "",
+        };
+        apply_postgres_password(&ctx, &primary, &new)
+            .await
+            .map_err(|e| {
+                Error::Failed(format!(
+                    "{e}. In lab {name}, {root}the sheet keeps the postgres password it had; \
+                     `lab class rotate --name {name}` again issues another."
+                ))
+            })?;
         record.postgres_password = new;
         store::write_json(engine, &lab, RECORD, &record).await?;
     }
-    let rotated = Rotated {
-        lab: name.to_string(),
-        root_password: record.root_password.is_some(),
-        postgres_password: record.postgres_generated,
-    };
-    let said = match (rotated.root_password, rotated.postgres_password) {
+    let said = match (record.root_password.is_some(), record.postgres_generated) {
         (true, true) => "a new root password and a new postgres password",
         (true, false) => {
             "a new root password (postgres keeps its password: the lab is on loopback)"
@@ -341,7 +342,7 @@ pub async fn rotate(engine: &Engine, progress: &Progress, lock: &LabLock) -> Res
         }
     };
     step.done(format!("{said}; `lab class sheet` shows them"));
-    Ok(rotated)
+    Ok(())
 }
 
 /// After `lab reset` brought back the snapshot's postgres password, the lab's current one
@@ -354,7 +355,9 @@ pub async fn after_reset(engine: &Engine, progress: &Progress, lab: &Lab) -> Res
         return Ok(());
     }
     let step = progress.step("postgres password");
-    apply_postgres_password(&Ctx::new(engine, lab), &record.postgres_password).await?;
+    let ctx = Ctx::new(engine, lab);
+    let primary = primary(&ctx).await?;
+    apply_postgres_password(&ctx, &primary, &record.postgres_password).await?;
     step.done("the lab's current one applied again over the snapshot's");
     Ok(())
 }
@@ -389,17 +392,23 @@ if os.path.exists(conf):
 PY
 "#;
 
-/// Gives the postgres role `password`: ALTER ROLE on the primary, then every node's copies.
-async fn apply_postgres_password(ctx: &Ctx<'_>, password: &str) -> Result<()> {
+/// The lab's running primary, where the postgres role's password is changed.
+async fn primary(ctx: &Ctx<'_>) -> Result<String> {
     let lab = &ctx.lab.name;
-    let postgres = ctx.lab.postgres_names();
-    let Some(primary) = patroni::current_primary(ctx, &postgres).await? else {
-        return Err(Error::Failed(format!(
-            "lab {lab} has no running primary to change the postgres password on. Nothing was \
-             changed for postgres; `lab status --name {lab}` says why, and `lab class rotate` \
-             can run again once the cluster is healthy."
-        )));
-    };
+    patroni::current_primary(ctx, &ctx.lab.postgres_names())
+        .await?
+        .ok_or_else(|| {
+            Error::Failed(format!(
+                "lab {lab} has no running primary to change the postgres password on, so its \
+                 credentials were left as they were. `lab status --name {lab}` says why; run \
+                 this again once the cluster is healthy."
+            ))
+        })
+}
+
+/// Gives the postgres role `password` on `primary` (ALTER ROLE), then every node's copies.
+async fn apply_postgres_password(ctx: &Ctx<'_>, primary: &str, password: &str) -> Result<()> {
+    let lab = &ctx.lab.name;
     let encryption = match services::settings(ctx).await?.auth {
         Auth::Md5 => "md5",
         Auth::Scram => "scram-sha-256",
@@ -408,9 +417,9 @@ async fn apply_postgres_password(ctx: &Ctx<'_>, password: &str) -> Result<()> {
     let sql = format!(
         "SET password_encryption = '{encryption}';\nALTER ROLE postgres WITH PASSWORD '{password}';\n"
     );
-    let alter =
-        "chown postgres \"$1\" && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -f \"$1\"";
-    with_secret(ctx.engine, &primary, &sql, alter).await?;
+    // Read by root's shell, handed to psql on stdin: postgres cannot open root's file.
+    let alter = "runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 < \"$1\"";
+    with_secret(ctx.engine, primary, &sql, alter).await?;
     futures_util::future::try_join_all(ctx.lab.nodes.iter().map(|n| async move {
         let script = format!("{NODE_PASSWORD}\npkill -HUP -x patroni || true");
         with_secret(ctx.engine, &n.name, password, &script).await
@@ -420,9 +429,9 @@ async fn apply_postgres_password(ctx: &Ctx<'_>, password: &str) -> Result<()> {
     let out = ctx
         .engine
         .exec(
-            &primary,
+            primary,
             "postgres",
-            &["psql", "-X", "-h", &primary, "-tAc", "select 1"],
+            &["psql", "-X", "-h", primary, "-tAc", "select 1"],
             Duration::from_secs(20),
         )
         .await?;

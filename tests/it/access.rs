@@ -21,11 +21,17 @@ async fn exposed_address(d: &Docker) -> String {
         .inspect_network("bridge", None::<InspectNetworkOptions>)
         .await
         .expect("Docker's default bridge network");
-    bridge
+    let config = bridge
         .ipam
         .and_then(|i| i.config)
-        .and_then(|c| c.into_iter().find_map(|c| c.gateway))
-        .expect("the default bridge has a gateway")
+        .and_then(|c| c.into_iter().next())
+        .expect("the default bridge has an address range");
+    // Docker names the gateway only when it was configured; by default it is the subnet's
+    // first address.
+    config.gateway.unwrap_or_else(|| {
+        let subnet: ipnet::Ipv4Net = config.subnet.expect("a subnet").parse().unwrap();
+        subnet.hosts().next().unwrap().to_string()
+    })
 }
 
 /// The sheet's rows for the labs named `prefix`-..., by lab.
@@ -240,9 +246,13 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
         "{connect}"
     );
 
-    // In, with OpenSSH's real client, as the course starts.
-    logs_in(&host, a_port, Some(&a_pw), None, "itacc-a1");
-    logs_in(&host, b_port, None, Some(&key), "itacc-b1");
+    // In, with OpenSSH's real client, as the course starts: on the first node (as its own
+    // hostname says it, which may be the course's pgha1 rather than the container's name).
+    let a1 = exec_ok(&d, "itacc-a1", "root", "hostname").await;
+    let b1 = exec_ok(&d, "itacc-b1", "root", "hostname").await;
+    let (a1, b1) = (a1.as_str(), b1.as_str());
+    logs_in(&host, a_port, Some(&a_pw), None, a1);
+    logs_in(&host, b_port, None, Some(&key), b1);
     // Each entry takes its own credentials only.
     let (code, out) = ssh(&host, b_port, Some(&a_pw), None, "true");
     assert_ne!(code, 0, "a's password opened b: {out}");
@@ -296,7 +306,7 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
     // A reset keeps the entry and its credentials.
     lab_ok(&["reset", "--name", "itacc-a"]);
     assert_eq!(row(&sheet("itacc"), "itacc-a"), &a);
-    logs_in(&host, a_port, Some(&a_pw), None, "itacc-a1");
+    logs_in(&host, a_port, Some(&a_pw), None, a1);
 
     // Rotation: the old password fails, the new one works; postgres too, and a reset after it
     // keeps the new postgres password.
@@ -308,7 +318,7 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
     assert_ne!(new_pg, a_pg);
     let (code, out) = ssh(&host, a_port, Some(&a_pw), None, "true");
     assert_ne!(code, 0, "the old password still works: {out}");
-    logs_in(&host, a_port, Some(new_pw), None, "itacc-a1");
+    logs_in(&host, a_port, Some(new_pw), None, a1);
     assert_ne!(psql_from(&d, "itacc-b1", &host, pg_port(&a), a_pg).await, 0);
     assert_eq!(
         psql_from(&d, "itacc-b1", &host, pg_port(&a), new_pg).await,
@@ -321,10 +331,10 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
         psql_from(&d, "itacc-b1", &host, pg_port(&a), new_pg).await,
         0
     );
-    logs_in(&host, a_port, Some(new_pw), None, "itacc-a1");
+    logs_in(&host, a_port, Some(new_pw), None, a1);
     // Lab b's key is kept by a rotation of the whole class.
     lab_ok(&["class", "rotate", "--name", "itacc"]);
-    logs_in(&host, b_port, None, Some(&key), "itacc-b1");
+    logs_in(&host, b_port, None, Some(&key), b1);
 }
 
 #[tokio::test]
