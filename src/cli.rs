@@ -22,7 +22,8 @@ pub enum Command {
     #[command(
         after_help = "Exit codes: 0 every lab made; 1 a lab failed (with several, the others are still made and\n  each failure is named); 2 refused before anything was made; 130 Ctrl-C.\n\nExamples:\n  lab create\n  lab create -n alice -n bob --nodes 3\n  lab create --count 12   # a class: labs pgha-a .. pgha-l"
     )]
-    Create(Create),
+    // Boxed: its many flags would make every other command as large.
+    Create(Box<Create>),
     /// Continue bootstrapping an existing lab from where it stands, up to a stage.
     #[command(
         after_help = "Examples:\n  lab create --stage access   # then do etcd by hand, as the course does\n  lab bootstrap --stage patroni"
