@@ -624,7 +624,10 @@ fn create_specs(args: &Create) -> Result<Vec<spec::LabSpec>> {
             .is_ok_and(|a| !a.is_loopback());
     if exposed && (args.password.is_some() || args.password_file.is_some()) {
         return Err(Error::Invalid(format!(
-            "--access with --publish {} gives each lab a postgres password of its own, so that              no trainee can open another's database; --password, --password-file and              LAB_PASSWORD would give them all one. Leave the password out (the sheet lists              each lab's), or publish on 127.0.0.1.",
+            "--access with --publish {} gives each lab a postgres password of its own, so that \
+             no trainee can open another's database; --password, --password-file and \
+             LAB_PASSWORD would give them all one. Leave the password out (the sheet lists \
+             each lab's), or publish on 127.0.0.1.",
             args.publish
         )));
     }

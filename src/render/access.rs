@@ -169,10 +169,7 @@ impl SheetRow {
             self.host.clone(),
             port(self.ssh_port),
             or(&self.user),
-            match &self.note {
-                Some(note) if self.ssh_port.is_none() => note.clone(),
-                _ => or(&self.password),
-            },
+            or(&self.password),
             or(&self.key_fingerprint),
             haproxy,
             ports.join("/"),
@@ -183,7 +180,15 @@ impl SheetRow {
 
 /// The sheet as a table, one trainee per line.
 pub fn sheet_table(rows: &[SheetRow]) -> String {
-    table::render(&COLUMNS, rows.iter().map(|r| r.cells("-").to_vec()))
+    let rows = rows.iter().map(|r| {
+        let mut cells = r.cells("-");
+        // A lab without an entry has no password to give: what it lacks stands there instead.
+        if let (Some(note), None) = (&r.note, r.ssh_port) {
+            cells[4] = note.clone();
+        }
+        cells.to_vec()
+    });
+    table::render(&COLUMNS, rows)
 }
 
 /// The sheet as CSV (RFC 4180: a header line, fields quoted where they must be, CRLF), for a
@@ -196,9 +201,18 @@ pub fn sheet_csv(rows: &[SheetRow]) -> String {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let header: Vec<String> = COLUMNS.iter().map(|c| c.replace(' ', "_")).collect();
+    let header: Vec<String> = COLUMNS
+        .iter()
+        .chain(&["note"])
+        .map(|c| c.replace(' ', "_"))
+        .collect();
+    let row = |r: &SheetRow| {
+        let mut cells = r.cells("").to_vec();
+        cells.push(r.note.clone().unwrap_or_default());
+        line(&cells)
+    };
     std::iter::once(line(&header))
-        .chain(rows.iter().map(|r| line(&r.cells(""))))
+        .chain(rows.iter().map(row))
         .map(|l| l + "\r\n")
         .collect()
 }
@@ -292,9 +306,11 @@ mod tests {
         assert!(lines[0].starts_with("lab,host,ssh_port,user,password,key,"));
         assert_eq!(
             lines[1],
-            "class-a,192.0.2.2,2222,root,abcd-efgh-jkmn-pqrs,,,6432/6433/6434,\"pw, \"\"quoted\"\"\""
+            "class-a,192.0.2.2,2222,root,abcd-efgh-jkmn-pqrs,,,6432/6433/6434,\"pw, \"\"quoted\"\"\","
         );
         assert_eq!(lines[2], "");
+        let csv = sheet_csv(&[row("solo", false)]);
+        assert!(csv.ends_with(",no access (made without --access)\r\n"), "{csv}");
         assert_eq!(csv_field(" x"), "\" x\"");
     }
 }
