@@ -514,7 +514,7 @@ async fn rotate(engine: &Engine, progress: &Progress, args: &cli::Rotate) -> Res
     let work = lab::each_lab(progress, &names, &interrupt, |name, progress| {
         let interrupt = &interrupt;
         async move {
-            let purpose = "new credentials";
+            let purpose = "a rotation of its credentials";
             let lock = lock::lab(&name, purpose, args.wait, &progress, Some(interrupt)).await?;
             lab::access::rotate(engine, &progress, &lock)
                 .await
