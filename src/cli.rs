@@ -20,7 +20,7 @@ pub struct Cli {
 pub enum Command {
     /// Create a lab (or one per trainee): network, nodes, and the bootstrapped HA stack.
     #[command(
-        after_help = "Exit codes: 0 every lab made; 1 a lab failed (with several, the others are still made and\n  each failure is named); 2 refused before anything was made; 130 Ctrl-C.\n\nExamples:\n  lab create\n  lab create -n alice -n bob --nodes 3\n  lab create --count 12   # a class: labs pgha-a .. pgha-l"
+        after_help = "Exit codes: 0 every lab made; 1 a lab failed (with several, the others are still made and\n  each failure is named); 2 refused before anything was made; 130 Ctrl-C.\n\nExamples:\n  lab create\n  lab create -n alice -n bob --nodes 3\n  lab create --count 12   # a class: labs pgha-a .. pgha-l\n  lab create --count 12 --access ssh --publish 0.0.0.0   # each with an SSH way in (lab class sheet)"
     )]
     // Boxed: its many flags would make every other command as large.
     Create(Box<Create>),

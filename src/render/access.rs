@@ -310,7 +310,10 @@ mod tests {
         );
         assert_eq!(lines[2], "");
         let csv = sheet_csv(&[row("solo", false)]);
-        assert!(csv.ends_with(",no access (made without --access)\r\n"), "{csv}");
+        assert!(
+            csv.ends_with(",no access (made without --access)\r\n"),
+            "{csv}"
+        );
         assert_eq!(csv_field(" x"), "\" x\"");
     }
 }

@@ -162,14 +162,14 @@ async fn psql_from(d: &Docker, node: &str, host: &str, port: u64, password: &str
 
 #[tokio::test]
 async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other() {
-    let labs = ["itacc-a", "itacc-b"];
+    let labs = ["itacc-two-a", "itacc-two-b"];
     let (d, _sweep) = setup(&labs, None).await;
     let host = exposed_address(&d).await;
     // Lab b's trainee sends a key; lab a's gets a password.
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("trainee");
     let made = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "itacc-b"])
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "itacc-two-b"])
         .arg("-f")
         .arg(&key)
         .status()
@@ -192,17 +192,20 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
         args.extend(extra);
         lab_ok(&args)
     };
-    create("itacc-a", "10.220.1.0/24", &[]);
+    create("itacc-two-a", "10.220.1.0/24", &[]);
     create(
-        "itacc-b",
+        "itacc-two-b",
         "10.220.2.0/24",
         &["--trainee-key", key_pub.to_str().unwrap()],
     );
 
     // The sheet: a line per lab, each with its own entry and postgres password.
-    let rows = sheet("itacc");
+    let rows = sheet("itacc-two");
     assert_eq!(rows.len(), 2, "{rows:?}");
-    let (a, b) = (row(&rows, "itacc-a").clone(), row(&rows, "itacc-b").clone());
+    let (a, b) = (
+        row(&rows, "itacc-two-a").clone(),
+        row(&rows, "itacc-two-b").clone(),
+    );
     for r in [&a, &b] {
         assert_eq!(r["host"], host.as_str());
         assert_eq!(r["user"], "root");
@@ -223,7 +226,7 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
         b["ssh_port"].as_u64().unwrap(),
     );
     // Nothing of it in what `docker inspect` shows.
-    for node in ["itacc-a1", "itacc-b1"] {
+    for node in ["itacc-two-a1", "itacc-two-b1"] {
         let c = d
             .inspect_container(node, None::<InspectContainerOptions>)
             .await
@@ -240,7 +243,7 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
         assert_ne!(privileged, Some(true), "{node} is privileged");
     }
     // `lab connect` gives the lab's own postgres password.
-    let connect = lab_ok(&["connect", "--name", "itacc-a"]).stdout;
+    let connect = lab_ok(&["connect", "--name", "itacc-two-a"]).stdout;
     assert!(
         connect.contains(a["postgres_password"].as_str().unwrap()),
         "{connect}"
@@ -248,8 +251,8 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
 
     // In, with OpenSSH's real client, as the course starts: on the first node (as its own
     // hostname says it, which may be the course's pgha1 rather than the container's name).
-    let a1 = exec_ok(&d, "itacc-a1", "root", "hostname").await;
-    let b1 = exec_ok(&d, "itacc-b1", "root", "hostname").await;
+    let a1 = exec_ok(&d, "itacc-two-a1", "root", "hostname").await;
+    let b1 = exec_ok(&d, "itacc-two-b1", "root", "hostname").await;
     let (a1, b1) = (a1.as_str(), b1.as_str());
     logs_in(&host, a_port, Some(&a_pw), None, a1);
     logs_in(&host, b_port, None, Some(&key), b1);
@@ -269,16 +272,25 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
     };
     let closed = vec!["closed".to_string(); 12];
     let open = vec!["open".to_string(); 12];
-    assert_eq!(probe(&d, "itacc-a1", &towards("10.220.2")).await, closed);
-    assert_eq!(probe(&d, "itacc-b1", &towards("10.220.2")).await, open);
-    assert_eq!(probe(&d, "itacc-a1", &towards("10.220.1")).await, open);
+    assert_eq!(
+        probe(&d, "itacc-two-a1", &towards("10.220.2")).await,
+        closed
+    );
+    assert_eq!(probe(&d, "itacc-two-b1", &towards("10.220.2")).await, open);
+    assert_eq!(probe(&d, "itacc-two-a1", &towards("10.220.1")).await, open);
     // Through the host's address: b's entry and database refuse a's credentials, which open a's.
     let pg_port = |r: &Value| r["postgres_ports"][0].as_u64().unwrap();
     let a_pg = a["postgres_password"].as_str().unwrap();
-    assert_eq!(ssh_from(&d, "itacc-a1", &host, a_port, &a_pw).await, 0);
-    assert_ne!(ssh_from(&d, "itacc-a1", &host, b_port, &a_pw).await, 0);
-    assert_eq!(psql_from(&d, "itacc-a1", &host, pg_port(&a), a_pg).await, 0);
-    assert_ne!(psql_from(&d, "itacc-a1", &host, pg_port(&b), a_pg).await, 0);
+    assert_eq!(ssh_from(&d, "itacc-two-a1", &host, a_port, &a_pw).await, 0);
+    assert_ne!(ssh_from(&d, "itacc-two-a1", &host, b_port, &a_pw).await, 0);
+    assert_eq!(
+        psql_from(&d, "itacc-two-a1", &host, pg_port(&a), a_pg).await,
+        0
+    );
+    assert_ne!(
+        psql_from(&d, "itacc-two-a1", &host, pg_port(&b), a_pg).await,
+        0
+    );
     // No way to the engine: no socket in any node, nor its TCP ports on the gateways.
     for lab_name in labs {
         for i in 1..=3 {
@@ -299,19 +311,19 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
         .chain([(host.clone(), a_port as u16)])
         .collect();
     assert_eq!(
-        probe(&d, "itacc-a1", &engine_ports).await,
+        probe(&d, "itacc-two-a1", &engine_ports).await,
         ["closed", "closed", "closed", "closed", "open"]
     );
 
     // A reset keeps the entry and its credentials.
-    lab_ok(&["reset", "--name", "itacc-a"]);
-    assert_eq!(row(&sheet("itacc"), "itacc-a"), &a);
+    lab_ok(&["reset", "--name", "itacc-two-a"]);
+    assert_eq!(row(&sheet("itacc-two"), "itacc-two-a"), &a);
     logs_in(&host, a_port, Some(&a_pw), None, a1);
 
     // Rotation: the old password fails, the new one works; postgres too, and a reset after it
     // keeps the new postgres password.
-    lab_ok(&["class", "rotate", "--name", "itacc-a"]);
-    let rotated = row(&sheet("itacc"), "itacc-a").clone();
+    lab_ok(&["class", "rotate", "--name", "itacc-two-a"]);
+    let rotated = row(&sheet("itacc-two"), "itacc-two-a").clone();
     let new_pw = rotated["password"].as_str().unwrap();
     let new_pg = rotated["postgres_password"].as_str().unwrap();
     assert_ne!(new_pw, a_pw);
@@ -319,21 +331,24 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
     let (code, out) = ssh(&host, a_port, Some(&a_pw), None, "true");
     assert_ne!(code, 0, "the old password still works: {out}");
     logs_in(&host, a_port, Some(new_pw), None, a1);
-    assert_ne!(psql_from(&d, "itacc-b1", &host, pg_port(&a), a_pg).await, 0);
-    assert_eq!(
-        psql_from(&d, "itacc-b1", &host, pg_port(&a), new_pg).await,
+    assert_ne!(
+        psql_from(&d, "itacc-two-b1", &host, pg_port(&a), a_pg).await,
         0
     );
-    let connect = lab_ok(&["connect", "--name", "itacc-a"]).stdout;
-    assert!(connect.contains(new_pg), "{connect}");
-    lab_ok(&["reset", "--name", "itacc-a"]);
     assert_eq!(
-        psql_from(&d, "itacc-b1", &host, pg_port(&a), new_pg).await,
+        psql_from(&d, "itacc-two-b1", &host, pg_port(&a), new_pg).await,
+        0
+    );
+    let connect = lab_ok(&["connect", "--name", "itacc-two-a"]).stdout;
+    assert!(connect.contains(new_pg), "{connect}");
+    lab_ok(&["reset", "--name", "itacc-two-a"]);
+    assert_eq!(
+        psql_from(&d, "itacc-two-b1", &host, pg_port(&a), new_pg).await,
         0
     );
     logs_in(&host, a_port, Some(new_pw), None, a1);
     // Lab b's key is kept by a rotation of the whole class.
-    lab_ok(&["class", "rotate", "--name", "itacc"]);
+    lab_ok(&["class", "rotate", "--name", "itacc-two"]);
     logs_in(&host, b_port, None, Some(&key), b1);
 }
 
