@@ -445,7 +445,8 @@ pub enum ClassCommand {
 /// Which labs of a class.
 #[derive(Args)]
 pub struct Class {
-    /// The labs named PREFIX, or PREFIX-a, PREFIX-b, ... (as `lab create --count` names them).
+    /// The lab's name; for a class, the prefix of its labs' names (PREFIX-a, PREFIX-b, ... as
+    /// `lab create --count` names them), which takes them all.
     #[arg(
         short = 'n',
         long = "name",
@@ -479,7 +480,7 @@ pub struct Sheet {
 pub struct Rotate {
     #[command(flatten)]
     pub class: Class,
-    /// When another command is changing a lab, wait for it to end instead of refusing.
+    /// When another command is changing this lab, wait for it to end instead of refusing.
     #[arg(long)]
     pub wait: bool,
 }
