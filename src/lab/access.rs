@@ -444,3 +444,43 @@ async fn apply_postgres_password(ctx: &Ctx<'_>, primary: &str, password: &str) -
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILA6TNnAGuG5jlwVg4Sn9Cd25xMir6SxilMpIufs2RIP t\n";
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_key_file_serves_one_lab_and_a_directory_one_key_per_lab() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("alice.pub");
+        std::fs::write(&file, KEY).unwrap();
+        assert_eq!(trainee_keys(&file, &names(&["alice"])).unwrap().len(), 1);
+        let two = trainee_keys(&file, &names(&["alice", "bob"])).unwrap_err();
+        assert!(two.to_string().contains("bob.pub"), "{two}");
+        std::fs::write(dir.path().join("bob.pub"), KEY).unwrap();
+        assert_eq!(
+            trainee_keys(dir.path(), &names(&["alice", "bob"]))
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_missing_or_malformed_key_is_refused_naming_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alice.pub"), KEY).unwrap();
+        std::fs::write(dir.path().join("bob.pub"), "ssh-ed25519 nonsense\n").unwrap();
+        let missing = trainee_keys(dir.path(), &names(&["alice", "carol"])).unwrap_err();
+        assert!(missing.to_string().contains("carol.pub"), "{missing}");
+        let malformed = trainee_keys(dir.path(), &names(&["bob"])).unwrap_err();
+        assert!(malformed.to_string().contains("bob.pub"), "{malformed}");
+        assert_eq!(missing.exit_code(), 2);
+    }
+}
