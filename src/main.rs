@@ -509,7 +509,7 @@ async fn reset(engine: &Engine, progress: &Progress, args: &cli::Reset) -> Resul
 /// does not stop the others.
 async fn rotate(engine: &Engine, progress: &Progress, args: &cli::Rotate) -> Result<()> {
     let labs = lab::access::class(engine, &args.class.prefix, args.class.all).await?;
-    let names: Vec<String> = labs.into_iter().map(|l| l.name).collect();
+    let names = lab::access::with_access(engine, progress, &labs).await?;
     let interrupt = Interrupt::listen();
     let work = lab::each_lab(progress, &names, &interrupt, |name, progress| {
         let interrupt = &interrupt;

@@ -198,7 +198,7 @@ pub async fn class(engine: &Engine, prefix: &str, all: bool) -> Result<Vec<Lab>>
         let which = if all {
             "There are no labs on this Docker Engine".to_string()
         } else {
-            format!("No lab is called {prefix} or {prefix}-...")
+            format!("No lab is called {prefix}, nor {prefix}-a, {prefix}-b and so on")
         };
         return Err(Error::Invalid(format!(
             "{which}. Make a class with `lab create --count N --name {prefix} --access ssh`, or \
@@ -206,6 +206,50 @@ pub async fn class(engine: &Engine, prefix: &str, all: bool) -> Result<Vec<Lab>>
         )));
     }
     Ok(labs)
+}
+
+/// The names of the labs among `labs` that have access, for `lab class rotate`; the others
+/// are named in a line and left alone, their locks untouched (with --all, labs that are no
+/// trainee's, another instructor's among them). None having access is refused.
+pub async fn with_access(
+    engine: &Engine,
+    progress: &Progress,
+    labs: &[Lab],
+) -> Result<Vec<String>> {
+    let mut with = Vec::new();
+    let mut without = Vec::new();
+    for lab in labs {
+        match record(engine, lab).await? {
+            Some(_) => with.push(lab.name.clone()),
+            None => without.push(lab.name.as_str()),
+        }
+    }
+    if with.is_empty() {
+        let [one] = without.as_slice() else {
+            return Err(Error::Invalid(format!(
+                "none of the labs {} was made with --access, so there are no credentials to \
+                 rotate. Nothing was changed. Name a class made with `lab create --access ssh`.",
+                without.join(", ")
+            )));
+        };
+        return Err(no_access(one));
+    }
+    if !without.is_empty() {
+        progress.line(format!(
+            "left alone, made without --access: {}",
+            without.join(", ")
+        ));
+    }
+    Ok(with)
+}
+
+/// The refusal of a lab made without --access.
+fn no_access(name: &str) -> Error {
+    Error::Invalid(format!(
+        "lab {name} was made without --access, so it has no credentials to rotate. Nothing \
+         was changed. `lab create --replace --name {name} --access ssh` makes it anew with an \
+         SSH entry."
+    ))
 }
 
 /// The sheet's rows, one per lab of the class. `host` names the machine trainees connect to
@@ -281,11 +325,7 @@ pub async fn rotate(engine: &Engine, progress: &Progress, lock: &LabLock) -> Res
     let name = lock.lab();
     let lab = model::get(engine, name).await?;
     let Some(mut record) = record(engine, &lab).await? else {
-        return Err(Error::Invalid(format!(
-            "lab {name} was made without --access, so it has no credentials to rotate. Nothing \
-             was changed. `lab create --replace --name {name} --access ssh` makes it anew with \
-             an SSH entry."
-        )));
+        return Err(no_access(name));
     };
     let stopped: Vec<&str> = lab
         .nodes
@@ -449,7 +489,8 @@ async fn apply_postgres_password(ctx: &Ctx<'_>, primary: &str, password: &str) -
 mod tests {
     use super::*;
 
-    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILA6TNnAGuG5jlwVg4Sn9Cd25xMir6SxilMpIufs2RIP t\n";
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILA6TNnAGuG5jlwVg4Sn9Cd25xMir6SxilMpIufs2RIP t\n";
 
     fn names(n: &[&str]) -> Vec<String> {
         n.iter().map(|s| s.to_string()).collect()
