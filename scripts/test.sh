@@ -13,21 +13,29 @@
 # and `cargo test` runs the same tests. `cargo install --locked cargo-nextest` adds it.
 # Extra arguments go to the runner (e.g. a test name filter, which both accept).
 #
-# `lab watch`'s test drives its terminal view in tmux; where tmux is missing, this script
-# installs it with apt-get (Debian or Ubuntu, as root), or stops saying how to get it.
+# Two tests need programs beside Rust and Docker: `lab watch`'s drives its terminal view in tmux,
+# and the access test logs in to the labs as a trainee does, with OpenSSH's own client (ssh and
+# ssh-keygen; passwords go through SSH_ASKPASS, so sshpass is not needed). Where one is missing,
+# this script installs its package with apt-get (Debian or Ubuntu, as root), or stops saying how
+# to get it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v tmux >/dev/null 2>&1; then
+need() {
+    local command=$1 package=$2 why=$3
+    command -v "$command" >/dev/null 2>&1 && return 0
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        echo "test.sh: installing tmux (lab watch's test draws its view in it)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+        echo "test.sh: installing $package ($why)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null
     else
-        echo "test.sh: tmux is needed (lab watch's test draws its view in it); install it" \
-            "(e.g. sudo apt-get install tmux) and run this again" >&2
+        echo "test.sh: $command is needed ($why); install $package" \
+            "(e.g. sudo apt-get install $package) and run this again" >&2
         exit 1
     fi
-fi
+}
+need tmux tmux "lab watch's test draws its view in it"
+need ssh openssh-client "the access test logs in to the labs with it"
+need ssh-keygen openssh-client "the access test makes a trainee's key with it"
 
 cargo build --locked
 target/debug/lab image build

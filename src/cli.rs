@@ -20,9 +20,10 @@ pub struct Cli {
 pub enum Command {
     /// Create a lab (or one per trainee): network, nodes, and the bootstrapped HA stack.
     #[command(
-        after_help = "Exit codes: 0 every lab made; 1 a lab failed (with several, the others are still made and\n  each failure is named); 2 refused before anything was made; 130 Ctrl-C.\n\nExamples:\n  lab create\n  lab create -n alice -n bob --nodes 3\n  lab create --count 12   # a class: labs pgha-a .. pgha-l"
+        after_help = "Exit codes: 0 every lab made; 1 a lab failed (with several, the others are still made and\n  each failure is named); 2 refused before anything was made; 130 Ctrl-C.\n\nExamples:\n  lab create\n  lab create -n alice -n bob --nodes 3\n  lab create --count 12   # a class: labs pgha-a .. pgha-l\n  lab create --count 12 --access ssh --publish 0.0.0.0   # each with an SSH way in (lab class sheet)"
     )]
-    Create(Create),
+    // Boxed: its many flags would make every other command as large.
+    Create(Box<Create>),
     /// Continue bootstrapping an existing lab from where it stands, up to a stage.
     #[command(
         after_help = "Examples:\n  lab create --stage access   # then do etcd by hand, as the course does\n  lab bootstrap --stage patroni"
@@ -148,6 +149,12 @@ pub enum Command {
     /// lost. Asks first unless --yes.
     #[command(after_help = "Example:\n  lab restore --time '2026-12-03 12:34:56.789+00'")]
     Restore(Restore),
+    /// A class's access: the trainees' sheet, and new credentials.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  lab create --count 12 --name class --access ssh --publish 0.0.0.0\n  lab class sheet --name class\n  lab class rotate --name class"
+    )]
+    Class(ClassCommand),
     /// Build or inspect the lab image.
     #[command(
         subcommand,
@@ -200,6 +207,10 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     ),
     ("Measured drills (what a client saw)", &["drill"]),
     ("Backup and restore", &["backup", "backups", "restore"]),
+    (
+        "A class (one lab per trainee, each with its own way in)",
+        &["class"],
+    ),
     ("Image", &["image"]),
     ("Shell", &["completions", "man", "help"]),
 ];
@@ -367,6 +378,16 @@ pub struct Create {
     /// Use md5 password hashing instead of scram-sha-256.
     #[arg(long)]
     pub md5: bool,
+    /// A way in for each trainee: `ssh` publishes an SSH entry per lab on a free port of the
+    /// --publish address, landing on the lab's first node as root (as the course starts), with
+    /// a password of the lab's own or --trainee-key. Published beyond loopback, each lab gets
+    /// its own postgres password too. `lab class sheet` lists them.
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub access: Option<Access>,
+    /// The trainee's public key instead of a password: a NAME.pub file for one lab, or a
+    /// directory holding NAME.pub for each lab (every key is checked before anything is made).
+    #[arg(long, value_name = "PATH", requires = "access")]
+    pub trainee_key: Option<std::path::PathBuf>,
     /// Secure every channel: a CA of the lab's own and a certificate per node; etcd with
     /// client certificates, Patroni's REST API over https with authentication for changes,
     /// PostgreSQL refusing plain remote connections, HAProxy checking over https.
@@ -389,6 +410,76 @@ pub struct Create {
     /// more failures survived).
     #[arg(long, alias = "force")]
     pub even_etcd: bool,
+    /// When another command is changing this lab, wait for it to end instead of refusing.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// How trainees get into their labs.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Access {
+    /// OpenSSH, as root on the lab's first node.
+    Ssh,
+}
+
+#[derive(Subcommand)]
+pub enum ClassCommand {
+    /// Print a line per trainee: lab, host, SSH port, user, password or key, database ports.
+    ///
+    /// Print a line per trainee for the labs of a class: the lab, the host to connect to, its
+    /// SSH port, user and password (or the trainee key's fingerprint), HAProxy's and each
+    /// PostgreSQL node's host ports, and the postgres password. The sheet holds secrets: print
+    /// it for the trainees, keep it from others.
+    #[command(
+        after_help = "Exit codes: 0 printed; 2 no lab of that name.\n\nExamples:\n  lab class sheet --name class\n  lab class sheet --all --host lab.example.org\n  lab class sheet --all --csv > trainees.csv   # for a mail merge"
+    )]
+    Sheet(Sheet),
+    /// Issue new credentials: a new root password (a trainee's key is kept), and a new
+    /// postgres password for labs published beyond loopback.
+    #[command(
+        after_help = "Exit codes: 0 every lab rotated; 1 a lab failed (the others are still rotated); 2 refused\n  (a lab made without --access, a stopped lab, or another command changing it).\n\nExamples:\n  lab class rotate --name class-b   # one trainee's lab\n  lab class rotate --all"
+    )]
+    Rotate(Rotate),
+}
+
+/// Which labs of a class.
+#[derive(Args)]
+pub struct Class {
+    /// The lab's name; for a class, the prefix of its labs' names (PREFIX-a, PREFIX-b, ... as
+    /// `lab create --count` names them), which takes them all.
+    #[arg(
+        short = 'n',
+        long = "name",
+        env = "LAB_NAME",
+        default_value = "pgha",
+        value_name = "PREFIX"
+    )]
+    pub prefix: String,
+    /// Every lab on this Docker Engine (--name is then left aside).
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args)]
+pub struct Sheet {
+    #[command(flatten)]
+    pub class: Class,
+    /// The host name or address trainees connect to [default: the address the labs publish
+    /// on, or this machine's primary address for 0.0.0.0].
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// JSON for scripts instead of text for people.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// CSV (a header line, then a line per trainee) for a mail merge.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Args)]
+pub struct Rotate {
+    #[command(flatten)]
+    pub class: Class,
     /// When another command is changing this lab, wait for it to end instead of refusing.
     #[arg(long)]
     pub wait: bool,

@@ -5,13 +5,13 @@ use std::io::Write;
 
 use clap::FromArgMatches;
 
-use pgha_lab::cli::{self, Cli, Command, Create, EtcdCommand, ImageCommand};
+use pgha_lab::cli::{self, ClassCommand, Cli, Command, Create, EtcdCommand, ImageCommand};
 use pgha_lab::engine::Engine;
 use pgha_lab::error::{Error, Result};
 use pgha_lab::interrupt::{self, Interrupt};
 use pgha_lab::lock::{self, LabLock};
 use pgha_lab::progress::Progress;
-use pgha_lab::{image, lab, model, plot, spec, terminal};
+use pgha_lab::{image, lab, model, plot, render, spec, terminal};
 
 #[tokio::main]
 async fn main() {
@@ -144,6 +144,18 @@ async fn run(cli: Cli) -> Result<i32> {
             print_report(args.json, &list, "the backups", |l| lab::backups_table(l))?;
         }
         Command::Restore(args) => restore(engine, progress, &args).await?,
+        Command::Class(ClassCommand::Sheet(args)) => {
+            let labs = lab::access::class(engine, &args.class.prefix, args.class.all).await?;
+            let rows = lab::access::sheet(engine, &labs, args.host.as_deref()).await?;
+            if args.csv {
+                terminal::out(&render::access::sheet_csv(&rows));
+            } else {
+                print_report(args.json, &rows, "the sheet", |r| {
+                    render::access::sheet_table(r)
+                })?;
+            }
+        }
+        Command::Class(ClassCommand::Rotate(args)) => rotate(engine, progress, &args).await?,
         Command::Image(ImageCommand::Build(args)) => {
             let request = image::BuildRequest {
                 tag: args.image,
@@ -493,6 +505,25 @@ async fn reset(engine: &Engine, progress: &Progress, args: &cli::Reset) -> Resul
     interrupt::finishing(&interrupt, progress, "the reset", work).await
 }
 
+/// `lab class rotate`: each lab of the class under its own lock; a lab that fails or is busy
+/// does not stop the others.
+async fn rotate(engine: &Engine, progress: &Progress, args: &cli::Rotate) -> Result<()> {
+    let labs = lab::access::class(engine, &args.class.prefix, args.class.all).await?;
+    let names = lab::access::with_access(engine, progress, &labs).await?;
+    let interrupt = Interrupt::listen();
+    let work = lab::each_lab(progress, &names, &interrupt, |name, progress| {
+        let interrupt = &interrupt;
+        async move {
+            let purpose = "a rotation of its credentials";
+            let lock = lock::lab(&name, purpose, args.wait, &progress, Some(interrupt)).await?;
+            lab::access::rotate(engine, &progress, &lock)
+                .await
+                .map(drop)
+        }
+    });
+    interrupt::finishing(&interrupt, progress, "the rotation", work).await
+}
+
 /// Asks before `lab destroy --all` or `lab reset --all` (`command`) changes every lab, naming
 /// them; without a terminal, refuses (exit 2) and says how to go on.
 fn ask_for_all(command: &str, does: &str, labs: &[&str]) -> Result<()> {
@@ -583,10 +614,34 @@ fn create_specs(args: &Create) -> Result<Vec<spec::LabSpec>> {
         (None, Some(password)) => password.clone(),
         (None, None) => spec::DEFAULT_PASSWORD.to_string(),
     };
+    let entries = access_entries(args, &names)?;
+    // Beyond loopback every lab's postgres role gets a password of its own, so that one
+    // trainee's cannot open another's database.
+    let exposed = args.access.is_some()
+        && args
+            .publish
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| !a.is_loopback());
+    if exposed && (args.password.is_some() || args.password_file.is_some()) {
+        return Err(Error::Invalid(format!(
+            "--access with --publish {} gives each lab a postgres password of its own, so that \
+             no trainee can open another's database; --password, --password-file and \
+             LAB_PASSWORD would give them all one. Leave the password out (the sheet lists \
+             each lab's), or publish on 127.0.0.1.",
+            args.publish
+        )));
+    }
     names
         .iter()
-        .map(|name| {
-            spec::Request {
+        .zip(entries)
+        .map(|(name, entry)| {
+            let generated = if exposed {
+                Some(lab::access::password()?)
+            } else {
+                None
+            };
+            let password = generated.as_deref().unwrap_or(&password);
+            let spec = spec::Request {
                 name,
                 topology: args.topology,
                 nodes: args.nodes,
@@ -604,14 +659,31 @@ fn create_specs(args: &Create) -> Result<Vec<spec::LabSpec>> {
                 subnet: args.subnet.as_deref(),
                 image: &args.image,
                 publish: &args.publish,
-                password: &password,
+                password,
                 md5: args.md5,
                 tls: args.tls,
                 force: args.even_etcd,
             }
-            .validate()
+            .validate()?;
+            Ok(spec::LabSpec {
+                access: entry,
+                ..spec
+            })
         })
         .collect()
+}
+
+/// How each lab's trainee gets in (`--access`, `--trainee-key`), in the order of `names`;
+/// every key read and checked before anything is made.
+fn access_entries(args: &Create, names: &[String]) -> Result<Vec<Option<spec::Entry>>> {
+    Ok(match (args.access, &args.trainee_key) {
+        (None, _) => vec![None; names.len()],
+        (Some(cli::Access::Ssh), None) => vec![Some(spec::Entry::Password); names.len()],
+        (Some(cli::Access::Ssh), Some(path)) => lab::access::trainee_keys(path, names)?
+            .into_iter()
+            .map(|key| Some(spec::Entry::Key(key)))
+            .collect(),
+    })
 }
 
 async fn create(

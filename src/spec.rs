@@ -353,6 +353,17 @@ pub struct LabSpec {
     pub image: String,
     pub publish: IpAddr,
     pub settings: Settings,
+    /// A trainee's way in (`lab create --access ssh`); None without one.
+    pub access: Option<Entry>,
+}
+
+/// How a trainee logs in as root on a lab's SSH entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// With a password of the lab's own, generated when the lab is made.
+    Password,
+    /// With the trainee's key (`--trainee-key`).
+    Key(crate::render::access::PublicKey),
 }
 
 /// The postgres role's password unless told otherwise: the course's.
@@ -628,6 +639,7 @@ impl<'a> Request<'a> {
                 auth: if self.md5 { Auth::Md5 } else { Auth::Scram },
                 tls: self.tls,
             },
+            access: None,
         })
     }
 }

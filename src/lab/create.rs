@@ -14,7 +14,8 @@ use crate::lock::{LabLock, PlanningLock};
 use crate::model;
 use crate::plan::{self, Plan, World};
 use crate::progress::Progress;
-use crate::spec::{LabSpec, Settings, Stage};
+use crate::render::access::SSH_ENTRY;
+use crate::spec::{Entry, LabSpec, Settings, Stage};
 
 pub struct CreateOptions {
     pub stage: Stage,
@@ -61,6 +62,20 @@ pub async fn create(
         made = async {
             make(engine, progress, &plan, &spec.settings, planning).await?;
             let lab = model::get(engine, &spec.name).await?;
+            if let Some(entry) = &spec.access {
+                let step = progress.step("trainee access");
+                super::access::open(engine, &lab, entry, spec).await?;
+                step.done(format!(
+                    "root on {} over SSH at {}:{}, {}; `lab class sheet` lists it",
+                    lab.nodes[0].name,
+                    spec.publish,
+                    lab.nodes[0].host_port(SSH_ENTRY).unwrap_or(SSH_ENTRY),
+                    match entry {
+                        Entry::Password => "with a password of the lab's own",
+                        Entry::Key(_) => "with the trainee's key",
+                    }
+                ));
+            }
             super::bootstrap::stages(engine, progress, &lab, options.stage, None).await?;
             super::snapshot(engine, progress, lock).await?;
             model::mark(engine, &spec.name, labels::READY).await

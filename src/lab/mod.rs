@@ -1,7 +1,8 @@
 //! Every command built on the lab model: the lifecycle (create, bootstrap, start, stop,
 //! destroy, reset), looking and connecting (list, status, watch, check, connect, psql, shell,
-//! exec, logs), the drills, backups and restores.
+//! exec, logs), the drills, backups and restores, and a class's access (sheet, rotate).
 
+pub mod access;
 mod backups;
 mod bootstrap;
 mod check;

@@ -272,6 +272,9 @@ pub async fn reset(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resu
         .map(|(n, _)| n.as_str());
     let health = lifecycle::start_restored(&ctx, primary).await?;
     step.done(health);
+    // The snapshot brought back the password the lab was made with; a rotated one is the
+    // lab's now.
+    super::access::after_reset(engine, progress, &lab).await?;
     progress.line(format!(
         "lab {name} is back to the state it was created in, in {}",
         seconds(started.elapsed())

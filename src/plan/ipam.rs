@@ -152,7 +152,8 @@ pub fn host_ports(
     Ok(ports)
 }
 
-/// A host port for each of `wanted` (HAProxy's 5000, 5001, 7000): the port itself when it is
+/// A host port for each of `wanted` (HAProxy's 5000, 5001, 7000; Prometheus's 9090; the SSH
+/// entry's 2222): the port itself when it is
 /// free, else the next free one above it, by the same rules as `host_ports` and never one in
 /// `chosen` or picked for an earlier entry.
 pub fn preferred_ports(
@@ -169,7 +170,7 @@ pub fn preferred_ports(
             })
             .ok_or_else(|| {
                 Error::Invalid(format!(
-                    "no free host port left from {want} to 65535 for HAProxy or Prometheus: each is published \
+                    "no free host port left from {want} to 65535 for HAProxy, Prometheus or a trainee's SSH entry: each is published \
                      by a container or in use on this host. Remove labs you no longer need \
                      (`lab destroy`), or publish on another address with --publish."
                 ))

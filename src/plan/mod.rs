@@ -14,6 +14,7 @@ use crate::engine::objects::{Endpoint, PublishedPort};
 use crate::engine::{ContainerInfo, ContainerSpec, NetworkInfo, NetworkSpec, VolumeInfo};
 use crate::error::{Error, Result};
 use crate::labels;
+use crate::render::access::SSH_ENTRY;
 use crate::spec;
 use crate::spec::{
     HAPROXY_PRIMARY, HAPROXY_REPLICAS, HAPROXY_STATS, LabSpec, POSTGRES_PORT, PROMETHEUS_PORT,
@@ -178,6 +179,14 @@ pub fn plan(spec: &LabSpec, world: &World, port_bound: &dyn Fn(u16) -> bool) -> 
     } else {
         Vec::new()
     };
+    let taken: Vec<u16> = taken.into_iter().chain(monitor_ports.clone()).collect();
+    // The trainee's SSH entry, on the first node: 2222 for the first lab, the next free port
+    // for each lab after it.
+    let entry_ports = if spec.access.is_some() {
+        ipam::preferred_ports(&[SSH_ENTRY], &published, &taken, port_bound)?
+    } else {
+        Vec::new()
+    };
     let mut postgres_ports = postgres_ports.into_iter();
     let network = NetworkPlan {
         ip_range: if network.create {
@@ -193,7 +202,7 @@ pub fn plan(spec: &LabSpec, world: &World, port_bound: &dyn Fn(u16) -> bool) -> 
         .zip(addresses)
         .zip(roles)
         .map(|((index, ip), roles)| {
-            let ports = if roles.haproxy {
+            let mut ports: Vec<(u16, u16)> = if roles.haproxy {
                 HAPROXY_PORTS
                     .into_iter()
                     .zip(haproxy_ports.clone())
@@ -209,6 +218,9 @@ pub fn plan(spec: &LabSpec, world: &World, port_bound: &dyn Fn(u16) -> bool) -> 
                     .map(|p| vec![(POSTGRES_PORT, p)])
                     .unwrap_or_default()
             };
+            if index == 1 {
+                ports.extend([SSH_ENTRY].into_iter().zip(entry_ports.clone()));
+            }
             NodePlan {
                 name: spec::node_name(index),
                 container: spec.container_name(index),
@@ -757,6 +769,28 @@ mod tests {
         assert!(plan(&spec("alice"), &world, &|_| false).is_err());
         world.forget("alice");
         assert_eq!(plan(&spec("alice"), &world, &|_| false).unwrap(), first);
+    }
+
+    #[test]
+    fn a_lab_with_access_publishes_its_ssh_entry_on_the_first_node_only() {
+        let mut world = empty();
+        let with_access = |name| LabSpec {
+            access: Some(crate::spec::Entry::Password),
+            ..spec(name)
+        };
+        let first = plan(&with_access("alice"), &world, &|_| false).unwrap();
+        assert_eq!(first.nodes[0].ports, [(5432, 6432), (SSH_ENTRY, 2222)]);
+        assert!(first.nodes[1..].iter().all(|n| n.ports.len() == 1));
+        world.reserve(&first);
+        // The next lab's entry keeps off the first's, and off a port in use on the host.
+        let second = plan(&with_access("bob"), &world, &|p| p == 2223).unwrap();
+        assert_eq!(second.nodes[0].ports[1], (SSH_ENTRY, 2224));
+        assert_eq!(
+            plan(&spec("carol"), &world, &|_| false).unwrap().nodes[0]
+                .ports
+                .len(),
+            1
+        );
     }
 
     #[test]

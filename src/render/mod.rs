@@ -4,6 +4,7 @@
 //! write them, for the bootstrap exactly as for a trainee. pgbackrest.conf has no helper in the
 //! course (the trainee types it), so it is rendered here, to the letter of the course's text.
 
+pub mod access;
 pub mod monitoring;
 
 use std::fmt::Write as _;

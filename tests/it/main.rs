@@ -2,6 +2,7 @@
 //! bootstrapped cluster and the training drills. Run them with scripts/test.sh, which builds the
 //! image first.
 
+mod access;
 mod client_drills;
 mod cluster;
 mod common;
