@@ -249,13 +249,10 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
         "{connect}"
     );
 
-    // In, with OpenSSH's real client, as the course starts: on the first node (as its own
-    // hostname says it, which may be the course's pgha1 rather than the container's name).
-    let a1 = exec_ok(&d, "itacc-two-a1", "root", "hostname").await;
-    let b1 = exec_ok(&d, "itacc-two-b1", "root", "hostname").await;
-    let (a1, b1) = (a1.as_str(), b1.as_str());
-    logs_in(&host, a_port, Some(&a_pw), None, a1);
-    logs_in(&host, b_port, None, Some(&key), b1);
+    // In, with OpenSSH's real client, as the course starts: on the first node, pgha1 in
+    // every lab (its container is itacc-two-a1).
+    logs_in(&host, a_port, Some(&a_pw), None, "pgha1");
+    logs_in(&host, b_port, None, Some(&key), "pgha1");
     // Each entry takes its own credentials only.
     let (code, out) = ssh(&host, b_port, Some(&a_pw), None, "true");
     assert_ne!(code, 0, "a's password opened b: {out}");
@@ -318,7 +315,7 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
     // A reset keeps the entry and its credentials.
     lab_ok(&["reset", "--name", "itacc-two-a"]);
     assert_eq!(row(&sheet("itacc-two"), "itacc-two-a"), &a);
-    logs_in(&host, a_port, Some(&a_pw), None, a1);
+    logs_in(&host, a_port, Some(&a_pw), None, "pgha1");
 
     // Rotation: the old password fails, the new one works; postgres too, and a reset after it
     // keeps the new postgres password.
@@ -330,7 +327,7 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
     assert_ne!(new_pg, a_pg);
     let (code, out) = ssh(&host, a_port, Some(&a_pw), None, "true");
     assert_ne!(code, 0, "the old password still works: {out}");
-    logs_in(&host, a_port, Some(new_pw), None, a1);
+    logs_in(&host, a_port, Some(new_pw), None, "pgha1");
     assert_ne!(
         psql_from(&d, "itacc-two-b1", &host, pg_port(&a), a_pg).await,
         0
@@ -346,10 +343,10 @@ async fn trainees_get_in_with_the_sheet_and_their_labs_cannot_reach_each_other()
         psql_from(&d, "itacc-two-b1", &host, pg_port(&a), new_pg).await,
         0
     );
-    logs_in(&host, a_port, Some(new_pw), None, a1);
+    logs_in(&host, a_port, Some(new_pw), None, "pgha1");
     // Lab b's key is kept by a rotation of the whole class.
     lab_ok(&["class", "rotate", "--name", "itacc-two"]);
-    logs_in(&host, b_port, None, Some(&key), b1);
+    logs_in(&host, b_port, None, Some(&key), "pgha1");
 }
 
 #[tokio::test]
