@@ -6,7 +6,10 @@
 # Engine's stats); stop, start and every drill with the outcome it reported; then, on a
 # colocated lab with HAProxy, when a switchover's and a killed primary's new leader was reached
 # through HAProxy's 5000; then what `--monitoring` costs: create time, and idle memory and CPU
-# against a plain lab. It makes its own labs (bench on 10.250.0.0/24, benchha on 10.251.0.0/24,
+# against a plain lab. `scripts/bench.sh serve` measures only what `lab serve` costs: its own
+# CPU with the class page open in three headless Chromium sessions, on a class of
+# BENCH_SERVE_COUNT (10) labs it makes, or on the labs named in BENCH_SERVE_NAMES ("a b").
+# It makes its own labs (bench on 10.250.0.0/24, benchha on 10.251.0.0/24,
 # benchmon on 10.253.0.0/24, the class benchc-a to benchc-j where addresses are free) and
 # destroys them at
 # the end; nothing else is touched.
@@ -83,6 +86,50 @@ watch_cost() {
     echo "lab watch on lab $1: its containers use ${idle}% of a core idle, ${watched}% while watched;" \
         "lab watch itself ${own}% (the Engine's own work for its execs is not counted)"
 }
+
+# What `lab serve` costs: its CPU (user + system, from /proc) over 60 s with the class page
+# open in three headless Chromium sessions, each following the class's live stream, after 20 s
+# for every lab's poller to start and the first course checks to end. Each lab's nodes are
+# asked at most once per 2 s, whatever the number of pages. The labs are $@.
+serve_cost() {
+    local port=18080 server own dirs=() browsers=() names=()
+    for l in "$@"; do names+=(--name "$l"); done
+    target/release/lab serve --listen "127.0.0.1:$port" "${names[@]}" >/dev/null &
+    server=$!
+    sleep 2
+    for i in 1 2 3; do
+        dirs+=("$(mktemp -d)")
+        chromium --headless=new --no-sandbox --disable-gpu --user-data-dir="${dirs[-1]}" \
+            --remote-debugging-port=0 "http://127.0.0.1:$port/" >/dev/null 2>&1 &
+        browsers+=($!)
+    done
+    sleep 20
+    own=$(awk '{ print $14 + $15 }' "/proc/$server/stat")
+    sleep 60
+    own=$(awk -v o="$own" -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15 - o) / hz / 60 * 100 }' "/proc/$server/stat")
+    polled=$(curl -s "http://127.0.0.1:$port/api/labs" | jq .polled)
+    kill "${browsers[@]}" 2>/dev/null || true
+    kill -INT "$server"
+    wait "$server" 2>/dev/null || true
+    rm -rf "${dirs[@]}"
+    echo "lab serve with a class of $# lab(s) open in 3 headless browsers: ${own}% of a core" \
+        "(target < 10 %); it polled $polled lab(s), one poller each however many pages"
+}
+
+if [ "${1:-}" = serve ]; then
+    command -v chromium >/dev/null || { echo "bench.sh serve needs chromium (apt-get install chromium)"; exit 1; }
+    if [ -n "${BENCH_SERVE_NAMES:-}" ]; then
+        read -r -a served <<< "$BENCH_SERVE_NAMES"
+    else
+        served=("${class[@]:0:${BENCH_SERVE_COUNT:-10}}")
+        names=()
+        for l in "${served[@]}"; do names+=(--name "$l"); done
+        target/release/lab image build >/dev/null
+        measure "class of ${#served[@]}" target/release/lab create --topology colocated "${names[@]}"
+    fi
+    serve_cost "${served[@]}"
+    exit 0
+fi
 
 cleanup
 target/release/lab image build >/dev/null

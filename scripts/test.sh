@@ -13,10 +13,27 @@
 # and `cargo test` runs the same tests. `cargo install --locked cargo-nextest` adds it.
 # Extra arguments go to the runner (e.g. a test name filter, which both accept).
 #
-# `lab watch`'s test drives its terminal view in tmux; where tmux is missing, this script
-# installs it with apt-get (Debian or Ubuntu, as root), or stops saying how to get it.
+# `lab watch`'s test drives its terminal view in tmux, and `lab serve`'s test drives its web
+# page in headless Chromium through chromedriver (WebDriver); where tmux, chromium or
+# chromium-driver is missing, this script installs it with apt-get (Debian or Ubuntu, as root),
+# or stops saying how to get it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# need COMMAND PACKAGE WHY: installs PACKAGE when COMMAND is missing, or says how to.
+need() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "test.sh: installing $2 ($3)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    else
+        echo "test.sh: $2 is needed ($3); install it (e.g. sudo apt-get install $2) and run" \
+            "this again" >&2
+        exit 1
+    fi
+}
+need chromium chromium "lab serve's test opens its page in headless Chromium"
+need chromedriver chromium-driver "lab serve's test drives Chromium through it"
 
 if ! command -v tmux >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -82,7 +82,7 @@ async function post(url) {
 }
 
 function pill(health) {
-  const tone = { healthy: "good", degraded: "bad", stopped: "bad", gone: "bad", "engine lost": "bad" }[health] || "none";
+  const tone = { healthy: "good", "in the course": "change", degraded: "bad", stopped: "bad", gone: "bad", "engine lost": "bad" }[health] || "none";
   return el("span", { class: "pill " + tone, text: health });
 }
 
@@ -108,6 +108,14 @@ async function checkLab(name) {
   }
 }
 
+// The first three problems, and how many more: a row stays readable when a lab is down.
+function problems(list) {
+  if (!list.length) return null;
+  const shown = list.slice(0, 3).map((p) => el("li", { text: p }));
+  if (list.length > 3) shown.push(el("li", { class: "muted", text: "and " + (list.length - 3) + " more (see its page)" }));
+  return el("ul", { class: "problems" }, shown);
+}
+
 function stepCell(step) {
   if (!step) return el("span", { class: "muted", text: "judging…" });
   if (!step.next) return el("span", {}, el("span", { class: "pill good", text: "✓ done" }), el("span", { class: "sub", text: step.done + "/" + step.total + " steps" }));
@@ -126,9 +134,9 @@ function drillCell(d) {
 function drawClass(cls) {
   banner(cls.error ? "The Docker Engine: " + cls.error : null);
   const rows = cls.labs.map((r) => el("tr", { "data-lab": r.lab },
-    el("td", {}, el("a", { href: "/labs/" + encodeURIComponent(r.lab), text: r.lab }),
+    el("td", { class: "lab" }, el("a", { href: "/labs/" + encodeURIComponent(r.lab), text: r.lab }),
       r.link ? el("span", { class: "sub" }, el("a", { class: "trainee-link", href: r.link, text: "trainee's link" })) : null),
-    el("td", {}, pill(r.health), r.problems.length ? el("ul", { class: "problems" }, r.problems.map((p) => el("li", { text: p }))) : null),
+    el("td", {}, pill(r.health), problems(r.problems)),
     el("td", { class: "leader" }, r.leader ? el("span", {}, r.leader, el("span", { class: "sub", text: "timeline " + (r.timeline ?? "?") })) : el("span", { class: "muted", text: "none" })),
     el("td", { class: "num" }, r.replicas ? r.streaming + "/" + r.replicas + " streaming" : "—"),
     el("td", {}, r.etcd ? el("span", { class: r.quorum ? "" : "pill bad", text: r.etcd }) : "—"),

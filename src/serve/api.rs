@@ -238,7 +238,11 @@ fn class(
 async fn first_answers(views: &mut [(String, watch::Receiver<LabView>)]) {
     let all = async {
         for (_, rx) in views.iter_mut() {
-            let _ = rx.wait_for(|v| v.snapshot.is_some()).await;
+            let _ = rx
+                .wait_for(|v| {
+                    v.snapshot.is_some() && (v.course.is_some() || v.course_error.is_some())
+                })
+                .await;
         }
     };
     let _ = tokio::time::timeout(FIRST_WITHIN, all).await;

@@ -168,6 +168,14 @@ pub fn row(view: &LabView) -> Row {
         Presence::Returning => return row,
         Presence::Here => {}
     }
+    // A lab whose trainee has not set Patroni up yet is where the course has it, not broken:
+    // its step says what comes next.
+    let unbuilt = !snap.nodes.iter().any(|n| n.member.is_some())
+        && view.course.as_ref().is_some_and(|c| !c.report.done);
+    if unbuilt && !snap.stopped() {
+        row.health = "in the course".into();
+        return row;
+    }
     if snap.stopped() {
         row.health = "stopped".into();
         row.problems.push("every node is stopped".into());
@@ -345,6 +353,25 @@ mod tests {
         );
         // Two of three etcd members still make a quorum.
         assert_eq!(r.quorum, Some(true));
+    }
+
+    #[test]
+    fn a_lab_before_patroni_is_in_the_course_not_degraded() {
+        let mut bare = node("a1", "primary", false);
+        bare.member = None;
+        let mut v = view(vec![bare], &["a1", "a2", "a3"], &[]);
+        assert_eq!(row(&v).health, "degraded", "no course judged yet");
+        v.course = Some(Course {
+            report: CheckReport {
+                lab: "a".into(),
+                done: false,
+                steps: vec![],
+            },
+            at: 0,
+        });
+        let r = row(&v);
+        assert_eq!(r.health, "in the course");
+        assert!(r.problems.is_empty(), "{r:?}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod lifecycle;
 mod locks;
 mod monitoring;
 mod plot;
+mod serve;
 mod tls;
 mod topologies;
 mod watch;
