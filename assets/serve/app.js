@@ -22,7 +22,7 @@ function el(tag, attrs, ...children) {
 
 function replace(id, ...children) {
   const node = document.getElementById(id);
-  if (node) node.replaceChildren(...children.flat());
+  if (node) node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
   return node;
 }
 
@@ -139,8 +139,9 @@ function drawClass(cls) {
     el("td", {}, pill(r.health), problems(r.problems)),
     el("td", { class: "leader" }, r.leader ? el("span", {}, r.leader, el("span", { class: "sub", text: "timeline " + (r.timeline ?? "?") })) : el("span", { class: "muted", text: "none" })),
     el("td", { class: "num" }, r.replicas ? r.streaming + "/" + r.replicas + " streaming" : "—"),
-    el("td", {}, r.etcd ? el("span", { class: r.quorum ? "" : "pill bad", text: r.etcd }) : "—"),
-    el("td", {}, r.haproxy ?? "—"),
+    el("td", { class: "etcd" }, r.etcd ? el("span", {}, el("span", { class: r.etcd.quorum ? "" : "pill bad", text: r.etcd.up + "/" + r.etcd.members + " up" + (r.etcd.quorum ? "" : ", no quorum") }),
+      el("span", { class: "sub", text: "leader " + (r.etcd.leader || "none") })) : "—"),
+    el("td", { class: "haproxy" }, r.haproxy ?? "—"),
     el("td", { class: "step" }, stepCell(r.step)),
     el("td", {}, ago(r.last_reset)),
     el("td", {}, drillCell(r.last_drill)),

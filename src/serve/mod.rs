@@ -72,11 +72,12 @@ pub async fn serve(engine: &Engine, options: Options) -> Result<i32> {
     let mut interrupt = crate::interrupt::Interrupt::listen();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         interrupt.pressed().await;
+        // The live streams end, so that their connections close and the server can stop.
+        let _ = stopping.send(true);
     });
     server
         .await
         .map_err(Error::io(format!("serve on {}", options.listen)))?;
-    let _ = stopping.send(true);
     let mut work = std::mem::take(&mut *app.work.lock().unwrap_or_else(|e| e.into_inner()));
     if !work.is_empty() {
         eprintln!(

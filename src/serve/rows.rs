@@ -104,9 +104,8 @@ pub struct Row {
     /// Replicas streaming, of the PostgreSQL nodes that are not the leader.
     pub streaming: usize,
     pub replicas: usize,
-    /// "3/5, leader etcd1" or None in a lab without etcd.
-    pub etcd: Option<String>,
-    pub quorum: Option<bool>,
+    /// None in a lab without etcd.
+    pub etcd: Option<EtcdCell>,
     /// Where HAProxy's primary port leads; None in a lab without HAProxy.
     pub haproxy: Option<String>,
     pub step: Option<Step>,
@@ -115,6 +114,15 @@ pub struct Row {
     pub action: Option<Action>,
     /// The trainee's link, for the instructor's page only.
     pub link: Option<String>,
+}
+
+/// etcd in a row: members up of all, whether they make a quorum, and the leader.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EtcdCell {
+    pub up: usize,
+    pub members: usize,
+    pub quorum: bool,
+    pub leader: Option<String>,
 }
 
 /// The course step in a row: how many steps are done, and the next one.
@@ -139,7 +147,6 @@ pub fn row(view: &LabView) -> Row {
         streaming: 0,
         replicas: 0,
         etcd: None,
-        quorum: None,
         haproxy: None,
         step: view.course.as_ref().map(|c| step(&c.report)),
         last_reset: view.last_reset.as_ref().map(|r| r.at),
@@ -167,14 +174,6 @@ pub fn row(view: &LabView) -> Row {
         }
         Presence::Returning => return row,
         Presence::Here => {}
-    }
-    // A lab whose trainee has not set Patroni up yet is where the course has it, not broken:
-    // its step says what comes next.
-    let unbuilt = !snap.nodes.iter().any(|n| n.member.is_some())
-        && view.course.as_ref().is_some_and(|c| !c.report.done);
-    if unbuilt && !snap.stopped() {
-        row.health = "in the course".into();
-        return row;
     }
     if snap.stopped() {
         row.health = "stopped".into();
@@ -209,8 +208,12 @@ pub fn row(view: &LabView) -> Row {
         ));
     }
     if let Some(e) = &snap.etcd {
-        row.etcd = Some(e.describe());
-        row.quorum = Some(e.has_quorum());
+        row.etcd = Some(EtcdCell {
+            up: e.up.len(),
+            members: e.members.len(),
+            quorum: e.has_quorum(),
+            leader: e.leader.clone(),
+        });
         if !e.has_quorum() {
             row.problems.push("etcd has no quorum".into());
         }
@@ -230,7 +233,14 @@ pub fn row(view: &LabView) -> Row {
                 .push("HAProxy does not lead to the leader".into());
         }
     }
-    row.health = if row.problems.is_empty() {
+    // A lab whose trainee has not set Patroni up yet is where the course has it, not broken:
+    // its step says what comes next.
+    let unbuilt = !snap.nodes.iter().any(|n| n.member.is_some())
+        && view.course.as_ref().is_some_and(|c| !c.report.done);
+    row.health = if unbuilt {
+        row.problems.clear();
+        "in the course"
+    } else if row.problems.is_empty() {
         "healthy"
     } else {
         "degraded"
@@ -321,7 +331,7 @@ mod tests {
         assert_eq!(r.leader.as_deref(), Some("a1"));
         assert_eq!(r.timeline, Some(2));
         assert_eq!((r.streaming, r.replicas), (2, 2));
-        assert_eq!(r.quorum, Some(true));
+        assert_eq!(r.etcd.as_ref().map(|e| (e.up, e.quorum)), Some((3, true)));
         assert_eq!(r.haproxy.as_deref(), Some("a1"));
         assert_eq!(r.step, None);
         assert_eq!(r.last_reset, None);
@@ -352,7 +362,7 @@ mod tests {
                 .contains(&"HAProxy does not lead to the leader".to_string())
         );
         // Two of three etcd members still make a quorum.
-        assert_eq!(r.quorum, Some(true));
+        assert_eq!(r.etcd.map(|e| (e.up, e.quorum)), Some((2, true)));
     }
 
     #[test]
@@ -372,6 +382,7 @@ mod tests {
         let r = row(&v);
         assert_eq!(r.health, "in the course");
         assert!(r.problems.is_empty(), "{r:?}");
+        assert_eq!(r.etcd.map(|e| e.up), Some(3), "etcd is shown all the same");
     }
 
     #[test]
