@@ -50,12 +50,20 @@ function live(on, text) {
 }
 
 // Follows a server-sent stream; the browser reconnects by itself after a drop.
+// The last answer is drawn again every 20 s, so that "2 min ago" stays true between changes.
 function follow(url, draw) {
   const source = new EventSource(url);
+  let last = null;
+  const redraw = () => {
+    if (last === null) return;
+    try { draw(last); } catch (e) { banner("The page could not draw an answer: " + e); }
+  };
+  setInterval(redraw, 20000);
   source.onopen = () => live(true);
   source.onmessage = (m) => {
     live(true);
-    try { draw(JSON.parse(m.data)); } catch (e) { banner("The page could not draw an answer: " + e); }
+    try { last = JSON.parse(m.data); } catch (e) { banner("The page could not read an answer: " + e); return; }
+    redraw();
   };
   source.onerror = () => live(false);
   return source;
@@ -208,8 +216,10 @@ function drawLab(v) {
 let drawnDrill = null;
 function drawDrill(v) {
   const d = v.last_drill;
-  if (!d || drawnDrill === d.at) return;
-  drawnDrill = d.at;
+  // Drawn again when another drill came, or its "when" changed; the picture is kept.
+  const key = d ? d.at + ago(d.at) : null;
+  if (!d || drawnDrill === key) return;
+  drawnDrill = key;
   const fig = (k, val) => el("span", {}, el("span", { class: "muted", text: k + " " }), el("strong", { text: val }));
   replace("drill", el("div", { class: "drill-figures" },
     fig("scenario", d.scenario + " (" + d.mode + ")"),

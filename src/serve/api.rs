@@ -143,7 +143,17 @@ pub fn guard(app: &Shared, caller: &Caller, route: Route<'_>, json: bool) -> Res
         Route::Lab { name, .. } => Some(name),
         _ => None,
     };
-    let who = app.keys.who(caller.token.as_deref(), lab);
+    let token = caller.token.as_deref();
+    let who = match app.keys.who(token, lab) {
+        // Open to loopback only: without the instructor's own token, a request whose Host is
+        // not a loopback name is nobody's.
+        Who::Instructor
+            if !auth::loopback_host(caller.host.as_deref()) && !app.keys.is_instructor(token) =>
+        {
+            Who::Nobody
+        }
+        who => who,
+    };
     match auth::decide(&who, route) {
         Decision::Allow => Ok(who),
         Decision::SignIn => Err(Refusal::new(

@@ -73,6 +73,11 @@ impl Keys {
         self.open
     }
 
+    /// Whether `token` is the instructor's own.
+    pub fn is_instructor(&self, token: Option<&str>) -> bool {
+        token.is_some_and(|t| same(t.as_bytes(), self.instructor.as_bytes()))
+    }
+
     /// Lab `lab`'s trainee token: 64 hex digits.
     pub fn trainee(&self, lab: &str) -> String {
         hex(hmac::sign(&self.key, &message(lab)).as_ref())
@@ -140,6 +145,21 @@ pub fn same_origin(origin: Option<&str>, host: Option<&str>, marked: bool) -> bo
     }
 }
 
+/// Whether a request's Host names this machine's loopback (127.0.0.0/8, ::1, localhost), with
+/// or without a port. An open server takes requests without a token only for such a Host: a
+/// page elsewhere that has its own name resolve to 127.0.0.1 (DNS rebinding) gets nothing.
+pub fn loopback_host(host: Option<&str>) -> bool {
+    let Some(host) = host else { return false };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn message(lab: &str) -> Vec<u8> {
     [TRAINEE, lab.as_bytes()].concat()
 }
@@ -197,6 +217,8 @@ mod tests {
         let keys = Keys::new(SECRET.into(), false);
         let alice = keys.trainee("alice");
         assert_eq!(keys.who(Some(SECRET), None), Who::Instructor);
+        assert!(keys.is_instructor(Some(SECRET)));
+        assert!(!keys.is_instructor(Some(&alice)) && !keys.is_instructor(None));
         assert_eq!(keys.who(Some(SECRET), Some("bob")), Who::Instructor);
         assert_eq!(
             keys.who(Some(&alice), Some("alice")),
@@ -252,6 +274,17 @@ mod tests {
         assert!(!same_origin(Some("http://evil.example"), host, true));
         assert!(!same_origin(Some("null"), host, true));
         assert!(!same_origin(Some("http://127.0.0.1:8080"), None, true));
+    }
+
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for host in ["127.0.0.1:8080", "127.0.0.2", "localhost:8080", "[::1]:8080", "[::1]"] {
+            assert!(loopback_host(Some(host)), "{host}");
+        }
+        for host in ["evil.example:8080", "10.0.0.1:8080", "0.0.0.0:80", "[::2]:1", ""] {
+            assert!(!loopback_host(Some(host)), "{host}");
+        }
+        assert!(!loopback_host(None));
     }
 
     #[test]
