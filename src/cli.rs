@@ -499,7 +499,8 @@ pub struct Serve {
     /// needs a token for every request.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
-    /// Only this lab (repeat for several) [default: every lab on the Docker Engine].
+    /// The lab's name; the page shows only the labs named (repeat it for several) [default:
+    /// every lab on the Docker Engine].
     #[arg(short = 'n', long = "name", value_name = "NAME")]
     pub names: Vec<String>,
     /// The instructor's token, read from this file (readable by its owner only) rather than

@@ -273,5 +273,6 @@ if (page === "class") {
 } else if (page === "trainee") {
   follow("/api/labs/" + encodeURIComponent(labName) + "/events", drawTrainee);
 } else {
-  live(true, "");
+  // Nothing live on the sign-in and error pages.
+  document.getElementById("live").hidden = true;
 }

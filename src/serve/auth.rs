@@ -278,10 +278,22 @@ mod tests {
 
     #[test]
     fn only_loopback_names_are_loopback_hosts() {
-        for host in ["127.0.0.1:8080", "127.0.0.2", "localhost:8080", "[::1]:8080", "[::1]"] {
+        for host in [
+            "127.0.0.1:8080",
+            "127.0.0.2",
+            "localhost:8080",
+            "[::1]:8080",
+            "[::1]",
+        ] {
             assert!(loopback_host(Some(host)), "{host}");
         }
-        for host in ["evil.example:8080", "10.0.0.1:8080", "0.0.0.0:80", "[::2]:1", ""] {
+        for host in [
+            "evil.example:8080",
+            "10.0.0.1:8080",
+            "0.0.0.0:80",
+            "[::2]:1",
+            "",
+        ] {
             assert!(!loopback_host(Some(host)), "{host}");
         }
         assert!(!loopback_host(None));

@@ -98,9 +98,10 @@ pub async fn lab(State(app): State<Shared>, Path(name): Path<String>, caller: Ca
     if let Err(refusal) = known(&app, &name, false).await {
         return refusal.into_response();
     }
-    let body = include_str!("../../assets/serve/lab.html");
+    let link = escape(&super::trainee_link(&app.keys, &name));
+    let body = include_str!("../../assets/serve/lab.html").replace("{{link}}", &link);
     let title = format!("lab {name}");
-    with_cookie(page(StatusCode::OK, "lab", &name, &title, body), &caller)
+    with_cookie(page(StatusCode::OK, "lab", &name, &title, &body), &caller)
 }
 
 /// GET /t/NAME: a trainee's own lab, read-only.
