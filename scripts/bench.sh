@@ -19,14 +19,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${BENCH_RUNS:-3}
 cargo build --release --locked --quiet
-lab() { target/release/lab "$@" --name bench; }
-ha() { target/release/lab "$@" --name benchha; }
+# Where cargo put it: CARGO_TARGET_DIR when set.
+bin=${CARGO_TARGET_DIR:-target}/release/lab
+lab() { "$bin" "$@" --name bench; }
+ha() { "$bin" "$@" --name benchha; }
 class=(benchc-a benchc-b benchc-c benchc-d benchc-e benchc-f benchc-g benchc-h benchc-i benchc-j)
 log=$(mktemp)
 times=$(mktemp)
 cleanup() {
     rm -f "$log" "$times"
-    for l in bench benchha benchmon "${class[@]}"; do target/release/lab destroy --name "$l" >/dev/null 2>&1 || true; done
+    for l in bench benchha benchmon "${class[@]}"; do "$bin" destroy --name "$l" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
 
@@ -75,7 +77,7 @@ cpu_over() {
 watch_cost() {
     local idle watched watcher own
     idle=$(cpu_over "$1" 30)
-    target/release/lab watch --name "$1" >/dev/null &
+    "$bin" watch --name "$1" >/dev/null &
     watcher=$!
     sleep 3 # its first round asks everything at once
     own=$(awk '{ print $14 + $15 }' "/proc/$watcher/stat")
@@ -94,7 +96,7 @@ watch_cost() {
 serve_cost() {
     local port=18080 server own dirs=() browsers=() names=()
     for l in "$@"; do names+=(--name "$l"); done
-    target/release/lab serve --listen "127.0.0.1:$port" "${names[@]}" >/dev/null &
+    "$bin" serve --listen "127.0.0.1:$port" "${names[@]}" >/dev/null &
     server=$!
     sleep 2
     for i in 1 2 3; do
@@ -124,15 +126,15 @@ if [ "${1:-}" = serve ]; then
         served=("${class[@]:0:${BENCH_SERVE_COUNT:-10}}")
         names=()
         for l in "${served[@]}"; do names+=(--name "$l"); done
-        target/release/lab image build >/dev/null
-        measure "class of ${#served[@]}" target/release/lab create --topology colocated "${names[@]}"
+        "$bin" image build >/dev/null
+        measure "class of ${#served[@]}" "$bin" create --topology colocated "${names[@]}"
     fi
     serve_cost "${served[@]}"
     exit 0
 fi
 
 cleanup
-target/release/lab image build >/dev/null
+"$bin" image build >/dev/null
 creates=$(mktemp); resets=$(mktemp); destroys=$(mktemp)
 for run in $(seq 1 "$runs"); do
     measure "create ($run)" lab create --subnet 10.250.0.0/24
@@ -159,8 +161,8 @@ rm -f "$creates" "$resets" "$destroys"
 names=()
 for l in "${class[@]}"; do names+=(--name "$l"); done
 for run in $(seq 1 "$runs"); do
-    measure "class of 10 ($run)" target/release/lab create "${names[@]}"
-    for l in "${class[@]}"; do target/release/lab destroy --name "$l" >/dev/null 2>&1; done
+    measure "class of 10 ($run)" "$bin" create "${names[@]}"
+    for l in "${class[@]}"; do "$bin" destroy --name "$l" >/dev/null 2>&1; done
 done
 summary "create a class of 10"
 
@@ -197,7 +199,7 @@ done
 measure "destroy" ha destroy
 
 echo "Monitoring: a monitored default lab (--monitoring) against a plain one"
-mon() { target/release/lab "$@" --name benchmon; }
+mon() { "$bin" "$@" --name benchmon; }
 for run in $(seq 1 "$runs"); do
     measure "create plain ($run)" lab create --subnet 10.250.0.0/24
     grep -E '^bootstrap: ' "$log" | sed 's/^/                         /'

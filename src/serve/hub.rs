@@ -3,13 +3,14 @@
 //! A lab's poller starts when its first viewer subscribes and stops when its last one leaves:
 //! a lab nobody looks at costs nothing. Its course step (`lab check`, which asks much more of
 //! the nodes) is judged when the poller starts and every COURSE_EVERY after, and its records
-//! (last reset, last drill) read with it.
+//! (last reset, last drill) read with it; a judgement in progress stops with the hub.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
 use super::rows::{Action, Course, LabView, Logged};
@@ -153,6 +154,9 @@ async fn run(hubs: Hubs, name: String, tx: Arc<watch::Sender<LabView>>) {
     };
     let mut detector = Detector::new(&first);
     tx.send_modify(|v| v.snapshot = Some(first));
+    // The course's judgements run beside the polling; dropped with the hub, they stop asking
+    // the nodes once nobody watches.
+    let mut judging = JoinSet::new();
     loop {
         tokio::select! {
             next = poller.next() => {
@@ -169,8 +173,11 @@ async fn run(hubs: Hubs, name: String, tx: Arc<watch::Sender<LabView>>) {
                 });
             }
             _ = courses.tick() => {
-                let (hubs, name) = (hubs.clone(), name.clone());
-                tokio::spawn(async move { hubs.refresh(&name).await });
+                while judging.try_join_next().is_some() {}
+                if judging.is_empty() {
+                    let (hubs, name) = (hubs.clone(), name.clone());
+                    judging.spawn(async move { hubs.refresh(&name).await });
+                }
             }
             () = unwatched(&hubs, &name, &tx) => return,
         }

@@ -5,7 +5,7 @@
 //! reload; the reset button (confirmed) resets the lab, and a lab whose lock another command
 //! holds answers 409 with that message on the page; a trainee's link opens their own lab only,
 //! and cannot reset; a server on a non-loopback address answers 401 to the page and the API
-//! without a token. With LAB_SERVE_SHOTS=DIR the pages' screenshots are kept there.
+//! without a token; a lab no page shows is not polled. With LAB_SERVE_SHOTS=DIR the pages' screenshots are kept there.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -137,6 +137,34 @@ fn check_step(name: &str) -> String {
         })
 }
 
+/// How many `docker exec`s lab `name`'s containers started over the next `secs` seconds, as
+/// the Engine's events count them.
+async fn execs_over(d: &bollard::Docker, name: &str, secs: u64) -> usize {
+    use futures_util::StreamExt;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock")
+            .as_secs()
+    };
+    let since = now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let until = now();
+    let filters = std::collections::HashMap::from([
+        ("label".to_string(), vec![format!("io.pgha-lab.lab={name}")]),
+        ("event".to_string(), vec!["exec_start".to_string()]),
+    ]);
+    let options = bollard::query_parameters::EventsOptions {
+        since: Some(since.to_string()),
+        until: Some(until.to_string()),
+        filters: Some(filters),
+    };
+    d.events(Some(options))
+        .filter(|e| std::future::ready(e.is_ok()))
+        .count()
+        .await
+}
+
 /// The text of the element `css`, once it contains `text`.
 async fn shows(c: &Client, css: &str, secs: u64, text: &str) -> String {
     eventually(secs, &format!("{css} showing {text:?}"), || async {
@@ -181,7 +209,7 @@ async fn browser(port: u16) -> Client {
 
 #[tokio::test]
 async fn serve_shows_the_class_live_resets_a_lab_and_keeps_trainees_and_strangers_out() {
-    let (_d, _sweep) = setup(&[A, B], None).await;
+    let (d, _sweep) = setup(&[A, B], None).await;
     lab_ok(&[
         "create",
         "--name",
@@ -306,6 +334,20 @@ async fn serve_shows_the_class_live_resets_a_lab_and_keeps_trainees_and_stranger
         &["X-Lab: 1", "Origin: http://elsewhere.example"],
     );
     assert_eq!(code, 403);
+    // Nothing is polled for a page nobody watches: the lab's nodes see no exec once the last
+    // page has gone (a lab page open asks each node once per 2 s).
+    c.goto(&format!("{base}/labs/{B}"))
+        .await
+        .expect("lab B's page");
+    shows(&c, "#etcd", 20, "up").await;
+    assert!(execs_over(&d, B, 6).await > 0, "lab B's page polls it");
+    c.goto("about:blank").await.expect("a blank page");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        execs_over(&d, B, 8).await,
+        0,
+        "lab B polled with no page open"
+    );
     drop(server);
 
     // On every address: nothing without a token; a trainee's link opens their lab only.
