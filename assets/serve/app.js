@@ -35,8 +35,10 @@ function ago(unix) {
   return new Date(unix * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC";
 }
 
-function banner(text, ok) {
-  const b = document.getElementById("banner");
+// The answer to the last action (#banner) and how the lab or engine stands (#state) are apart,
+// so that a live update never wipes an action's answer.
+function banner(text, ok, id) {
+  const b = document.getElementById(id || "banner");
   if (!text) { b.hidden = true; return; }
   b.textContent = text;
   b.className = "banner" + (ok ? " ok" : "");
@@ -140,7 +142,7 @@ function drillCell(d) {
 }
 
 function drawClass(cls) {
-  banner(cls.error ? "The Docker Engine: " + cls.error : null);
+  banner(cls.error ? "The Docker Engine: " + cls.error : null, false, "state");
   const rows = cls.labs.map((r) => el("tr", { "data-lab": r.lab },
     el("td", { class: "lab" }, el("a", { href: "/labs/" + encodeURIComponent(r.lab), text: r.lab }),
       r.link ? el("span", { class: "sub" }, el("a", { class: "trainee-link", href: r.link, text: "trainee's link" })) : null),
@@ -174,9 +176,9 @@ function drawLab(v) {
   for (const b of document.querySelectorAll("#reset-lab, #check-lab")) b.disabled = !!(v.action && v.action.running);
   if (!s) return;
   const presence = s.presence.state;
-  if (presence === "gone") banner("Lab " + v.lab + " is gone: no container of it is left on the Docker Engine. This page waits for it to come back.");
-  else if (presence === "engine_lost") banner("The Docker Engine does not answer: " + s.presence.why + ". Trying again.");
-  else banner(null);
+  if (presence === "gone") banner("Lab " + v.lab + " is gone: no container of it is left on the Docker Engine. This page waits for it to come back.", false, "state");
+  else if (presence === "engine_lost") banner("The Docker Engine does not answer: " + s.presence.why + ". Trying again.", false, "state");
+  else banner(null, false, "state");
   const leader = s.nodes.find((n) => n.running && n.member && (n.member.role === "primary" || n.member.role === "master"));
   document.getElementById("title").textContent = "lab " + v.lab + (leader ? " — leader " + leader.name : " — no leader");
   replace("nodes", s.nodes.length ? s.nodes.map((n) => el("tr", { "data-node": n.name },
