@@ -35,6 +35,8 @@ const CLASS_SETTLE: Duration = Duration::from_millis(500);
 const RELIST_EVERY: Duration = Duration::from_secs(15);
 /// How long a one-off GET waits for the labs' first answers.
 const FIRST_WITHIN: Duration = Duration::from_secs(10);
+/// How often a live stream says it is there.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 /// The cookie the token is kept in once given.
 pub const COOKIE: &str = "lab_token";
 
@@ -291,7 +293,7 @@ pub async fn class_events(
         let json = s.next().await?;
         Some((Ok(Event::default().data(json)), s))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream).keep_alive(heartbeat()))
 }
 
 /// A class stream's state: the labs it follows, and what it sent last.
@@ -360,6 +362,13 @@ impl ClassStream {
     }
 }
 
+/// A comment sent on every live stream each second: writing is how the server finds that a
+/// page has gone (a closed connection fails the next write), so that its lab's poller stops
+/// within a couple of seconds rather than at the next change.
+fn heartbeat() -> KeepAlive {
+    KeepAlive::new().interval(HEARTBEAT)
+}
+
 /// Returns once the server stops.
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     // The guard wait_for gives is let go here, before any other await.
@@ -411,7 +420,7 @@ pub async fn lab_events(
             Some((Ok(Event::default().data(json)), (rx, stop, false)))
         },
     );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream).keep_alive(heartbeat()))
 }
 
 /// GET /api/labs/NAME/course: `lab check`'s report, judged now.

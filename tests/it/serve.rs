@@ -342,7 +342,8 @@ async fn serve_shows_the_class_live_resets_a_lab_and_keeps_trainees_and_stranger
     shows(&c, "#etcd", 20, "up").await;
     assert!(execs_over(&d, B, 6).await > 0, "lab B's page polls it");
     c.goto("about:blank").await.expect("a blank page");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The server finds the page gone at its stream's next heartbeat (1 s), and the poller stops.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
         execs_over(&d, B, 8).await,
         0,
