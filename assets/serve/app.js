@@ -53,22 +53,30 @@ function live(on, text) {
 
 // Follows a server-sent stream; the browser reconnects by itself after a drop.
 // The last answer is drawn again every 20 s, so that "2 min ago" stays true between changes.
+// The stream is closed when the page is left (a browser may keep a left page, and its stream,
+// in its back-forward cache), so that the server stops polling a lab nobody looks at; and
+// opened again if the page is shown again.
 function follow(url, draw) {
-  const source = new EventSource(url);
+  let source = null;
   let last = null;
   const redraw = () => {
     if (last === null) return;
     try { draw(last); } catch (e) { banner("The page could not draw an answer: " + e); }
   };
-  setInterval(redraw, 20000);
-  source.onopen = () => live(true);
-  source.onmessage = (m) => {
-    live(true);
-    try { last = JSON.parse(m.data); } catch (e) { banner("The page could not read an answer: " + e); return; }
-    redraw();
+  const open = () => {
+    source = new EventSource(url);
+    source.onopen = () => live(true);
+    source.onmessage = (m) => {
+      live(true);
+      try { last = JSON.parse(m.data); } catch (e) { banner("The page could not read an answer: " + e); return; }
+      redraw();
+    };
+    source.onerror = () => live(false);
   };
-  source.onerror = () => live(false);
-  return source;
+  setInterval(redraw, 20000);
+  window.addEventListener("pagehide", () => { if (source) source.close(); source = null; });
+  window.addEventListener("pageshow", (e) => { if (e.persisted || !source) open(); });
+  open();
 }
 
 // A POST as the page sends it (X-Lab marks it as the page's own); the answer's JSON, or its
