@@ -6,7 +6,10 @@
 # Engine's stats); stop, start and every drill with the outcome it reported; then, on a
 # colocated lab with HAProxy, when a switchover's and a killed primary's new leader was reached
 # through HAProxy's 5000; then what `--monitoring` costs: create time, and idle memory and CPU
-# against a plain lab. It makes its own labs (bench on 10.250.0.0/24, benchha on 10.251.0.0/24,
+# against a plain lab. `scripts/bench.sh serve` measures only what `lab serve` costs: its own
+# CPU with the class page open in three headless Chromium sessions, on a class of
+# BENCH_SERVE_COUNT (10) labs it makes, or on the labs named in BENCH_SERVE_NAMES ("a b").
+# It makes its own labs (bench on 10.250.0.0/24, benchha on 10.251.0.0/24,
 # benchmon on 10.253.0.0/24, the class benchc-a to benchc-j where addresses are free) and
 # destroys them at
 # the end; nothing else is touched.
@@ -16,14 +19,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${BENCH_RUNS:-3}
 cargo build --release --locked --quiet
-lab() { target/release/lab "$@" --name bench; }
-ha() { target/release/lab "$@" --name benchha; }
+# Where cargo put it: CARGO_TARGET_DIR when set.
+bin=${CARGO_TARGET_DIR:-target}/release/lab
+lab() { "$bin" "$@" --name bench; }
+ha() { "$bin" "$@" --name benchha; }
 class=(benchc-a benchc-b benchc-c benchc-d benchc-e benchc-f benchc-g benchc-h benchc-i benchc-j)
 log=$(mktemp)
 times=$(mktemp)
 cleanup() {
     rm -f "$log" "$times"
-    for l in bench benchha benchmon "${class[@]}"; do target/release/lab destroy --name "$l" >/dev/null 2>&1 || true; done
+    for l in bench benchha benchmon "${class[@]}"; do "$bin" destroy --name "$l" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
 
@@ -72,7 +77,7 @@ cpu_over() {
 watch_cost() {
     local idle watched watcher own
     idle=$(cpu_over "$1" 30)
-    target/release/lab watch --name "$1" >/dev/null &
+    "$bin" watch --name "$1" >/dev/null &
     watcher=$!
     sleep 3 # its first round asks everything at once
     own=$(awk '{ print $14 + $15 }' "/proc/$watcher/stat")
@@ -84,8 +89,52 @@ watch_cost() {
         "lab watch itself ${own}% (the Engine's own work for its execs is not counted)"
 }
 
+# What `lab serve` costs: its CPU (user + system, from /proc) over 60 s with the class page
+# open in three headless Chromium sessions, each following the class's live stream, after 20 s
+# for every lab's poller to start and the first course checks to end. Each lab's nodes are
+# asked at most once per 2 s, whatever the number of pages. The labs are $@.
+serve_cost() {
+    local port=18080 server own dirs=() browsers=() names=()
+    for l in "$@"; do names+=(--name "$l"); done
+    "$bin" serve --listen "127.0.0.1:$port" "${names[@]}" >/dev/null &
+    server=$!
+    sleep 2
+    for i in 1 2 3; do
+        dirs+=("$(mktemp -d)")
+        chromium --headless=new --no-sandbox --disable-gpu --user-data-dir="${dirs[-1]}" \
+            --remote-debugging-port=0 "http://127.0.0.1:$port/" >/dev/null 2>&1 &
+        browsers+=($!)
+    done
+    sleep 20
+    own=$(awk '{ print $14 + $15 }' "/proc/$server/stat")
+    sleep 60
+    own=$(awk -v o="$own" -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15 - o) / hz / 60 * 100 }' "/proc/$server/stat")
+    polled=$(curl -s "http://127.0.0.1:$port/api/labs" | jq .polled)
+    kill "${browsers[@]}" 2>/dev/null || true
+    kill -INT "$server"
+    wait "$server" 2>/dev/null || true
+    rm -rf "${dirs[@]}"
+    echo "lab serve with a class of $# lab(s) open in 3 headless browsers: ${own}% of a core" \
+        "(target < 10 %); it polled $polled lab(s), one poller each however many pages"
+}
+
+if [ "${1:-}" = serve ]; then
+    command -v chromium >/dev/null || { echo "bench.sh serve needs chromium (apt-get install chromium)"; exit 1; }
+    if [ -n "${BENCH_SERVE_NAMES:-}" ]; then
+        read -r -a served <<< "$BENCH_SERVE_NAMES"
+    else
+        served=("${class[@]:0:${BENCH_SERVE_COUNT:-10}}")
+        names=()
+        for l in "${served[@]}"; do names+=(--name "$l"); done
+        "$bin" image build >/dev/null
+        measure "class of ${#served[@]}" "$bin" create --topology colocated "${names[@]}"
+    fi
+    serve_cost "${served[@]}"
+    exit 0
+fi
+
 cleanup
-target/release/lab image build >/dev/null
+"$bin" image build >/dev/null
 creates=$(mktemp); resets=$(mktemp); destroys=$(mktemp)
 for run in $(seq 1 "$runs"); do
     measure "create ($run)" lab create --subnet 10.250.0.0/24
@@ -112,8 +161,8 @@ rm -f "$creates" "$resets" "$destroys"
 names=()
 for l in "${class[@]}"; do names+=(--name "$l"); done
 for run in $(seq 1 "$runs"); do
-    measure "class of 10 ($run)" target/release/lab create "${names[@]}"
-    for l in "${class[@]}"; do target/release/lab destroy --name "$l" >/dev/null 2>&1; done
+    measure "class of 10 ($run)" "$bin" create "${names[@]}"
+    for l in "${class[@]}"; do "$bin" destroy --name "$l" >/dev/null 2>&1; done
 done
 summary "create a class of 10"
 
@@ -150,7 +199,7 @@ done
 measure "destroy" ha destroy
 
 echo "Monitoring: a monitored default lab (--monitoring) against a plain one"
-mon() { target/release/lab "$@" --name benchmon; }
+mon() { "$bin" "$@" --name benchmon; }
 for run in $(seq 1 "$runs"); do
     measure "create plain ($run)" lab create --subnet 10.250.0.0/24
     grep -E '^bootstrap: ' "$log" | sed 's/^/                         /'

@@ -13,11 +13,12 @@
 # and `cargo test` runs the same tests. `cargo install --locked cargo-nextest` adds it.
 # Extra arguments go to the runner (e.g. a test name filter, which both accept).
 #
-# Two tests need programs beside Rust and Docker: `lab watch`'s drives its terminal view in tmux,
-# and the access test logs in to the labs as a trainee does, with OpenSSH's own client (ssh and
-# ssh-keygen; passwords go through SSH_ASKPASS, so sshpass is not needed). Where one is missing,
-# this script installs its package with apt-get (Debian or Ubuntu, as root), or stops saying how
-# to get it.
+# Three tests need programs beside Rust and Docker: `lab watch`'s drives its terminal view in
+# tmux; the access test logs in to the labs as a trainee does, with OpenSSH's own client (ssh and
+# ssh-keygen; passwords go through SSH_ASKPASS, so sshpass is not needed); `lab serve`'s drives
+# its web page in headless Chromium through chromedriver (WebDriver). Where one is missing, this
+# script installs its package with apt-get (Debian or Ubuntu, as root), or stops saying how to
+# get it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +37,8 @@ need() {
 need tmux tmux "lab watch's test draws its view in it"
 need ssh openssh-client "the access test logs in to the labs with it"
 need ssh-keygen openssh-client "the access test makes a trainee's key with it"
+need chromium chromium "lab serve's test opens its page in headless Chromium"
+need chromedriver chromium-driver "lab serve's test drives Chromium through it"
 
 cargo build --locked
 target/debug/lab image build

@@ -68,6 +68,24 @@ pub enum Command {
                             failed); 2 refused.\n\nExample:\n  lab check -n alice"
     )]
     Check(Status),
+    /// Serve the class on one web page: every lab's health and course step, live.
+    ///
+    /// Serve the class on one web page, live (server-sent events): every lab's health (leader,
+    /// replicas streaming, etcd quorum, HAProxy), its course step as `lab check` judges it, its
+    /// last reset and last drill; a page per lab (nodes, etcd, HAProxy, events, the last drill's
+    /// timeline); the instructor's actions (reset a lab or the class, run check), each under the
+    /// lab's lock; and each trainee's own read-only page, reached with the link printed at
+    /// start. On 127.0.0.1 (the default) no token is asked for; on any other address every
+    /// request needs a token: one generated and printed at start, or read from --token-file.
+    /// A lab is polled (every node at most once per 2 s) only while a page shows it. The same
+    /// data is JSON under /api. Ctrl-C stops it (exit 130).
+    #[command(
+        after_help = "Exit codes: 1 the address cannot be listened on (in use); 2 refused (bad \
+                      token file); 130 stopped with Ctrl-C.\n\nExamples:\n  lab serve                          \
+                      # http://127.0.0.1:8080/\n  lab serve -n alice -n bob\n  lab serve --listen \
+                      0.0.0.0:8080 --token-file ~/.lab-token"
+    )]
+    Serve(Serve),
     /// Print the connection strings for the lab, from this host and from inside it.
     #[command(
         after_help = "Examples:\n  lab connect\n  psql \"$(lab connect --json | jq -r .from_host.primary)\""
@@ -190,7 +208,8 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     (
         "Look inside",
         &[
-            "status", "watch", "check", "connect", "ca", "psql", "shell", "exec", "logs", "metrics",
+            "status", "watch", "check", "serve", "connect", "ca", "psql", "shell", "exec", "logs",
+            "metrics",
         ],
     ),
     (
@@ -563,6 +582,23 @@ pub struct Status {
     /// JSON for scripts instead of text for people.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct Serve {
+    /// The address and port to listen on. Any address but a loopback one (127.0.0.0/8, ::1)
+    /// needs a token for every request.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// The lab's name; the page shows only the labs named (repeat it for several) [default:
+    /// every lab on the Docker Engine].
+    #[arg(short = 'n', long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// The instructor's token, read from this file (readable by its owner only) rather than
+    /// generated at start; it also keys the trainees' links, which then stay the same from one
+    /// start to the next.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]

@@ -5,7 +5,8 @@
 //! nodes and their clients (`services`); the lab model read from labels, its locks and the
 //! engine it lives on (`model`, `lock`, `engine`); pure planning and rendering (`spec`, `plan`,
 //! `render`, `predict`, `timeline`, `fault`, `certs`, `labels`), and `plot`, which draws a
-//! drill's timeline to a file. `cli` holds the command line's definitions; `progress`,
+//! drill's timeline to a file. `serve` is a front like `cli`: the class on a web page, over the
+//! commands. `cli` holds the command line's definitions; `progress`,
 //! `terminal` and `interrupt` are how commands talk to a person, and `table` is the one look of
 //! every table they print.
 
@@ -26,6 +27,7 @@ pub mod plot;
 pub mod predict;
 pub mod progress;
 pub mod render;
+pub mod serve;
 pub mod services;
 pub mod shell;
 pub mod spec;

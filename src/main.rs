@@ -11,7 +11,7 @@ use pgha_lab::error::{Error, Result};
 use pgha_lab::interrupt::{self, Interrupt};
 use pgha_lab::lock::{self, LabLock};
 use pgha_lab::progress::Progress;
-use pgha_lab::{image, lab, model, plot, render, spec, terminal};
+use pgha_lab::{image, lab, model, plot, render, serve, spec, terminal};
 
 #[tokio::main]
 async fn main() {
@@ -83,6 +83,14 @@ async fn run(cli: Cli) -> Result<i32> {
             print_report(args.json, &report, "the status", |r| r.table())?;
         }
         Command::Watch(args) => return lab::watch(engine, &args.lab.name).await,
+        Command::Serve(args) => {
+            let options = serve::Options {
+                listen: args.listen,
+                names: args.names,
+                token_file: args.token_file,
+            };
+            return serve::serve(engine, options).await;
+        }
         Command::Check(args) => {
             let report = lab::check(engine, &args.lab.name).await?;
             print_report(args.json, &report, "the check", |r| r.text())?;

@@ -306,7 +306,9 @@ pub async fn drill(
         started,
         fault_wall,
     };
-    drill.report(&ctx, entries.what, outcome).await
+    let report = drill.report(&ctx, entries.what, outcome).await?;
+    super::records::note_drill(engine, progress, &report).await;
+    Ok(report)
 }
 
 /// What a drill's fault left, to be reported.

@@ -15,15 +15,16 @@ mod drills;
 mod metrics;
 mod pitr;
 mod power;
+mod records;
 mod reset;
 mod session;
 mod show;
 mod sync;
-mod watch;
+pub mod watch;
 
 pub use backups::{BackupType, list as backups, table as backups_table, take as backup};
 pub use bootstrap::bootstrap;
-pub use check::check;
+pub use check::{Next, Report as CheckReport, Step as CheckStep, check};
 pub use class::each as each_lab;
 pub use connect::{ca, connect, write_ca};
 pub use create::{CreateOptions, create, dry_run};
@@ -35,6 +36,7 @@ pub use drills::{
 pub use metrics::metrics;
 pub use pitr::{drill as pitr_drill, restore};
 pub use power::{start, stop};
+pub use records::{LastDrill, LastReset, last_drill, last_reset, now as unix_now};
 pub use reset::{has_snapshot, reset, snapshot};
 pub use session::{Component, PsqlTarget, exec, logs, psql, shell};
 pub use show::{Listed, list, list_text, status};

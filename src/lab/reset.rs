@@ -279,6 +279,7 @@ pub async fn reset(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resu
         "lab {name} is back to the state it was created in, in {}",
         seconds(started.elapsed())
     ));
+    super::records::note_reset(engine, progress, name, started.elapsed().as_secs_f64()).await;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ mod lifecycle;
 mod locks;
 mod monitoring;
 mod plot;
+mod serve;
 mod tls;
 mod topologies;
 mod watch;

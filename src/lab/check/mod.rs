@@ -77,7 +77,7 @@ pub struct Step {
     pub next: Option<Next>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub lab: String,
     pub done: bool,

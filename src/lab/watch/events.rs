@@ -3,13 +3,15 @@
 //! line log print. No engine and no clock here: the caller stamps each event with its time.
 
 use std::fmt;
+
+use serde::Serialize;
 use std::time::SystemTime;
 
 use crate::services::haproxy::Routing;
 use crate::spec::{HAPROXY_PRIMARY, quorum};
 
 /// The lab at one moment, as the watch saw it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Snapshot {
     pub lab: String,
     pub presence: Presence,
@@ -21,7 +23,8 @@ pub struct Snapshot {
 }
 
 /// Whether the lab can be seen at all.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", content = "why", rename_all = "snake_case")]
 pub enum Presence {
     Here,
     /// There again after it was gone or the engine was lost, its nodes not all asked since:
@@ -33,7 +36,7 @@ pub enum Presence {
     EngineLost(String),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Node {
     pub name: String,
     /// The container's state as the engine says it: running, exited, ...
@@ -51,7 +54,7 @@ pub struct Node {
 }
 
 /// A Patroni member as its REST API and its PostgreSQL describe it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Member {
     /// Patroni's role: primary, replica, ...
     pub role: String,
@@ -65,7 +68,7 @@ pub struct Member {
 }
 
 /// The etcd cluster as one of its members' neighbours sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Etcd {
     pub members: Vec<String>,
     /// The members that answer.
@@ -73,7 +76,7 @@ pub struct Etcd {
     pub leader: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Haproxy {
     pub node: String,
     /// None when its stats page does not answer (HAProxy or its node stopped).
@@ -274,7 +277,8 @@ pub enum Event {
 }
 
 /// How an event reads at a glance: the view colours it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Tone {
     Bad,
     Good,

@@ -2,10 +2,11 @@
 //! and at every answer, until `q` or Ctrl-C; without one (piped, CI), one timestamped line per
 //! event, the first stating the whole lab, until the process is killed. `poll` asks the lab,
 //! `events` finds what changed, `view` draws it; this module owns the terminal, and puts it
-//! back however the view ends (a key, a signal, an error, a panic).
+//! back however the view ends (a key, a signal, an error, a panic). `lab serve` reuses `poll`
+//! and `events` for its pages.
 
-mod events;
-mod poll;
+pub mod events;
+pub mod poll;
 mod view;
 
 use std::io::{IsTerminal, Stdout, stdout};
@@ -35,7 +36,7 @@ use view::{Log, Logged};
 /// 128 + the signal after SIGTERM or SIGHUP. A lab that is not there to begin with is an error.
 pub async fn watch(engine: &Engine, name: &str) -> Result<i32> {
     let lab = model::get(engine, name).await?;
-    let poller = Poller::new(engine, lab);
+    let poller = Poller::new(engine, lab, poll::EVERY);
     if stdout().is_terminal() {
         screen(poller).await
     } else {

@@ -25,8 +25,8 @@ use crate::services::{Ctx, etcd, patroni};
 use crate::shell;
 use crate::spec::Roles;
 
-/// How often every node is asked, at most.
-const EVERY: Duration = Duration::from_secs(1);
+/// How often `lab watch` asks every node, at most.
+pub const EVERY: Duration = Duration::from_secs(1);
 /// Every how many rounds a member's WAL receiver is read, HAProxy's routing and etcd's view
 /// asked.
 const RECEIVER_EVERY: u64 = 3;
@@ -91,8 +91,9 @@ pub struct Poller {
 }
 
 impl Poller {
-    pub fn new(engine: &Engine, lab: Lab) -> Poller {
-        let mut ticks = tokio::time::interval(EVERY);
+    /// A poller asking every node at most once per `every`.
+    pub fn new(engine: &Engine, lab: Lab, every: Duration) -> Poller {
+        let mut ticks = tokio::time::interval(every);
         // A late tick is not made up for with a burst of probes.
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Poller {
