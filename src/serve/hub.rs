@@ -96,24 +96,31 @@ impl Hubs {
         self.lock().pictures.get(name).cloned()
     }
 
-    /// Reads lab `name`'s records and judges its course again, into its view.
+    /// Reads lab `name`'s records, then judges its course again, each into its view as soon
+    /// as it is had (the records take a moment, the judgement seconds).
     pub async fn refresh(&self, name: &str) {
-        let (records, course) =
-            tokio::join!(records(&self.engine, name), course(&self.engine, name));
-        let (last_reset, last_drill) = records;
+        self.read_records(name).await;
+        let course = course(&self.engine, name).await;
+        self.update(name, |v| match course {
+            Ok(c) => {
+                v.course = Some(c);
+                v.course_error = None;
+            }
+            Err(e) => v.course_error = Some(e),
+        });
+    }
+
+    /// Reads lab `name`'s records (last reset, last drill and its picture), into its view.
+    pub async fn read_records(&self, name: &str) {
+        let (last_reset, last_drill) = records(&self.engine, name).await;
         if let Some(svg) = last_drill.as_ref().and_then(|d| d.svg.clone()) {
-            self.lock().pictures.insert(name.to_string(), Arc::new(svg));
+            self.lock()
+                .pictures
+                .insert(name.to_string(), Arc::new(svg));
         }
         self.update(name, |v| {
             v.last_reset = last_reset;
             v.last_drill = last_drill.map(|d| LastDrill { svg: None, ..d });
-            match course {
-                Ok(c) => {
-                    v.course = Some(c);
-                    v.course_error = None;
-                }
-                Err(e) => v.course_error = Some(e),
-            }
         });
     }
 
