@@ -114,9 +114,7 @@ impl Hubs {
     pub async fn read_records(&self, name: &str) {
         let (last_reset, last_drill) = records(&self.engine, name).await;
         if let Some(svg) = last_drill.as_ref().and_then(|d| d.svg.clone()) {
-            self.lock()
-                .pictures
-                .insert(name.to_string(), Arc::new(svg));
+            self.lock().pictures.insert(name.to_string(), Arc::new(svg));
         }
         self.update(name, |v| {
             v.last_reset = last_reset;
