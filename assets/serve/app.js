@@ -188,7 +188,10 @@ function drawLab(v) {
   else if (presence === "engine_lost") banner("The Docker Engine does not answer: " + s.presence.why + ". Trying again.", false, "state");
   else banner(null, false, "state");
   const leader = s.nodes.find((n) => n.running && n.member && (n.member.role === "primary" || n.member.role === "master"));
-  document.getElementById("title").textContent = "lab " + v.lab + (leader ? " — leader " + leader.name : " — no leader");
+  const unseen = { gone: "gone", engine_lost: "the engine does not answer" }[presence];
+  document.getElementById("title").textContent = "lab " + v.lab + (unseen ? " — " + unseen : leader ? " — leader " + leader.name : " — no leader");
+  // Nothing is known of it now: say so rather than "no etcd".
+  const nothing = () => el("span", { class: "muted", text: "cannot be seen now" });
   replace("nodes", s.nodes.length ? s.nodes.map((n) => el("tr", { "data-node": n.name },
     el("td", { class: "mono", text: n.name }),
     el("td", {}, n.running ? (n.cut_off ? el("span", { class: "pill bad", text: "cut off" }) : n.container) : el("span", { class: "pill bad", text: n.container })),
@@ -198,13 +201,15 @@ function drawLab(v) {
     el("td", { class: "num" }, n.member && n.member.lag != null ? n.member.lag + " B" : "—"),
     el("td", { class: "mono" }, n.member && n.member.streams_from ? n.member.streams_from : "—")))
     : [el("tr", {}, el("td", { colspan: 7, class: "muted", text: presence === "here" ? "Asking the nodes…" : "The lab cannot be seen now." }))]);
-  if (s.etcd) {
+  if (unseen) replace("etcd", nothing());
+  else if (s.etcd) {
     const e = s.etcd, quorum = Math.floor(e.members.length / 2) + 1, has = e.up.length >= quorum;
     replace("etcd", el("div", {}, el("span", { class: "pill " + (has ? "good" : "bad"), text: has ? "quorum" : "no quorum" }), " " + e.up.length + " of " + e.members.length + " up (quorum " + quorum + ")"),
       el("div", { class: "small" }, "leader: ", e.leader || "none"),
       el("div", { class: "small muted", text: "members: " + e.members.map((m) => m + (e.up.includes(m) ? "" : " (down)")).join(", ") }));
   } else replace("etcd", el("span", { class: "muted", text: "no etcd in this lab" }));
-  if (s.haproxy) {
+  if (unseen) replace("haproxy", nothing());
+  else if (s.haproxy) {
     const r = s.haproxy.routing;
     replace("haproxy", el("div", { class: "small muted", text: "on " + s.haproxy.node }),
       r ? [el("div", {}, "primary port → ", r.primary.length ? r.primary.join(", ") : "nothing"), el("div", {}, "replica port → ", r.replicas.length ? r.replicas.join(", ") : "nothing")]

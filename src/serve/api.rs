@@ -447,7 +447,7 @@ pub async fn drill_svg(
     known(&app, &name, true).await?;
     let mut picture = app.hubs.picture(&name);
     if picture.is_none() {
-        app.hubs.refresh(&name).await;
+        app.hubs.read_records(&name).await;
         picture = app.hubs.picture(&name);
     }
     let Some(svg) = picture else {

@@ -2,8 +2,9 @@
 //! most once per EVERY) and event detection, its latest view published on a watch channel.
 //! A lab's poller starts when its first viewer subscribes and stops when its last one leaves:
 //! a lab nobody looks at costs nothing. Its course step (`lab check`, which asks much more of
-//! the nodes) is judged when the poller starts and every COURSE_EVERY after, and its records
-//! (last reset, last drill) read with it; a judgement in progress stops with the hub.
+//! the nodes) is judged when the poller starts, every COURSE_EVERY after and REJUDGE_AFTER an
+//! event, and its records (last reset, last drill) read with it; a judgement in progress stops
+//! with the hub.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use super::rows::{Action, Course, LabView, Logged};
 use crate::engine::Engine;
@@ -24,6 +25,9 @@ use crate::model;
 pub const EVERY: Duration = Duration::from_secs(2);
 /// How often a watched lab's course step is judged again.
 const COURSE_EVERY: Duration = Duration::from_secs(60);
+/// How long after an event (a leader change, a node down) the course is judged again: the
+/// events of one failover come within seconds, and are judged once.
+const REJUDGE_AFTER: Duration = Duration::from_secs(10);
 
 /// The labs being watched, and the actions last run on each.
 #[derive(Clone)]
@@ -96,24 +100,29 @@ impl Hubs {
         self.lock().pictures.get(name).cloned()
     }
 
-    /// Reads lab `name`'s records and judges its course again, into its view.
+    /// Reads lab `name`'s records, then judges its course again, each into its view as soon
+    /// as it is had (the records take a moment, the judgement seconds).
     pub async fn refresh(&self, name: &str) {
-        let (records, course) =
-            tokio::join!(records(&self.engine, name), course(&self.engine, name));
-        let (last_reset, last_drill) = records;
+        self.read_records(name).await;
+        let course = course(&self.engine, name).await;
+        self.update(name, |v| match course {
+            Ok(c) => {
+                v.course = Some(c);
+                v.course_error = None;
+            }
+            Err(e) => v.course_error = Some(e),
+        });
+    }
+
+    /// Reads lab `name`'s records (last reset, last drill and its picture), into its view.
+    pub async fn read_records(&self, name: &str) {
+        let (last_reset, last_drill) = records(&self.engine, name).await;
         if let Some(svg) = last_drill.as_ref().and_then(|d| d.svg.clone()) {
             self.lock().pictures.insert(name.to_string(), Arc::new(svg));
         }
         self.update(name, |v| {
             v.last_reset = last_reset;
             v.last_drill = last_drill.map(|d| LastDrill { svg: None, ..d });
-            match course {
-                Ok(c) => {
-                    v.course = Some(c);
-                    v.course_error = None;
-                }
-                Err(e) => v.course_error = Some(e),
-            }
         });
     }
 
@@ -157,7 +166,15 @@ async fn run(hubs: Hubs, name: String, tx: Arc<watch::Sender<LabView>>) {
     // The course's judgements run beside the polling; dropped with the hub, they stop asking
     // the nodes once nobody watches.
     let mut judging = JoinSet::new();
+    // When the course is judged again after something happened (a failover changes it).
+    let mut rejudge: Option<Instant> = None;
     loop {
+        let rejudged = async {
+            match rejudge {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             next = poller.next() => {
                 // The poller only fails on a bug of its own (a probe task that panicked).
@@ -165,12 +182,19 @@ async fn run(hubs: Hubs, name: String, tx: Arc<watch::Sender<LabView>>) {
                 let at = clock(SystemTime::now());
                 let events: Vec<Logged> =
                     detector.next(&snap).iter().map(|e| Logged::of(&at, e)).collect();
+                if !events.is_empty() && rejudge.is_none() {
+                    rejudge = Some(Instant::now() + REJUDGE_AFTER);
+                }
                 tx.send_if_modified(|v| {
                     let changed = v.snapshot.as_ref() != Some(&snap) || !events.is_empty();
                     v.snapshot = Some(snap);
                     v.log(events);
                     changed
                 });
+            }
+            () = rejudged => {
+                rejudge = None;
+                courses.reset_immediately();
             }
             _ = courses.tick() => {
                 while judging.try_join_next().is_some() {}

@@ -2,10 +2,11 @@
 //! chromedriver (WebDriver), on one class of two labs: a finished lab and one stopped at an
 //! earlier stage. The class table lists both with their course step; a killed primary's
 //! successor shows on the lab's page within 3 s of the lab's own status naming it, without a
-//! reload; the reset button (confirmed) resets the lab, and a lab whose lock another command
-//! holds answers 409 with that message on the page; a trainee's link opens their own lab only,
-//! and cannot reset; a server on a non-loopback address answers 401 to the page and the API
-//! without a token; a lab no page shows is not polled. With LAB_SERVE_SHOTS=DIR the pages' screenshots are kept there.
+//! reload, and its course step is judged again; the reset button (confirmed) resets the lab,
+//! and a lab whose lock another command holds answers 409 with that message on the page; a
+//! trainee's link opens their own lab only, and cannot reset; a server on a non-loopback
+//! address answers 401 to the page and the API without a token; a lab no page shows is not
+//! polled. With LAB_SERVE_SHOTS=DIR the pages' screenshots are kept there.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -282,6 +283,8 @@ async fn serve_shows_the_class_live_resets_a_lab_and_keeps_trainees_and_stranger
         .expect("the mark read");
     assert_eq!(mark, serde_json::Value::Bool(true), "the page was reloaded");
     shows(&c, "#events", 10, &format!("-> {new}")).await;
+    // The course is judged again once the failover's events settle: a node is down.
+    shows(&c, "#course", 60, "next:").await;
     shot(&c, "lab-after-kill").await;
     assert!(killing.join().expect("lab kill ran").ok());
 
