@@ -169,7 +169,7 @@ function drawClass(cls) {
       r.action ? el("span", { class: "sub" }, actionText(r.action)) : null)));
   if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 10, class: "muted", text: "There is no lab on this Docker Engine yet: `lab create --count N` makes a class." })));
   replace("rows", rows);
-  document.getElementById("class-note").textContent = cls.labs.length + " lab(s)";
+  document.getElementById("class-note").textContent = cls.labs.length + (cls.labs.length === 1 ? " lab" : " labs");
 }
 
 function role(m) {
@@ -193,7 +193,8 @@ function drawLab(v) {
   // Nothing is known of it now: say so rather than "no etcd".
   const nothing = () => el("span", { class: "muted", text: "cannot be seen now" });
   replace("nodes", s.nodes.length ? s.nodes.map((n) => el("tr", { "data-node": n.name },
-    el("td", { class: "mono", text: n.name }),
+    // The course's name, and the container's where it differs (pgha1, alice1).
+    el("td", { class: "mono" }, n.name, n.container_name && n.container_name !== n.name ? el("div", { class: "small muted", text: n.container_name }) : null),
     el("td", {}, n.running ? (n.cut_off ? el("span", { class: "pill bad", text: "cut off" }) : n.container) : el("span", { class: "pill bad", text: n.container })),
     el("td", { class: "role" }, n.postgres ? role(n.member) : el("span", { class: "muted", text: n.runs || "—" })),
     el("td", {}, n.member ? n.member.state : "—"),
@@ -268,6 +269,9 @@ function drawTrainee(v) {
   }));
   const next = steps.find((x) => x.next);
   if (v.course.report.done) replace("next", el("div", { class: "next" }, "Every step of the course is done."));
+  // A step taken on the host (a node to start, say) is the instructor's: a trainee's way in
+  // is a node, with no lab command.
+  else if (next && next.next.on === "host") replace("next", el("div", { class: "next" }, "Next: " + next.step + " — this one is for your instructor, who runs:", el("pre", { text: next.next.command })));
   else if (next) replace("next", el("div", { class: "next" }, "Next, on ", el("strong", { text: next.next.on }),
     next.next.user ? " as " + next.next.user : "", ", type:", el("pre", { text: next.next.command })));
   else replace("next", el("div", { class: "next" }, "The next step cannot be done from inside the lab now; ask your instructor."));

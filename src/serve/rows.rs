@@ -273,6 +273,7 @@ mod tests {
     fn node(name: &str, role: &str, streams: bool) -> Node {
         Node {
             name: name.into(),
+            container_name: name.to_string(),
             container: "running".into(),
             running: true,
             cut_off: false,

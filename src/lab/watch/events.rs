@@ -38,7 +38,10 @@ pub enum Presence {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Node {
+    /// Its name in the lab, as the course names it (pgha1).
     pub name: String,
+    /// Its container's name on the engine (alice1 in lab alice; the same in lab pgha).
+    pub container_name: String,
     /// The container's state as the engine says it: running, exited, ...
     pub container: String,
     pub running: bool,
@@ -591,6 +594,7 @@ mod tests {
     fn node(name: &str, member: Option<Member>) -> Node {
         Node {
             name: name.into(),
+            container_name: name.to_string(),
             container: "running".into(),
             running: true,
             cut_off: false,

@@ -325,6 +325,7 @@ impl Poller {
             .iter()
             .map(|n| Node {
                 name: n.name.clone(),
+                container_name: n.container.name.clone(),
                 container: n.container.state.clone(),
                 running: n.running(),
                 cut_off: n.running() && n.partitioned(&lab.network),

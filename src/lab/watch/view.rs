@@ -310,6 +310,7 @@ mod tests {
     fn node(name: &str, role: &str, from: Option<&str>, lag: Option<u64>) -> Node {
         Node {
             name: name.into(),
+            container_name: name.to_string(),
             container: "running".into(),
             running: true,
             cut_off: false,
