@@ -406,10 +406,11 @@ pub async fn lab_events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Refusal> {
     guard(&app, &caller, reading(&name), true)?;
     known(&app, &name, true).await?;
-    let rx = app.hubs.subscribe(&name);
+    // The lab's own page (or its trainee's): asked at the close pace while it is open.
+    let (rx, close) = app.hubs.subscribe_close(&name);
     let stream = futures_util::stream::unfold(
-        (rx, app.stop.clone(), true),
-        |(mut rx, mut stop, first)| async move {
+        (rx, app.stop.clone(), true, close),
+        |(mut rx, mut stop, first, close)| async move {
             if !first {
                 tokio::select! {
                     changed = rx.changed() => changed.ok()?,
@@ -417,7 +418,7 @@ pub async fn lab_events(
                 }
             }
             let json = serde_json::to_string(&*rx.borrow_and_update()).unwrap_or_default();
-            Some((Ok(Event::default().data(json)), (rx, stop, false)))
+            Some((Ok(Event::default().data(json)), (rx, stop, false, close)))
         },
     );
     Ok(Sse::new(stream).keep_alive(heartbeat()))

@@ -7,6 +7,7 @@
 //! with the hub.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -21,10 +22,15 @@ use crate::lab::watch::poll::Poller;
 use crate::lab::{self, LastDrill};
 use crate::model;
 
-/// How often a watched lab's nodes are asked, at most.
+/// How often a lab's nodes are asked, at most, while its own page (or its trainee's) is open.
 pub const EVERY: Duration = Duration::from_secs(2);
-/// How often a watched lab's course step is judged again.
+/// How often, and how lightly, while it shows only as a row of the class page: a class of ten
+/// at EVERY cost more than a core of a two-core machine, at this pace some 4 % (bench.sh).
+const CLASS_EVERY: Duration = Duration::from_secs(10);
+/// How often a lab's course step is judged again while its page is open, and while it shows
+/// only on the class page (a judgement costs the nodes about 1.8 s of CPU).
 const COURSE_EVERY: Duration = Duration::from_secs(60);
+const CLASS_COURSE_EVERY: Duration = Duration::from_secs(300);
 /// How long after an event (a leader change, a node down) the course is judged again: the
 /// events of one failover come within seconds, and are judged once.
 const REJUDGE_AFTER: Duration = Duration::from_secs(10);
@@ -39,6 +45,9 @@ pub struct Hubs {
 #[derive(Default)]
 struct Inner {
     hubs: HashMap<String, Arc<watch::Sender<LabView>>>,
+    /// How many of each lab's viewers are its own page or its trainee's, which need the
+    /// close pace (EVERY); the class page alone gets CLASS_EVERY.
+    close: HashMap<String, Arc<AtomicUsize>>,
     /// Kept beyond a hub's life, so that a page opened later shows how the last action ended.
     actions: HashMap<String, Action>,
     /// Each lab's last drill's picture, served apart from the view (it is large).
@@ -72,6 +81,22 @@ impl Hubs {
         inner.hubs.insert(name.to_string(), Arc::clone(&tx));
         tokio::spawn(run(self.clone(), name.to_string(), tx));
         rx
+    }
+
+    /// `subscribe` for a page of the lab's own (the instructor's or the trainee's): while the
+    /// guard lives, the lab is asked at the close pace.
+    pub fn subscribe_close(&self, name: &str) -> (watch::Receiver<LabView>, Close) {
+        let rx = self.subscribe(name);
+        let count = Arc::clone(self.lock().close.entry(name.to_string()).or_default());
+        count.fetch_add(1, Ordering::SeqCst);
+        (rx, Close(count))
+    }
+
+    fn close_viewers(&self, name: &str) -> usize {
+        self.lock()
+            .close
+            .get(name)
+            .map_or(0, |c| c.load(Ordering::SeqCst))
     }
 
     /// How many labs are polled now.
@@ -138,6 +163,24 @@ impl Hubs {
     }
 }
 
+/// A close viewer of a lab, counted while it lives.
+pub struct Close(Arc<AtomicUsize>);
+
+impl Drop for Close {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The pace for `close` viewers: (asked every, lightly, course judged every).
+fn pace(close: usize) -> (Duration, bool, Duration) {
+    if close > 0 {
+        (EVERY, false, COURSE_EVERY)
+    } else {
+        (CLASS_EVERY, true, CLASS_COURSE_EVERY)
+    }
+}
+
 /// A lab's hub: polls it while anyone watches.
 async fn run(hubs: Hubs, name: String, tx: Arc<watch::Sender<LabView>>) {
     let lab = match model::get(&hubs.engine, &name).await {
@@ -150,8 +193,10 @@ async fn run(hubs: Hubs, name: String, tx: Arc<watch::Sender<LabView>>) {
             return;
         }
     };
-    let mut poller = Poller::new(&hubs.engine, lab, EVERY);
-    let mut courses = tokio::time::interval(COURSE_EVERY);
+    let mut paced = pace(hubs.close_viewers(&name));
+    let mut poller = Poller::new(&hubs.engine, lab, paced.0);
+    poller.set_pace(paced.0, paced.1);
+    let mut courses = tokio::time::interval(paced.2);
     courses.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let first = tokio::select! {
         first = poller.first() => first,
@@ -162,6 +207,9 @@ async fn run(hubs: Hubs, name: String, tx: Arc<watch::Sender<LabView>>) {
         return;
     };
     let mut detector = Detector::new(&first);
+    // A page of the lab's own opening: the pace is looked at again within a second.
+    let mut looked = tokio::time::interval(Duration::from_secs(1));
+    looked.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tx.send_modify(|v| v.snapshot = Some(first));
     // The course's judgements run beside the polling; dropped with the hub, they stop asking
     // the nodes once nobody watches.
@@ -169,6 +217,16 @@ async fn run(hubs: Hubs, name: String, tx: Arc<watch::Sender<LabView>>) {
     // When the course is judged again after something happened (a failover changes it).
     let mut rejudge: Option<Instant> = None;
     loop {
+        // A lab page opened or closed since: the pace follows it.
+        let now = pace(hubs.close_viewers(&name));
+        if now != paced {
+            poller.set_pace(now.0, now.1);
+            if now.2 != paced.2 {
+                courses = tokio::time::interval_at(Instant::now() + now.2, now.2);
+                courses.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            }
+            paced = now;
+        }
         let rejudged = async {
             match rejudge {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -192,6 +250,7 @@ async fn run(hubs: Hubs, name: String, tx: Arc<watch::Sender<LabView>>) {
                     changed
                 });
             }
+            _ = looked.tick() => {}
             () = rejudged => {
                 rejudge = None;
                 courses.reset_immediately();

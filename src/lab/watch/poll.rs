@@ -32,6 +32,9 @@ pub const EVERY: Duration = Duration::from_secs(1);
 const RECEIVER_EVERY: u64 = 3;
 const ROUTING_EVERY: u64 = 2;
 const ETCD_EVERY: u64 = 3;
+/// At a light pace (`Poller::set_pace`), every how many rounds a known WAL receiver is read
+/// again: a member's REST API (curl) says the rest, and Python is what costs.
+const LIGHT_RECEIVER_EVERY: u64 = 6;
 /// How long one node's probe may take before it counts as no answer; what it runs in the node
 /// ends there too (`Engine::exec` bounds it with coreutils' timeout).
 const PROBE_WITHIN: Duration = Duration::from_secs(4);
@@ -85,6 +88,10 @@ pub struct Poller {
     ticks: Interval,
     /// How many times the nodes were asked.
     rounds: u64,
+    /// Asked lightly: a WAL receiver read only when unknown, or every LIGHT_RECEIVER_EVERY
+    /// rounds (see `set_pace`).
+    light: bool,
+    every: Duration,
     /// The nodes that answered since the lab came back, while it is coming back (None once all
     /// did, or when it never went).
     returning: Option<HashSet<String>>,
@@ -109,7 +116,22 @@ impl Poller {
             etcd: None,
             ticks,
             rounds: 0,
+            light: false,
+            every,
             returning: None,
+        }
+    }
+
+    /// Asks every `every` from now on, lightly or not: a page that shows a whole class needs
+    /// each lab's roles and health, not each replica's receiver every few seconds, and a
+    /// class of labs asked at `lab watch`'s pace costs more than a core.
+    pub fn set_pace(&mut self, every: Duration, light: bool) {
+        self.light = light;
+        if every != self.every {
+            self.every = every;
+            self.ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            self.ticks
+                .set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
     }
 
@@ -176,7 +198,17 @@ impl Poller {
             let mut questions = Vec::new();
             if node.roles.postgres {
                 // Spread over the rounds, so that each round's cost is about the same.
-                let receiver = whole || (round + node.index as u64).is_multiple_of(RECEIVER_EVERY);
+                let receiver = if self.light {
+                    let known = self
+                        .members
+                        .get(&node.name)
+                        .is_some_and(|m| m.role != "replica" || m.receiver.is_some());
+                    whole
+                        || !known
+                        || (round + node.index as u64).is_multiple_of(LIGHT_RECEIVER_EVERY)
+                } else {
+                    whole || (round + node.index as u64).is_multiple_of(RECEIVER_EVERY)
+                };
                 questions.push(if receiver {
                     Question::Member
                 } else {
