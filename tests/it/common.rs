@@ -3,7 +3,9 @@
 //! owns its lab names and sweeps them by label before and after; nothing else is touched.
 
 use std::collections::HashMap;
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -415,4 +417,56 @@ pub async fn foreign_stopped_container(
     )
     .await
     .unwrap();
+}
+
+/// A child process (lab watch, lab serve, chromedriver) with its stdout's lines gathered as
+/// they come, killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    out: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    pub fn start(program: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} starts ({e}); scripts/test.sh installs it"));
+        let stdout = child.stdout.take().expect("its stdout");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let gathered = Arc::clone(&out);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                gathered.lock().unwrap().push(line);
+            }
+        });
+        Proc { child, out }
+    }
+
+    /// The first line of its stdout containing `text`, waited for up to `secs`.
+    pub async fn line(&self, secs: u64, text: &str) -> String {
+        eventually(secs, &format!("a line with {text:?}"), || async {
+            self.out
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(text))
+                .cloned()
+        })
+        .await
+    }
+
+    /// Every line so far.
+    pub fn all(&self) -> String {
+        self.out.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

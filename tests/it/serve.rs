@@ -8,10 +8,8 @@
 //! address answers 401 to the page and the API without a token; a lab no page shows is not
 //! polled. With LAB_SERVE_SHOTS=DIR the pages' screenshots are kept there.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -20,52 +18,6 @@ use crate::common::*;
 
 const A: &str = "itserve-a";
 const B: &str = "itserve-b";
-
-/// A child process, killed when dropped (chromedriver, lab serve).
-struct Proc {
-    child: Child,
-    out: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn start(program: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program} starts ({e}); scripts/test.sh installs it"));
-        let stdout = child.stdout.take().expect("its stdout");
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let gathered = Arc::clone(&out);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                gathered.lock().unwrap().push(line);
-            }
-        });
-        Proc { child, out }
-    }
-
-    /// The first line of its stdout containing `text`, waited for.
-    async fn line(&self, secs: u64, text: &str) -> String {
-        eventually(secs, &format!("a line with {text:?}"), || async {
-            self.out
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(text))
-                .cloned()
-        })
-        .await
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -4,62 +4,16 @@
 //! primary's failover, the new leader within 2 s of the moment Patroni's own log says it took
 //! the leader lock. A lab destroyed while it watches is said, and the watch goes on.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
 
 const LAB: &str = "itwatch";
 
-/// `lab watch` with its stdout piped, its lines gathered as they come; killed when dropped.
-struct Piped {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Piped {
-    fn start() -> Piped {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lab"))
-            .args(["watch", "--name", LAB])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("lab watch starts");
-        let stdout = child.stdout.take().expect("its stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let gathered = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                gathered.lock().unwrap().push(line);
-            }
-        });
-        Piped { child, lines }
-    }
-
-    /// The first line containing `text`, waited for up to `secs`.
-    async fn line(&self, secs: u64, text: &str) -> String {
-        eventually(secs, &format!("a watch line with {text:?}"), || async {
-            self.lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(text))
-                .cloned()
-        })
-        .await
-    }
-
-    fn all(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Piped {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `lab watch` on the test's lab with its stdout piped (killed when dropped).
+fn piped() -> Proc {
+    Proc::start(env!("CARGO_BIN_EXE_lab"), &["watch", "--name", LAB])
 }
 
 /// Seconds since midnight of a time of day "HH:MM:SS.mmm" (or with a comma, as Patroni logs).
@@ -201,7 +155,7 @@ async fn watch_logs_a_failover_within_two_seconds_draws_a_switchover_and_survive
     drop(tmux);
 
     // Piped: a first line stating the lab, then one line per event.
-    let watch = Piped::start();
+    let watch = piped();
     let first = watch.line(20, "lab itwatch: ").await;
     for part in [
         &format!("leader {leader} (timeline 2)"),
@@ -262,7 +216,7 @@ async fn watch_logs_a_failover_within_two_seconds_draws_a_switchover_and_survive
     drop(watch);
 
     // A lab destroyed while it is watched: said, and the watch goes on.
-    let mut watch = Piped::start();
+    let mut watch = piped();
     watch.line(20, "lab itwatch: ").await;
     lab_ok(&["destroy", "--name", LAB]);
     watch
