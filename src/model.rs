@@ -157,6 +157,15 @@ impl Lab {
         self.find(name).map_or(name, |n| n.container.name.as_str())
     }
 
+    /// The names of its nodes that are not running.
+    pub fn stopped_names(&self) -> Vec<&str> {
+        self.nodes
+            .iter()
+            .filter(|n| !n.running())
+            .map(|n| n.name.as_str())
+            .collect()
+    }
+
     pub fn node_names(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.name.clone()).collect()
     }

@@ -338,12 +338,7 @@ pub async fn rotate(engine: &Engine, progress: &Progress, lock: &LabLock) -> Res
     let Some(mut record) = record(engine, &lab).await? else {
         return Err(no_access(name));
     };
-    let stopped: Vec<&str> = lab
-        .nodes
-        .iter()
-        .filter(|n| !n.running())
-        .map(|n| n.name.as_str())
-        .collect();
+    let stopped = lab.stopped_names();
     if !stopped.is_empty() {
         return Err(Error::Invalid(format!(
             "lab {name} has stopped nodes ({}), and new credentials go into every node. Nothing \

@@ -28,12 +28,7 @@ pub(super) async fn stages(
     target: Stage,
     interrupt: Option<&Interrupt>,
 ) -> Result<bool> {
-    let stopped: Vec<&str> = lab
-        .nodes
-        .iter()
-        .filter(|n| !n.running())
-        .map(|n| n.name.as_str())
-        .collect();
+    let stopped = lab.stopped_names();
     if !stopped.is_empty() {
         return Err(Error::Invalid(format!(
             "lab {} has stopped nodes ({}); the bootstrap needs them all. Run `lab start --name \
