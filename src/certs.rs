@@ -46,16 +46,14 @@ pub fn names(
     aliases: &[String],
     ip: Option<IpAddr>,
     haproxy: &[String],
-    publish: IpAddr,
+    host: &str,
 ) -> Vec<String> {
     let mut names = vec![node.to_string()];
     names.extend(aliases.iter().cloned());
     names.extend(ip.map(|ip| ip.to_string()));
     names.extend(haproxy.iter().cloned());
     names.extend(["localhost".to_string(), "127.0.0.1".to_string()]);
-    if !publish.is_unspecified() {
-        names.push(publish.to_string());
-    }
+    names.push(host.to_string());
     let mut unique = Vec::new();
     for n in names {
         if !unique.contains(&n) {
@@ -148,7 +146,7 @@ mod tests {
     use super::*;
 
     fn subjects() -> Vec<Subject> {
-        let publish: IpAddr = "127.0.0.1".parse().unwrap();
+        let publish = "127.0.0.1";
         vec![
             Subject {
                 node: "pgha1".into(),
@@ -176,7 +174,7 @@ mod tests {
     #[test]
     fn a_node_is_named_every_way_it_is_reached() {
         let ip = Some("10.0.0.10".parse().unwrap());
-        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let loopback = "127.0.0.1";
         assert_eq!(
             names(
                 "pgha1",
@@ -194,11 +192,10 @@ mod tests {
                 "127.0.0.1"
             ]
         );
-        // A published address of its own is a name too; every interface is reached by loopback.
-        let lan: IpAddr = "192.0.2.7".parse().unwrap();
-        assert!(names("pgha1", &[], ip, &[], lan).contains(&"192.0.2.7".to_string()));
-        let any: IpAddr = "0.0.0.0".parse().unwrap();
-        assert!(!names("pgha1", &[], ip, &[], any).contains(&"0.0.0.0".to_string()));
+        // Where the host reaches it is a name too: an address of its own, or another machine.
+        assert!(names("pgha1", &[], ip, &[], "192.0.2.7").contains(&"192.0.2.7".to_string()));
+        let far = names("pgha1", &[], ip, &[], "teach1.example");
+        assert!(far.contains(&"teach1.example".to_string()));
     }
 
     /// Verifies `cert` for `name` against the CA as a TLS client does (chain, validity, name).

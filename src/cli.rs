@@ -12,6 +12,17 @@ use crate::spec::{RepoPlace, Stage, Topology};
 #[derive(Parser)]
 #[command(name = "lab", version, after_help = TOP_AFTER_HELP)]
 pub struct Cli {
+    /// The Docker Engine: a Docker context's name, or a host URL as DOCKER_HOST takes it
+    /// (unix:///var/run/docker.sock, tcp://HOST:2376 with TLS from DOCKER_CERT_PATH,
+    /// ssh://USER@HOST). Repeat it to spread a class over several engines, or to find labs on
+    /// them. Default: DOCKER_HOST, DOCKER_CONTEXT, the docker CLI's current context, else the
+    /// local socket.
+    #[arg(long = "engine", value_name = "ENGINE", global = true)]
+    pub engines: Vec<String>,
+    /// Every engine lab can name: the default one and every Docker context's (for list,
+    /// status, check, reset --all, destroy --all and engines).
+    #[arg(long, global = true)]
+    pub all_engines: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -45,9 +56,16 @@ pub enum Command {
         after_help = "Exit codes: 0 done; 1 a lab failed (with --all, the others are still reset); 2 refused (not\n  confirmed, or another command is changing the lab); 130 Ctrl-C.\n\nExamples:\n  lab reset\n  lab reset --all --yes   # every lab on this Docker Engine"
     )]
     Reset(Reset),
-    /// List every lab on this Docker Engine.
-    #[command(after_help = "Examples:\n  lab list\n  lab list --json")]
+    /// List every lab on the Docker Engine (or on every engine given).
+    #[command(
+        after_help = "Exit codes: 0 listed; 1 an engine did not answer (the others' labs are still listed).\n\nExamples:\n  lab list\n  lab list --json\n  lab list --engine teach1 --engine teach2\n  lab list --all-engines"
+    )]
     List(List),
+    /// The Docker Engines lab can reach: memory, CPUs, version and how many labs each holds.
+    #[command(
+        after_help = "Exit codes: 0 every engine answered; 1 one did not.\n\nExamples:\n  lab engines                # the default engine and every Docker context's\n  lab engines --engine ssh://ops@teach1 --json"
+    )]
+    Engines(List),
     /// Show a lab's nodes, Patroni members, etcd quorum and last backup.
     #[command(after_help = "Examples:\n  lab status\n  lab status -n alice --json")]
     Status(Status),
@@ -383,9 +401,11 @@ pub struct Create {
     /// The lab image's tag.
     #[arg(long, default_value = IMAGE, value_name = "TAG")]
     pub image: String,
-    /// Host address the PostgreSQL ports are published on.
-    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
-    pub publish: String,
+    /// Host address the lab's ports are published on, on the engine's machine [default:
+    /// 127.0.0.1 for an engine on this machine; for another, the engine's address when it is
+    /// a loopback one, else 0.0.0.0, as that machine's loopback cannot be reached from here].
+    #[arg(long, value_name = "ADDR")]
+    pub publish: Option<String>,
     /// Password of the postgres role [default: postgres]. Visible in `ps` and shell history:
     /// LAB_PASSWORD or --password-file keep it out of both.
     #[arg(long, env = "LAB_PASSWORD", hide_env_values = true, value_name = "PW")]

@@ -3,7 +3,6 @@
 //! multi-host routing over the nodes' published ports), which server answers there, and
 //! whether it is a primary.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 pub use tokio_postgres::Client;
@@ -20,8 +19,9 @@ pub struct Answer {
 /// An entry point of the lab as a client on this host reaches it.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// Tried in order, as libpq tries a multi-host string's hosts.
-    pub addrs: Vec<(IpAddr, u16)>,
+    /// Tried in order, as libpq tries a multi-host string's hosts: where the lab's engine
+    /// publishes them, as this host reaches it (`Lab::host`), and the port.
+    pub addrs: Vec<(String, u16)>,
     /// Which server of `addrs` will do (libpq's target_session_attrs).
     pub session: TargetSessionAttrs,
     pub password: String,
@@ -35,7 +35,7 @@ pub struct Entry {
 pub async fn connect(entry: &Entry, timeout: Duration) -> Result<Client, String> {
     let mut config = tokio_postgres::Config::new();
     for (host, port) in &entry.addrs {
-        config.host(reachable(*host)).port(*port);
+        config.host(host).port(*port);
     }
     config
         .user("postgres")
@@ -128,30 +128,15 @@ pub fn said(e: &tokio_postgres::Error) -> String {
     text
 }
 
-/// 0.0.0.0 (or ::) publishes on every interface; from this host, loopback reaches it.
-pub fn reachable(host: IpAddr) -> String {
-    if host.is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        host.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_interface_is_reached_through_loopback() {
-        assert_eq!(reachable("0.0.0.0".parse().unwrap()), "127.0.0.1");
-        assert_eq!(reachable("10.1.2.3".parse().unwrap()), "10.1.2.3");
-    }
 
     #[tokio::test]
     async fn a_closed_port_is_an_error_in_the_client_s_words() {
         // Port 1 on loopback: nothing listens there.
         let mut entry = Entry {
-            addrs: vec![("127.0.0.1".parse().unwrap(), 1)],
+            addrs: vec![("127.0.0.1".into(), 1)],
             session: TargetSessionAttrs::Any,
             password: "x".into(),
             ca: None,

@@ -16,6 +16,7 @@ pub mod client;
 pub mod engine;
 pub mod error;
 pub mod fault;
+pub mod fleet;
 pub mod image;
 pub mod interrupt;
 pub mod lab;

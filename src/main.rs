@@ -8,6 +8,7 @@ use clap::FromArgMatches;
 use pgha_lab::cli::{self, ClassCommand, Cli, Command, Create, EtcdCommand, ImageCommand};
 use pgha_lab::engine::Engine;
 use pgha_lab::error::{Error, Result};
+use pgha_lab::fleet::{self, Fleet};
 use pgha_lab::interrupt::{self, Interrupt};
 use pgha_lab::lock::{self, LabLock};
 use pgha_lab::progress::Progress;
@@ -56,16 +57,28 @@ async fn run(cli: Cli) -> Result<i32> {
         _ => {}
     }
     let progress = Progress::new();
+    let fleet = Fleet::resolve(&cli.engines, cli.all_engines)?;
     // Bad input is refused before the daemon is even asked.
     let specs = match &cli.command {
-        Command::Create(args) => create_specs(args)?,
+        Command::Create(args) => create_specs(args, &lab_names(args)?, &fleet.default_publish())?,
         _ => Vec::new(),
     };
     let plot = match &cli.command {
         Command::Drill(args) => drill_input(args)?,
         _ => None,
     };
-    let engine = Engine::connect().await?;
+    // The commands over every engine given.
+    match &cli.command {
+        Command::List(args) => return list(&fleet, &progress, args).await,
+        Command::Engines(args) => return engines(&fleet, &progress, args).await,
+        Command::Reset(args) if args.all => return reset_all(&fleet, &progress, args).await,
+        Command::Destroy(args) if args.all => return destroy_all(&fleet, &progress, args).await,
+        _ => {}
+    }
+    let engine = match lab_of(&cli.command) {
+        Some(name) => fleet.holding(name).await?,
+        None => fleet.only(&format!("lab {}", command_name(&cli.command))).await?,
+    };
     let (engine, progress) = (&engine, &progress);
     match cli.command {
         Command::Create(args) => create(engine, progress, &args, &specs).await?,
@@ -74,10 +87,6 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Stop(args) => stop(engine, progress, &args).await?,
         Command::Destroy(args) => destroy(engine, progress, &args).await?,
         Command::Reset(args) => reset(engine, progress, &args).await?,
-        Command::List(args) => {
-            let labs = lab::list(engine).await?;
-            print_report(args.json, &labs, "the labs", |l| lab::list_text(l))?;
-        }
         Command::Status(args) => {
             let report = lab::status(engine, &args.lab.name).await?;
             print_report(args.json, &report, "the status", |r| r.table())?;
@@ -176,8 +185,8 @@ async fn run(cli: Cli) -> Result<i32> {
             let info = image::info(engine, &args.image).await?;
             print_report(args.json, &info, "the image's description", |i| i.table())?;
         }
-        // Done above, before the engine was asked for.
-        Command::Completions(_) | Command::Man(_) => {}
+        // Done above, before an engine was asked for, or over every engine given.
+        Command::Completions(_) | Command::Man(_) | Command::List(_) | Command::Engines(_) => {}
     }
     Ok(0)
 }
@@ -437,80 +446,176 @@ async fn run_drill(
     }
 }
 
-/// `lab destroy [--all]`: a lab another command is changing is left alone and reported.
+/// `lab destroy` of one lab.
 async fn destroy(engine: &Engine, progress: &Progress, args: &cli::Destroy) -> Result<()> {
-    if !args.all {
-        let lock = hold(progress, &args.lab, "a destroy").await?;
-        if !lab::destroy(engine, progress, &lock).await? {
-            progress.line(format!(
-                "there is no lab called {}; nothing to do",
-                args.lab.name
-            ));
-        }
-        return Ok(());
+    let lock = hold(progress, &args.lab, "a destroy").await?;
+    if !lab::destroy(engine, progress, &lock).await? {
+        progress.line(format!(
+            "there is no lab called {}; nothing to do",
+            args.lab.name
+        ));
     }
-    let names = lab::all_names(engine).await?;
-    if names.is_empty() {
-        progress.line("there are no labs on this Docker Engine; nothing to do");
-        return Ok(());
-    }
-    let listed: Vec<&str> = names.iter().map(String::as_str).collect();
-    if !args.yes {
-        ask_for_all("destroy", "removes", &listed)?;
-    }
-    let done = lab::destroy_all(engine, progress, names).await?;
-    progress.line(format!("{} lab(s) destroyed", done.destroyed.len()));
-    if done.busy.is_empty() {
-        return Ok(());
-    }
-    let busy: Vec<String> = done
-        .busy
-        .iter()
-        .map(|(lab, holder)| format!("{lab} ({holder})"))
-        .collect();
-    Err(Error::Busy(format!(
-        "{} lab(s) were left as they are because another command is changing them: {}. Run \
-         `lab destroy --all` again once those end.",
-        busy.len(),
-        busy.join(", ")
-    )))
+    Ok(())
 }
 
-/// `lab reset [--all]`: each lab under its own lock; with --all, a lab another command is
-/// changing is reported and the others are reset.
-async fn reset(engine: &Engine, progress: &Progress, args: &cli::Reset) -> Result<()> {
-    if !args.all {
-        // Waited for (--wait) before anything is done: Ctrl-C meanwhile just ends the command.
-        let lock = hold(progress, &args.lab, "a reset").await?;
-        return finishing(progress, "the reset", lab::reset(engine, progress, &lock)).await;
+/// `lab destroy --all`: every lab on every engine given; a lab another command is changing is
+/// left alone and reported, as is an engine that does not answer.
+async fn destroy_all(fleet: &Fleet, progress: &Progress, args: &cli::Destroy) -> Result<i32> {
+    let (engines, down) = fleet.reach().await;
+    fleet::report_down(progress, &down);
+    let mut found = Vec::new();
+    for engine in &engines {
+        found.push((engine, lab::all_names(engine).await?));
     }
-    let names: Vec<String> = model::all(engine)
-        .await?
-        .into_iter()
-        .map(|l| l.name)
+    let listed: Vec<String> = found
+        .iter()
+        .flat_map(|(e, names)| names.iter().map(|n| on_engine(n, e, fleet)))
         .collect();
-    if names.is_empty() {
-        progress.line("there are no labs on this Docker Engine; nothing to do");
-        return Ok(());
+    if listed.is_empty() {
+        progress.line(format!("there are no labs on {}; nothing to do", where_(fleet)));
+        return Ok(if down.is_empty() { 0 } else { 1 });
     }
     if !args.yes {
-        let listed: Vec<&str> = names.iter().map(String::as_str).collect();
+        let listed: Vec<&str> = listed.iter().map(String::as_str).collect();
+        ask_for_all("destroy", "removes", &listed, fleet)?;
+    }
+    let mut destroyed = 0;
+    let mut busy = Vec::new();
+    for (engine, names) in found {
+        let done = lab::destroy_all(engine, progress, names).await?;
+        destroyed += done.destroyed.len();
+        busy.extend(done.busy);
+    }
+    progress.line(format!("{destroyed} lab(s) destroyed"));
+    if !busy.is_empty() {
+        let busy: Vec<String> = busy
+            .iter()
+            .map(|(lab, holder)| format!("{lab} ({holder})"))
+            .collect();
+        return Err(Error::Busy(format!(
+            "{} lab(s) were left as they are because another command is changing them: {}. Run \
+             `lab destroy --all` again once those end.",
+            busy.len(),
+            busy.join(", ")
+        )));
+    }
+    Ok(if down.is_empty() { 0 } else { 1 })
+}
+
+/// "alice" on one engine, "alice (teach2)" when a command spans several.
+fn on_engine(lab: &str, engine: &Engine, fleet: &Fleet) -> String {
+    if fleet.several() {
+        format!("{lab} ({})", engine.name())
+    } else {
+        lab.to_string()
+    }
+}
+
+/// "this Docker Engine", or the engines' names.
+fn where_(fleet: &Fleet) -> String {
+    if fleet.several() {
+        format!("the engines {}", fleet.names().join(", "))
+    } else {
+        "this Docker Engine".into()
+    }
+}
+
+/// `lab reset` of one lab.
+async fn reset(engine: &Engine, progress: &Progress, args: &cli::Reset) -> Result<()> {
+    // Waited for (--wait) before anything is done: Ctrl-C meanwhile just ends the command.
+    let lock = hold(progress, &args.lab, "a reset").await?;
+    finishing(progress, "the reset", lab::reset(engine, progress, &lock)).await
+}
+
+/// `lab reset --all`: every lab on every engine given, each under its own lock; a lab another
+/// command is changing, or an engine that does not answer, is reported and the others reset.
+async fn reset_all(fleet: &Fleet, progress: &Progress, args: &cli::Reset) -> Result<i32> {
+    let (engines, down) = fleet.reach().await;
+    fleet::report_down(progress, &down);
+    let mut at: std::collections::BTreeMap<String, &Engine> = Default::default();
+    for engine in &engines {
+        for lab in model::all(engine).await? {
+            if let Some(other) = at.insert(lab.name.clone(), engine) {
+                return Err(Error::Invalid(format!(
+                    "a lab called {} is on two engines ({} and {}); reset them one engine at \
+                     a time with --engine.",
+                    lab.name,
+                    other.name(),
+                    engine.name()
+                )));
+            }
+        }
+    }
+    if at.is_empty() {
+        progress.line(format!("there are no labs on {}; nothing to do", where_(fleet)));
+        return Ok(if down.is_empty() { 0 } else { 1 });
+    }
+    let names: Vec<String> = at.keys().cloned().collect();
+    if !args.yes {
+        let listed: Vec<String> = at.iter().map(|(n, e)| on_engine(n, e, fleet)).collect();
+        let listed: Vec<&str> = listed.iter().map(String::as_str).collect();
         ask_for_all(
             "reset",
             "puts back to their first state, losing what was done in them,",
             &listed,
+            fleet,
         )?;
     }
     let interrupt = Interrupt::listen();
     let work = lab::each_lab(progress, &names, &interrupt, |name, progress| {
-        let interrupt = &interrupt;
+        let (interrupt, engine) = (&interrupt, at[&name]);
         async move {
             let wait = args.lab.wait;
             let lock = lock::lab(&name, "a reset", wait, &progress, Some(interrupt)).await?;
             lab::reset(engine, &progress, &lock).await
         }
     });
-    interrupt::finishing(&interrupt, progress, "the reset", work).await
+    interrupt::finishing(&interrupt, progress, "the reset", work).await?;
+    Ok(if down.is_empty() { 0 } else { 1 })
+}
+
+/// `lab list`: the labs of every engine given (with an engine column when there are several);
+/// an engine that does not answer is said on stderr, the others' labs still listed, exit 1.
+async fn list(fleet: &Fleet, progress: &Progress, args: &cli::List) -> Result<i32> {
+    let (engines, down) = fleet.reach().await;
+    fleet::report_down(progress, &down);
+    let mut labs = Vec::new();
+    for engine in &engines {
+        labs.extend(lab::list(engine).await?);
+    }
+    if args.json {
+        terminal::out(&json(&labs, "the labs")?);
+    } else if !(labs.is_empty() && engines.is_empty()) {
+        terminal::out(lab::list_text(&labs, fleet.several()).trim_end());
+    }
+    Ok(if down.is_empty() { 0 } else { 1 })
+}
+
+/// `lab engines`: every engine given (without --engine: the default one and every Docker
+/// context's), answering or not.
+async fn engines(fleet: &Fleet, progress: &Progress, args: &cli::List) -> Result<i32> {
+    let every;
+    let fleet = if fleet.several() {
+        fleet
+    } else {
+        every = Fleet::resolve(&[], true)?;
+        &every
+    };
+    let rows = lab::engines(fleet).await;
+    if args.json {
+        terminal::out(&json(&rows, "the engines")?);
+    } else {
+        terminal::out(lab::engines_text(&rows).trim_end());
+    }
+    let down: Vec<_> = rows.iter().filter(|r| r.error.is_some()).collect();
+    for r in &down {
+        progress.line(format!(
+            "engine {} is unreachable: {}",
+            r.engine,
+            r.error.as_deref().unwrap_or_default()
+        ));
+    }
+    Ok(if down.is_empty() { 0 } else { 1 })
 }
 
 /// `lab class rotate`: each lab of the class under its own lock; a lab that fails or is busy
@@ -534,10 +639,11 @@ async fn rotate(engine: &Engine, progress: &Progress, args: &cli::Rotate) -> Res
 
 /// Asks before `lab destroy --all` or `lab reset --all` (`command`) changes every lab, naming
 /// them; without a terminal, refuses (exit 2) and says how to go on.
-fn ask_for_all(command: &str, does: &str, labs: &[&str]) -> Result<()> {
+fn ask_for_all(command: &str, does: &str, labs: &[&str], fleet: &Fleet) -> Result<()> {
     let what = format!(
-        "lab {command} --all {does} every lab on this Docker Engine, another trainee's \
-         included: {} ({} lab(s))",
+        "lab {command} --all {does} every lab on {}, another trainee's included: {} ({} \
+         lab(s))",
+        where_(fleet),
         labs.join(", "),
         labs.len()
     );
@@ -588,9 +694,10 @@ fn lab_names(args: &Create) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The validated request of every lab `lab create` is to make.
-fn create_specs(args: &Create) -> Result<Vec<spec::LabSpec>> {
-    let names = lab_names(args)?;
+/// The validated request of every lab `lab create` is to make, `names`, published on `--publish`
+/// or else on `publish`, the default of the engine they go to.
+fn create_specs(args: &Create, names: &[String], publish: &str) -> Result<Vec<spec::LabSpec>> {
+    let publish = args.publish.as_deref().unwrap_or(publish);
     if let Some(twice) = names
         .iter()
         .enumerate()
@@ -622,21 +729,19 @@ fn create_specs(args: &Create) -> Result<Vec<spec::LabSpec>> {
         (None, Some(password)) => password.clone(),
         (None, None) => spec::DEFAULT_PASSWORD.to_string(),
     };
-    let entries = access_entries(args, &names)?;
+    let entries = access_entries(args, names)?;
     // Beyond loopback every lab's postgres role gets a password of its own, so that one
     // trainee's cannot open another's database.
     let exposed = args.access.is_some()
-        && args
-            .publish
+        && publish
             .parse::<std::net::IpAddr>()
             .is_ok_and(|a| !a.is_loopback());
     if exposed && (args.password.is_some() || args.password_file.is_some()) {
         return Err(Error::Invalid(format!(
-            "--access with --publish {} gives each lab a postgres password of its own, so that \
+            "--access with --publish {publish} gives each lab a postgres password of its own, so that \
              no trainee can open another's database; --password, --password-file and \
              LAB_PASSWORD would give them all one. Leave the password out (the sheet lists \
              each lab's), or publish on 127.0.0.1.",
-            args.publish
         )));
     }
     names
@@ -666,7 +771,7 @@ fn create_specs(args: &Create) -> Result<Vec<spec::LabSpec>> {
                 network: args.network.as_deref(),
                 subnet: args.subnet.as_deref(),
                 image: &args.image,
-                publish: &args.publish,
+                publish,
                 password,
                 md5: args.md5,
                 tls: args.tls,
@@ -731,4 +836,52 @@ async fn create(
         }
     })
     .await
+}
+
+/// The lab a command works on, for finding its engine among several (None: a command over no
+/// one lab).
+fn lab_of(command: &Command) -> Option<&str> {
+    let name = match command {
+        Command::Bootstrap(a) => &a.lab.name,
+        Command::Start(a) => &a.lab.name,
+        Command::Stop(a) => &a.lab.name,
+        Command::Destroy(a) => &a.lab.name,
+        Command::Reset(a) => &a.lab.name,
+        Command::Status(a) | Command::Check(a) | Command::Backups(a) => &a.lab.name,
+        Command::Watch(a) => &a.lab.name,
+        Command::Connect(a) => &a.lab.name,
+        Command::Ca(a) => &a.lab.name,
+        Command::Psql(a) => &a.lab.name,
+        Command::Shell(a) => &a.lab.name,
+        Command::Exec(a) => &a.lab.name,
+        Command::Metrics(a) => &a.lab.name,
+        Command::Logs(a) => &a.lab.name,
+        Command::Kill(a) | Command::Partition(a) | Command::Heal(a) => &a.lab.name,
+        Command::Switchover(a) | Command::Failover(a) => &a.lab.name,
+        Command::Etcd(EtcdCommand::Stop(m) | EtcdCommand::Start(m)) => &m.lab.name,
+        Command::Drill(a) => &a.lab.name,
+        Command::Sync(a) => &a.lab.name,
+        Command::Backup(a) => &a.lab.name,
+        Command::Restore(a) => &a.lab.name,
+        Command::Create(_)
+        | Command::List(_)
+        | Command::Engines(_)
+        | Command::Serve(_)
+        | Command::Class(_)
+        | Command::Image(_)
+        | Command::Completions(_)
+        | Command::Man(_) => return None,
+    };
+    Some(name)
+}
+
+/// The command's name as typed, for messages.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Create(_) => "create",
+        Command::Serve(_) => "serve",
+        Command::Class(_) => "class",
+        Command::Image(_) => "image",
+        _ => "this command",
+    }
 }

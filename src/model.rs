@@ -33,6 +33,10 @@ pub struct Lab {
     pub nodes: Vec<Node>,
     /// How far its create or bootstrap got (see labels::MARK).
     pub marks: Vec<String>,
+    /// The engine it lives on, as the user named it.
+    pub engine: String,
+    /// Where its published ports are reached from here (see `Target::reach`).
+    pub host: String,
 }
 
 impl Node {
@@ -95,6 +99,7 @@ impl Node {
 
 impl Lab {
     fn from_containers(
+        engine: &Engine,
         name: &str,
         containers: Vec<ContainerInfo>,
         marks: Vec<String>,
@@ -118,12 +123,18 @@ impl Lab {
             })
             .collect();
         nodes.sort_by_key(|n| n.index);
+        let bound = nodes
+            .iter()
+            .find(|n| !n.container.published.is_empty())
+            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), Node::publish_ip);
         Some(Lab {
             name: name.to_string(),
             network,
             tls,
             nodes,
             marks,
+            engine: engine.name().to_string(),
+            host: engine.target().reach(bound),
         })
     }
 
@@ -199,10 +210,7 @@ impl Lab {
     pub fn prometheus_url(&self) -> Option<String> {
         let n = self.monitor_node()?;
         let port = n.host_port(crate::spec::PROMETHEUS_PORT)?;
-        Some(format!(
-            "http://{}:{port}/",
-            crate::client::reachable(n.publish_ip())
-        ))
+        Some(format!("http://{}:{port}/", self.host))
     }
 
     /// The /etc/hosts aliases `node` was given (etcdN, pgbackrest1, haproxy1), by the nodes'
@@ -267,15 +275,16 @@ pub async fn find(engine: &Engine, name: &str) -> Result<Option<Lab>> {
     let (containers, mut marks) =
         tokio::try_join!(engine.containers(Some(&filter)), marks(engine, &filter))?;
     let marks = marks.remove(name).unwrap_or_default();
-    Ok(Lab::from_containers(name, containers, marks))
+    Ok(Lab::from_containers(engine, name, containers, marks))
 }
 
 /// The lab called `name`, or an error saying it does not exist.
 pub async fn get(engine: &Engine, name: &str) -> Result<Lab> {
     find(engine, name).await?.ok_or_else(|| {
         Error::Invalid(format!(
-            "there is no lab called {name} on this Docker Engine. `lab list` shows the labs \
-             there are; `lab create --name {name}` makes this one."
+            "there is no lab called {name} on the Docker Engine {}. `lab list` shows the labs \
+             there are; `lab create --name {name}` makes this one.",
+            engine.name()
         ))
     })
 }
@@ -296,7 +305,7 @@ pub async fn all(engine: &Engine) -> Result<Vec<Lab>> {
         .into_iter()
         .filter_map(|(name, containers)| {
             let marks = marks.remove(&name).unwrap_or_default();
-            Lab::from_containers(&name, containers, marks)
+            Lab::from_containers(engine, &name, containers, marks)
         })
         .collect())
 }

@@ -177,7 +177,17 @@ impl Engine {
     /// Runs `cmd` in a new container of `image` (entrypoint replaced), collects its output and
     /// removes the container.
     pub async fn run_once(&self, image: &str, cmd: &[&str]) -> Result<ExecOutput> {
-        let what = format!("run a probe container of {image}");
+        self.probe(image, cmd, false).await
+    }
+
+    /// Like `run_once`, on the engine machine's own network (to read what that machine
+    /// holds: its routes, its listening ports).
+    pub async fn run_on_host(&self, image: &str, cmd: &[&str]) -> Result<ExecOutput> {
+        self.probe(image, cmd, true).await
+    }
+
+    async fn probe(&self, image: &str, cmd: &[&str], host_network: bool) -> Result<ExecOutput> {
+        let what = format!("run a probe container of {image} on {}", self.name());
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             entrypoint: Some(cmd.iter().map(|s| s.to_string()).collect()),
@@ -185,6 +195,10 @@ impl Engine {
                 crate::labels::PROBE.to_string(),
                 "true".to_string(),
             )])),
+            host_config: host_network.then(|| bollard::models::HostConfig {
+                network_mode: Some("host".into()),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let created = self

@@ -4,83 +4,225 @@
 
 mod exec;
 mod images;
+mod info;
 pub mod objects;
+mod ssh;
+pub mod target;
 
 pub use exec::ExecOutput;
+pub use info::EngineInfo;
 pub use objects::{
     ContainerInfo, ContainerSpec, NODE_STOP_GRACE, NetworkInfo, NetworkSpec, UploadFile,
     VolumeInfo, archive,
 };
+pub use target::{Endpoint, Target};
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::Docker;
+use bollard::{API_DEFAULT_VERSION, Docker};
 
 use crate::error::{Error, Result};
 
-/// A connection to the Docker Engine, version-negotiated.
+/// A connection to one Docker Engine, version-negotiated, that knows which engine it is.
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,
+    target: Arc<Target>,
+    /// Serves the connections to an ssh:// engine while any clone of this lives.
+    _bridge: Option<Arc<ssh::Bridge>>,
 }
 
+/// The oldest Engine API lab works with (Docker 19.03): the stop timeouts, exec and archive
+/// calls it makes are all there.
+const OLDEST_API: (usize, usize) = (1, 40);
+
 impl Engine {
-    /// Connects as the `docker` CLI would (DOCKER_HOST, else the local socket) and proves the
-    /// daemon answers, so that a missing socket, a dead daemon or a permission problem is
-    /// reported here, plainly, instead of as a vague error on the first real request.
+    /// Connects as the `docker` CLI would (DOCKER_HOST, DOCKER_CONTEXT, the current context,
+    /// else the local socket): see `target`.
     pub async fn connect() -> Result<Engine> {
-        let docker = Docker::connect_with_defaults().map_err(unavailable)?;
+        Engine::connect_to(Target::resolve(None, &target::process_env())?).await
+    }
+
+    /// Connects to `target` and proves the daemon answers, so that a missing socket, a dead
+    /// daemon, a refused certificate or a failed ssh login is reported here, plainly, naming
+    /// the engine, instead of as a vague error on the first real request.
+    pub async fn connect_to(target: Target) -> Result<Engine> {
         // Long image builds and clean Patroni shutdowns outlast bollard's 120 s default.
-        let docker = docker.with_timeout(Duration::from_secs(900));
+        const TIMEOUT: u64 = 900;
+        let (docker, bridge) = match &target.endpoint {
+            Endpoint::Unix(path) => (
+                Docker::connect_with_unix(&path.to_string_lossy(), TIMEOUT, API_DEFAULT_VERSION),
+                None,
+            ),
+            Endpoint::Tcp {
+                host,
+                port,
+                tls: None,
+            } => (
+                Docker::connect_with_http(
+                    &format!("tcp://{host}:{port}"),
+                    TIMEOUT,
+                    API_DEFAULT_VERSION,
+                ),
+                None,
+            ),
+            Endpoint::Tcp {
+                host,
+                port,
+                tls: Some(tls),
+            } => {
+                for file in [&tls.ca, &tls.cert, &tls.key] {
+                    if !file.exists() {
+                        return Err(Error::DockerUnavailable(format!(
+                            "the engine {} needs TLS, but {} does not exist. Point \
+                             DOCKER_CERT_PATH at the directory holding ca.pem, cert.pem and \
+                             key.pem (or recreate the context with them), then try again.",
+                            target.name,
+                            file.display()
+                        )));
+                    }
+                }
+                (
+                    Docker::connect_with_ssl(
+                        &format!("tcp://{host}:{port}"),
+                        &tls.key,
+                        &tls.cert,
+                        &tls.ca,
+                        TIMEOUT,
+                        API_DEFAULT_VERSION,
+                    ),
+                    None,
+                )
+            }
+            Endpoint::Ssh { user, host, port } => {
+                let bridge = ssh::Bridge::start(user.as_deref(), host, *port)?;
+                let docker = Docker::connect_with_unix(
+                    &bridge.socket().to_string_lossy(),
+                    TIMEOUT,
+                    API_DEFAULT_VERSION,
+                );
+                (docker, Some(Arc::new(bridge)))
+            }
+        };
+        let said = |bridge: &Option<Arc<ssh::Bridge>>| bridge.as_ref().map(|b| b.said());
+        let docker = docker.map_err(|e| unavailable(&target, e, None))?;
         // A healthy engine answers its version at once; one that accepts but never answers
         // would otherwise hold every command for the whole timeout above.
         let negotiated = tokio::time::timeout(ANSWER, docker.negotiate_version()).await;
         let docker = negotiated
             .map_err(|_| {
                 Error::DockerUnavailable(format!(
-                    "the Docker Engine at {} did not answer within {} s. Check that the daemon \
+                    "the Docker Engine {} did not answer within {} s. Check that the daemon \
                      is running and not stuck (`docker info`), then try again.",
-                    socket_path(),
+                    target.name,
                     ANSWER.as_secs()
                 ))
             })?
-            .map_err(unavailable)?;
-        Ok(Engine { docker })
+            .map_err(|e| unavailable(&target, e, said(&bridge)))?;
+        let version = docker.client_version();
+        if (version.major_version, version.minor_version) < OLDEST_API {
+            return Err(Error::DockerUnavailable(format!(
+                "the Docker Engine {} speaks API {}.{}, older than lab needs ({}.{}, Docker \
+                 19.03). Upgrade Docker on that machine, or leave it out of the class.",
+                target.name,
+                version.major_version,
+                version.minor_version,
+                OLDEST_API.0,
+                OLDEST_API.1
+            )));
+        }
+        Ok(Engine {
+            docker,
+            target: Arc::new(target),
+            _bridge: bridge,
+        })
+    }
+
+    /// The engine as the user named it (a context's name, or its URL).
+    pub fn name(&self) -> &str {
+        &self.target.name
+    }
+
+    /// Where and how it is reached.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Whether the engine runs on this machine (reached through a local socket).
+    pub fn is_local(&self) -> bool {
+        self.target.remote_host().is_none()
     }
 }
 
 /// How long the engine may take to say its API version when `lab` connects.
 const ANSWER: Duration = Duration::from_secs(20);
 
-fn socket_path() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
-}
-
-/// Explains why the daemon cannot be reached, walking the error chain down to the I/O cause.
-fn unavailable(err: bollard::errors::Error) -> Error {
-    let host = socket_path();
+/// Explains why the daemon cannot be reached, walking the error chain down to the I/O cause;
+/// `ssh_said` is what an ssh:// engine's client printed.
+fn unavailable(target: &Target, err: bollard::errors::Error, ssh_said: Option<String>) -> Error {
+    let name = &target.name;
+    let url = target.url();
+    let engine = if *name == url {
+        format!("the Docker Engine at {url}")
+    } else {
+        format!("the Docker Engine {name} ({url})")
+    };
+    if let Some(said) = ssh_said.filter(|s| !s.is_empty()) {
+        let said = said.lines().last().unwrap_or_default().to_string();
+        return Error::DockerUnavailable(format!(
+            "{engine} cannot be reached over ssh: {said}. Check that `ssh {}` logs in without a \
+             prompt (a key or an agent; lab runs ssh in batch mode) and that `docker` runs \
+             there, then try again.",
+            target.remote_host().unwrap_or_default()
+        ));
+    }
     if let bollard::errors::Error::SocketNotFoundError(path) = &err {
         return Error::DockerUnavailable(format!(
             "the Docker socket {path} does not exist: Docker is not installed or not running \
-             on this machine. Start the daemon (e.g. `sudo systemctl start docker`), or point \
+             there. Start the daemon (e.g. `sudo systemctl start docker`), or point --engine or \
              DOCKER_HOST at a running one, then try again."
+        ));
+    }
+    if let bollard::errors::Error::CertPathError { path } = &err {
+        return Error::DockerUnavailable(format!(
+            "{engine}: the TLS file {} does not read. Check DOCKER_CERT_PATH (or the context's \
+             TLS files), then try again.",
+            path.display()
         ));
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = source {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Error::DockerUnavailable(format!(
+                "{engine} refused the TLS handshake or its certificate was refused ({tls}). \
+                 Check that DOCKER_CERT_PATH (or the context) holds the CA that signed the \
+                 daemon's certificate and a client certificate it trusts, and that the URL's \
+                 host is one the certificate names."
+            ));
+        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return Error::DockerUnavailable(format!(
+                    "{engine} refused the TLS handshake or its certificate was refused \
+                     ({tls}). Check that DOCKER_CERT_PATH (or the context) holds the CA that \
+                     signed the daemon's certificate and a client certificate it trusts, and \
+                     that the URL's host is one the certificate names."
+                ));
+            }
             match io.kind() {
                 std::io::ErrorKind::PermissionDenied => {
                     return Error::DockerUnavailable(format!(
-                        "permission denied on the Docker socket ({host}): this user may not use \
-                         the Docker Engine. Add it to the docker group (`sudo usermod -aG docker \
-                         $USER`, then log in again) or run `lab` with sudo."
+                        "permission denied on {engine}: this user may not use it. Add it to \
+                         the docker group (`sudo usermod -aG docker $USER`, then log in again) \
+                         or run `lab` with sudo."
                     ));
                 }
                 std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
                     return Error::DockerUnavailable(format!(
-                        "the Docker daemon is not running: nothing answers on {host}. Start it \
-                         (e.g. `sudo systemctl start docker`) and try again."
+                        "nothing answers at {url}: the Docker daemon {name} is not running or \
+                         not listening there. Start it (e.g. `sudo systemctl start docker`) and \
+                         try again."
                     ));
                 }
                 _ => {}
@@ -89,8 +231,8 @@ fn unavailable(err: bollard::errors::Error) -> Error {
         source = e.source();
     }
     Error::DockerUnavailable(format!(
-        "the Docker Engine at {host} did not answer: {err}. Check that the daemon is running \
-         (`docker info`) and try again."
+        "{engine} did not answer: {err}. Check that the daemon is running (`docker info`) and \
+         try again."
     ))
 }
 

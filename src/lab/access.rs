@@ -279,10 +279,12 @@ async fn sheet_row(engine: &Engine, lab: &Lab, host: Option<&str>) -> Result<She
     let publish = first.map_or(IpAddr::from([127, 0, 0, 1]), |n| n.publish_ip());
     let host = match host {
         Some(host) => host.to_string(),
-        None if publish.is_unspecified() => primary_address()
+        // Trainees are elsewhere: a lab on every interface of this machine is reached at its
+        // address on the network; on another machine, where that engine is reached.
+        None if publish.is_unspecified() && engine.is_local() => primary_address()
             .map(|a| a.to_string())
             .unwrap_or_else(|| publish.to_string()),
-        None => publish.to_string(),
+        None => lab.host.clone(),
     };
     let haproxy = lab.haproxy_node();
     let record = record(engine, lab).await?;

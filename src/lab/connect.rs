@@ -3,14 +3,12 @@
 //! on a `--tls` lab, verifying the server, and `lab ca`, the lab's CA certificate for clients.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::certs::CA_CERT;
-use crate::client::reachable;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model;
@@ -22,13 +20,14 @@ use crate::table;
 /// A PostgreSQL node as a client reaches it: name, host address and published port.
 pub struct Endpoint {
     pub name: String,
-    pub host: IpAddr,
+    /// Where this host reaches the lab's engine's published ports (`Lab::host`).
+    pub host: String,
     pub port: u16,
 }
 
 /// The HAProxy node as a client reaches it: its host address and published ports.
 pub struct Proxy {
-    pub host: IpAddr,
+    pub host: String,
     pub primary: u16,
     pub replicas: u16,
     pub stats: u16,
@@ -130,7 +129,7 @@ pub fn connection(
     let auth = format!("user=postgres password={} dbname=postgres", quote(password));
     let host_auth = format!("{auth}{host_tls}");
     let inside_auth = format!("{auth}{inside_tls}");
-    let host_of = |e: &Endpoint| reachable(e.host);
+    let host_of = |e: &Endpoint| e.host.clone();
     let hosts: Vec<String> = endpoints.iter().map(host_of).collect();
     let ports: Vec<String> = endpoints.iter().map(|e| e.port.to_string()).collect();
     let names: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
@@ -150,7 +149,7 @@ pub fn connection(
             inside: CA_CERT.to_string(),
         }),
         haproxy: proxy.map(|p| {
-            let host = reachable(p.host);
+            let host = &p.host;
             ThroughProxy {
                 primary: format!("host={host} port={} {host_auth}", p.primary),
                 replicas: format!("host={host} port={} {host_auth}", p.replicas),
@@ -284,14 +283,14 @@ pub async fn connect(engine: &Engine, name: &str) -> Result<Connection> {
         .filter_map(|n| {
             Some(Endpoint {
                 name: n.name.clone(),
-                host: n.publish_ip(),
+                host: lab.host.clone(),
                 port: n.port()?,
             })
         })
         .collect();
     let proxy = lab.haproxy_node().and_then(|n| {
         Some(Proxy {
-            host: n.publish_ip(),
+            host: lab.host.clone(),
             primary: n.host_port(HAPROXY_PRIMARY)?,
             replicas: n.host_port(HAPROXY_REPLICAS)?,
             stats: n.host_port(HAPROXY_STATS)?,

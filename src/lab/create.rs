@@ -12,6 +12,7 @@ use crate::interrupt::Interrupt;
 use crate::labels;
 use crate::lock::{LabLock, PlanningLock};
 use crate::model;
+use crate::plan::host::HostView;
 use crate::plan::{self, Plan, World};
 use crate::progress::Progress;
 use crate::render::access::SSH_ENTRY;
@@ -32,7 +33,7 @@ pub async fn create(
     interrupt: &Interrupt,
     lock: &LabLock,
 ) -> Result<()> {
-    check_publish_address(spec.publish)?;
+    check_publish_address(engine, spec.publish)?;
     let mut stop = interrupt.clone();
     let prepared = tokio::select! {
         prepared = prepare(engine, progress, spec, options) => prepared?,
@@ -47,7 +48,8 @@ pub async fn create(
                 spec.name
             ));
             // Planned again against what is there now: the old lab's ports are free again.
-            plan = plan::plan(spec, &snapshot(engine).await?, &port_bound(spec.publish))?;
+            let (world, host) = snapshot(engine, &spec.image).await?;
+            plan = plan::plan(spec, &world, &port_bound(engine, &host, spec.publish))?;
         }
         if stop.was_pressed() {
             return Err(Error::InterruptedAfter(format!(
@@ -112,11 +114,11 @@ async fn prepare(
     image::ensure(engine, progress, &spec.image).await?;
     let planning =
         crate::lock::acquire(progress, "this create's choice of addresses and ports").await?;
-    let mut world = snapshot(engine).await?;
+    let (mut world, host) = snapshot(engine, &spec.image).await?;
     if options.replace {
         world.forget(&spec.name);
     }
-    let plan = plan::plan(spec, &world, &port_bound(spec.publish))?;
+    let plan = plan::plan(spec, &world, &port_bound(engine, &host, spec.publish))?;
     if let Some(note) = &plan.network.note {
         progress.line(format!("note: {note}"));
     }
@@ -126,14 +128,15 @@ async fn prepare(
 /// `--dry-run`: each lab's plan, counting the labs planned before it as made; nothing is
 /// touched.
 pub async fn dry_run(engine: &Engine, specs: &[LabSpec], replace: bool) -> Result<String> {
-    let mut world = snapshot(engine).await?;
+    let image = &specs.first().map_or(crate::image::definition::IMAGE, |s| &s.image);
+    let (mut world, host) = snapshot(engine, image).await?;
     let mut plans = Vec::new();
     for spec in specs {
-        check_publish_address(spec.publish)?;
+        check_publish_address(engine, spec.publish)?;
         if replace {
             world.forget(&spec.name);
         }
-        let plan = plan::plan(spec, &world, &port_bound(spec.publish))?;
+        let plan = plan::plan(spec, &world, &port_bound(engine, &host, spec.publish))?;
         plans.push(plan.describe());
         world.reserve(&plan);
         if engine.image(&spec.image).await?.is_none() {
@@ -146,27 +149,75 @@ pub async fn dry_run(engine: &Engine, specs: &[LabSpec], replace: bool) -> Resul
     Ok(plans.join("\n"))
 }
 
-/// What the engine and the host hold right now.
-async fn snapshot(engine: &Engine) -> Result<World> {
+/// What the engine and its machine hold right now: for an engine on this machine, the host is
+/// read here (and its ports tried by binding them); for one elsewhere, by a probe container on
+/// that machine's network, run from `image` (which a create has made sure is there).
+async fn snapshot(engine: &Engine, image: &str) -> Result<(World, Option<HostView>)> {
     let (containers, networks, volumes) = tokio::try_join!(
         engine.containers(None),
         engine.networks(),
         engine.volumes(None)
     )?;
-    Ok(World {
-        containers,
-        networks,
-        volumes,
-        host_routes: plan::routes::read(),
-    })
+    let (routes, host) = if engine.is_local() {
+        (plan::routes::read(), None)
+    } else {
+        let out = engine
+            .run_on_host(image, &["sh", "-c", plan::host::PROBE])
+            .await?;
+        if out.code != 0 {
+            return Err(Error::Failed(format!(
+                "the routes and listening ports of the Docker Engine {}'s machine could not \
+                 be read (a probe container exited with {}: {}), so a lab's subnet and ports \
+                 cannot be checked there. Check that the engine can run containers on its host \
+                 network, then try again.",
+                engine.name(),
+                out.code,
+                out.stderr.trim()
+            )));
+        }
+        let mut view = HostView::parse(&out.stdout);
+        (std::mem::take(&mut view.routes), Some(view))
+    };
+    Ok((
+        World {
+            containers,
+            networks,
+            volumes,
+            host_routes: routes,
+        },
+        host,
+    ))
 }
 
-/// Whether something on this host listens on `port` at the publish address right now.
-fn port_bound(publish: IpAddr) -> impl Fn(u16) -> bool {
-    move |port| TcpListener::bind((publish, port)).is_err()
+/// Whether something on the engine's machine listens on `port` at the publish address right
+/// now: tried by binding it here when the engine is on this machine, else as the probe saw it.
+fn port_bound<'a>(
+    engine: &Engine,
+    host: &'a Option<HostView>,
+    publish: IpAddr,
+) -> impl Fn(u16) -> bool + 'a {
+    let local = engine.is_local();
+    move |port| match host {
+        Some(view) if !local => view.bound(publish, port),
+        _ => TcpListener::bind((publish, port)).is_err(),
+    }
 }
 
-fn check_publish_address(publish: IpAddr) -> Result<()> {
+/// Refuses a publish address the engine's ports could not be bound to, or reached at.
+fn check_publish_address(engine: &Engine, publish: IpAddr) -> Result<()> {
+    if !engine.target().reachable(publish) {
+        return Err(Error::Invalid(format!(
+            "--publish {publish} would bind the lab's ports to the loopback of the machine the \
+             Docker Engine {} runs on, which cannot be reached from here. Give that machine's \
+             address, or 0.0.0.0 for every interface (then each lab gets a postgres password \
+             of its own with --access).",
+            engine.name()
+        )));
+    }
+    if !engine.is_local() {
+        // Whether the address is that machine's shows when the container starts.
+        return Ok(());
+    }
     TcpListener::bind((publish, 0)).map(drop).map_err(|e| {
         Error::Invalid(format!(
             "cannot publish ports on {publish}: {e}. Give an address of this host with \

@@ -125,21 +125,20 @@ async fn entries(ctx: &Ctx<'_>, lab: &Lab) -> Result<Entries> {
         )
         && haproxy::routing(ctx, &proxy.name).await?.is_some()
     {
-        let ip = proxy.publish_ip();
+        let host = &lab.host;
         return Ok(Entries {
-            write: entry(vec![(ip, w)], TargetSessionAttrs::Any),
-            read: entry(vec![(ip, r)], TargetSessionAttrs::Any),
+            write: entry(vec![(host.clone(), w)], TargetSessionAttrs::Any),
+            read: entry(vec![(host.clone(), r)], TargetSessionAttrs::Any),
             what: format!(
-                "HAProxy's {HAPROXY_PRIMARY} at {}:{w} (reads: {HAPROXY_REPLICAS} at {}:{r})",
-                crate::client::reachable(ip),
-                crate::client::reachable(ip)
+                "HAProxy's {HAPROXY_PRIMARY} at {host}:{w} (reads: {HAPROXY_REPLICAS} at \
+                 {host}:{r})"
             ),
             haproxy: true,
         });
     }
     let addrs: Vec<_> = lab
         .postgres_nodes()
-        .filter_map(|n| Some((n.publish_ip(), n.port()?)))
+        .filter_map(|n| Some((lab.host.clone(), n.port()?)))
         .collect();
     let ports: Vec<String> = addrs.iter().map(|(_, p)| p.to_string()).collect();
     Ok(Entries {

@@ -117,7 +117,7 @@ impl EntryProbe {
         };
         Ok(Some(EntryProbe {
             entry: client::Entry {
-                addrs: vec![(proxy.publish_ip(), port)],
+                addrs: vec![(lab.host.clone(), port)],
                 session: client::TargetSessionAttrs::Any,
                 password: services::settings(&ctx).await?.password,
                 ca,

@@ -12,6 +12,7 @@ mod create;
 mod destroy;
 mod drill;
 mod drills;
+mod engines;
 mod metrics;
 mod pitr;
 mod power;
@@ -33,6 +34,7 @@ pub use drill::drill;
 pub use drills::{
     FaultReport, change_leader, etcd_members, heal, kill, partition, start_nodes, stop_nodes,
 };
+pub use engines::{EngineRow, engines, text as engines_text};
 pub use metrics::metrics;
 pub use pitr::{drill as pitr_drill, restore};
 pub use power::{start, stop};

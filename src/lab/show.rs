@@ -30,6 +30,8 @@ const STATUS_HEADER: [&str; 9] = [
 #[derive(Debug, Serialize)]
 pub struct Listed {
     pub lab: String,
+    /// The engine it lives on, as the user names it.
+    pub engine: String,
     pub nodes: usize,
     /// running, stopped, N/M running, or unfinished (STAGE).
     pub state: String,
@@ -56,6 +58,7 @@ fn listed(labs: &[Lab], networks: &[NetworkInfo]) -> Vec<Listed> {
     labs.iter()
         .map(|lab| Listed {
             lab: lab.name.clone(),
+            engine: lab.engine.clone(),
             nodes: lab.nodes.len(),
             state: state(lab),
             network: lab.network.clone(),
@@ -70,11 +73,15 @@ fn listed(labs: &[Lab], networks: &[NetworkInfo]) -> Vec<Listed> {
         .collect()
 }
 
-/// `lab list`'s text: one line per lab, or how to make one.
-/// `lab list`'s table, or a line saying there is no lab.
-pub fn list_text(labs: &[Listed]) -> String {
+/// `lab list`'s table (with the engine of each lab when `engines`: a list over several), or a
+/// line saying there is no lab.
+pub fn list_text(labs: &[Listed], engines: bool) -> String {
     if labs.is_empty() {
-        return "no labs on this Docker Engine; `lab create` makes one".into();
+        return if engines {
+            "no labs on these Docker Engines; `lab create` makes one".into()
+        } else {
+            "no labs on this Docker Engine; `lab create` makes one".into()
+        };
     }
     let rows = labs.iter().map(|lab| {
         let mut ports = match (lab.ports.iter().min(), lab.ports.iter().max()) {
@@ -85,19 +92,24 @@ pub fn list_text(labs: &[Listed]) -> String {
         if let Some(proxy) = &lab.haproxy {
             let _ = write!(ports, ", HAProxy {proxy}");
         }
-        [
+        let mut row = vec![
             lab.lab.clone(),
             lab.nodes.to_string(),
             lab.state.clone(),
             lab.network.clone(),
             lab.subnet.clone().unwrap_or_else(|| "-".into()),
             ports,
-        ]
+        ];
+        if engines {
+            row.insert(1, lab.engine.clone());
+        }
+        row
     });
-    table::render(
-        &["lab", "nodes", "state", "network", "subnet", "ports"],
-        rows,
-    )
+    let mut header = vec!["lab", "nodes", "state", "network", "subnet", "ports"];
+    if engines {
+        header.insert(1, "engine");
+    }
+    table::render(&header, rows)
 }
 
 fn state(lab: &Lab) -> String {
@@ -506,6 +518,8 @@ mod tests {
                 ),
             ],
             marks: Vec::new(),
+            engine: "default".into(),
+            host: "127.0.0.1".into(),
         }
     }
 
@@ -535,7 +549,7 @@ mod tests {
             labels: HashMap::new(),
             attached: Vec::new(),
         }];
-        let text = list_text(&listed(&labs, &networks));
+        let text = list_text(&listed(&labs, &networks), false);
         let row = |lab: &str, subnet: &str| {
             [
                 lab,

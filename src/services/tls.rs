@@ -118,7 +118,7 @@ fn subjects(ctx: &Ctx<'_>) -> Vec<Subject> {
                 &lab.aliases(n),
                 n.ip().map(Into::into),
                 if n.roles.postgres { &haproxy } else { &[] },
-                n.publish_ip(),
+                &lab.host,
             ),
         })
         .collect()
