@@ -105,7 +105,6 @@ impl Engine {
                 (docker, Some(Arc::new(bridge)))
             }
         };
-        let said = |bridge: &Option<Arc<ssh::Bridge>>| bridge.as_ref().map(|b| b.said());
         let docker = docker.map_err(|e| unavailable(&target, e, None))?;
         // A healthy engine answers its version at once; one that accepts but never answers
         // would otherwise hold every command for the whole timeout above.
@@ -118,8 +117,17 @@ impl Engine {
                     target.name,
                     ANSWER.as_secs()
                 ))
-            })?
-            .map_err(|e| unavailable(&target, e, said(&bridge)))?;
+            })?;
+        let docker = match docker {
+            Ok(docker) => docker,
+            Err(e) => {
+                let said = match &bridge {
+                    Some(bridge) => Some(bridge.said_within(Duration::from_secs(3)).await),
+                    None => None,
+                };
+                return Err(unavailable(&target, e, said));
+            }
+        };
         let version = docker.client_version();
         if (version.major_version, version.minor_version) < OLDEST_API {
             return Err(Error::DockerUnavailable(format!(

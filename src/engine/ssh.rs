@@ -68,9 +68,22 @@ impl Bridge {
         &self.socket
     }
 
-    /// ssh's last words on stderr, trimmed ("" when it said nothing).
-    pub fn said(&self) -> String {
-        self.said.lock().map(|s| s.trim().to_string()).unwrap_or_default()
+    /// ssh's last words on stderr, trimmed, waiting up to `patience` for them: a connection
+    /// that failed is seen closed before the ssh that failed it has exited ("" when it said
+    /// nothing).
+    pub async fn said_within(&self, patience: std::time::Duration) -> String {
+        let since = std::time::Instant::now();
+        loop {
+            let said = self
+                .said
+                .lock()
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            if !said.is_empty() || since.elapsed() >= patience {
+                return said;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }
 
