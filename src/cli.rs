@@ -587,9 +587,14 @@ pub struct Connect {
 pub struct Reset {
     #[command(flatten)]
     pub lab: Changing,
-    /// Every lab on this Docker Engine (asks first, listing them, unless --yes).
-    #[arg(long)]
+    /// Every lab on the Docker Engine, or on every engine given (asks first, listing them,
+    /// unless --yes).
+    #[arg(long, conflicts_with = "class")]
     pub all: bool,
+    /// Every lab of the class PREFIX (PREFIX and PREFIX-…, as `lab create --count N --name
+    /// PREFIX` names them), on every engine given (asks first, unless --yes).
+    #[arg(long, value_name = "PREFIX")]
+    pub class: Option<String>,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -871,9 +876,14 @@ pub struct Members {
 pub struct Destroy {
     #[command(flatten)]
     pub lab: Changing,
-    /// Every lab on this Docker Engine (asks first, listing them, unless --yes).
-    #[arg(long)]
+    /// Every lab on the Docker Engine, or on every engine given (asks first, listing them,
+    /// unless --yes).
+    #[arg(long, conflicts_with = "class")]
     pub all: bool,
+    /// Every lab of the class PREFIX (PREFIX and PREFIX-…, as `lab create --count N --name
+    /// PREFIX` names them), on every engine given (asks first, unless --yes).
+    #[arg(long, value_name = "PREFIX")]
+    pub class: Option<String>,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -938,10 +948,12 @@ pub fn all_and_name(matches: &clap::ArgMatches) -> Option<String> {
         .filter(|(c, _)| ["destroy", "reset"].contains(c))?;
     let named = args.value_source("name") == Some(clap::parser::ValueSource::CommandLine);
     let all = args.try_get_one::<bool>("all").ok().flatten() == Some(&true);
-    (all && named).then(|| {
+    let class = args.try_get_one::<String>("class").ok().flatten().is_some();
+    let flag = if all { "--all" } else { "--class" };
+    ((all || class) && named).then(|| {
         format!(
-            "lab {command} --all works on every lab; it takes no --name. Leave out --name for \
-             every lab, or --all for the one named."
+            "lab {command} {flag} works on several labs; it takes no --name. Leave out --name \
+             for them, or {flag} for the one named."
         )
     })
 }

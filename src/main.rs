@@ -71,8 +71,12 @@ async fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::List(args) => return list(&fleet, &progress, args).await,
         Command::Engines(args) => return engines(&fleet, &progress, args).await,
-        Command::Reset(args) if args.all => return reset_all(&fleet, &progress, args).await,
-        Command::Destroy(args) if args.all => return destroy_all(&fleet, &progress, args).await,
+        Command::Reset(a) if a.all || a.class.is_some() => {
+            return reset_all(&fleet, &progress, a).await;
+        }
+        Command::Destroy(a) if a.all || a.class.is_some() => {
+            return destroy_all(&fleet, &progress, a).await;
+        }
         _ => {}
     }
     let engine = match lab_of(&cli.command) {
@@ -465,19 +469,22 @@ async fn destroy_all(fleet: &Fleet, progress: &Progress, args: &cli::Destroy) ->
     fleet::report_down(progress, &down);
     let mut found = Vec::new();
     for engine in &engines {
-        found.push((engine, lab::all_names(engine).await?));
+        let mut names = lab::all_names(engine).await?;
+        names.retain(|n| args.class.as_deref().is_none_or(|c| lab::in_class(n, c)));
+        found.push((engine, names));
     }
     let listed: Vec<String> = found
         .iter()
         .flat_map(|(e, names)| names.iter().map(|n| on_engine(n, e, fleet)))
         .collect();
     if listed.is_empty() {
-        progress.line(format!("there are no labs on {}; nothing to do", where_(fleet)));
+        let of = args.class.as_deref().map(|c| format!(" of class {c}")).unwrap_or_default();
+        progress.line(format!("there are no labs{of} on {}; nothing to do", where_(fleet)));
         return Ok(if down.is_empty() { 0 } else { 1 });
     }
     if !args.yes {
         let listed: Vec<&str> = listed.iter().map(String::as_str).collect();
-        ask_for_all("destroy", "removes", &listed, fleet)?;
+        ask_for_all("destroy", args.class.as_deref(), "removes", &listed, fleet)?;
     }
     let mut destroyed = 0;
     let mut busy = Vec::new();
@@ -534,7 +541,9 @@ async fn reset_all(fleet: &Fleet, progress: &Progress, args: &cli::Reset) -> Res
     fleet::report_down(progress, &down);
     let mut at: std::collections::BTreeMap<String, &Engine> = Default::default();
     for engine in &engines {
-        for lab in model::all(engine).await? {
+        let all = model::all(engine).await?;
+        let class = args.class.as_deref();
+        for lab in all.into_iter().filter(|l| class.is_none_or(|c| lab::in_class(&l.name, c))) {
             if let Some(other) = at.insert(lab.name.clone(), engine) {
                 return Err(Error::Invalid(format!(
                     "a lab called {} is on two engines ({} and {}); reset them one engine at \
@@ -547,7 +556,8 @@ async fn reset_all(fleet: &Fleet, progress: &Progress, args: &cli::Reset) -> Res
         }
     }
     if at.is_empty() {
-        progress.line(format!("there are no labs on {}; nothing to do", where_(fleet)));
+        let of = args.class.as_deref().map(|c| format!(" of class {c}")).unwrap_or_default();
+        progress.line(format!("there are no labs{of} on {}; nothing to do", where_(fleet)));
         return Ok(if down.is_empty() { 0 } else { 1 });
     }
     let names: Vec<String> = at.keys().cloned().collect();
@@ -556,6 +566,7 @@ async fn reset_all(fleet: &Fleet, progress: &Progress, args: &cli::Reset) -> Res
         let listed: Vec<&str> = listed.iter().map(String::as_str).collect();
         ask_for_all(
             "reset",
+            args.class.as_deref(),
             "puts back to their first state, losing what was done in them,",
             &listed,
             fleet,
@@ -637,16 +648,30 @@ async fn rotate(engine: &Engine, progress: &Progress, args: &cli::Rotate) -> Res
     interrupt::finishing(&interrupt, progress, "the rotation", work).await
 }
 
-/// Asks before `lab destroy --all` or `lab reset --all` (`command`) changes every lab, naming
-/// them; without a terminal, refuses (exit 2) and says how to go on.
-fn ask_for_all(command: &str, does: &str, labs: &[&str], fleet: &Fleet) -> Result<()> {
-    let what = format!(
-        "lab {command} --all {does} every lab on {}, another trainee's included: {} ({} \
-         lab(s))",
-        where_(fleet),
-        labs.join(", "),
-        labs.len()
-    );
+/// Asks before `lab destroy --all|--class` or `lab reset --all|--class` (`command`) changes
+/// several labs, naming them; without a terminal, refuses (exit 2) and says how to go on.
+fn ask_for_all(
+    command: &str,
+    class: Option<&str>,
+    does: &str,
+    labs: &[&str],
+    fleet: &Fleet,
+) -> Result<()> {
+    let what = match class {
+        Some(c) => format!(
+            "lab {command} --class {c} {does} every lab of class {c} on {}: {} ({} lab(s))",
+            where_(fleet),
+            labs.join(", "),
+            labs.len()
+        ),
+        None => format!(
+            "lab {command} --all {does} every lab on {}, another trainee's included: {} ({} \
+             lab(s))",
+            where_(fleet),
+            labs.join(", "),
+            labs.len()
+        ),
+    };
     let cancelled = format!("{command} cancelled; nothing was changed");
     terminal::confirm(&what, "--yes (or name one lab with -n NAME)", &cancelled)
 }

@@ -203,7 +203,7 @@ pub async fn class(engine: &Engine, prefix: &str, all: bool) -> Result<Vec<Lab>>
     let labs: Vec<Lab> = model::all(engine)
         .await?
         .into_iter()
-        .filter(|l| all || l.name == prefix || l.name.starts_with(&format!("{prefix}-")))
+        .filter(|l| all || super::in_class(&l.name, prefix))
         .collect();
     if labs.is_empty() {
         let which = if all {

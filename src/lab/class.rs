@@ -69,3 +69,28 @@ where
         (false, false) => Err(Error::Failed(summary())),
     }
 }
+
+/// Whether lab `name` belongs to the class `prefix`: the prefix itself, or a lab `lab create
+/// --count N --name PREFIX` names (PREFIX-a, PREFIX-07, ...).
+pub fn in_class(name: &str, prefix: &str) -> bool {
+    name == prefix
+        || name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|rest| !rest.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_class_is_its_prefix_and_the_labs_named_after_it() {
+        for name in ["demo", "demo-a", "demo-07", "demo-z"] {
+            assert!(in_class(name, "demo"), "{name}");
+        }
+        for name in ["demos", "demo-", "demox-a", "dem"] {
+            assert!(!in_class(name, "demo"), "{name}");
+        }
+    }
+}

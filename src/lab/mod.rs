@@ -26,7 +26,7 @@ pub mod watch;
 pub use backups::{BackupType, list as backups, table as backups_table, take as backup};
 pub use bootstrap::bootstrap;
 pub use check::{Next, Report as CheckReport, Step as CheckStep, check};
-pub use class::each as each_lab;
+pub use class::{each as each_lab, in_class};
 pub use connect::{ca, connect, write_ca};
 pub use create::{CreateOptions, create, dry_run};
 pub use destroy::{DestroyedAll, all_names, destroy, destroy_all};
