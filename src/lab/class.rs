@@ -22,10 +22,25 @@ where
     F: Fn(String, Progress) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
+    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get());
+    each_at(progress, names, at_once, interrupt, work).await
+}
+
+/// `each`, `at_once` labs at a time (an engine's share of a class, as many as its cores).
+pub async fn each_at<F, Fut>(
+    progress: &Progress,
+    names: &[String],
+    at_once: usize,
+    interrupt: &Interrupt,
+    work: F,
+) -> Result<()>
+where
+    F: Fn(String, Progress) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     if let [name] = names {
         return work(name.clone(), progress.clone()).await;
     }
-    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get());
     // Unordered: a lab that ends early frees its place for the next at once, not only once the
     // labs begun before it have ended.
     let mut results: Vec<(usize, Result<()>)> =

@@ -3,6 +3,7 @@
 
 pub mod ipam;
 pub mod host;
+pub mod placement;
 pub mod routes;
 
 use std::collections::{BTreeSet, HashMap};

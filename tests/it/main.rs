@@ -7,6 +7,7 @@ mod client_drills;
 mod cluster;
 mod common;
 mod course;
+mod engines;
 mod faults;
 mod help;
 mod image;

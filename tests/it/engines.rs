@@ -1,0 +1,247 @@
+//! A class over two Docker Engines: this machine's, and the project's second engine
+//! (scripts/second-engine.sh, started here when it is not running; scripts/test.sh stops it),
+//! reached as a remote one would be — over tcp:// with TLS, and its ports published on
+//! 127.0.0.2, so that anything assuming an engine's ports are on 127.0.0.1 fails here.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Instant;
+
+use bollard::Docker;
+
+use crate::common::*;
+
+/// The second engine as scripts/second-engine.sh reports it.
+struct Engine2 {
+    vars: HashMap<String, String>,
+}
+
+impl Engine2 {
+    /// Starts it (nothing happens when it runs) and reads how it is reached.
+    fn start() -> Engine2 {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/second-engine.sh");
+        let out = Command::new(script)
+            .arg("start")
+            .output()
+            .expect("scripts/second-engine.sh runs");
+        assert!(
+            out.status.success(),
+            "the second engine did not start:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let vars = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Engine2 { vars }
+    }
+
+    fn var(&self, key: &str) -> &str {
+        self.vars
+            .get(key)
+            .unwrap_or_else(|| panic!("second-engine.sh did not say {key}: {:?}", self.vars))
+    }
+
+    /// The engine's own client, straight to its socket (for looking, not through lab).
+    async fn docker(&self) -> Docker {
+        let socket = self.var("PGHA_LAB_ENGINE2_UNIX");
+        Docker::connect_with_unix(socket, 120, bollard::API_DEFAULT_VERSION)
+            .expect("the second engine's socket")
+            .negotiate_version()
+            .await
+            .expect("the second engine answers")
+    }
+
+    /// Its dockerd's pid.
+    fn pid(&self) -> String {
+        let dir = std::path::Path::new(self.var("PGHA_LAB_ENGINE2_UNIX").trim_start_matches("unix://"))
+            .parent()
+            .expect("the socket's directory")
+            .to_path_buf();
+        std::fs::read_to_string(dir.join("dockerd.pid"))
+            .expect("the second engine's pid file")
+            .trim()
+            .to_string()
+    }
+}
+
+/// Runs `lab` with the second engine's TLS material in the environment (DOCKER_TLS_VERIFY and
+/// DOCKER_CERT_PATH, as for the docker CLI's `-H tcp://…`).
+fn lab_tls(e2: &Engine2, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(args)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", e2.var("PGHA_LAB_ENGINE2_CERTS"))
+        .output()
+        .expect("the lab binary runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn lab_tls_ok(e2: &Engine2, args: &[&str]) -> Run {
+    let run = lab_tls(e2, args);
+    assert!(run.ok(), "lab {} failed:\n{run}", args.join(" "));
+    run
+}
+
+/// Sweeps the class off the second engine when dropped, as `Sweep` does on the first.
+struct Sweep2(Docker, Vec<String>);
+
+impl Drop for Sweep2 {
+    fn drop(&mut self) {
+        let (d, labs) = (self.0.clone(), self.1.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the sweep");
+            runtime.block_on(async {
+                let labs: Vec<&str> = labs.iter().map(String::as_str).collect();
+                sweep(&d, &labs).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Sends `signal` to a process (SIGSTOP / SIGCONT the second engine).
+fn signal(pid: &str, signal: &str) {
+    let ok = Command::new("kill")
+        .args([signal, pid])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {signal} {pid} failed");
+}
+
+/// Resumes a stopped dockerd when dropped, so a failing assertion never leaves it frozen.
+struct Resume(String);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+const CLASS: [&str; 4] = ["itfleet-a", "itfleet-b", "itfleet-c", "itfleet-d"];
+
+#[tokio::test]
+async fn a_class_over_two_engines_is_made_used_listed_reset_and_removed_on_both() {
+    let (d, _sweep) = setup(&CLASS, None).await;
+    let e2 = Engine2::start();
+    let d2 = e2.docker().await;
+    sweep(&d2, &CLASS).await;
+    let _sweep2 = Sweep2(d2.clone(), CLASS.iter().map(|s| s.to_string()).collect());
+    let tcp = e2.var("PGHA_LAB_ENGINE2_TCP").to_string();
+    let engines = ["--engine", "default", "--engine", tcp.as_str()];
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .chain(engines.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run_with = |args: &[&str]| {
+        let args = with(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        lab_tls_ok(&e2, &args)
+    };
+
+    // Four labs, placed two on each engine (each whole on one), the image shipped to the
+    // second, which has none of its own.
+    let started = Instant::now();
+    let made = run_with(&["create", "--count", "4", "--name", "itfleet"]);
+    eprintln!("class of 4 over two engines made in {:.0} s", started.elapsed().as_secs_f64());
+    let mut on_first = Vec::new();
+    for lab in CLASS {
+        let (here, there) = (labelled(&d, lab).await.0, labelled(&d2, lab).await.0);
+        assert!(
+            (here == 5 && there == 0) || (here == 0 && there == 5),
+            "lab {lab} is not whole on one engine: {here} containers here, {there} there\n{made}"
+        );
+        if here == 5 {
+            on_first.push(lab);
+        }
+    }
+    assert_eq!(on_first.len(), 2, "the class is not split evenly: {on_first:?}\n{made}");
+    let far: Vec<&str> = CLASS.iter().copied().filter(|l| !on_first.contains(l)).collect();
+
+    // Every lab healthy, found on its engine by name among the two.
+    for lab in CLASS {
+        let run = run_with(&["check", "-n", lab, "--json"]);
+        let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("check's JSON");
+        assert_eq!(report["done"], true, "lab {lab} is not done:\n{run}");
+    }
+
+    // `lab list` over both: the four, each with its engine.
+    let list = run_with(&["list"]);
+    for lab in CLASS {
+        let line = list
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(lab))
+            .unwrap_or_else(|| panic!("{lab} is not listed:\n{list}"));
+        let engine = if on_first.contains(&lab) { "default" } else { tcp.as_str() };
+        assert!(line.contains(engine), "{lab} is not shown on {engine}:\n{list}");
+    }
+
+    // A lab of the second engine: its connection strings name 127.0.0.2, and psql on this host
+    // gets the primary through them.
+    let lab = far[0];
+    let run = run_with(&["connect", "-n", lab, "--json"]);
+    let strings: serde_json::Value = serde_json::from_str(&run.stdout).expect("connect's JSON");
+    let primary = strings["haproxy"]["primary"]
+        .as_str()
+        .expect("a HAProxy string")
+        .to_string();
+    assert!(primary.contains("host=127.0.0.2 "), "{primary}");
+    let routed = strings["from_host"]["primary"].as_str().unwrap().to_string();
+    for conninfo in [&primary, &routed] {
+        let out = Command::new("psql")
+            .args([conninfo.as_str(), "-XAtc", "SELECT pg_is_in_recovery()"])
+            .output()
+            .expect("psql runs");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "f",
+            "psql {conninfo}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // A switchover drill there measures through the same address.
+    let drill = run_with(&["drill", "switchover", "-n", lab]);
+    let said = format!("{}{}", drill.stdout, drill.stderr);
+    assert!(said.contains("127.0.0.2:"), "the drill did not go through 127.0.0.2:\n{drill}");
+
+    // `reset --class` over both engines resets all four.
+    let reset = run_with(&["reset", "--class", "itfleet", "--yes"]);
+    for lab in CLASS {
+        assert!(reset.stderr.contains(lab), "{lab} was not reset:\n{reset}");
+    }
+
+    // The second engine stops answering: `lab list` says so, still lists the first engine's
+    // labs, and exits non-zero.
+    let pid = e2.pid();
+    signal(&pid, "-STOP");
+    let resume = Resume(pid);
+    let args = with(&["list"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let list = lab_tls(&e2, &args);
+    drop(resume);
+    assert_ne!(list.code, 0, "{list}");
+    assert!(list.stderr.contains(&format!("engine {tcp} is unreachable")), "{list}");
+    for lab in CLASS {
+        assert_eq!(list.stdout.contains(lab), on_first.contains(&lab), "{lab}:\n{list}");
+    }
+
+    // `destroy --class` over both removes every lab on each.
+    run_with(&["destroy", "--class", "itfleet", "--yes"]);
+    for lab in CLASS {
+        assert_eq!(labelled(&d, lab).await, (0, 0, 0), "{lab} left on the first engine");
+        assert_eq!(labelled(&d2, lab).await, (0, 0, 0), "{lab} left on the second engine");
+    }
+}
