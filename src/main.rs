@@ -71,6 +71,9 @@ async fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::List(args) => return list(&fleet, &progress, args).await,
         Command::Engines(args) => return engines(&fleet, &progress, args).await,
+        Command::Create(args) if fleet.several() => {
+            return create_over(&fleet, &progress, args).await.map(|()| 0);
+        }
         Command::Reset(a) if a.all || a.class.is_some() => {
             return reset_all(&fleet, &progress, a).await;
         }
@@ -839,6 +842,7 @@ async fn create(
         stage: args.stage,
         replace: args.replace,
         keep_on_failure: args.keep_on_failure,
+        machine: None,
     };
     // The image is built once, before several labs race for it.
     if specs.len() > 1 {
@@ -909,4 +913,63 @@ fn command_name(command: &Command) -> &'static str {
         Command::Image(_) => "image",
         _ => "this command",
     }
+}
+
+/// `lab create` over several engines (see `lab::spread`): every engine answers and the class
+/// fits before anything is made; each engine's labs then made at the same time as the others'.
+async fn create_over(fleet: &Fleet, progress: &Progress, args: &Create) -> Result<()> {
+    let names = lab_names(args)?;
+    let engines = fleet.connect_all().await?;
+    let spread = lab::spread::place(&engines, &names).await?;
+    // Each lab's request for the engine it goes to (its default publish address).
+    let mut specs = Vec::new();
+    for (engine, share) in &spread.shares {
+        let publish = engine.target().default_publish().to_string();
+        specs.extend(create_specs(args, share, &publish)?);
+    }
+    for (engine, share) in &spread.shares {
+        progress.line(format!(
+            "{} lab(s) on {}: {}",
+            share.len(),
+            engine.name(),
+            share.join(", ")
+        ));
+    }
+    if args.dry_run {
+        for (engine, share) in &spread.shares {
+            let mine: Vec<spec::LabSpec> = specs
+                .iter()
+                .filter(|s| share.contains(&s.name))
+                .cloned()
+                .collect();
+            terminal::out(&format!("on {}:", engine.name()));
+            terminal::out(&lab::dry_run(engine, &mine, args.replace).await?);
+        }
+        return Ok(());
+    }
+    let interrupt = Interrupt::listen();
+    let mut stop = interrupt.clone();
+    tokio::select! {
+        shipped = lab::spread::ship_image(&spread, &engines, progress, &args.image) => shipped?,
+        _ = stop.pressed() => return Err(Error::Interrupted),
+    }
+    let options = lab::CreateOptions {
+        stage: args.stage,
+        replace: args.replace,
+        keep_on_failure: args.keep_on_failure,
+        machine: None,
+    };
+    let (specs, options, interrupt) = (&specs, &options, &interrupt);
+    lab::spread::create(&spread, progress, interrupt, |engine, name, progress, machine| {
+        let spec = specs.iter().find(|s| s.name == name).expect("a spec per name");
+        let options = lab::CreateOptions {
+            machine: Some(machine),
+            ..options.clone()
+        };
+        async move {
+            let lock = lock::lab(&name, "a create", args.wait, &progress, Some(interrupt)).await?;
+            lab::create(&engine, &progress, spec, &options, interrupt, &lock).await
+        }
+    })
+    .await
 }

@@ -18,10 +18,14 @@ use crate::progress::Progress;
 use crate::render::access::SSH_ENTRY;
 use crate::spec::{Entry, LabSpec, Settings, Stage};
 
+#[derive(Clone)]
 pub struct CreateOptions {
     pub stage: Stage,
     pub replace: bool,
     pub keep_on_failure: bool,
+    /// Held from planning until the lab's network and containers exist, when engines that
+    /// share one machine (and so its routes) get labs at the same time: one plans at a time.
+    pub machine: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Creates one lab; Ctrl-C (through `interrupt`) stops it and removes what was made.
@@ -35,6 +39,10 @@ pub async fn create(
 ) -> Result<()> {
     check_publish_address(engine, spec.publish)?;
     let mut stop = interrupt.clone();
+    let machine = match &options.machine {
+        Some(m) => Some(m.clone().lock_owned().await),
+        None => None,
+    };
     let prepared = tokio::select! {
         prepared = prepare(engine, progress, spec, options) => prepared?,
         _ = stop.pressed() => return Err(Error::Interrupted),
@@ -63,6 +71,7 @@ pub async fn create(
     let made = tokio::select! {
         made = async {
             make(engine, progress, &plan, &spec.settings, planning).await?;
+            drop(machine);
             let lab = model::get(engine, &spec.name).await?;
             if let Some(entry) = &spec.access {
                 let step = progress.step("trainee access");
@@ -70,7 +79,7 @@ pub async fn create(
                 step.done(format!(
                     "root on {} over SSH at {}:{}, {}; `lab class sheet` lists it",
                     lab.nodes[0].name,
-                    spec.publish,
+                    lab.host,
                     lab.nodes[0].host_port(SSH_ENTRY).unwrap_or(SSH_ENTRY),
                     match entry {
                         Entry::Password => "with a password of the lab's own",
