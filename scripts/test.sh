@@ -16,9 +16,14 @@
 # Three tests need programs beside Rust and Docker: `lab watch`'s drives its terminal view in
 # tmux; the access test logs in to the labs as a trainee does, with OpenSSH's own client (ssh and
 # ssh-keygen; passwords go through SSH_ASKPASS, so sshpass is not needed); `lab serve`'s drives
-# its web page in headless Chromium through chromedriver (WebDriver). Where one is missing, this
-# script installs its package with apt-get (Debian or Ubuntu, as root), or stops saying how to
-# get it.
+# its web page in headless Chromium through chromedriver (WebDriver); the several-engines test
+# connects with psql to a lab on a second engine. Where one is missing, this script installs its
+# package with apt-get (Debian or Ubuntu, as root), or stops saying how to get it.
+#
+# The several-engines test runs a second Docker Engine on this machine (scripts/second-engine.sh:
+# needs root; it installs openssh-server for its ssh way in when sshd is missing). The test starts
+# it once; this script stops it and removes everything it made when the tests end, however they
+# end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +44,8 @@ need ssh openssh-client "the access test logs in to the labs with it"
 need ssh-keygen openssh-client "the access test makes a trainee's key with it"
 need chromium chromium "lab serve's test opens its page in headless Chromium"
 need chromedriver chromium-driver "lab serve's test drives Chromium through it"
+need psql postgresql-client "the several-engines test connects to a lab with it"
+trap 'scripts/second-engine.sh stop >/dev/null 2>&1 || true' EXIT
 
 cargo build --locked
 target/debug/lab image build
