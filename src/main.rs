@@ -31,6 +31,9 @@ async fn main() {
             e.exit_code()
         }
     };
+    // The exit below would cut short the removal of the locks let go of: the next command
+    // must find them free.
+    lock::settle().await;
     let _ = std::io::stdout().flush();
     // Exit here rather than return: a session's stdin reader may still be blocked in a read
     // that would hold the runtime's shutdown until the next key press.
@@ -135,14 +138,20 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Etcd(EtcdCommand::Start(m)) => etcd(engine, progress, &m, true).await?,
         Command::Drill(args) => run_drill(engine, progress, &args, plot.as_ref()).await?,
         Command::Sync(args) => {
-            let lock = hold(progress, &args.lab, "switching the replication mode").await?;
+            let lock = hold(
+                engine,
+                progress,
+                &args.lab,
+                "switching the replication mode",
+            )
+            .await?;
             let on = args.mode == cli::OnOff::On;
             let work = lab::sync(engine, progress, &lock, on, args.strict);
             let report = finishing(progress, "the switch", work).await?;
             json_only(args.json, &report, "the replication mode")?;
         }
         Command::Backup(args) => {
-            let lock = hold(progress, &args.lab, "a backup").await?;
+            let lock = hold(engine, progress, &args.lab, "a backup").await?;
             let work = lab::backup(engine, progress, &lock, args.kind);
             let newest = finishing(progress, "the backup", work).await?;
             json_only(args.json, &newest, "the backup")?;
@@ -184,7 +193,7 @@ async fn run(cli: Cli) -> Result<i32> {
 
 /// `lab bootstrap`: Ctrl-C stops it after the stages in progress.
 async fn bootstrap(engine: &Engine, progress: &Progress, args: &cli::Bootstrap) -> Result<()> {
-    let lock = hold(progress, &args.lab, "a bootstrap").await?;
+    let lock = hold(engine, progress, &args.lab, "a bootstrap").await?;
     let interrupt = Interrupt::listen();
     let work = lab::bootstrap(engine, progress, &lock, args.stage, &interrupt);
     let what = "the bootstrap's stage in progress";
@@ -193,7 +202,7 @@ async fn bootstrap(engine: &Engine, progress: &Progress, args: &cli::Bootstrap) 
 
 /// `lab start [NODE...]`: the whole lab, or the nodes named.
 async fn start(engine: &Engine, progress: &Progress, args: &cli::Start) -> Result<()> {
-    let lock = hold(progress, &args.lab, "a start").await?;
+    let lock = hold(engine, progress, &args.lab, "a start").await?;
     let report = if args.nodes.is_empty() {
         finishing(progress, "the start", lab::start(engine, progress, &lock)).await?
     } else {
@@ -205,7 +214,7 @@ async fn start(engine: &Engine, progress: &Progress, args: &cli::Start) -> Resul
 
 /// `lab stop [NODE...]`: the whole lab, or the nodes named.
 async fn stop(engine: &Engine, progress: &Progress, args: &cli::Stop) -> Result<()> {
-    let lock = hold(progress, &args.lab, "a stop").await?;
+    let lock = hold(engine, progress, &args.lab, "a stop").await?;
     let report = if args.nodes.is_empty() {
         finishing(progress, "the stop", lab::stop(engine, progress, &lock)).await?
     } else {
@@ -279,7 +288,7 @@ async fn node_fault(
         NodeFault::Partition => "partitioning",
         NodeFault::Heal => "healing",
     };
-    let lock = hold(progress, &a.lab, &format!("{what} {}", a.node)).await?;
+    let lock = hold(engine, progress, &a.lab, &format!("{what} {}", a.node)).await?;
     let (node, as_json) = (&a.node, a.json);
     match fault {
         NodeFault::Kill => drill(progress, as_json, lab::kill(engine, progress, &lock, node)).await,
@@ -293,7 +302,7 @@ async fn node_fault(
 
 /// `lab restore --time T`.
 async fn restore(engine: &Engine, progress: &Progress, args: &cli::Restore) -> Result<()> {
-    let lock = hold(progress, &args.lab, "a restore").await?;
+    let lock = hold(engine, progress, &args.lab, "a restore").await?;
     let work = lab::restore(engine, progress, &lock, &args.time, args.yes);
     let steps = finishing(progress, "the restore", work).await?;
     let total: f64 = steps.iter().map(|s| s.seconds).sum();
@@ -311,8 +320,13 @@ fn session(code: i64) -> i32 {
 
 /// Takes the lock of the lab a command changes, for `purpose` ("a stop"): refused at once while
 /// another command changes it, or waited for with --wait.
-async fn hold(progress: &Progress, lab: &cli::Changing, purpose: &str) -> Result<LabLock> {
-    lock::lab(&lab.name, purpose, lab.wait, progress, None).await
+async fn hold(
+    engine: &Engine,
+    progress: &Progress,
+    lab: &cli::Changing,
+    purpose: &str,
+) -> Result<LabLock> {
+    lock::lab(engine, &lab.name, purpose, lab.wait, progress, None).await
 }
 
 /// Prints a report as JSON or as `text` shows it.
@@ -362,7 +376,7 @@ async fn change_leader(
     } else {
         "a switchover"
     };
-    let lock = hold(progress, &args.lab, what).await?;
+    let lock = hold(engine, progress, &args.lab, what).await?;
     let to = args.to.as_deref();
     let work = lab::change_leader(engine, progress, &lock, to, failover);
     drill(progress, args.json, work).await
@@ -376,6 +390,7 @@ async fn etcd(engine: &Engine, progress: &Progress, m: &cli::Members, start: boo
         "stopping etcd"
     };
     let lock = hold(
+        engine,
         progress,
         &m.lab,
         &format!("{what} on {}", m.nodes.join(", ")),
@@ -412,14 +427,14 @@ async fn run_drill(
     let what = "the drill's report";
     match args.scenario.fault() {
         None => {
-            let lock = hold(progress, &args.lab, "the pitr drill").await?;
+            let lock = hold(engine, progress, &args.lab, "the pitr drill").await?;
             let work = lab::pitr_drill(engine, progress, &lock);
             let report = finishing(progress, "the drill", work).await?;
             print_report(args.json, &report, what, |r| r.table())
         }
         Some(fault) => {
             let purpose = format!("the {} drill", fault.name());
-            let lock = hold(progress, &args.lab, &purpose).await?;
+            let lock = hold(engine, progress, &args.lab, &purpose).await?;
             let work = lab::drill(engine, progress, &lock, fault, args.reader);
             let report = finishing(progress, "the drill", work).await?;
             let drawn = plot.map(|target| (target, target.write(&report.picture())));
@@ -440,7 +455,7 @@ async fn run_drill(
 /// `lab destroy [--all]`: a lab another command is changing is left alone and reported.
 async fn destroy(engine: &Engine, progress: &Progress, args: &cli::Destroy) -> Result<()> {
     if !args.all {
-        let lock = hold(progress, &args.lab, "a destroy").await?;
+        let lock = hold(engine, progress, &args.lab, "a destroy").await?;
         if !lab::destroy(engine, progress, &lock).await? {
             progress.line(format!(
                 "there is no lab called {}; nothing to do",
@@ -481,7 +496,7 @@ async fn destroy(engine: &Engine, progress: &Progress, args: &cli::Destroy) -> R
 async fn reset(engine: &Engine, progress: &Progress, args: &cli::Reset) -> Result<()> {
     if !args.all {
         // Waited for (--wait) before anything is done: Ctrl-C meanwhile just ends the command.
-        let lock = hold(progress, &args.lab, "a reset").await?;
+        let lock = hold(engine, progress, &args.lab, "a reset").await?;
         return finishing(progress, "the reset", lab::reset(engine, progress, &lock)).await;
     }
     let names: Vec<String> = model::all(engine)
@@ -506,7 +521,8 @@ async fn reset(engine: &Engine, progress: &Progress, args: &cli::Reset) -> Resul
         let interrupt = &interrupt;
         async move {
             let wait = args.lab.wait;
-            let lock = lock::lab(&name, "a reset", wait, &progress, Some(interrupt)).await?;
+            let lock =
+                lock::lab(engine, &name, "a reset", wait, &progress, Some(interrupt)).await?;
             lab::reset(engine, &progress, &lock).await
         }
     });
@@ -523,7 +539,15 @@ async fn rotate(engine: &Engine, progress: &Progress, args: &cli::Rotate) -> Res
         let interrupt = &interrupt;
         async move {
             let purpose = "a rotation of its credentials";
-            let lock = lock::lab(&name, purpose, args.wait, &progress, Some(interrupt)).await?;
+            let lock = lock::lab(
+                engine,
+                &name,
+                purpose,
+                args.wait,
+                &progress,
+                Some(interrupt),
+            )
+            .await?;
             lab::access::rotate(engine, &progress, &lock)
                 .await
                 .map(drop)
@@ -710,13 +734,12 @@ async fn create(
         replace: args.replace,
         keep_on_failure: args.keep_on_failure,
     };
-    // The image is built once, before several labs race for it.
-    if specs.len() > 1 {
-        let mut stop = interrupt.clone();
-        tokio::select! {
-            built = image::ensure(engine, progress, &args.image) => built?,
-            _ = stop.pressed() => return Err(Error::Interrupted),
-        }
+    // The image is built once, before several labs race for it, and before any lock is
+    // taken: the locks are containers of it.
+    let mut stop = interrupt.clone();
+    tokio::select! {
+        built = image::ensure(engine, progress, &args.image) => built?,
+        _ = stop.pressed() => return Err(Error::Interrupted),
     }
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     lab::each_lab(progress, &names, &interrupt, |name, progress| {
@@ -726,7 +749,15 @@ async fn create(
             .expect("a spec per name");
         let (options, interrupt) = (&options, &interrupt);
         async move {
-            let lock = lock::lab(&name, "a create", args.wait, &progress, Some(interrupt)).await?;
+            let lock = lock::lab(
+                engine,
+                &name,
+                "a create",
+                args.wait,
+                &progress,
+                Some(interrupt),
+            )
+            .await?;
             lab::create(engine, &progress, spec, options, interrupt, &lock).await
         }
     })

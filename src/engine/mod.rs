@@ -4,9 +4,11 @@
 
 mod exec;
 mod images;
+mod locks;
 pub mod objects;
 
 pub use exec::ExecOutput;
+pub use locks::{HeldLock, LockInfo, LockSpec, released};
 pub use objects::{
     ContainerInfo, ContainerSpec, NODE_STOP_GRACE, NetworkInfo, NetworkSpec, UploadFile,
     VolumeInfo, archive,

@@ -110,8 +110,12 @@ async fn prepare(
     options: &CreateOptions,
 ) -> Result<(Plan, PlanningLock)> {
     image::ensure(engine, progress, &spec.image).await?;
-    let planning =
-        crate::lock::acquire(progress, "this create's choice of addresses and ports").await?;
+    let planning = crate::lock::acquire(
+        engine,
+        progress,
+        "this create's choice of addresses and ports",
+    )
+    .await?;
     let mut world = snapshot(engine).await?;
     if options.replace {
         world.forget(&spec.name);

@@ -35,6 +35,8 @@ pub use drills::{
 };
 pub use metrics::metrics;
 pub use pitr::{drill as pitr_drill, restore};
+// The engine's timestamps, for the age of a lock container.
+pub(crate) use pitr::parse_time;
 pub use power::{start, stop};
 pub use records::{LastDrill, LastReset, last_drill, last_reset, now as unix_now};
 pub use reset::{has_snapshot, reset, snapshot};
