@@ -151,20 +151,23 @@ pub async fn settle() {
 /// milliseconds) before it is taken for one whose holder died in between.
 const STALE_AFTER: Duration = Duration::from_secs(10);
 
-/// How many times one attempt breaks a stale lock or waits out a vanishing one before it
-/// reports the lock as held.
-const TRIES: usize = 20;
+/// How long one attempt may go on breaking stale locks, or waiting out one being made or
+/// removed, before it reports the lock as held.
+const ATTEMPT: Duration = Duration::from_secs(3);
 
 /// One attempt at a lock: held now, or who holds it. A stale lock on the way is broken and
 /// the attempt goes on.
 async fn take(engine: &Engine, spec: &LockSpec) -> Result<Result<HeldLock, String>> {
+    let started = Instant::now();
     let mut seen = None;
-    for _ in 0..TRIES {
+    while started.elapsed() < ATTEMPT {
         if let Some(held) = engine.claim_lock(spec).await? {
             return Ok(Ok(held));
         }
-        // Let go of between the create and this look: try again at once.
+        // Its name is taken before the engine shows the container (while it is being made),
+        // and it may have gone since the create: look again in a moment.
         let Some(lock) = engine.lock(&spec.name).await? else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
         match verdict(&lock.state, lock.age) {
