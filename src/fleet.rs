@@ -2,8 +2,8 @@
 //! every engine with a Docker context (`--all-engines`); reached at the same time, each that
 //! does not answer reported by name while the others carry on, and asked which holds a lab.
 
-use crate::engine::target::{self, Target};
 use crate::engine::Engine;
+use crate::engine::target::{self, Target};
 use crate::error::{Error, Result};
 use crate::model;
 
@@ -51,7 +51,10 @@ impl Fleet {
 
     /// The URL of the engine called `name`.
     pub fn url_of(&self, name: &str) -> Option<String> {
-        self.targets.iter().find(|t| t.name == name).map(Target::url)
+        self.targets
+            .iter()
+            .find(|t| t.name == name)
+            .map(Target::url)
     }
 
     /// The address a lab is published on by default on the first engine (see
@@ -84,13 +87,13 @@ impl Fleet {
 
     /// The engines that answer, in the order given, and those that do not.
     pub async fn reach(&self) -> (Vec<Engine>, Vec<Down>) {
-        let tries = self
-            .targets
-            .iter()
-            .map(|t| Engine::connect_to(t.clone()));
+        let tries = self.targets.iter().map(|t| Engine::connect_to(t.clone()));
         let mut up = Vec::new();
         let mut down = Vec::new();
-        for (target, result) in self.targets.iter().zip(futures_util::future::join_all(tries).await)
+        for (target, result) in self
+            .targets
+            .iter()
+            .zip(futures_util::future::join_all(tries).await)
         {
             match result {
                 Ok(engine) => up.push(engine),
@@ -151,7 +154,11 @@ impl Fleet {
             _ => Err(Error::Invalid(format!(
                 "a lab called {name} is on several engines ({}); name the one you mean with \
                  --engine.",
-                found.iter().map(Engine::name).collect::<Vec<_>>().join(", ")
+                found
+                    .iter()
+                    .map(Engine::name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }

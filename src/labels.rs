@@ -27,6 +27,19 @@ pub const NETWORK_CREATED: &str = "io.pgha-lab.network-created";
 /// Marks the throwaway containers `lab image build` runs to read versions.
 pub const PROBE: &str = "io.pgha-lab.probe";
 
+/// On a lock container (never on a lab's objects, so no lab command takes it for part of a
+/// lab): `planning` for the engine's planning lock, `lab` for a lab's own lock.
+pub const LOCK: &str = "io.pgha-lab.lock";
+/// The lab a lab lock is for.
+pub const LOCK_LAB: &str = "io.pgha-lab.lock.lab";
+/// Who holds a lock: the machine's host name, the process id, its command line, what it
+/// holds the lock for, and since when (Unix seconds).
+pub const LOCK_HOST: &str = "io.pgha-lab.lock.host";
+pub const LOCK_PID: &str = "io.pgha-lab.lock.pid";
+pub const LOCK_COMMAND: &str = "io.pgha-lab.lock.command";
+pub const LOCK_PURPOSE: &str = "io.pgha-lab.lock.purpose";
+pub const LOCK_SINCE: &str = "io.pgha-lab.lock.since";
+
 /// The label filter selecting every object of one lab.
 pub fn of_lab(lab: &str) -> String {
     format!("{LAB}={lab}")

@@ -1,82 +1,67 @@
-//! The host-wide lock: held by a create from reading what the engine holds until the lab's
-//! containers exist (and so hold their addresses and ports), so two `lab create` runs at the same
-//! time can never pick the same subnet, addresses or ports; and by a `--tls` lab's certificate
-//! check and issue, so two bootstraps at once never hand a lab two CAs. Beside it, a lock per
-//! lab (`LabLock`) that every command changing the lab holds, so a second one on the same lab
-//! is refused (or, asked to, waits) instead of spoiling the first.
+//! The locks, kept on the Docker Engine so they hold across every machine driving it: the
+//! engine's planning lock, held by a create from reading what the engine holds until the lab's
+//! containers exist (and so hold their addresses and ports), so two `lab create` runs at the
+//! same time can never pick the same subnet, addresses or ports, and by a `--tls` lab's
+//! certificate check and issue, so two bootstraps at once never hand a lab two CAs; and a lock
+//! per lab (`LabLock`) that every command changing the lab holds, so a second one on the same
+//! lab is refused (or, asked to, waits) instead of spoiling the first. Each is a lock container
+//! (engine::HeldLock) labelled with its holder, gone with its holder, kill -9 included.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::ErrorKind;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
 
+use crate::engine::{Engine, HeldLock, LockSpec};
 use crate::error::{Error, Result};
+use crate::image::definition::IMAGE;
 use crate::interrupt::Interrupt;
+use crate::labels;
 use crate::progress::Progress;
 
-/// In /tmp itself rather than $TMPDIR, which may differ between the users of one engine.
-const PATH: &str = "/tmp/pgha-lab.lock";
+/// The planning lock's container: one per engine. Lab names hold no '.', so no lab's lock
+/// container (`pgha-lab-lock.NAME`) or objects can be named alike.
+const PLANNING: &str = "pgha-lab-lock";
+
+/// Lab `name`'s lock container.
+fn lab_lock(name: &str) -> String {
+    format!("{PLANNING}.{name}")
+}
 
 /// Released when dropped.
 pub struct PlanningLock {
-    _file: File,
+    _held: HeldLock,
 }
 
-/// Opens the lock file, creating it (open to every user) when it does not exist yet. An
-/// existing one is opened without O_CREAT: in a sticky /tmp, create-opening another user's
-/// file is refused (fs.protected_regular).
-fn open(path: &Path) -> std::io::Result<File> {
-    match File::open(path) {
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(path)?;
-            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o666));
-            Ok(file)
-        }
-        opened => opened,
-    }
-}
-
-/// How long a command waits for another to let go of the lock before it gives up.
+/// How long a command waits for another to let go of the planning lock before it gives up.
 const PATIENCE: Duration = Duration::from_secs(120);
 
-/// Takes the lock, waiting while another command holds it (for seconds: a create until its
-/// containers exist). Says who holds it while waiting, and gives up after PATIENCE. `purpose`
-/// names what waits, in the words of "so {purpose} cannot go on safely".
-pub async fn acquire(progress: &Progress, purpose: &str) -> Result<PlanningLock> {
-    let file =
-        open(Path::new(PATH)).map_err(Error::io(format!("open the planning lock {PATH}")))?;
+/// Takes the engine's planning lock, waiting while another command holds it (for seconds: a
+/// create until its containers exist). Says who holds it while waiting, and gives up after
+/// PATIENCE. `purpose` names what waits, in the words of "so {purpose} cannot go on safely".
+pub async fn acquire(engine: &Engine, progress: &Progress, purpose: &str) -> Result<PlanningLock> {
+    let spec = spec(PLANNING, "planning", None, purpose);
     // The patience is per holder: behind a queue of creates (a class made with --count), the
     // lock changes hands, and only one that keeps it too long is a fault.
     let mut since = Instant::now();
     let mut told: Option<String> = None;
     loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(PlanningLock { _file: file }),
-            Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(e)) => {
-                return Err(Error::io(format!("take the planning lock {PATH}"))(e));
-            }
-        }
-        let holder = holder(&file).unwrap_or_else(|| "another process".into());
+        let holder = match take(engine, &spec).await? {
+            Ok(held) => return Ok(PlanningLock { _held: held }),
+            Err(holder) => holder,
+        };
         if told.as_ref().is_some_and(|t| *t != holder) {
             since = Instant::now();
         }
         if since.elapsed() >= PATIENCE {
             return Err(Error::Failed(format!(
-                "{holder} has held the lock {PATH} for over {} s, so {purpose} cannot go on \
-                 safely. Wait for it to finish (or stop it if it hangs) and run the command \
-                 again.",
+                "{holder} has held the engine's planning lock (container {PLANNING}) for over \
+                 {} s, so {purpose} cannot go on safely. Wait for it to finish (or stop it if it \
+                 hangs) and run the command again.",
                 PATIENCE.as_secs()
             )));
         }
         if told.as_ref() != Some(&holder) {
             progress.line(format!(
-                "waiting for the lock {PATH}, held by {holder} (up to {} s)",
+                "waiting for the engine's planning lock, held by {holder} (up to {} s)",
                 PATIENCE.as_secs()
             ));
             told = Some(holder);
@@ -88,10 +73,10 @@ pub async fn acquire(progress: &Progress, purpose: &str) -> Result<PlanningLock>
 /// A lab's own lock, held while a command changes that lab: every command that does (create,
 /// bootstrap, start, stop, reset, destroy, the drills and fault commands, sync, backup,
 /// restore) takes a `&LabLock` rather than a lab's name, so none can run without it. Read-only
-/// commands never take it. The kernel lets go of it when its holder dies, kill -9 included.
+/// commands never take it.
 pub struct LabLock {
     lab: String,
-    _file: File,
+    _held: HeldLock,
 }
 
 impl LabLock {
@@ -101,33 +86,35 @@ impl LabLock {
     }
 }
 
-/// Where lab `name`'s lock lives.
-fn lab_path(name: &str) -> String {
-    format!("/tmp/pgha-lab-{name}.lock")
-}
-
 /// Takes lab `name`'s lock for `purpose` ("a stop", "the kill-primary drill"). Another command
 /// changing the same lab is a conflict to report at once, naming it; with `wait`, it is waited
 /// for instead (saying so), until it ends or Ctrl-C (through `interrupt`) gives up.
 pub async fn lab(
+    engine: &Engine,
     name: &str,
     purpose: &str,
     wait: bool,
     progress: &Progress,
     interrupt: Option<&Interrupt>,
 ) -> Result<LabLock> {
+    let spec = spec(&lab_lock(name), "lab", Some(name), purpose);
     let mut told: Option<String> = None;
     loop {
-        let holder = match lab_if_free(name)? {
-            Ok(lock) => return Ok(lock),
+        let holder = match take(engine, &spec).await? {
+            Ok(held) => {
+                return Ok(LabLock {
+                    lab: name.to_string(),
+                    _held: held,
+                });
+            }
             Err(holder) => holder,
         };
         if !wait {
             return Err(Error::Busy(format!(
-                "{holder} is changing lab {name} right now (it holds {}), so {purpose} is \
-                 refused rather than spoil both. Run this again once that ends, or add --wait \
-                 to wait for it.",
-                lab_path(name)
+                "{holder} is changing lab {name} right now (it holds the lab's lock, container \
+                 {} on the Docker Engine), so {purpose} is refused rather than spoil both. Run \
+                 this again once that ends, or add --wait to wait for it.",
+                spec.name
             )));
         }
         if told.as_ref() != Some(&holder) {
@@ -144,47 +131,166 @@ pub async fn lab(
     }
 }
 
-/// Takes lab `name`'s lock if it is free; when another command holds it, that command's name, for commands over a whole class that pass a busy lab by.
-pub fn lab_if_free(name: &str) -> Result<std::result::Result<LabLock, String>> {
-    let path = lab_path(name);
-    let file = open(Path::new(&path)).map_err(Error::io(format!("open the lab's lock {path}")))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Ok(LabLock {
-            lab: name.to_string(),
-            _file: file,
-        })),
-        Err(TryLockError::WouldBlock) => Ok(Err(
-            holder(&file).unwrap_or_else(|| "another process".into())
-        )),
-        Err(TryLockError::Error(e)) => Err(Error::io(format!("take the lab's lock {path}"))(e)),
+/// Takes lab `name`'s lock if it is free; when another command holds it, that command's name,
+/// for commands over a whole class that pass a busy lab by.
+pub async fn lab_if_free(engine: &Engine, name: &str) -> Result<Result<LabLock, String>> {
+    let spec = spec(&lab_lock(name), "lab", Some(name), "a change to every lab");
+    Ok(take(engine, &spec).await?.map(|held| LabLock {
+        lab: name.to_string(),
+        _held: held,
+    }))
+}
+
+/// Waits until the locks this process let go of are gone from the engine: called once before
+/// the process exits, so the next command finds them free.
+pub async fn settle() {
+    crate::engine::released(None).await;
+}
+
+/// How long a lock container may stay "created" (its holder between create and start, a few
+/// milliseconds) before it is taken for one whose holder died in between.
+const STALE_AFTER: Duration = Duration::from_secs(10);
+
+/// How long one attempt may go on breaking stale locks, or waiting out one being made or
+/// removed, before it reports the lock as held.
+const ATTEMPT: Duration = Duration::from_secs(3);
+
+/// One attempt at a lock: held now, or who holds it. A stale lock on the way is broken and
+/// the attempt goes on.
+async fn take(engine: &Engine, spec: &LockSpec) -> Result<Result<HeldLock, String>> {
+    let started = Instant::now();
+    let mut seen = None;
+    while started.elapsed() < ATTEMPT {
+        if let Some(held) = engine.claim_lock(spec).await? {
+            return Ok(Ok(held));
+        }
+        // Its name is taken before the engine shows the container (while it is being made),
+        // and it may have gone since the create: look again in a moment.
+        let Some(lock) = engine.lock(&spec.name).await? else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        match verdict(&lock.state, lock.age) {
+            Verdict::Held => return Ok(Err(holder(&lock.labels))),
+            Verdict::Stale => engine.break_lock(&lock.id).await?,
+            Verdict::Going => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+        seen = Some(lock.labels);
+    }
+    Ok(Err(
+        seen.map_or_else(|| "another command".into(), |l| holder(&l))
+    ))
+}
+
+/// What a lock container found in the way means.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// A live holder has it.
+    Held,
+    /// Its holder is gone and the engine has not cleaned it up: break it.
+    Stale,
+    /// The engine is removing it right now: try again in a moment.
+    Going,
+}
+
+/// Judges a lock container by its state and, while "created", its age.
+fn verdict(state: &str, age: Option<Duration>) -> Verdict {
+    match state {
+        "removing" => Verdict::Going,
+        // The holder died between create and start (or never could start it).
+        "created" if age.is_some_and(|a| a >= STALE_AFTER) => Verdict::Stale,
+        // `cat` ended, so the holder's attach closed: AutoRemove is about to take it.
+        "exited" | "dead" => Verdict::Stale,
+        _ => Verdict::Held,
     }
 }
 
-/// "pid 1234 (lab create --name alice)": the process holding the lock, as /proc/locks and its
-/// command line tell.
-fn holder(file: &File) -> Option<String> {
-    let inode = file.metadata().ok()?.ino();
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    let pid = holder_in(&locks, inode)?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let command = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-    let command = command.trim();
-    Some(if command.is_empty() {
-        format!("pid {pid}")
-    } else {
-        format!("pid {pid} ({command})")
-    })
+/// The lock container to create for `purpose`: `kind` is `planning` or `lab`, with the lab's
+/// name for a lab lock; labelled with this process as its holder.
+fn spec(name: &str, kind: &str, lab: Option<&str>, purpose: &str) -> LockSpec {
+    let since = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut labels = HashMap::from([
+        (labels::LOCK.to_string(), kind.to_string()),
+        (labels::LOCK_HOST.to_string(), host_name()),
+        (labels::LOCK_PID.to_string(), std::process::id().to_string()),
+        (labels::LOCK_COMMAND.to_string(), command_line()),
+        (labels::LOCK_PURPOSE.to_string(), purpose.to_string()),
+        (labels::LOCK_SINCE.to_string(), since.to_string()),
+    ]);
+    if let Some(lab) = lab {
+        labels.insert(labels::LOCK_LAB.to_string(), lab.to_string());
+    }
+    LockSpec {
+        name: name.to_string(),
+        // Labs exist only on an engine that has their image, so every engine with a lab to
+        // lock has it; `cat` is all the lock runs.
+        image: IMAGE.to_string(),
+        labels,
+    }
 }
 
-/// The pid holding a lock on `inode` in /proc/locks ("1: FLOCK ADVISORY WRITE 1425
-/// fe:00:753934 0 EOF").
-fn holder_in(locks: &str, inode: u64) -> Option<u32> {
-    locks.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (pid, file) = (fields.get(4)?, fields.get(5)?);
-        let ino: u64 = file.rsplit(':').next()?.parse().ok()?;
-        (ino == inode).then(|| pid.parse().ok()).flatten()
-    })
+/// This machine's host name, as the holder of a lock is told to others.
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// "lab reset --name alice": this process's command line, its program by file name only.
+fn command_line() -> String {
+    let mut args = std::env::args();
+    let program = args.next().unwrap_or_default();
+    let program = std::path::Path::new(&program)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or(program);
+    std::iter::once(program)
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// "lab reset --name alice (pid 1234 on host ws7, since 04:51:07 UTC)": a lock's holder, as
+/// its labels tell.
+fn holder(labels: &HashMap<String, String>) -> String {
+    let get = |key: &str| {
+        labels
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let command = get(labels::LOCK_COMMAND).unwrap_or("another lab command");
+    let mut about = Vec::new();
+    if let Some(pid) = get(labels::LOCK_PID) {
+        about.push(format!("pid {pid}"));
+    }
+    if let Some(host) = get(labels::LOCK_HOST) {
+        about.push(format!("on host {host}"));
+    }
+    let since = get(labels::LOCK_SINCE)
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .map(|t| {
+            format!(
+                "since {:02}:{:02}:{:02} UTC",
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        });
+    let about = match (about.is_empty(), since) {
+        (true, None) => return command.to_string(),
+        (true, Some(since)) => since,
+        (false, None) => about.join(" "),
+        (false, Some(since)) => format!("{}, {since}", about.join(" ")),
+    };
+    format!("{command} ({about})")
 }
 
 #[cfg(test)]
@@ -192,12 +298,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_holder_is_found_by_inode() {
-        let locks = "1: FLOCK  ADVISORY  WRITE 1425 fe:00:753934 0 EOF\n\
-                     2: FLOCK  ADVISORY  WRITE 77 fe:00:753923 0 EOF\n\
-                     3: OFDLCK ADVISORY  READ -1 00:06:3 0 EOF\n";
-        assert_eq!(holder_in(locks, 753923), Some(77));
-        assert_eq!(holder_in(locks, 3), None);
-        assert_eq!(holder_in(locks, 1), None);
+    fn a_lock_is_judged_by_its_state() {
+        assert_eq!(verdict("running", None), Verdict::Held);
+        assert_eq!(verdict("removing", None), Verdict::Going);
+        assert_eq!(verdict("exited", None), Verdict::Stale);
+        assert_eq!(verdict("dead", None), Verdict::Stale);
+        // A holder between create and start, or one that died there.
+        let created = |s| verdict("created", Some(Duration::from_secs(s)));
+        assert_eq!(created(0), Verdict::Held);
+        assert_eq!(created(9), Verdict::Held);
+        assert_eq!(created(10), Verdict::Stale);
+        // No age read: never broken on a guess.
+        assert_eq!(verdict("created", None), Verdict::Held);
+    }
+
+    #[test]
+    fn the_holder_is_named_from_the_labels() {
+        let labels = HashMap::from([
+            (
+                labels::LOCK_COMMAND.to_string(),
+                "lab reset --name itlock".to_string(),
+            ),
+            (labels::LOCK_PID.to_string(), "1234".to_string()),
+            (labels::LOCK_HOST.to_string(), "ws7".to_string()),
+            // 2025-12-06 04:51:07 UTC
+            (labels::LOCK_SINCE.to_string(), "1764996667".to_string()),
+        ]);
+        assert_eq!(
+            holder(&labels),
+            "lab reset --name itlock (pid 1234 on host ws7, since 04:51:07 UTC)"
+        );
+        assert_eq!(holder(&HashMap::new()), "another lab command");
+    }
+
+    #[test]
+    fn lock_containers_are_named_apart_from_labs() {
+        assert_eq!(lab_lock("alice"), "pgha-lab-lock.alice");
+        let spec = spec(&lab_lock("alice"), "lab", Some("alice"), "a stop");
+        assert!(!spec.labels.contains_key(labels::LAB));
+        assert_eq!(spec.labels[labels::LOCK_LAB], "alice");
+        assert_eq!(
+            spec.labels[labels::LOCK_PID],
+            std::process::id().to_string()
+        );
     }
 }

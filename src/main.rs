@@ -32,6 +32,9 @@ async fn main() {
             e.exit_code()
         }
     };
+    // The exit below would cut short the removal of the locks let go of: the next command
+    // must find them free.
+    lock::settle().await;
     let _ = std::io::stdout().flush();
     // Exit here rather than return: a session's stdin reader may still be blocked in a read
     // that would hold the runtime's shutdown until the next key press.
@@ -84,7 +87,11 @@ async fn run(cli: Cli) -> Result<i32> {
     }
     let engine = match lab_of(&cli.command) {
         Some(name) => fleet.holding(name).await?,
-        None => fleet.only(&format!("lab {}", command_name(&cli.command))).await?,
+        None => {
+            fleet
+                .only(&format!("lab {}", command_name(&cli.command)))
+                .await?
+        }
     };
     let (engine, progress) = (&engine, &progress);
     match cli.command {
@@ -151,14 +158,20 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Etcd(EtcdCommand::Start(m)) => etcd(engine, progress, &m, true).await?,
         Command::Drill(args) => run_drill(engine, progress, &args, plot.as_ref()).await?,
         Command::Sync(args) => {
-            let lock = hold(progress, &args.lab, "switching the replication mode").await?;
+            let lock = hold(
+                engine,
+                progress,
+                &args.lab,
+                "switching the replication mode",
+            )
+            .await?;
             let on = args.mode == cli::OnOff::On;
             let work = lab::sync(engine, progress, &lock, on, args.strict);
             let report = finishing(progress, "the switch", work).await?;
             json_only(args.json, &report, "the replication mode")?;
         }
         Command::Backup(args) => {
-            let lock = hold(progress, &args.lab, "a backup").await?;
+            let lock = hold(engine, progress, &args.lab, "a backup").await?;
             let work = lab::backup(engine, progress, &lock, args.kind);
             let newest = finishing(progress, "the backup", work).await?;
             json_only(args.json, &newest, "the backup")?;
@@ -200,7 +213,7 @@ async fn run(cli: Cli) -> Result<i32> {
 
 /// `lab bootstrap`: Ctrl-C stops it after the stages in progress.
 async fn bootstrap(engine: &Engine, progress: &Progress, args: &cli::Bootstrap) -> Result<()> {
-    let lock = hold(progress, &args.lab, "a bootstrap").await?;
+    let lock = hold(engine, progress, &args.lab, "a bootstrap").await?;
     let interrupt = Interrupt::listen();
     let work = lab::bootstrap(engine, progress, &lock, args.stage, &interrupt);
     let what = "the bootstrap's stage in progress";
@@ -209,7 +222,7 @@ async fn bootstrap(engine: &Engine, progress: &Progress, args: &cli::Bootstrap) 
 
 /// `lab start [NODE...]`: the whole lab, or the nodes named.
 async fn start(engine: &Engine, progress: &Progress, args: &cli::Start) -> Result<()> {
-    let lock = hold(progress, &args.lab, "a start").await?;
+    let lock = hold(engine, progress, &args.lab, "a start").await?;
     let report = if args.nodes.is_empty() {
         finishing(progress, "the start", lab::start(engine, progress, &lock)).await?
     } else {
@@ -221,7 +234,7 @@ async fn start(engine: &Engine, progress: &Progress, args: &cli::Start) -> Resul
 
 /// `lab stop [NODE...]`: the whole lab, or the nodes named.
 async fn stop(engine: &Engine, progress: &Progress, args: &cli::Stop) -> Result<()> {
-    let lock = hold(progress, &args.lab, "a stop").await?;
+    let lock = hold(engine, progress, &args.lab, "a stop").await?;
     let report = if args.nodes.is_empty() {
         finishing(progress, "the stop", lab::stop(engine, progress, &lock)).await?
     } else {
@@ -295,7 +308,7 @@ async fn node_fault(
         NodeFault::Partition => "partitioning",
         NodeFault::Heal => "healing",
     };
-    let lock = hold(progress, &a.lab, &format!("{what} {}", a.node)).await?;
+    let lock = hold(engine, progress, &a.lab, &format!("{what} {}", a.node)).await?;
     let (node, as_json) = (&a.node, a.json);
     match fault {
         NodeFault::Kill => drill(progress, as_json, lab::kill(engine, progress, &lock, node)).await,
@@ -309,7 +322,7 @@ async fn node_fault(
 
 /// `lab restore --time T`.
 async fn restore(engine: &Engine, progress: &Progress, args: &cli::Restore) -> Result<()> {
-    let lock = hold(progress, &args.lab, "a restore").await?;
+    let lock = hold(engine, progress, &args.lab, "a restore").await?;
     let work = lab::restore(engine, progress, &lock, &args.time, args.yes);
     let steps = finishing(progress, "the restore", work).await?;
     let total: f64 = steps.iter().map(|s| s.seconds).sum();
@@ -327,8 +340,13 @@ fn session(code: i64) -> i32 {
 
 /// Takes the lock of the lab a command changes, for `purpose` ("a stop"): refused at once while
 /// another command changes it, or waited for with --wait.
-async fn hold(progress: &Progress, lab: &cli::Changing, purpose: &str) -> Result<LabLock> {
-    lock::lab(&lab.name, purpose, lab.wait, progress, None).await
+async fn hold(
+    engine: &Engine,
+    progress: &Progress,
+    lab: &cli::Changing,
+    purpose: &str,
+) -> Result<LabLock> {
+    lock::lab(engine, &lab.name, purpose, lab.wait, progress, None).await
 }
 
 /// Prints a report as JSON or as `text` shows it.
@@ -378,7 +396,7 @@ async fn change_leader(
     } else {
         "a switchover"
     };
-    let lock = hold(progress, &args.lab, what).await?;
+    let lock = hold(engine, progress, &args.lab, what).await?;
     let to = args.to.as_deref();
     let work = lab::change_leader(engine, progress, &lock, to, failover);
     drill(progress, args.json, work).await
@@ -392,6 +410,7 @@ async fn etcd(engine: &Engine, progress: &Progress, m: &cli::Members, start: boo
         "stopping etcd"
     };
     let lock = hold(
+        engine,
         progress,
         &m.lab,
         &format!("{what} on {}", m.nodes.join(", ")),
@@ -428,14 +447,14 @@ async fn run_drill(
     let what = "the drill's report";
     match args.scenario.fault() {
         None => {
-            let lock = hold(progress, &args.lab, "the pitr drill").await?;
+            let lock = hold(engine, progress, &args.lab, "the pitr drill").await?;
             let work = lab::pitr_drill(engine, progress, &lock);
             let report = finishing(progress, "the drill", work).await?;
             print_report(args.json, &report, what, |r| r.table())
         }
         Some(fault) => {
             let purpose = format!("the {} drill", fault.name());
-            let lock = hold(progress, &args.lab, &purpose).await?;
+            let lock = hold(engine, progress, &args.lab, &purpose).await?;
             let work = lab::drill(engine, progress, &lock, fault, args.reader);
             let report = finishing(progress, "the drill", work).await?;
             let drawn = plot.map(|target| (target, target.write(&report.picture())));
@@ -455,7 +474,7 @@ async fn run_drill(
 
 /// `lab destroy` of one lab.
 async fn destroy(engine: &Engine, progress: &Progress, args: &cli::Destroy) -> Result<()> {
-    let lock = hold(progress, &args.lab, "a destroy").await?;
+    let lock = hold(engine, progress, &args.lab, "a destroy").await?;
     if !lab::destroy(engine, progress, &lock).await? {
         progress.line(format!(
             "there is no lab called {}; nothing to do",
@@ -481,8 +500,15 @@ async fn destroy_all(fleet: &Fleet, progress: &Progress, args: &cli::Destroy) ->
         .flat_map(|(e, names)| names.iter().map(|n| on_engine(n, e, fleet)))
         .collect();
     if listed.is_empty() {
-        let of = args.class.as_deref().map(|c| format!(" of class {c}")).unwrap_or_default();
-        progress.line(format!("there are no labs{of} on {}; nothing to do", where_(fleet)));
+        let of = args
+            .class
+            .as_deref()
+            .map(|c| format!(" of class {c}"))
+            .unwrap_or_default();
+        progress.line(format!(
+            "there are no labs{of} on {}; nothing to do",
+            where_(fleet)
+        ));
         return Ok(if down.is_empty() { 0 } else { 1 });
     }
     if !args.yes {
@@ -533,7 +559,7 @@ fn where_(fleet: &Fleet) -> String {
 /// `lab reset` of one lab.
 async fn reset(engine: &Engine, progress: &Progress, args: &cli::Reset) -> Result<()> {
     // Waited for (--wait) before anything is done: Ctrl-C meanwhile just ends the command.
-    let lock = hold(progress, &args.lab, "a reset").await?;
+    let lock = hold(engine, progress, &args.lab, "a reset").await?;
     finishing(progress, "the reset", lab::reset(engine, progress, &lock)).await
 }
 
@@ -546,7 +572,10 @@ async fn reset_all(fleet: &Fleet, progress: &Progress, args: &cli::Reset) -> Res
     for engine in &engines {
         let all = model::all(engine).await?;
         let class = args.class.as_deref();
-        for lab in all.into_iter().filter(|l| class.is_none_or(|c| lab::in_class(&l.name, c))) {
+        for lab in all
+            .into_iter()
+            .filter(|l| class.is_none_or(|c| lab::in_class(&l.name, c)))
+        {
             if let Some(other) = at.insert(lab.name.clone(), engine) {
                 return Err(Error::Invalid(format!(
                     "a lab called {} is on two engines ({} and {}); reset them one engine at \
@@ -559,8 +588,15 @@ async fn reset_all(fleet: &Fleet, progress: &Progress, args: &cli::Reset) -> Res
         }
     }
     if at.is_empty() {
-        let of = args.class.as_deref().map(|c| format!(" of class {c}")).unwrap_or_default();
-        progress.line(format!("there are no labs{of} on {}; nothing to do", where_(fleet)));
+        let of = args
+            .class
+            .as_deref()
+            .map(|c| format!(" of class {c}"))
+            .unwrap_or_default();
+        progress.line(format!(
+            "there are no labs{of} on {}; nothing to do",
+            where_(fleet)
+        ));
         return Ok(if down.is_empty() { 0 } else { 1 });
     }
     let names: Vec<String> = at.keys().cloned().collect();
@@ -580,7 +616,8 @@ async fn reset_all(fleet: &Fleet, progress: &Progress, args: &cli::Reset) -> Res
         let (interrupt, engine) = (&interrupt, at[&name]);
         async move {
             let wait = args.lab.wait;
-            let lock = lock::lab(&name, "a reset", wait, &progress, Some(interrupt)).await?;
+            let lock =
+                lock::lab(engine, &name, "a reset", wait, &progress, Some(interrupt)).await?;
             lab::reset(engine, &progress, &lock).await
         }
     });
@@ -642,7 +679,15 @@ async fn rotate(engine: &Engine, progress: &Progress, args: &cli::Rotate) -> Res
         let interrupt = &interrupt;
         async move {
             let purpose = "a rotation of its credentials";
-            let lock = lock::lab(&name, purpose, args.wait, &progress, Some(interrupt)).await?;
+            let lock = lock::lab(
+                engine,
+                &name,
+                purpose,
+                args.wait,
+                &progress,
+                Some(interrupt),
+            )
+            .await?;
             lab::access::rotate(engine, &progress, &lock)
                 .await
                 .map(drop)
@@ -844,13 +889,12 @@ async fn create(
         keep_on_failure: args.keep_on_failure,
         machine: None,
     };
-    // The image is built once, before several labs race for it.
-    if specs.len() > 1 {
-        let mut stop = interrupt.clone();
-        tokio::select! {
-            built = image::ensure(engine, progress, &args.image) => built?,
-            _ = stop.pressed() => return Err(Error::Interrupted),
-        }
+    // The image is built once, before several labs race for it, and before any lock is
+    // taken: the locks are containers of it.
+    let mut stop = interrupt.clone();
+    tokio::select! {
+        built = image::ensure(engine, progress, &args.image) => built?,
+        _ = stop.pressed() => return Err(Error::Interrupted),
     }
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     lab::each_lab(progress, &names, &interrupt, |name, progress| {
@@ -860,7 +904,15 @@ async fn create(
             .expect("a spec per name");
         let (options, interrupt) = (&options, &interrupt);
         async move {
-            let lock = lock::lab(&name, "a create", args.wait, &progress, Some(interrupt)).await?;
+            let lock = lock::lab(
+                engine,
+                &name,
+                "a create",
+                args.wait,
+                &progress,
+                Some(interrupt),
+            )
+            .await?;
             lab::create(engine, &progress, spec, options, interrupt, &lock).await
         }
     })
@@ -960,16 +1012,32 @@ async fn create_over(fleet: &Fleet, progress: &Progress, args: &Create) -> Resul
         machine: None,
     };
     let (specs, options, interrupt) = (&specs, &options, &interrupt);
-    lab::spread::create(&spread, progress, interrupt, |engine, name, progress, machine| {
-        let spec = specs.iter().find(|s| s.name == name).expect("a spec per name");
-        let options = lab::CreateOptions {
-            machine: Some(machine),
-            ..options.clone()
-        };
-        async move {
-            let lock = lock::lab(&name, "a create", args.wait, &progress, Some(interrupt)).await?;
-            lab::create(&engine, &progress, spec, &options, interrupt, &lock).await
-        }
-    })
+    lab::spread::create(
+        &spread,
+        progress,
+        interrupt,
+        |engine, name, progress, machine| {
+            let spec = specs
+                .iter()
+                .find(|s| s.name == name)
+                .expect("a spec per name");
+            let options = lab::CreateOptions {
+                machine: Some(machine),
+                ..options.clone()
+            };
+            async move {
+                let lock = lock::lab(
+                    &engine,
+                    &name,
+                    "a create",
+                    args.wait,
+                    &progress,
+                    Some(interrupt),
+                )
+                .await?;
+                lab::create(&engine, &progress, spec, &options, interrupt, &lock).await
+            }
+        },
+    )
     .await
 }

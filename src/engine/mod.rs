@@ -5,12 +5,14 @@
 mod exec;
 mod images;
 mod info;
+mod locks;
 pub mod objects;
 mod ssh;
 pub mod target;
 
 pub use exec::ExecOutput;
 pub use info::EngineInfo;
+pub use locks::{HeldLock, LockInfo, LockSpec, released};
 pub use objects::{
     ContainerInfo, ContainerSpec, NODE_STOP_GRACE, NetworkInfo, NetworkSpec, UploadFile,
     VolumeInfo, archive,
@@ -109,15 +111,14 @@ impl Engine {
         // A healthy engine answers its version at once; one that accepts but never answers
         // would otherwise hold every command for the whole timeout above.
         let negotiated = tokio::time::timeout(ANSWER, docker.negotiate_version()).await;
-        let docker = negotiated
-            .map_err(|_| {
-                Error::DockerUnavailable(format!(
-                    "the Docker Engine {} did not answer within {} s. Check that the daemon \
+        let docker = negotiated.map_err(|_| {
+            Error::DockerUnavailable(format!(
+                "the Docker Engine {} did not answer within {} s. Check that the daemon \
                      is running and not stuck (`docker info`), then try again.",
-                    target.name,
-                    ANSWER.as_secs()
-                ))
-            })?;
+                target.name,
+                ANSWER.as_secs()
+            ))
+        })?;
         let docker = match docker {
             Ok(docker) => docker,
             Err(e) => {

@@ -88,7 +88,12 @@ impl Bridge {
 }
 
 /// The ssh command line for one connection.
-fn ssh_args(user: Option<&str>, host: &str, port: Option<u16>, master: &std::path::Path) -> Vec<String> {
+fn ssh_args(
+    user: Option<&str>,
+    host: &str,
+    port: Option<u16>,
+    master: &std::path::Path,
+) -> Vec<String> {
     let mut args: Vec<String> = Vec::new();
     if let Ok(config) = std::env::var(SSH_CONFIG) {
         args.extend(["-F".into(), config]);

@@ -215,7 +215,11 @@ impl Target {
                 }
                 Endpoint::Ssh { user, host, port }
             }
-            other => return Err(malformed(&format!("lab speaks unix, tcp and ssh, not {other}"))),
+            other => {
+                return Err(malformed(&format!(
+                    "lab speaks unix, tcp and ssh, not {other}"
+                )));
+            }
         };
         Ok(Target {
             name: name.to_string(),
@@ -446,7 +450,11 @@ mod tests {
             )
             .unwrap();
             if tls {
-                let t = dir.path().join("contexts/tls").join(context_id(name)).join("docker");
+                let t = dir
+                    .path()
+                    .join("contexts/tls")
+                    .join(context_id(name))
+                    .join("docker");
                 std::fs::create_dir_all(&t).unwrap();
                 std::fs::write(t.join("ca.pem"), "x").unwrap();
             }

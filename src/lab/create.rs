@@ -121,8 +121,12 @@ async fn prepare(
     options: &CreateOptions,
 ) -> Result<(Plan, PlanningLock)> {
     image::ensure(engine, progress, &spec.image).await?;
-    let planning =
-        crate::lock::acquire(progress, "this create's choice of addresses and ports").await?;
+    let planning = crate::lock::acquire(
+        engine,
+        progress,
+        "this create's choice of addresses and ports",
+    )
+    .await?;
     let (mut world, host) = snapshot(engine, &spec.image).await?;
     if options.replace {
         world.forget(&spec.name);
@@ -137,7 +141,9 @@ async fn prepare(
 /// `--dry-run`: each lab's plan, counting the labs planned before it as made; nothing is
 /// touched.
 pub async fn dry_run(engine: &Engine, specs: &[LabSpec], replace: bool) -> Result<String> {
-    let image = &specs.first().map_or(crate::image::definition::IMAGE, |s| &s.image);
+    let image = &specs
+        .first()
+        .map_or(crate::image::definition::IMAGE, |s| &s.image);
     let (mut world, host) = snapshot(engine, image).await?;
     let mut plans = Vec::new();
     for spec in specs {

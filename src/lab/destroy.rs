@@ -120,7 +120,7 @@ pub async fn destroy_all(
         busy: Vec::new(),
     };
     for name in names {
-        match lock::lab_if_free(&name)? {
+        match lock::lab_if_free(engine, &name).await? {
             Ok(lock) => {
                 destroy(engine, progress, &lock).await?;
                 done.destroyed.push(name);

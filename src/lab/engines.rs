@@ -87,8 +87,7 @@ pub fn text(rows: &[EngineRow]) -> String {
             or(r.host.clone()),
             or(r.version.clone()),
             or(r.cpus.map(|c| c.to_string())),
-            or(r
-                .memory_bytes
+            or(r.memory_bytes
                 .map(|m| format!("{:.1} GiB", m as f64 / (1u64 << 30) as f64))),
             or(r.labs.map(|l| l.to_string())),
         ]

@@ -13,7 +13,6 @@ mod destroy;
 mod drill;
 mod drills;
 mod engines;
-pub mod spread;
 mod metrics;
 mod pitr;
 mod power;
@@ -21,6 +20,7 @@ mod records;
 mod reset;
 mod session;
 mod show;
+pub mod spread;
 mod sync;
 pub mod watch;
 
@@ -38,6 +38,8 @@ pub use drills::{
 pub use engines::{EngineRow, engines, text as engines_text};
 pub use metrics::metrics;
 pub use pitr::{drill as pitr_drill, restore};
+// The engine's timestamps, for the age of a lock container.
+pub(crate) use pitr::parse_time;
 pub use power::{start, stop};
 pub use records::{LastDrill, LastReset, last_drill, last_reset, now as unix_now};
 pub use reset::{has_snapshot, reset, snapshot};

@@ -95,7 +95,8 @@ pub async fn ship_image(
     for target in &without {
         let step = progress.step(format!("image {tag} to {}", target.name()));
         let mut say = |line: &str| step.detail(line);
-        let moved = image::ship(&source, source.name(), target, target.name(), tag, &mut say).await?;
+        let moved =
+            image::ship(&source, source.name(), target, target.name(), tag, &mut say).await?;
         step.done(format!(
             "shipped from {} ({:.0} MB)",
             source.name(),

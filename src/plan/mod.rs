@@ -1,8 +1,8 @@
 //! Planning, with no I/O: a validated spec plus what the engine and the host already hold become
 //! the exact network, containers, volumes, addresses, ports, aliases and labels of a lab.
 
-pub mod ipam;
 pub mod host;
+pub mod ipam;
 pub mod placement;
 pub mod routes;
 

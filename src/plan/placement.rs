@@ -43,7 +43,10 @@ pub fn place(
     let mut placed = Vec::new();
     let mut missing = 0;
     for name in names {
-        if let Some(engine) = existing.get(name).filter(|e| rooms.iter().any(|r| &r.engine == *e)) {
+        if let Some(engine) = existing
+            .get(name)
+            .filter(|e| rooms.iter().any(|r| &r.engine == *e))
+        {
             placed.push(engine.clone());
             continue;
         }
@@ -104,7 +107,11 @@ mod tests {
 
     #[test]
     fn alike_engines_share_a_class_evenly_the_first_first() {
-        let placed = place(&[room("a", 24, 0), room("b", 24, 0)], &names(4), &BTreeMap::new());
+        let placed = place(
+            &[room("a", 24, 0), room("b", 24, 0)],
+            &names(4),
+            &BTreeMap::new(),
+        );
         assert_eq!(placed.unwrap(), ["a", "b", "a", "b"]);
     }
 
@@ -112,8 +119,12 @@ mod tests {
     fn room_follows_memory_and_what_is_held() {
         // 24 GiB holds 31 labs, 8 GiB 10; the big one takes labs until room is level.
         assert_eq!(room("a", 24, 0).capacity(), 31);
-        let placed = place(&[room("a", 24, 25), room("b", 8, 0)], &names(6), &BTreeMap::new())
-            .unwrap();
+        let placed = place(
+            &[room("a", 24, 25), room("b", 8, 0)],
+            &names(6),
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert_eq!(placed, ["b", "b", "b", "b", "a", "b"]);
     }
 
@@ -126,10 +137,17 @@ mod tests {
 
     #[test]
     fn a_class_too_big_is_refused_saying_what_fits() {
-        let e = place(&[room("a", 8, 8), room("b", 4, 0)], &names(8), &BTreeMap::new())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("class of 8 labs does not fit: 1 lab(s) have no room"), "{e}");
+        let e = place(
+            &[room("a", 8, 8), room("b", 4, 0)],
+            &names(8),
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("class of 8 labs does not fit: 1 lab(s) have no room"),
+            "{e}"
+        );
         assert!(e.contains("a 2 more (8.0 GiB, 8 held); b 5 more"), "{e}");
     }
 }

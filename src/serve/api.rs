@@ -479,8 +479,8 @@ fn acting(name: &str) -> Route<'_> {
 
 /// Takes lab `name`'s lock for `purpose`; a lab another command changes is 409, its message
 /// naming that command.
-fn take(name: &str, purpose: &str) -> Result<lock::LabLock, Refusal> {
-    match lock::lab_if_free(name) {
+async fn take(app: &Shared, name: &str, purpose: &str) -> Result<lock::LabLock, Refusal> {
+    match lock::lab_if_free(&app.engine, name).await {
         Ok(Ok(lock)) => Ok(lock),
         Ok(Err(holder)) => Err(Refusal::new(
             StatusCode::CONFLICT,
@@ -514,7 +514,7 @@ pub async fn reset(
     guard(&app, &caller, acting(&name), true)?;
     posted_here(&caller)?;
     known(&app, &name, true).await?;
-    let lock = take(&name, "a reset")?;
+    let lock = take(&app, &name, "a reset").await?;
     let action = started("reset", format!("resetting lab {name}"));
     app.hubs.act(&name, action.clone());
     spawn_resets(&app, vec![lock]);
@@ -564,7 +564,7 @@ pub async fn check(
     guard(&app, &caller, acting(&name), true)?;
     posted_here(&caller)?;
     known(&app, &name, true).await?;
-    let lock = take(&name, "a check (it would judge the lab halfway)")?;
+    let lock = take(&app, &name, "a check (it would judge the lab halfway)").await?;
     app.hubs
         .act(&name, started("check", format!("checking lab {name}")));
     let course = super::hub::course(&app.engine, &name).await;
@@ -622,7 +622,7 @@ pub async fn reset_class(
         busy: Vec::new(),
     };
     for name in names {
-        match take(&name, "a reset") {
+        match take(&app, &name, "a reset").await {
             Ok(lock) => {
                 app.hubs.act(
                     &name,

@@ -17,9 +17,9 @@ use crate::progress::Progress;
 use crate::spec::Stage;
 
 /// Makes sure every node holds the lab's certificates; returns what was done, and whether
-/// anything changed. Under the host-wide lock, so that two bootstraps at once agree on one CA.
+/// anything changed. Under the engine's planning lock, so that two bootstraps at once agree on one CA.
 pub async fn place(ctx: &Ctx<'_>, facts: &[Facts], progress: &Progress) -> Result<(String, bool)> {
-    let _lock = lock::acquire(progress, "this lab's certificate check").await?;
+    let _lock = lock::acquire(ctx.engine, progress, "this lab's certificate check").await?;
     let n = ctx.lab.nodes.len();
     // Read again under the lock: another command may have just placed them.
     if one_whole_set(ctx).await? {

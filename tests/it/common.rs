@@ -145,10 +145,11 @@ async fn remove_carrying(d: &Docker, label: &str) {
     }
 }
 
-/// Removes what the labs called `labs` left, by their label.
+/// Removes what the labs called `labs` left, by their label, their lock containers included.
 pub async fn sweep(d: &Docker, labs: &[&str]) {
     for lab in labs {
         remove_carrying(d, &format!("{LAB_LABEL}={lab}")).await;
+        remove_carrying(d, &format!("{}={lab}", pgha_lab::labels::LOCK_LAB)).await;
     }
 }
 

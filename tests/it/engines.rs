@@ -56,10 +56,13 @@ impl Engine2 {
 
     /// Its dockerd's pid.
     fn pid(&self) -> String {
-        let dir = std::path::Path::new(self.var("PGHA_LAB_ENGINE2_UNIX").trim_start_matches("unix://"))
-            .parent()
-            .expect("the socket's directory")
-            .to_path_buf();
+        let dir = std::path::Path::new(
+            self.var("PGHA_LAB_ENGINE2_UNIX")
+                .trim_start_matches("unix://"),
+        )
+        .parent()
+        .expect("the socket's directory")
+        .to_path_buf();
         std::fs::read_to_string(dir.join("dockerd.pid"))
             .expect("the second engine's pid file")
             .trim()
@@ -154,7 +157,10 @@ async fn a_class_over_two_engines_is_made_used_listed_reset_and_removed_on_both(
     // second, which has none of its own.
     let started = Instant::now();
     let made = run_with(&["create", "--count", "4", "--name", "itfleet"]);
-    eprintln!("class of 4 over two engines made in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "class of 4 over two engines made in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     let mut on_first = Vec::new();
     for lab in CLASS {
         let (here, there) = (labelled(&d, lab).await.0, labelled(&d2, lab).await.0);
@@ -166,8 +172,16 @@ async fn a_class_over_two_engines_is_made_used_listed_reset_and_removed_on_both(
             on_first.push(lab);
         }
     }
-    assert_eq!(on_first.len(), 2, "the class is not split evenly: {on_first:?}\n{made}");
-    let far: Vec<&str> = CLASS.iter().copied().filter(|l| !on_first.contains(l)).collect();
+    assert_eq!(
+        on_first.len(),
+        2,
+        "the class is not split evenly: {on_first:?}\n{made}"
+    );
+    let far: Vec<&str> = CLASS
+        .iter()
+        .copied()
+        .filter(|l| !on_first.contains(l))
+        .collect();
 
     // Every lab healthy, found on its engine by name among the two.
     for lab in CLASS {
@@ -184,8 +198,15 @@ async fn a_class_over_two_engines_is_made_used_listed_reset_and_removed_on_both(
             .lines()
             .find(|l| l.starts_with(lab))
             .unwrap_or_else(|| panic!("{lab} is not listed:\n{list}"));
-        let engine = if on_first.contains(&lab) { "default" } else { tcp.as_str() };
-        assert!(line.contains(engine), "{lab} is not shown on {engine}:\n{list}");
+        let engine = if on_first.contains(&lab) {
+            "default"
+        } else {
+            tcp.as_str()
+        };
+        assert!(
+            line.contains(engine),
+            "{lab} is not shown on {engine}:\n{list}"
+        );
     }
 
     // A lab of the second engine: its connection strings name 127.0.0.2, and psql on this host
@@ -198,7 +219,10 @@ async fn a_class_over_two_engines_is_made_used_listed_reset_and_removed_on_both(
         .expect("a HAProxy string")
         .to_string();
     assert!(primary.contains("host=127.0.0.2 "), "{primary}");
-    let routed = strings["from_host"]["primary"].as_str().unwrap().to_string();
+    let routed = strings["from_host"]["primary"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for conninfo in [&primary, &routed] {
         let out = Command::new("psql")
             .args([conninfo.as_str(), "-XAtc", "SELECT pg_is_in_recovery()"])
@@ -215,7 +239,10 @@ async fn a_class_over_two_engines_is_made_used_listed_reset_and_removed_on_both(
     // A switchover drill there measures through the same address.
     let drill = run_with(&["drill", "switchover", "-n", lab]);
     let said = format!("{}{}", drill.stdout, drill.stderr);
-    assert!(said.contains("127.0.0.2:"), "the drill did not go through 127.0.0.2:\n{drill}");
+    assert!(
+        said.contains("127.0.0.2:"),
+        "the drill did not go through 127.0.0.2:\n{drill}"
+    );
 
     // `reset --class` over both engines resets all four.
     let reset = run_with(&["reset", "--class", "itfleet", "--yes"]);
@@ -233,15 +260,31 @@ async fn a_class_over_two_engines_is_made_used_listed_reset_and_removed_on_both(
     let list = lab_tls(&e2, &args);
     drop(resume);
     assert_ne!(list.code, 0, "{list}");
-    assert!(list.stderr.contains(&format!("engine {tcp} is unreachable")), "{list}");
+    assert!(
+        list.stderr
+            .contains(&format!("engine {tcp} is unreachable")),
+        "{list}"
+    );
     for lab in CLASS {
-        assert_eq!(list.stdout.contains(lab), on_first.contains(&lab), "{lab}:\n{list}");
+        assert_eq!(
+            list.stdout.contains(lab),
+            on_first.contains(&lab),
+            "{lab}:\n{list}"
+        );
     }
 
     // `destroy --class` over both removes every lab on each.
     run_with(&["destroy", "--class", "itfleet", "--yes"]);
     for lab in CLASS {
-        assert_eq!(labelled(&d, lab).await, (0, 0, 0), "{lab} left on the first engine");
-        assert_eq!(labelled(&d2, lab).await, (0, 0, 0), "{lab} left on the second engine");
+        assert_eq!(
+            labelled(&d, lab).await,
+            (0, 0, 0),
+            "{lab} left on the first engine"
+        );
+        assert_eq!(
+            labelled(&d2, lab).await,
+            (0, 0, 0),
+            "{lab} left on the second engine"
+        );
     }
 }

@@ -253,7 +253,11 @@ async fn serve_shows_the_class_live_resets_a_lab_and_keeps_trainees_and_stranger
     shows(&c, "#last-reset", 20, "ago").await;
 
     // A lab another command is changing: 409, its message on the page.
-    let lock = pgha_lab::lock::lab_if_free(B)
+    let engine = pgha_lab::engine::Engine::connect()
+        .await
+        .expect("the engine answers");
+    let lock = pgha_lab::lock::lab_if_free(&engine, B)
+        .await
         .expect("the lock can be asked for")
         .expect("nobody holds it");
     c.goto(&format!("{base}/labs/{B}"))
