@@ -91,24 +91,35 @@ live_pid() {
     pid=$(cat "$file" 2>/dev/null) || return 1
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     [ -r "/proc/$pid/cmdline" ] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$word" || return 1
+    tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$word" || return 1
     echo "$pid"
 }
 dockerd_pid() { live_pid "$pidfile" "$config"; }
 sshd_pid() { live_pid "$sshd_pidfile" "$sshd_config"; }
+
+# Whether PID lives (a zombie does not: pid 1 may reap our orphans late).
+alive() {
+    local stat
+    stat=$(cat 2>/dev/null <"/proc/$1/stat") || return 1
+    stat=${stat##*) } # after the command name, which may hold spaces
+    [ -n "$stat" ] && [ "${stat%% *}" != Z ]
+}
 
 # Sends TERM to PID, waits up to SECONDS for it to go, then KILL.
 end_pid() {
     local pid=$1 seconds=$2 what=$3 i
     kill -TERM "$pid" 2>/dev/null || return 0
     for ((i = 0; i < seconds * 5; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        if ! alive "$pid"; then
+            say "$what (pid $pid) ended in $(printf '%d.%d' $((i / 5)) $((i % 5 * 2)))s"
+            return 0
+        fi
         sleep 0.2
     done
     say "$what (pid $pid) still runs after ${seconds}s; killing it"
     kill -KILL "$pid" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        alive "$pid" || return 0
         sleep 0.1
     done
 }
@@ -404,13 +415,12 @@ start() {
 # Pids of processes whose command line holds PATH/ (the second engine's containerd and its shims
 # name the exec root; fuse-overlayfs its data root): only this engine's.
 pids_naming() {
-    local p pid
-    for p in /proc/[0-9]*; do
-        pid=${p#/proc/}
-        [ "$pid" = $$ ] && continue
-        tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$1/" && echo "$pid"
+    local f pid
+    { grep -alF -- "$1/" /proc/[0-9]*/cmdline 2>/dev/null || true; } | while read -r f; do
+        pid=${f#/proc/}
+        pid=${pid%/cmdline}
+        [ "$pid" = $$ ] || echo "$pid"
     done
-    return 0
 }
 
 stop() {
@@ -456,7 +466,7 @@ stop() {
               if (match($0, /pid=[0-9]+/)) { p = substr($0, RSTART + 4, RLENGTH - 4)
                   if (index(pids, " " p " ")) print path } }' | grep '^/run/containerd/s/' | sort -u || true)
         for pid in $pids; do
-            say "stopping what dockerd left: pid $pid $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-80)"
+            say "stopping what dockerd left: pid $pid $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-90)"
             end_pid "$pid" 5 "pid $pid"
         done
         for m in $sockets; do rm -f "$m"; done
