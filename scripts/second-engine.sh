@@ -424,7 +424,7 @@ pids_naming() {
 }
 
 stop() {
-    local pid pids id cg procs sockets m
+    local pid pids id cg procs sockets m i
     [ "$(id -u)" = 0 ] || die "needs root"
     guard_paths
     take_lock
@@ -448,13 +448,16 @@ stop() {
             id=${id##*/}
             [[ $id =~ ^[0-9a-f]{64}$ ]] || continue
             for cg in /sys/fs/cgroup/pids/docker/"$id" /sys/fs/cgroup/unified/docker/"$id" /sys/fs/cgroup/docker/"$id"; do
-                [ -r "$cg/cgroup.procs" ] || continue
+                [ -r "$cg/cgroup.procs" ] && break
+            done
+            [ -r "$cg/cgroup.procs" ] || continue
+            for ((i = 0; i < 25; i++)); do
                 procs=$(cat "$cg/cgroup.procs")
-                if [ -n "$procs" ]; then
-                    say "killing what is left of container ${id:0:12}: $(echo "$procs" | tr '\n' ' ')"
-                    # shellcheck disable=SC2086
-                    kill -KILL $procs 2>/dev/null || true
-                fi
+                [ -n "$procs" ] || break
+                [ "$i" -gt 0 ] || say "killing what is left of container ${id:0:12}: $(echo "$procs" | wc -l) process(es)"
+                # shellcheck disable=SC2086
+                kill -KILL $procs 2>/dev/null || true
+                sleep 0.2
             done
         done
     fi
@@ -467,7 +470,7 @@ stop() {
                   if (index(pids, " " p " ")) print path } }' | grep '^/run/containerd/s/' | sort -u || true)
         for pid in $pids; do
             say "stopping what dockerd left: pid $pid $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-90)"
-            end_pid "$pid" 5 "pid $pid"
+            end_pid "$pid" 5 process
         done
         for m in $sockets; do rm -f "$m"; done
     fi
@@ -479,7 +482,7 @@ stop() {
         say "unmounting $m"
         umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || say "cannot unmount $m"
     done
-    for pid in $(pids_naming "$data_root"); do end_pid "$pid" 5 "pid $pid"; done
+    for pid in $(pids_naming "$data_root"); do end_pid "$pid" 5 process; done
 
     # Empty cgroups of its containers (runc removes them when it can).
     if [ -e "$data_root/.$mark" ] && [ -d "$data_root/containers" ]; then
