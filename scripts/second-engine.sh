@@ -137,6 +137,9 @@ guard_paths() {
 
 # Holds the lock on $dir/lock on fd 9 (made anew when stop removed it while we waited).
 take_lock() {
+    if [ -d "$dir" ] && [ ! -e "$dir/.$mark" ] && has_files "$dir"; then
+        die "$dir exists and was not made by this script; not touching it (set PGHA_LAB_ENGINE2_DIR)"
+    fi
     while :; do
         mkdir -p "$dir"
         exec 9>>"$dir/lock"
@@ -318,6 +321,8 @@ ListenAddress 127.0.0.1:$ssh_port
 HostKey $ssh_dir/host_ed25519
 PidFile $sshd_pidfile
 AuthorizedKeysFile $ssh_dir/authorized_keys
+# The state dir may be anywhere (e.g. under /tmp, which StrictModes refuses); its keys are 0600.
+StrictModes no
 PermitRootLogin prohibit-password
 AllowUsers root
 PubkeyAuthentication yes
@@ -428,9 +433,6 @@ stop() {
     [ "$(id -u)" = 0 ] || die "needs root"
     guard_paths
     take_lock
-    if [ -d "$dir" ] && has_files "$dir" && [ ! -e "$dir/.$mark" ]; then
-        die "$dir was not made by this script; not touching it"
-    fi
 
     if pid=$(dockerd_pid); then
         say "stopping dockerd (pid $pid)"
