@@ -26,6 +26,8 @@
 #   - data root PGHA_LAB_ENGINE2_DATA_ROOT (/var/lib/pgha-lab-engine2), on disk: images go there;
 #   - a bridge interface pgha-e2br (10.254.254.1/24), the engine's default bridge, marked as ours
 #     by its alias. Never `bridge: none`: that makes dockerd delete the host's docker0;
+#   - the bridges (br-ID) of the networks made on it, which dockerd leaves when it stops (stop
+#     finds their names in its network store);
 #   - one iptables rule, FORWARD -m physdev --physdev-is-bridged -j ACCEPT with the comment
 #     pgha-lab-engine2: the engine runs with `iptables: false`, `ip-masq: false`,
 #     `ip-forward: false` and so never touches the first engine's chains, but the host's FORWARD
@@ -417,15 +419,19 @@ start() {
     print_env
 }
 
-# Pids of processes whose command line holds PATH/ (the second engine's containerd and its shims
-# name the exec root; fuse-overlayfs its data root): only this engine's.
+# Pids of the processes running one of the programs named after PATH whose command line holds
+# PATH/ (the second engine's containerd and its shims name its exec root; fuse-overlayfs its data
+# root): only this engine's, not, say, a shell whose command mentions the path.
 pids_naming() {
-    local f pid
-    { grep -alF -- "$1/" /proc/[0-9]*/cmdline 2>/dev/null || true; } | while read -r f; do
+    local path=$1 f pid exe
+    shift
+    { grep -alF -- "$path/" /proc/[0-9]*/cmdline 2>/dev/null || true; } | while read -r f; do
         pid=${f#/proc/}
         pid=${pid%/cmdline}
-        [ "$pid" = $$ ] || echo "$pid"
+        exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
+        if [[ " $* " == *" ${exe##*/} "* ]]; then echo "$pid"; fi
     done
+    return 0
 }
 
 stop() {
@@ -463,7 +469,7 @@ stop() {
             done
         done
     fi
-    pids=$(pids_naming "$exec_root")
+    pids=$(pids_naming "$exec_root" containerd containerd-shim-runc-v2 containerd-shim)
     if [ -n "$pids" ]; then
         # The shims' sockets (under /run/containerd/s) stay when they are killed: note them.
         sockets=$(ss -Hxlp 2>/dev/null | awk -v pids=" $(echo "$pids" | tr '\n' ' ') " '
@@ -484,7 +490,7 @@ stop() {
         say "unmounting $m"
         umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || say "cannot unmount $m"
     done
-    for pid in $(pids_naming "$data_root"); do end_pid "$pid" 5 process; done
+    for pid in $(pids_naming "$data_root" fuse-overlayfs); do end_pid "$pid" 5 process; done
 
     # Empty cgroups of its containers (runc removes them when it can).
     if [ -e "$data_root/.$mark" ] && [ -d "$data_root/containers" ]; then
@@ -495,6 +501,25 @@ stop() {
                 [ -d "$cg" ] && rmdir "$cg" 2>/dev/null
             done
         done
+    fi
+
+    # The bridges of its own networks (br-ID): dockerd leaves them when it stops with networks
+    # left (a lab not destroyed, or a kill -9). Their names are in its network store.
+    local b store=$data_root/network/files/local-kv.db
+    if [ -e "$data_root/.$mark" ] && [ -f "$store" ]; then
+        while read -r b; do
+            [ -d "/sys/class/net/$b/bridge" ] || continue
+            for ((i = 0; i < 25; i++)); do # a dead container's veth goes with its netns, soon
+                [ -z "$(ls "/sys/class/net/$b/brif")" ] && break
+                sleep 0.2
+            done
+            if [ -n "$(ls "/sys/class/net/$b/brif")" ]; then
+                say "$b (a network of the second engine) still has ports; left alone"
+                continue
+            fi
+            say "removing bridge $b (a network of the second engine)"
+            ip link delete "$b" type bridge
+        done < <(grep -aoE '"BridgeName":"br-[0-9a-f]{12}"' "$store" | cut -d'"' -f4 | sort -u)
     fi
 
     if [ -e "$data_root/.$mark" ]; then
