@@ -49,6 +49,11 @@ trap 'scripts/second-engine.sh stop >/dev/null 2>&1 || true' EXIT
 
 cargo build --locked
 target/debug/lab image build
+# Tests of several engines start a second Docker Engine (scripts/second-engine.sh start, as root);
+# it is stopped, and all it made removed, when the tests end however they end.
+if [ "$(id -u)" = 0 ]; then
+    trap 'scripts/second-engine.sh stop >/dev/null 2>&1 || echo "test.sh: scripts/second-engine.sh stop failed" >&2' EXIT
+fi
 if cargo nextest --version >/dev/null 2>&1; then
     echo "test.sh: running the tests with cargo-nextest, one at a time"
     cargo nextest run --locked --no-fail-fast --test-threads 1 "$@"
