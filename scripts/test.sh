@@ -45,12 +45,11 @@ need ssh-keygen openssh-client "the access test makes a trainee's key with it"
 need chromium chromium "lab serve's test opens its page in headless Chromium"
 need chromedriver chromium-driver "lab serve's test drives Chromium through it"
 need psql postgresql-client "the several-engines test connects to a lab with it"
-trap 'scripts/second-engine.sh stop >/dev/null 2>&1 || true' EXIT
 
 cargo build --locked
 target/debug/lab image build
-# Tests of several engines start a second Docker Engine (scripts/second-engine.sh start, as root);
-# it is stopped, and all it made removed, when the tests end however they end.
+# The several-engines test starts a second Docker Engine (scripts/second-engine.sh start, as
+# root); it is stopped, and all it made removed, when the tests end however they end.
 if [ "$(id -u)" = 0 ]; then
     trap 'scripts/second-engine.sh stop >/dev/null 2>&1 || echo "test.sh: scripts/second-engine.sh stop failed" >&2' EXIT
 fi
