@@ -202,7 +202,7 @@ fn unavailable(target: &Target, err: bollard::errors::Error, ssh_said: Option<St
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = source {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        if let Some(tls) = tls_cause(e) {
             return Error::DockerUnavailable(format!(
                 "{engine} refused the TLS handshake or its certificate was refused ({tls}). \
                  Check that DOCKER_CERT_PATH (or the context) holds the CA that signed the \
@@ -211,14 +211,6 @@ fn unavailable(target: &Target, err: bollard::errors::Error, ssh_said: Option<St
             ));
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return Error::DockerUnavailable(format!(
-                    "{engine} refused the TLS handshake or its certificate was refused \
-                     ({tls}). Check that DOCKER_CERT_PATH (or the context) holds the CA that \
-                     signed the daemon's certificate and a client certificate it trusts, and \
-                     that the URL's host is one the certificate names."
-                ));
-            }
             match io.kind() {
                 std::io::ErrorKind::PermissionDenied => {
                     return Error::DockerUnavailable(format!(
@@ -243,6 +235,22 @@ fn unavailable(target: &Target, err: bollard::errors::Error, ssh_said: Option<St
         "{engine} did not answer: {err}. Check that the daemon is running (`docker info`) and \
          try again."
     ))
+}
+
+/// The TLS failure under an error, looked for through io::Errors wrapping io::Errors (whose
+/// `source` skips the error they wrap).
+fn tls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut at = Some(e);
+    while let Some(e) = at {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        at = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+    }
+    None
 }
 
 /// Maps an Engine failure during `action` to our error, keeping the daemon's own message (which
