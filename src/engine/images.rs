@@ -1,5 +1,6 @@
-//! Images: inspect, pull, import a root filesystem, build from an in-memory context, and run a
-//! throwaway container to read what an image holds.
+//! Images: inspect, pull, import a root filesystem, build from an in-memory context, export and
+//! load one as a tar stream (to ship it to another engine), and run a throwaway container to
+//! read what an image holds.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -7,9 +8,10 @@ use std::time::Duration;
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, CreateImageOptions, LogsOptions,
+    BuildImageOptions, CreateContainerOptions, CreateImageOptions, ImportImageOptions, LogsOptions,
     RemoveContainerOptions, RemoveImageOptions, WaitContainerOptions,
 };
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncReadExt;
 
@@ -164,6 +166,46 @@ impl Engine {
             step: "finishing".into(),
             message: "the Engine reported no image id".into(),
         })
+    }
+
+    /// The image as `docker save` writes it (a tar of its layers, config and manifest.json),
+    /// chunk by chunk as the Engine sends it, so that nothing holds the whole image. The stream
+    /// owns its connection: it may outlive `self` and be handed to another engine's load.
+    pub fn export_image(
+        &self,
+        reference: &str,
+    ) -> impl Stream<Item = Result<Bytes>> + Send + Unpin + 'static {
+        let what = format!("export image {reference}");
+        let docker = self.docker.clone();
+        let reference = reference.to_string();
+        // bollard's stream borrows the client; owning a clone keeps ours free of `self`.
+        let chunks = futures_util::stream::once(async move { docker.export_image(&reference) })
+            .flatten()
+            .map(move |chunk| chunk.map_err(api(what.as_str())));
+        Box::pin(chunks)
+    }
+
+    /// Loads images from a tar stream as `docker load` does (POST /images/load), reading the
+    /// stream only as fast as the Engine takes it.
+    pub async fn import_image<S>(&self, tar: S) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes>> + Send + 'static,
+    {
+        let what = "load an image";
+        let mut stream = self.docker.import_image_stream(
+            ImportImageOptions {
+                quiet: true,
+                ..Default::default()
+            },
+            tar,
+            None,
+        );
+        // The Engine answers once it has read the whole tar, then reports the loaded image.
+        while next_within(&mut stream, Duration::from_secs(600), what)
+            .await?
+            .is_some()
+        {}
+        Ok(())
     }
 
     /// Removes an image nothing uses any more; one still in use stays, silently.

@@ -4,9 +4,11 @@
 
 mod exec;
 mod images;
+mod info;
 pub mod objects;
 
 pub use exec::ExecOutput;
+pub use info::EngineInfo;
 pub use objects::{
     ContainerInfo, ContainerSpec, NODE_STOP_GRACE, NetworkInfo, NetworkSpec, UploadFile,
     VolumeInfo, archive,

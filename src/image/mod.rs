@@ -1,9 +1,12 @@
 //! `lab image build` and `lab image info`: the lab image, built through the Engine API from
 //! Debian packages, on debian:trixie-slim where a registry answers and on a debootstrapped base
-//! where none does.
+//! where none does; and shipped from one engine to another (`ship`).
 
 pub mod definition;
 mod rootfs;
+mod ship;
+
+pub use ship::ship;
 
 use std::collections::HashMap;
 

@@ -116,3 +116,61 @@ async fn the_image_holds_the_training_stack_and_no_private_key() {
     assert!(info.stdout.contains("PostgreSQL  17."), "{info}");
     assert!(info.stdout.contains("Patroni     4."), "{info}");
 }
+
+/// An image leaves an engine as `docker save`'s tar (with its manifest.json) and comes back
+/// from that tar with the same id: the two halves of shipping it to another engine, on a tiny
+/// image of this test's own.
+#[tokio::test]
+async fn an_exported_image_is_a_tar_that_loads_back_as_the_same_image() {
+    use futures_util::StreamExt;
+    use pgha_lab::engine::Engine;
+    use pgha_lab::image::definition::file;
+
+    let tag = "pgha-lab-it-ship:tiny";
+    let engine = Engine::connect().await.unwrap();
+    let dockerfile = format!("FROM scratch\nCOPY hello /hello\nLABEL {TEST_LABEL}=ship\n");
+    let context = pgha_lab::engine::archive(
+        &[
+            file("Dockerfile", &dockerfile, 0o644),
+            file("hello", "shipped\n", 0o644),
+        ],
+        0,
+    )
+    .unwrap();
+    let id = engine
+        .build(context, Some(tag), HashMap::new(), false, &mut |_| {})
+        .await
+        .unwrap();
+
+    let mut tar = Vec::new();
+    let mut export = engine.export_image(tag);
+    while let Some(chunk) = export.next().await {
+        tar.extend_from_slice(&chunk.unwrap());
+    }
+    let mut manifest = None;
+    for entry in tar::Archive::new(tar.as_slice()).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some("manifest.json") {
+            manifest = Some(serde_json::from_reader::<_, serde_json::Value>(&mut entry).unwrap());
+        }
+    }
+    let manifest = manifest.expect("the export holds a manifest.json");
+    assert_eq!(manifest[0]["RepoTags"][0], tag, "{manifest}");
+
+    engine.remove_image_if_unused(tag).await;
+    assert!(engine.image(tag).await.unwrap().is_none());
+    let chunks = tar
+        .chunks(4096)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect::<Vec<_>>();
+    engine
+        .import_image(futures_util::stream::iter(chunks))
+        .await
+        .unwrap();
+    let loaded = engine.image(tag).await.unwrap().expect("loaded back");
+    engine.remove_image_if_unused(tag).await;
+    assert_eq!(
+        id.trim_start_matches("sha256:"),
+        loaded.id.trim_start_matches("sha256:")
+    );
+}
