@@ -2,6 +2,7 @@
 //! the exact network, containers, volumes, addresses, ports, aliases and labels of a lab.
 
 pub mod ipam;
+pub mod placement;
 pub mod routes;
 
 use std::collections::{BTreeSet, HashMap};
