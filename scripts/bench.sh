@@ -9,6 +9,10 @@
 # against a plain lab. `scripts/bench.sh serve` measures only what `lab serve` costs: its own
 # CPU with the class page open in three headless Chromium sessions, on a class of
 # BENCH_SERVE_COUNT (10) labs it makes, or on the labs named in BENCH_SERVE_NAMES ("a b").
+# `scripts/bench.sh class [N]` measures only a class of N labs (BENCH_CLASS_COUNT, 10) made with
+# `create --count N --name benchcl`: the wall time, the time per lab, and the memory per lab
+# (`docker stats` over the class's containers, and the host's MemAvailable before and after,
+# both BENCH_SETTLE (30) s after the create); then it destroys the class.
 # It makes its own labs (bench on 10.250.0.0/24, benchha on 10.251.0.0/24,
 # benchmon on 10.253.0.0/24, the class benchc-a to benchc-j where addresses are free) and
 # destroys them at
@@ -26,9 +30,22 @@ ha() { "$bin" "$@" --name benchha; }
 class=(benchc-a benchc-b benchc-c benchc-d benchc-e benchc-f benchc-g benchc-h benchc-i benchc-j)
 log=$(mktemp)
 times=$(mktemp)
+# The labs of a class made with --count: NAME-a ... NAME-z, and NAME-aa, NAME-ab, ... beyond 26
+# (spec::class_names).
+counted=()
+class_names() {
+    local prefix=$1 n=$2 i letters=abcdefghijklmnopqrstuvwxyz
+    counted=()
+    for ((i = 0; i < n; i++)); do
+        if [ "$n" -le 26 ]; then counted+=("$prefix-${letters:i:1}")
+        else counted+=("$prefix-${letters:i/26:1}${letters:i%26:1}"); fi
+    done
+}
+# Destroys the labs of the class named last by class_names, one after the other.
+destroy_counted() { for l in "${counted[@]}"; do "$bin" destroy --name "$l" || return 1; done; }
 cleanup() {
     rm -f "$log" "$times"
-    for l in bench benchha benchmon "${class[@]}"; do "$bin" destroy --name "$l" >/dev/null 2>&1 || true; done
+    for l in bench benchha benchmon "${class[@]}" "${counted[@]}"; do "$bin" destroy --name "$l" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
 
@@ -144,6 +161,33 @@ if [ "${1:-}" = serve ]; then
         measure "class of ${#served[@]}" "$bin" create --topology colocated "${names[@]}"
     fi
     serve_cost "${served[@]}"
+    exit 0
+fi
+
+# What a class of $1 labs costs: made with --count, measured once settled, then destroyed.
+class_cost() {
+    local n=$1 before after stats took
+    class_names benchcl "$n"
+    "$bin" image build >/dev/null
+    before=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
+    measure "class of $n (--count)" "$bin" create --count "$n" --name benchcl
+    took=$(tail -n 1 "$times")
+    sleep "${BENCH_SETTLE:-30}"
+    after=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
+    # Every node container of the class: benchcl-a1, benchcl-aa3, ...
+    stats=$(docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' | awk '$1 ~ /^benchcl-[a-z]+[0-9]+$/ {
+        v = $2; u = v; gsub(/[0-9.]/, "", u); sub(/[A-Za-z]+$/, "", v)
+        m += (u == "GiB") ? v * 1024 : (u == "KiB") ? v / 1024 : v } END { printf "%.0f", m }')
+    awk -v n="$n" -v t="$took" -v s="$stats" -v b="$before" -v a="$after" 'BEGIN {
+        printf "class of %d: %.1f s, %.1f s per lab; memory per lab %.0f MiB (docker stats, %.0f MiB for the class), %.0f MiB (MemAvailable drop)\n",
+            n, t, t / n, s / n, s, (b - a) / 1024 / n }'
+    measure "destroy the class" destroy_counted
+}
+
+if [ "${1:-}" = class ]; then
+    n=${2:-${BENCH_CLASS_COUNT:-10}}
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh class N: N is a number of labs, not '$n'"; exit 2; }
+    class_cost "$n"
     exit 0
 fi
 

@@ -354,9 +354,9 @@ pub struct Create {
         value_name = "NAME"
     )]
     pub names: Vec<String>,
-    /// Create this many labs, named NAME-a, NAME-b, ... (each with its own network, subnet and
-    /// ports).
-    #[arg(long, conflicts_with_all = ["network", "subnet"])]
+    /// Create this many labs (1 to 676), named NAME-a ... NAME-z, or NAME-aa, NAME-ab, ... when
+    /// more than 26 (each with its own network, subnet and ports).
+    #[arg(long, value_name = "N", conflicts_with_all = ["network", "subnet"])]
     pub count: Option<usize>,
     /// The layout of a guide in the training material; the flags below change it.
     #[arg(long, value_enum, default_value = "course", value_name = "NAME")]
@@ -484,8 +484,8 @@ pub enum ClassCommand {
 /// Which labs of a class.
 #[derive(Args)]
 pub struct Class {
-    /// The lab's name; for a class, the prefix of its labs' names (PREFIX-a, PREFIX-b, ... as
-    /// `lab create --count` names them), which takes them all.
+    /// The lab's name; for a class, the prefix of its labs' names (PREFIX-a, PREFIX-b, ... or
+    /// PREFIX-aa, PREFIX-ab, ... as `lab create --count` names them), which takes them all.
     #[arg(
         short = 'n',
         long = "name",

@@ -749,22 +749,17 @@ fn json(value: &impl serde::Serialize, what: &str) -> Result<String> {
     })
 }
 
-/// The names `lab create` makes: the given ones, or NAME-a, NAME-b, ... for --count.
+/// The names `lab create` makes: the given ones, or a class's for --count (NAME-a, NAME-b, ...).
 fn lab_names(args: &Create) -> Result<Vec<String>> {
     let Some(count) = args.count else {
         return Ok(args.names.clone());
     };
-    if args.names.len() != 1 || !(1..=26).contains(&count) {
-        return Err(Error::Invalid(
-            "--count takes one --name as the prefix and a count from 1 to 26 (labs are named \
-             NAME-a to NAME-z)."
-                .into(),
-        ));
+    match args.names.as_slice() {
+        [prefix] => spec::class_names(prefix, count),
+        _ => Err(Error::Invalid(
+            "--count takes one --name, the prefix of the labs' names (NAME-a, NAME-b, ...).".into(),
+        )),
     }
-    Ok((b'a'..)
-        .take(count)
-        .map(|c| format!("{}-{}", args.names[0], c as char))
-        .collect())
 }
 
 /// The validated request of every lab `lab create` is to make, `names`, published on `--publish`

@@ -396,11 +396,15 @@ pub fn node_name(index: usize) -> String {
     format!("pgha{index}")
 }
 
+/// The longest lab name: its node containers (NAME1 ...) and volumes (NAME1-pgdata ...) add a
+/// few characters more.
+pub const MAX_NAME_LEN: usize = 40;
+
 /// Lab names become container names, hostnames and part of the network name: lowercase letters,
 /// digits and hyphens, starting with a letter and ending with a letter, so that node names
 /// (the lab name plus a number) can never be mistaken for another lab's.
 pub fn validate_name(name: &str) -> Result<()> {
-    let ok = (2..=40).contains(&name.len())
+    let ok = (2..=MAX_NAME_LEN).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name.ends_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -410,13 +414,53 @@ pub fn validate_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
-            "invalid lab name {name:?}: use 2 to 40 lowercase letters, digits and hyphens, \
+            "invalid lab name {name:?}: use 2 to {MAX_NAME_LEN} lowercase letters, digits and hyphens, \
              starting and ending with a letter (for example pgha, alice, team-b). The nodes \
              are then named {}1, {}2, ...",
             sanitize_hint(name),
             sanitize_hint(name)
         )))
     }
+}
+
+/// The most labs `lab create --count` makes: every two-letter suffix, far more than the
+/// engines of any class can hold (26 × 26 labs would need about 400 GiB).
+pub const MAX_COUNT: usize = 26 * 26;
+
+/// The labs of a class of `count` made by `lab create --count`: PREFIX-a ... PREFIX-z up to 26
+/// (as classes have always been named), and beyond 26 PREFIX-aa, PREFIX-ab, ... PREFIX-zz, two
+/// letters for every lab so that they sort in order. Letters, not numbers: a lab name must end
+/// with a letter (see `validate_name`), so that PREFIX-01's first node would not read as a lab
+/// PREFIX-011's.
+pub fn class_names(prefix: &str, count: usize) -> Result<Vec<String>> {
+    if !(1..=MAX_COUNT).contains(&count) {
+        return Err(Error::Invalid(format!(
+            "--count {count} is out of range: a class has 1 to {MAX_COUNT} labs (named NAME-a \
+             to NAME-z up to 26, NAME-aa to NAME-zz beyond). For more, make several classes \
+             with different --name prefixes."
+        )));
+    }
+    let letter = |i: usize| char::from(b'a' + (i % 26) as u8);
+    let names: Vec<String> = (0..count)
+        .map(|i| match count {
+            ..=26 => format!("{prefix}-{}", letter(i)),
+            _ => format!("{prefix}-{}{}", letter(i / 26), letter(i)),
+        })
+        .collect();
+    let last = &names[count - 1];
+    if last.len() > MAX_NAME_LEN {
+        let suffix = last.len() - prefix.len();
+        return Err(Error::Invalid(format!(
+            "--name {prefix} is too long a prefix for --count {count}: the labs would be named \
+             {} ... {last}, and a lab name has at most {MAX_NAME_LEN} characters. Use a prefix \
+             of at most {} characters.",
+            names[0],
+            MAX_NAME_LEN - suffix
+        )));
+    }
+    // The prefix's own characters: every name is alike but for its letters.
+    validate_name(last)?;
+    Ok(names)
 }
 
 fn sanitize_hint(name: &str) -> String {
@@ -806,6 +850,58 @@ mod tests {
         for good in ["pgha", "alice", "team-b", "lab2x"] {
             validate_name(good).unwrap();
         }
+    }
+
+    #[test]
+    fn a_class_of_up_to_26_is_lettered_and_beyond_has_two_letters_each() {
+        assert_eq!(
+            class_names("pgha", 3).unwrap(),
+            ["pgha-a", "pgha-b", "pgha-c"]
+        );
+        let class = class_names("pgha", 26).unwrap();
+        assert_eq!(
+            (class[0].as_str(), class[25].as_str()),
+            ("pgha-a", "pgha-z")
+        );
+        let class = class_names("class", 30).unwrap();
+        assert_eq!(class.len(), 30);
+        assert_eq!(
+            [&class[0], &class[1], &class[25], &class[26], &class[29]],
+            ["class-aa", "class-ab", "class-az", "class-ba", "class-bd"]
+        );
+        let mut sorted = class.clone();
+        sorted.sort();
+        assert_eq!(sorted, class, "the names sort in their order");
+        let class = class_names("class", MAX_COUNT).unwrap();
+        assert_eq!(class[MAX_COUNT - 1], "class-zz");
+        for name in &class {
+            validate_name(name).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_class_count_or_prefix_out_of_bounds_is_refused() {
+        for count in [0, MAX_COUNT + 1] {
+            let text = class_names("pgha", count).unwrap_err().to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "--count {count} is out of range: a class has 1 to 676"
+                )),
+                "{text}"
+            );
+        }
+        // 37 characters take two letters; 38 only one.
+        let long = "a".repeat(37);
+        assert!(class_names(&long, 30).is_ok());
+        assert!(class_names(&format!("{long}b"), 26).is_ok());
+        let text = class_names(&format!("{long}b"), 27)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("Use a prefix of at most 37 characters"),
+            "{text}"
+        );
+        assert!(class_names("Pgha", 2).is_err());
     }
 
     #[test]

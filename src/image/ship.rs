@@ -3,8 +3,9 @@
 //! and no Debian mirror gets the image in seconds, and nothing holds the whole image in memory
 //! or on disk on the way.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -51,8 +52,15 @@ pub async fn ship(
     let moved = Arc::new(AtomicU64::new(0));
     // The load's own error only says the upload broke; the export's says why.
     let export_error: Arc<Mutex<Option<String>>> = Arc::default();
+    // Set once the source has sent its last byte: the target then still takes seconds to
+    // unpack the layers, which the progress says rather than seeming stuck.
+    let sent = Arc::new(AtomicBool::new(false));
     let tar = {
-        let (moved, export_error) = (moved.clone(), export_error.clone());
+        let (moved, export_error, sent) = (moved.clone(), export_error.clone(), sent.clone());
+        let end = futures_util::stream::poll_fn(move |_| {
+            sent.store(true, Ordering::Relaxed);
+            Poll::Ready(None)
+        });
         from.export_image(reference)
             .inspect(move |chunk| match chunk {
                 Ok(bytes) => {
@@ -64,13 +72,20 @@ pub async fn ship(
                     }
                 }
             })
+            .chain(end)
     };
     let mut load = std::pin::pin!(to.import_image(tar));
     let mut tick = tokio::time::interval(TICK);
     let loaded = loop {
         tokio::select! {
             loaded = &mut load => break loaded,
-            _ = tick.tick() => progress(&shipping(reference, moved.load(Ordering::Relaxed), total)),
+            _ = tick.tick() => progress(&shipping(
+                reference,
+                (from_label, to_label),
+                moved.load(Ordering::Relaxed),
+                total,
+                sent.load(Ordering::Relaxed),
+            )),
         }
     };
     if let Err(load_error) = loaded {
@@ -105,14 +120,34 @@ pub async fn ship(
 /// Megabytes as `lab image info` counts them.
 const MB: u64 = 1_000_000;
 
-/// "shipping pgha-lab:17-g16: 312 of ~650 MB": the size is the image's as the source reports
-/// it, which the tar only approximates.
-fn shipping(reference: &str, moved: u64, total: u64) -> String {
-    format!(
-        "shipping {reference}: {} of ~{} MB",
-        moved / MB,
-        total.div_ceil(MB)
-    )
+/// What a shipment is doing, from engine `from` to engine `to`: the source assembling its tar
+/// (seconds before the first byte), "shipping pgha-lab:17-g16: 312 of ~650 MB" (the size is the
+/// image's as the source reports it, which the tar only approximates), then the target
+/// unpacking the layers it has received.
+fn shipping(
+    reference: &str,
+    (from, to): (&str, &str),
+    moved: u64,
+    total: u64,
+    sent: bool,
+) -> String {
+    if sent {
+        format!(
+            "shipping {reference}: all {} MB sent, {to} is loading it",
+            moved / MB
+        )
+    } else if moved == 0 {
+        format!(
+            "shipping {reference}: {from} is preparing the export (~{} MB)",
+            total.div_ceil(MB)
+        )
+    } else {
+        format!(
+            "shipping {reference}: {} of ~{} MB",
+            moved / MB,
+            total.div_ceil(MB)
+        )
+    }
 }
 
 /// The one paragraph a failed shipment reports, naming both engines.
@@ -131,15 +166,28 @@ mod tests {
 
     #[test]
     fn progress_counts_whole_megabytes_of_an_approximate_total() {
+        let ends = ("local", "box2");
         assert_eq!(
-            shipping("pgha-lab:17-g16", 312_400_000, 649_100_000),
+            shipping("pgha-lab:17-g16", ends, 312_400_000, 649_100_000, false),
             "shipping pgha-lab:17-g16: 312 of ~650 MB"
         );
-        assert_eq!(shipping("x:1", 0, 0), "shipping x:1: 0 of ~0 MB");
         // The tar carries headers the image size does not count: more than ~total is fine.
         assert_eq!(
-            shipping("x:1", 651_000_000, 650_000_000),
+            shipping("x:1", ends, 651_000_000, 650_000_000, false),
             "shipping x:1: 651 of ~650 MB"
+        );
+    }
+
+    #[test]
+    fn progress_says_which_engine_is_busy_before_and_after_the_bytes_move() {
+        let ends = ("local", "box2");
+        assert_eq!(
+            shipping("x:1", ends, 0, 873_600_000, false),
+            "shipping x:1: local is preparing the export (~874 MB)"
+        );
+        assert_eq!(
+            shipping("x:1", ends, 886_183_424, 873_600_000, true),
+            "shipping x:1: all 886 MB sent, box2 is loading it"
         );
     }
 
