@@ -145,8 +145,9 @@ async fn entries(ctx: &Ctx<'_>, lab: &Lab) -> Result<Entries> {
         write: entry(addrs.clone(), TargetSessionAttrs::ReadWrite),
         read: entry(addrs, TargetSessionAttrs::ReadOnly),
         what: format!(
-            "libpq's multi-host string over ports {} (target_session_attrs read-write; reads: \
+            "libpq's multi-host string over {}:{} (target_session_attrs read-write; reads: \
              read-only)",
+            lab.host,
             ports.join(",")
         ),
         haproxy: false,
