@@ -16,6 +16,10 @@ use pgha_lab::{image, lab, model, plot, render, serve, spec, terminal};
 
 #[tokio::main]
 async fn main() {
+    // The TLS library's provider, chosen once: a build where two are compiled in (the tests'
+    // binary, with a dev-dependency's) cannot pick one itself, and an engine over tcp:// with TLS
+    // would then fail.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let matches = cli::command().get_matches();
     if let Some(refusal) = cli::all_and_name(&matches) {
         eprintln!("error: {refusal}");
