@@ -891,8 +891,12 @@ async fn create(
     // The image is built once, before several labs race for it, and before any lock is
     // taken: the locks are containers of it.
     let mut stop = interrupt.clone();
+    let ready = async {
+        lab::spread::ship_from_default(engine, progress, &args.image).await?;
+        image::ensure(engine, progress, &args.image).await
+    };
     tokio::select! {
-        built = image::ensure(engine, progress, &args.image) => built?,
+        built = ready => built?,
         _ = stop.pressed() => return Err(Error::Interrupted),
     }
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();

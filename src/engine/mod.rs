@@ -188,8 +188,8 @@ fn unavailable(target: &Target, err: bollard::errors::Error, ssh_said: Option<St
     }
     if let bollard::errors::Error::SocketNotFoundError(path) = &err {
         return Error::DockerUnavailable(format!(
-            "the Docker socket {path} does not exist: Docker is not installed or not running \
-             there. Start the daemon (e.g. `sudo systemctl start docker`), or point --engine or \
+            "the Docker socket {path} of {engine} does not exist: Docker is not installed or \
+             not running there. Start the daemon (e.g. `sudo systemctl start docker`), or point --engine or \
              DOCKER_HOST at a running one, then try again."
         ));
     }

@@ -93,17 +93,41 @@ pub async fn ship_image(
         }
     };
     for target in &without {
-        let step = progress.step(format!("image {tag} to {}", target.name()));
-        let mut say = |line: &str| step.detail(line);
-        let moved =
-            image::ship(&source, source.name(), target, target.name(), tag, &mut say).await?;
-        step.done(format!(
-            "shipped from {} ({:.0} MB)",
-            source.name(),
-            moved as f64 / 1e6
-        ));
+        ship(&source, target, progress, tag).await?;
     }
     Ok(())
+}
+
+/// Ships the image from `source` to `target` as a step of its own.
+async fn ship(source: &Engine, target: &Engine, progress: &Progress, tag: &str) -> Result<()> {
+    let step = progress.step(format!("image {tag} to {}", target.name()));
+    let mut say = |line: &str| step.detail(line);
+    let moved = image::ship(source, source.name(), target, target.name(), tag, &mut say).await?;
+    step.done(format!(
+        "shipped from {} ({:.0} MB)",
+        source.name(),
+        moved as f64 / 1e6
+    ));
+    Ok(())
+}
+
+/// For a create on one engine that lacks the image: shipped from the docker CLI's own engine
+/// when that is another one and has it (else `image::ensure` builds it, as on any engine).
+pub async fn ship_from_default(engine: &Engine, progress: &Progress, tag: &str) -> Result<()> {
+    if engine.image(tag).await?.is_some() {
+        return Ok(());
+    }
+    let target = crate::engine::Target::resolve(None, &crate::engine::target::process_env())?;
+    if target.endpoint == engine.target().endpoint {
+        return Ok(());
+    }
+    let Ok(source) = Engine::connect_to(target).await else {
+        return Ok(());
+    };
+    if source.image(tag).await?.is_none() {
+        return Ok(());
+    }
+    ship(&source, engine, progress, tag).await
 }
 
 /// Runs each engine's share at the same time; `make` makes one lab on its engine. Engines that

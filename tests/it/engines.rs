@@ -158,7 +158,11 @@ async fn a_class_over_two_engines_is_made_used_listed_reset_and_removed_on_both(
     // The second engine starts without the image (as a fresh one has none), so that the create
     // ships it.
     let _ = d2
-        .remove_image(image(), None::<bollard::query_parameters::RemoveImageOptions>, None)
+        .remove_image(
+            image(),
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
         .await;
     let tcp = e2.var("PGHA_LAB_ENGINE2_TCP").to_string();
     let engines = ["--engine", "default", "--engine", tcp.as_str()];
@@ -316,4 +320,118 @@ async fn a_class_over_two_engines_is_made_used_listed_reset_and_removed_on_both(
             "{lab} left on the second engine"
         );
     }
+}
+
+/// Runs `lab` with extra environment variables.
+fn lab_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the lab binary runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn engines_are_reached_every_way_and_a_bad_one_is_named_before_anything_is_made() {
+    let (d, _sweep) = setup(&["itbad"], None).await;
+    let e2 = Engine2::start();
+    let (unix, tcp, ssh) = (
+        e2.var("PGHA_LAB_ENGINE2_UNIX"),
+        e2.var("PGHA_LAB_ENGINE2_TCP"),
+        e2.var("PGHA_LAB_ENGINE2_SSH"),
+    );
+    let certs = e2.var("PGHA_LAB_ENGINE2_CERTS");
+    let ssh_config = e2.var("PGHA_LAB_SSH_CONFIG");
+    let good = [
+        ("DOCKER_TLS_VERIFY", "1"),
+        ("DOCKER_CERT_PATH", certs),
+        ("PGHA_LAB_SSH_CONFIG", ssh_config),
+    ];
+
+    // The second engine over a socket, tcp with TLS and ssh: the same daemon each time.
+    let run = lab_env(
+        &[
+            "engines", "--json", "--engine", unix, "--engine", tcp, "--engine", ssh,
+        ],
+        &good,
+    );
+    assert!(run.ok(), "{run}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(rows.len(), 3, "{run}");
+    for row in &rows {
+        assert!(row["error"].is_null(), "{row}");
+        assert_eq!(row["version"], rows[0]["version"], "{run}");
+        assert!(row["memory_bytes"].as_u64().unwrap() > 0, "{row}");
+    }
+
+    // A CA that did not sign the daemon's certificate.
+    let wrong = tempfile::tempdir().unwrap();
+    for file in ["cert.pem", "key.pem"] {
+        std::fs::copy(format!("{certs}/{file}"), wrong.path().join(file)).unwrap();
+    }
+    std::fs::copy(format!("{certs}/cert.pem"), wrong.path().join("ca.pem")).unwrap();
+    let wrong_ca = wrong.path().to_str().unwrap();
+
+    // Each bad engine: refused with a line naming it and what went wrong, nothing made on the
+    // good engine given with it.
+    let bad: [(&str, &[(&str, &str)], &str); 6] = [
+        ("http://127.0.0.2:23760", &good, "not a Docker host URL"),
+        ("teach9", &good, "there is no Docker context \"teach9\""),
+        (
+            "unix:///nonexistent/docker.sock",
+            &good,
+            "/nonexistent/docker.sock does not exist",
+        ),
+        (
+            tcp,
+            &[("DOCKER_TLS_VERIFY", "1"), ("DOCKER_CERT_PATH", wrong_ca)],
+            "certificate was refused",
+        ),
+        (
+            "ssh://nobody@127.0.0.1:23722",
+            &good,
+            "cannot be reached over ssh",
+        ),
+        (
+            "tcp://127.0.0.2:1",
+            &good,
+            "nothing answers at tcp://127.0.0.2:1",
+        ),
+    ];
+    for (engine, env, says) in bad {
+        let run = lab_env(
+            &[
+                "create", "-n", "itbad", "--engine", "default", "--engine", engine,
+            ],
+            env,
+        );
+        assert_ne!(run.code, 0, "{engine}: {run}");
+        assert!(
+            run.stderr.contains(says),
+            "{engine}: expected {says:?}:\n{run}"
+        );
+        assert!(run.stderr.contains(engine), "{engine} is not named:\n{run}");
+        assert_eq!(
+            labelled(&d, "itbad").await,
+            (0, 0, 0),
+            "{engine}: something was made"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_class_past_26_labs_is_named_in_two_letters() {
+    let run = lab_ok(&["create", "--count", "30", "--name", "itmany", "--dry-run"]);
+    for name in ["itmany-aa", "itmany-az", "itmany-bd"] {
+        assert!(
+            run.stdout.contains(&format!("lab {name}")),
+            "{name}:\n{run}"
+        );
+    }
+    assert!(!run.stdout.contains("itmany-be"), "{run}");
 }
