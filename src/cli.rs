@@ -245,8 +245,8 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     ("Measured drills (what a client saw)", &["drill"]),
     ("Backup and restore", &["backup", "backups", "restore"]),
     (
-        "A class (one lab per trainee, each with its own way in)",
-        &["class"],
+        "A class (one lab per trainee, each with its own way in, on one engine or several)",
+        &["class", "engines"],
     ),
     ("Image", &["image"]),
     ("Shell", &["completions", "man", "help"]),
@@ -494,7 +494,7 @@ pub struct Class {
         value_name = "PREFIX"
     )]
     pub prefix: String,
-    /// Every lab on this Docker Engine (--name is then left aside).
+    /// Every lab on the Docker Engine, or on every engine given (--name is then left aside).
     #[arg(long)]
     pub all: bool,
 }
@@ -587,8 +587,8 @@ pub struct Connect {
 pub struct Reset {
     #[command(flatten)]
     pub lab: Changing,
-    /// Every lab on the Docker Engine, or on every engine given (asks first, listing them,
-    /// unless --yes).
+    /// Every lab on the Docker Engine, or on every engine given (--name is then left aside).
+    /// It asks first, listing them, unless --yes.
     #[arg(long, conflicts_with = "class")]
     pub all: bool,
     /// Every lab of the class PREFIX (PREFIX and PREFIX-…, as `lab create --count N --name
@@ -876,8 +876,8 @@ pub struct Members {
 pub struct Destroy {
     #[command(flatten)]
     pub lab: Changing,
-    /// Every lab on the Docker Engine, or on every engine given (asks first, listing them,
-    /// unless --yes).
+    /// Every lab on the Docker Engine, or on every engine given (--name is then left aside).
+    /// It asks first, listing them, unless --yes.
     #[arg(long, conflicts_with = "class")]
     pub all: bool,
     /// Every lab of the class PREFIX (PREFIX and PREFIX-…, as `lab create --count N --name

@@ -81,6 +81,8 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Create(args) if fleet.several() => {
             return create_over(&fleet, &progress, args).await.map(|()| 0);
         }
+        Command::Class(ClassCommand::Sheet(args)) => return sheet(&fleet, &progress, args).await,
+        Command::Class(ClassCommand::Rotate(args)) => return rotate(&fleet, &progress, args).await,
         Command::Reset(a) if a.all || a.class.is_some() => {
             return reset_all(&fleet, &progress, a).await;
         }
@@ -185,18 +187,6 @@ async fn run(cli: Cli) -> Result<i32> {
             print_report(args.json, &list, "the backups", |l| lab::backups_table(l))?;
         }
         Command::Restore(args) => restore(engine, progress, &args).await?,
-        Command::Class(ClassCommand::Sheet(args)) => {
-            let labs = lab::access::class(engine, &args.class.prefix, args.class.all).await?;
-            let rows = lab::access::sheet(engine, &labs, args.host.as_deref()).await?;
-            if args.csv {
-                terminal::out(&render::access::sheet_csv(&rows));
-            } else {
-                print_report(args.json, &rows, "the sheet", |r| {
-                    render::access::sheet_table(r)
-                })?;
-            }
-        }
-        Command::Class(ClassCommand::Rotate(args)) => rotate(engine, progress, &args).await?,
         Command::Image(ImageCommand::Build(args)) => {
             let request = image::BuildRequest {
                 tag: args.image,
@@ -210,7 +200,11 @@ async fn run(cli: Cli) -> Result<i32> {
             print_report(args.json, &info, "the image's description", |i| i.table())?;
         }
         // Done above, before an engine was asked for, or over every engine given.
-        Command::Completions(_) | Command::Man(_) | Command::List(_) | Command::Engines(_) => {}
+        Command::Completions(_)
+        | Command::Man(_)
+        | Command::List(_)
+        | Command::Engines(_)
+        | Command::Class(_) => {}
     }
     Ok(0)
 }
@@ -673,14 +667,73 @@ async fn engines(fleet: &Fleet, progress: &Progress, args: &cli::List) -> Result
     Ok(if down.is_empty() { 0 } else { 1 })
 }
 
-/// `lab class rotate`: each lab of the class under its own lock; a lab that fails or is busy
-/// does not stop the others.
-async fn rotate(engine: &Engine, progress: &Progress, args: &cli::Rotate) -> Result<()> {
-    let labs = lab::access::class(engine, &args.class.prefix, args.class.all).await?;
-    let names = lab::access::with_access(engine, progress, &labs).await?;
+/// The labs of a class (`--name PREFIX`, or `--all`) on every engine given that answers, with
+/// their engine; none at all is an error saying how to make one.
+async fn class_labs(
+    fleet: &Fleet,
+    progress: &Progress,
+    class: &cli::Class,
+) -> Result<(Vec<(Engine, Vec<model::Lab>)>, usize)> {
+    let (engines, down) = fleet.reach().await;
+    fleet::report_down(progress, &down);
+    let mut found = Vec::new();
+    for engine in engines {
+        let labs: Vec<model::Lab> = model::all(&engine)
+            .await?
+            .into_iter()
+            .filter(|l| class.all || lab::in_class(&l.name, &class.prefix))
+            .collect();
+        found.push((engine, labs));
+    }
+    if found.iter().all(|(_, labs)| labs.is_empty()) {
+        let prefix = &class.prefix;
+        let which = if class.all {
+            format!("There are no labs on {}", where_(fleet))
+        } else {
+            format!(
+                "No lab is called {prefix}, nor {prefix}-a, {prefix}-b and so on, on {}",
+                where_(fleet)
+            )
+        };
+        return Err(Error::Invalid(format!(
+            "{which}. Make a class with `lab create --count N --name {prefix} --access ssh`, or \
+             name another with --name PREFIX (or --all)."
+        )));
+    }
+    Ok((found, down.len()))
+}
+
+/// `lab class sheet`: a line per trainee, over every engine given.
+async fn sheet(fleet: &Fleet, progress: &Progress, args: &cli::Sheet) -> Result<i32> {
+    let (found, down) = class_labs(fleet, progress, &args.class).await?;
+    let mut rows = Vec::new();
+    for (engine, labs) in &found {
+        rows.extend(lab::access::sheet(engine, labs, args.host.as_deref()).await?);
+    }
+    if args.csv {
+        terminal::out(&render::access::sheet_csv(&rows));
+    } else {
+        print_report(args.json, &rows, "the sheet", |r| {
+            render::access::sheet_table(r)
+        })?;
+    }
+    Ok(if down == 0 { 0 } else { 1 })
+}
+
+/// `lab class rotate`: each lab of the class, on every engine given, under its own lock; a lab
+/// that fails or is busy does not stop the others.
+async fn rotate(fleet: &Fleet, progress: &Progress, args: &cli::Rotate) -> Result<i32> {
+    let (found, down) = class_labs(fleet, progress, &args.class).await?;
+    let mut at: std::collections::BTreeMap<String, &Engine> = Default::default();
+    for (engine, labs) in &found {
+        for name in lab::access::with_access(engine, progress, labs).await? {
+            at.insert(name, engine);
+        }
+    }
+    let names: Vec<String> = at.keys().cloned().collect();
     let interrupt = Interrupt::listen();
     let work = lab::each_lab(progress, &names, &interrupt, |name, progress| {
-        let interrupt = &interrupt;
+        let (interrupt, engine) = (&interrupt, at[&name]);
         async move {
             let purpose = "a rotation of its credentials";
             let lock = lock::lab(
@@ -697,7 +750,8 @@ async fn rotate(engine: &Engine, progress: &Progress, args: &cli::Rotate) -> Res
                 .map(drop)
         }
     });
-    interrupt::finishing(&interrupt, progress, "the rotation", work).await
+    interrupt::finishing(&interrupt, progress, "the rotation", work).await?;
+    Ok(if down == 0 { 0 } else { 1 })
 }
 
 /// Asks before `lab destroy --all|--class` or `lab reset --all|--class` (`command`) changes

@@ -197,28 +197,6 @@ pub async fn record(engine: &Engine, lab: &Lab) -> Result<Option<Record>> {
     store::read_json(engine, lab, RECORD).await
 }
 
-/// The labs a class command works on: every lab (`all`), or those named `prefix` or
-/// `prefix-...` (a class made with --count, or one lab).
-pub async fn class(engine: &Engine, prefix: &str, all: bool) -> Result<Vec<Lab>> {
-    let labs: Vec<Lab> = model::all(engine)
-        .await?
-        .into_iter()
-        .filter(|l| all || super::in_class(&l.name, prefix))
-        .collect();
-    if labs.is_empty() {
-        let which = if all {
-            "There are no labs on this Docker Engine".to_string()
-        } else {
-            format!("No lab is called {prefix}, nor {prefix}-a, {prefix}-b and so on")
-        };
-        return Err(Error::Invalid(format!(
-            "{which}. Make a class with `lab create --count N --name {prefix} --access ssh`, or \
-             name another with --name PREFIX (or --all)."
-        )));
-    }
-    Ok(labs)
-}
-
 /// The names of the labs among `labs` that have access, for `lab class rotate`; the others
 /// are named in a line and left alone, their locks untouched (with --all, labs that are no
 /// trainee's, another instructor's among them). None having access is refused.

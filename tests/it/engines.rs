@@ -322,6 +322,9 @@ async fn a_class_over_two_engines_is_made_used_listed_reset_and_removed_on_both(
     }
 }
 
+/// Environment variables for a `lab` run.
+type Env<'a> = [(&'a str, &'a str)];
+
 /// Runs `lab` with extra environment variables.
 fn lab_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_lab"))
@@ -379,7 +382,7 @@ async fn engines_are_reached_every_way_and_a_bad_one_is_named_before_anything_is
 
     // Each bad engine: refused with a line naming it and what went wrong, nothing made on the
     // good engine given with it.
-    let bad: [(&str, &[(&str, &str)], &str); 6] = [
+    let bad: [(&str, &Env, &str); 6] = [
         ("http://127.0.0.2:23760", &good, "not a Docker host URL"),
         ("teach9", &good, "there is no Docker context \"teach9\""),
         (
