@@ -128,6 +128,9 @@ fn state(lab: &Lab) -> String {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub lab: String,
+    /// The engine it lives on, and where its ports are reached from here.
+    pub engine: String,
+    pub host: String,
     pub network: String,
     pub subnet: Option<String>,
     /// For a lab whose create or bootstrap did not finish: the last stage it finished.
@@ -297,6 +300,8 @@ pub async fn status(engine: &Engine, name: &str) -> Result<Report> {
     };
     Ok(Report {
         lab: lab.name.clone(),
+        engine: lab.engine.clone(),
+        host: lab.host.clone(),
         network: lab.network.clone(),
         subnet,
         unfinished: lab.unfinished(),
@@ -341,10 +346,12 @@ impl Report {
     /// The table people read.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "lab {} on network {} ({})\n",
+            "lab {} on network {} ({}), engine {}, ports reached at {}\n",
             self.lab,
             self.network,
-            self.subnet.as_deref().unwrap_or("?")
+            self.subnet.as_deref().unwrap_or("?"),
+            self.engine,
+            self.host
         );
         if let Some(last) = &self.unfinished {
             let _ = writeln!(
@@ -602,6 +609,8 @@ mod tests {
 
         let report = Report {
             lab: LONG.into(),
+            engine: "default".into(),
+            host: "127.0.0.1".into(),
             network: LONG.into(),
             subnet: Some("10.250.2.0/24".into()),
             unfinished: None,
