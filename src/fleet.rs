@@ -58,11 +58,13 @@ impl Fleet {
     }
 
     /// The address a lab is published on by default on the first engine (see
-    /// `Target::default_publish`).
-    pub fn default_publish(&self) -> String {
+    /// `Target::default_publish`), and whether that engine is on another machine.
+    pub fn default_publish(&self) -> (String, bool) {
         self.targets
             .first()
-            .map_or("127.0.0.1".into(), |t| t.default_publish().to_string())
+            .map_or(("127.0.0.1".into(), false), |t| {
+                (t.default_publish().to_string(), t.remote_host().is_some())
+            })
     }
 
     /// Whether the command spans more than one engine.

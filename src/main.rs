@@ -67,7 +67,10 @@ async fn run(cli: Cli) -> Result<i32> {
     let fleet = Fleet::resolve(&cli.engines, cli.all_engines)?;
     // Bad input is refused before the daemon is even asked.
     let specs = match &cli.command {
-        Command::Create(args) => create_specs(args, &lab_names(args)?, &fleet.default_publish())?,
+        Command::Create(args) => {
+            let (publish, remote) = fleet.default_publish();
+            create_specs(args, &lab_names(args)?, &publish, remote)?
+        }
         _ => Vec::new(),
     };
     let plot = match &cli.command {
@@ -821,8 +824,13 @@ fn lab_names(args: &Create) -> Result<Vec<String>> {
 }
 
 /// The validated request of every lab `lab create` is to make, `names`, published on `--publish`
-/// or else on `publish`, the default of the engine they go to.
-fn create_specs(args: &Create, names: &[String], publish: &str) -> Result<Vec<spec::LabSpec>> {
+/// or else on `publish`, the default of the engine they go to (`remote`: on another machine).
+fn create_specs(
+    args: &Create,
+    names: &[String],
+    publish: &str,
+    remote: bool,
+) -> Result<Vec<spec::LabSpec>> {
     let publish = args.publish.as_deref().unwrap_or(publish);
     if let Some(twice) = names
         .iter()
@@ -858,10 +866,14 @@ fn create_specs(args: &Create, names: &[String], publish: &str) -> Result<Vec<sp
     let entries = access_entries(args, names)?;
     // Beyond loopback every lab's postgres role gets a password of its own, so that one
     // trainee's cannot open another's database.
-    let exposed = args.access.is_some()
-        && publish
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|a| !a.is_loopback());
+    let beyond = publish
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|a| !a.is_loopback());
+    let exposed = args.access.is_some() && beyond;
+    // A lab on another machine's network gets one too, unless a password is given: the
+    // course's `postgres` would be open to that whole network.
+    let given = args.password.is_some() || args.password_file.is_some();
+    let generate = exposed || (beyond && remote && !given);
     if exposed && (args.password.is_some() || args.password_file.is_some()) {
         return Err(Error::Invalid(format!(
             "--access with --publish {publish} gives each lab a postgres password of its own, so that \
@@ -874,7 +886,7 @@ fn create_specs(args: &Create, names: &[String], publish: &str) -> Result<Vec<sp
         .iter()
         .zip(entries)
         .map(|(name, entry)| {
-            let generated = if exposed {
+            let generated = if generate {
                 Some(lab::access::password()?)
             } else {
                 None
@@ -1034,7 +1046,8 @@ async fn create_over(fleet: &Fleet, progress: &Progress, args: &Create) -> Resul
     let mut specs = Vec::new();
     for (engine, share) in &spread.shares {
         let publish = engine.target().default_publish().to_string();
-        specs.extend(create_specs(args, share, &publish)?);
+        let remote = !engine.is_local();
+        specs.extend(create_specs(args, share, &publish, remote)?);
     }
     for (engine, share) in &spread.shares {
         progress.line(format!(
