@@ -173,3 +173,8 @@ pub fn report_down(progress: &crate::progress::Progress, down: &[Down]) {
         progress.line(format!("engine {} is unreachable: {}", d.engine, d.error));
     }
 }
+
+/// A command over several engines exits 1 when one did not answer, its work on the others done.
+pub fn exit_code(down: &[Down]) -> i32 {
+    if down.is_empty() { 0 } else { 1 }
+}

@@ -501,16 +501,7 @@ async fn destroy_all(fleet: &Fleet, progress: &Progress, args: &cli::Destroy) ->
         .flat_map(|(e, names)| names.iter().map(|n| on_engine(n, e, fleet)))
         .collect();
     if listed.is_empty() {
-        let of = args
-            .class
-            .as_deref()
-            .map(|c| format!(" of class {c}"))
-            .unwrap_or_default();
-        progress.line(format!(
-            "there are no labs{of} on {}; nothing to do",
-            where_(fleet)
-        ));
-        return Ok(if down.is_empty() { 0 } else { 1 });
+        return Ok(nothing_to_do(progress, args.class.as_deref(), fleet, &down));
     }
     if !args.yes {
         let listed: Vec<&str> = listed.iter().map(String::as_str).collect();
@@ -536,7 +527,23 @@ async fn destroy_all(fleet: &Fleet, progress: &Progress, args: &cli::Destroy) ->
             busy.join(", ")
         )));
     }
-    Ok(if down.is_empty() { 0 } else { 1 })
+    Ok(fleet::exit_code(&down))
+}
+
+/// Says that no lab (of the class) is on the engines given; the exit code: 1 when an engine did
+/// not answer, as the labs may be there.
+fn nothing_to_do(
+    progress: &Progress,
+    class: Option<&str>,
+    fleet: &Fleet,
+    down: &[fleet::Down],
+) -> i32 {
+    let of = class.map(|c| format!(" of class {c}")).unwrap_or_default();
+    progress.line(format!(
+        "there are no labs{of} on {}; nothing to do",
+        where_(fleet)
+    ));
+    fleet::exit_code(down)
 }
 
 /// "alice" on one engine, "alice (teach2)" when a command spans several.
@@ -589,16 +596,7 @@ async fn reset_all(fleet: &Fleet, progress: &Progress, args: &cli::Reset) -> Res
         }
     }
     if at.is_empty() {
-        let of = args
-            .class
-            .as_deref()
-            .map(|c| format!(" of class {c}"))
-            .unwrap_or_default();
-        progress.line(format!(
-            "there are no labs{of} on {}; nothing to do",
-            where_(fleet)
-        ));
-        return Ok(if down.is_empty() { 0 } else { 1 });
+        return Ok(nothing_to_do(progress, args.class.as_deref(), fleet, &down));
     }
     let names: Vec<String> = at.keys().cloned().collect();
     if !args.yes {
@@ -623,7 +621,7 @@ async fn reset_all(fleet: &Fleet, progress: &Progress, args: &cli::Reset) -> Res
         }
     });
     interrupt::finishing(&interrupt, progress, "the reset", work).await?;
-    Ok(if down.is_empty() { 0 } else { 1 })
+    Ok(fleet::exit_code(&down))
 }
 
 /// `lab list`: the labs of every engine given (with an engine column when there are several);
@@ -640,7 +638,7 @@ async fn list(fleet: &Fleet, progress: &Progress, args: &cli::List) -> Result<i3
     } else if !(labs.is_empty() && engines.is_empty()) {
         terminal::out(lab::list_text(&labs, fleet.several()).trim_end());
     }
-    Ok(if down.is_empty() { 0 } else { 1 })
+    Ok(fleet::exit_code(&down))
 }
 
 /// `lab engines`: every engine given (without --engine: the default one and every Docker
@@ -676,7 +674,7 @@ async fn class_labs(
     fleet: &Fleet,
     progress: &Progress,
     class: &cli::Class,
-) -> Result<(Vec<(Engine, Vec<model::Lab>)>, usize)> {
+) -> Result<(Vec<(Engine, Vec<model::Lab>)>, Vec<fleet::Down>)> {
     let (engines, down) = fleet.reach().await;
     fleet::report_down(progress, &down);
     let mut found = Vec::new();
@@ -703,7 +701,7 @@ async fn class_labs(
              name another with --name PREFIX (or --all)."
         )));
     }
-    Ok((found, down.len()))
+    Ok((found, down))
 }
 
 /// `lab class sheet`: a line per trainee, over every engine given.
@@ -720,7 +718,7 @@ async fn sheet(fleet: &Fleet, progress: &Progress, args: &cli::Sheet) -> Result<
             render::access::sheet_table(r)
         })?;
     }
-    Ok(if down == 0 { 0 } else { 1 })
+    Ok(fleet::exit_code(&down))
 }
 
 /// `lab class rotate`: each lab of the class, on every engine given, under its own lock; a lab
@@ -754,7 +752,7 @@ async fn rotate(fleet: &Fleet, progress: &Progress, args: &cli::Rotate) -> Resul
         }
     });
     interrupt::finishing(&interrupt, progress, "the rotation", work).await?;
-    Ok(if down == 0 { 0 } else { 1 })
+    Ok(fleet::exit_code(&down))
 }
 
 /// Asks before `lab destroy --all|--class` or `lab reset --all|--class` (`command`) changes

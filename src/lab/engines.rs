@@ -24,21 +24,34 @@ pub struct EngineRow {
     pub error: Option<String>,
 }
 
+impl EngineRow {
+    /// An engine known by name and URL only, so far.
+    fn unknown(engine: String, url: String) -> EngineRow {
+        EngineRow {
+            engine,
+            url,
+            host: None,
+            version: None,
+            api: None,
+            cpus: None,
+            memory_bytes: None,
+            labs: None,
+            error: None,
+        }
+    }
+}
+
 /// Every engine of `fleet`, asked at the same time.
 pub async fn engines(fleet: &Fleet) -> Vec<EngineRow> {
     let (up, down) = fleet.reach().await;
     let asks = up.iter().map(row);
     let mut rows: Vec<EngineRow> = futures_util::future::join_all(asks).await;
     rows.extend(down.into_iter().map(|d| EngineRow {
-        url: fleet.url_of(&d.engine).unwrap_or_default(),
-        engine: d.engine,
-        host: None,
-        version: None,
-        api: None,
-        cpus: None,
-        memory_bytes: None,
-        labs: None,
         error: Some(d.error),
+        ..EngineRow::unknown(
+            d.engine.clone(),
+            fleet.url_of(&d.engine).unwrap_or_default(),
+        )
     }));
     let order = fleet.names();
     rows.sort_by_key(|r| order.iter().position(|n| *n == r.engine));
@@ -47,17 +60,7 @@ pub async fn engines(fleet: &Fleet) -> Vec<EngineRow> {
 
 async fn row(engine: &Engine) -> EngineRow {
     let (info, labs) = tokio::join!(engine.info(), crate::model::all(engine));
-    let mut row = EngineRow {
-        engine: engine.name().to_string(),
-        url: engine.target().url(),
-        host: None,
-        version: None,
-        api: None,
-        cpus: None,
-        memory_bytes: None,
-        labs: None,
-        error: None,
-    };
+    let mut row = EngineRow::unknown(engine.name().to_string(), engine.target().url());
     match (info, labs) {
         (Ok(info), Ok(labs)) => {
             row.host = Some(info.name);

@@ -55,8 +55,14 @@ impl std::fmt::Display for Run {
 
 /// Runs the `lab` binary under test.
 pub fn lab(args: &[&str]) -> Run {
+    lab_env(args, &[])
+}
+
+/// Runs the `lab` binary under test with extra environment variables.
+pub fn lab_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let out: Output = Command::new(env!("CARGO_BIN_EXE_lab"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("the lab binary runs");
     Run {

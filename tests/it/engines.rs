@@ -73,17 +73,11 @@ impl Engine2 {
 /// Runs `lab` with the second engine's TLS material in the environment (DOCKER_TLS_VERIFY and
 /// DOCKER_CERT_PATH, as for the docker CLI's `-H tcp://…`).
 fn lab_tls(e2: &Engine2, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
-        .args(args)
-        .env("DOCKER_TLS_VERIFY", "1")
-        .env("DOCKER_CERT_PATH", e2.var("PGHA_LAB_ENGINE2_CERTS"))
-        .output()
-        .expect("the lab binary runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let certs = e2.var("PGHA_LAB_ENGINE2_CERTS");
+    lab_env(
+        args,
+        &[("DOCKER_TLS_VERIFY", "1"), ("DOCKER_CERT_PATH", certs)],
+    )
 }
 
 fn lab_tls_ok(e2: &Engine2, args: &[&str]) -> Run {
@@ -324,20 +318,6 @@ async fn a_class_over_two_engines_is_made_used_listed_reset_and_removed_on_both(
 
 /// Environment variables for a `lab` run.
 type Env<'a> = [(&'a str, &'a str)];
-
-/// Runs `lab` with extra environment variables.
-fn lab_env(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("the lab binary runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 #[tokio::test]
 async fn engines_are_reached_every_way_and_a_bad_one_is_named_before_anything_is_made() {
