@@ -406,6 +406,11 @@ pub struct Create {
     /// a loopback one, else 0.0.0.0, as that machine's loopback cannot be reached from here].
     #[arg(long, value_name = "ADDR")]
     pub publish: Option<String>,
+    /// Where the lab's published ports are reached from here, when not where its engine is (a
+    /// NAT, a DNS name): `lab connect`, the drills, the sheet and TLS certificates use it. With
+    /// several engines, ENGINE=HOST for each (a HOST alone is for the others).
+    #[arg(long, value_name = "[ENGINE=]HOST")]
+    pub publish_host: Vec<String>,
     /// Password of the postgres role [default: postgres]. Visible in `ps` and shell history:
     /// LAB_PASSWORD or --password-file keep it out of both.
     #[arg(long, env = "LAB_PASSWORD", hide_env_values = true, value_name = "PW")]

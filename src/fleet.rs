@@ -166,6 +166,38 @@ impl Fleet {
     }
 }
 
+/// `--publish-host` for the engine called `engine` (of `engines`, all given): its ENGINE=HOST,
+/// else a HOST given alone; an ENGINE= naming no engine given is refused.
+pub fn publish_host(given: &[String], engine: &str, engines: &[String]) -> Result<Option<String>> {
+    let mut alone = None;
+    for given in given {
+        match given.split_once('=') {
+            Some((name, _)) if !engines.iter().any(|e| e == name) => {
+                return Err(Error::Invalid(format!(
+                    "--publish-host {given} names the engine {name}, which is not one of those \
+                     given ({}); name one of them, or give HOST alone.",
+                    engines.join(", ")
+                )));
+            }
+            Some((name, host)) if host.is_empty() || host.contains(char::is_whitespace) => {
+                return Err(Error::Invalid(format!(
+                    "--publish-host {given}: {host:?} is not a host name or address for \
+                     engine {name}."
+                )));
+            }
+            Some((name, host)) if name == engine => return Ok(Some(host.to_string())),
+            Some(_) => {}
+            None if given.is_empty() || given.contains(char::is_whitespace) => {
+                return Err(Error::Invalid(format!(
+                    "--publish-host {given:?} is not a host name or address."
+                )));
+            }
+            None => alone = Some(given.clone()),
+        }
+    }
+    Ok(alone)
+}
+
 /// Says, once per engine that did not answer, that it did not and why (on stderr), so that a
 /// command over several engines reports every one it could not reach.
 pub fn report_down(progress: &crate::progress::Progress, down: &[Down]) {
@@ -177,4 +209,27 @@ pub fn report_down(progress: &crate::progress::Progress, down: &[Down]) {
 /// A command over several engines exits 1 when one did not answer, its work on the others done.
 pub fn exit_code(down: &[Down]) -> i32 {
     if down.is_empty() { 0 } else { 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_host_is_per_engine_or_for_the_others() {
+        let engines = ["teach1".to_string(), "teach2".to_string()];
+        let given = ["teach2=lab2.example".to_string(), "gw.example".to_string()];
+        let host = |e| publish_host(&given, e, &engines).unwrap();
+        assert_eq!(host("teach2").as_deref(), Some("lab2.example"));
+        assert_eq!(host("teach1").as_deref(), Some("gw.example"));
+        assert_eq!(publish_host(&[], "teach1", &engines).unwrap(), None);
+        let e = publish_host(&["teach9=x".into()], "teach1", &engines)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("names the engine teach9, which is not one of those given"),
+            "{e}"
+        );
+        assert!(publish_host(&["teach1=".into()], "teach1", &engines).is_err());
+    }
 }

@@ -20,6 +20,9 @@ pub const ROLES: &str = "io.pgha-lab.roles";
 /// "true" on the containers of a lab made with `--tls` (TLS and authentication on every
 /// channel).
 pub const TLS: &str = "io.pgha-lab.tls";
+/// Where the lab's published ports are reached from here, when given (`--publish-host`);
+/// without it, where its engine is.
+pub const REACH: &str = "io.pgha-lab.reach";
 /// The lab's network, on its containers.
 pub const NETWORK: &str = "io.pgha-lab.network";
 /// "true" when the lab created its network (and so may remove it), "false" when it joined one.

@@ -69,7 +69,16 @@ async fn run(cli: Cli) -> Result<i32> {
     let specs = match &cli.command {
         Command::Create(args) => {
             let (publish, remote) = fleet.default_publish();
-            create_specs(args, &lab_names(args)?, &publish, remote)?
+            let mut specs = create_specs(args, &lab_names(args)?, &publish, remote)?;
+            let names = fleet.names();
+            for name in &names {
+                fleet::publish_host(&args.publish_host, name, &names)?;
+            }
+            let reach = fleet::publish_host(&args.publish_host, &names[0], &names)?;
+            for spec in &mut specs {
+                spec.reach.clone_from(&reach);
+            }
+            specs
         }
         _ => Vec::new(),
     };
@@ -1045,7 +1054,11 @@ async fn create_over(fleet: &Fleet, progress: &Progress, args: &Create) -> Resul
     for (engine, share) in &spread.shares {
         let publish = engine.target().default_publish().to_string();
         let remote = !engine.is_local();
-        specs.extend(create_specs(args, share, &publish, remote)?);
+        let reach = fleet::publish_host(&args.publish_host, engine.name(), &fleet.names())?;
+        for mut spec in create_specs(args, share, &publish, remote)? {
+            spec.reach.clone_from(&reach);
+            specs.push(spec);
+        }
     }
     for (engine, share) in &spread.shares {
         progress.line(format!(

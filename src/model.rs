@@ -35,8 +35,10 @@ pub struct Lab {
     pub marks: Vec<String>,
     /// The engine it lives on, as the user named it.
     pub engine: String,
-    /// Where its published ports are reached from here (see `Target::reach`).
+    /// Where its published ports are reached from here: `--publish-host` when it was made with
+    /// one (`host_given`), else as its engine says (see `Target::reach`).
     pub host: String,
+    pub host_given: bool,
 }
 
 impl Node {
@@ -127,6 +129,9 @@ impl Lab {
             .iter()
             .find(|n| !n.container.published.is_empty())
             .map_or(std::net::IpAddr::from([127, 0, 0, 1]), Node::publish_ip);
+        let given = nodes
+            .first()
+            .and_then(|n| n.container.labels.get(labels::REACH).cloned());
         Some(Lab {
             name: name.to_string(),
             network,
@@ -134,7 +139,8 @@ impl Lab {
             nodes,
             marks,
             engine: engine.name().to_string(),
-            host: engine.target().reach(bound),
+            host_given: given.is_some(),
+            host: given.unwrap_or_else(|| engine.target().reach(bound)),
         })
     }
 

@@ -355,6 +355,9 @@ pub struct LabSpec {
     pub settings: Settings,
     /// A trainee's way in (`lab create --access ssh`); None without one.
     pub access: Option<Entry>,
+    /// Where its published ports are reached from here, when not where its engine is
+    /// (`--publish-host`: a NAT, a DNS name, a second interface).
+    pub reach: Option<String>,
 }
 
 /// How a trainee logs in as root on a lab's SSH entry.
@@ -684,6 +687,7 @@ impl<'a> Request<'a> {
                 tls: self.tls,
             },
             access: None,
+            reach: None,
         })
     }
 }

@@ -259,9 +259,11 @@ async fn sheet_row(engine: &Engine, lab: &Lab, host: Option<&str>) -> Result<She
         Some(host) => host.to_string(),
         // Trainees are elsewhere: a lab on every interface of this machine is reached at its
         // address on the network; on another machine, where that engine is reached.
-        None if publish.is_unspecified() && engine.is_local() => primary_address()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| publish.to_string()),
+        None if publish.is_unspecified() && engine.is_local() && !lab.host_given => {
+            primary_address()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| publish.to_string())
+        }
         None => lab.host.clone(),
     };
     let haproxy = lab.haproxy_node();

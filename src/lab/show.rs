@@ -527,6 +527,7 @@ mod tests {
             marks: Vec::new(),
             engine: "default".into(),
             host: "127.0.0.1".into(),
+            host_given: false,
         }
     }
 

@@ -126,6 +126,8 @@ pub struct Plan {
     pub lab: String,
     pub image: String,
     pub publish: IpAddr,
+    /// `--publish-host`, kept on the nodes' labels for every later command.
+    pub reach: Option<String>,
     pub tls: bool,
     pub network: NetworkPlan,
     pub nodes: Vec<NodePlan>,
@@ -238,6 +240,7 @@ pub fn plan(spec: &LabSpec, world: &World, port_bound: &dyn Fn(u16) -> bool) -> 
         lab: spec.name.clone(),
         image: spec.image.clone(),
         publish: spec.publish,
+        reach: spec.reach.clone(),
         tls: spec.settings.tls,
         network,
         nodes,
@@ -416,7 +419,7 @@ impl Plan {
 
     /// Labels of a node's container and volumes.
     pub fn node_labels(&self, node: &NodePlan) -> HashMap<String, String> {
-        HashMap::from([
+        let mut labels = HashMap::from([
             (labels::LAB.to_string(), self.lab.clone()),
             (labels::NODE.to_string(), node.container.clone()),
             (labels::HOST.to_string(), node.name.clone()),
@@ -429,7 +432,11 @@ impl Plan {
                 self.network.create.to_string(),
             ),
             (labels::TLS.to_string(), self.tls.to_string()),
-        ])
+        ]);
+        if let Some(reach) = &self.reach {
+            labels.insert(labels::REACH.to_string(), reach.clone());
+        }
+        labels
     }
 
     pub fn container_spec(&self, node: &NodePlan) -> ContainerSpec {

@@ -177,7 +177,18 @@ async fn a_class_over_two_engines_is_made_used_listed_reset_and_removed_on_both(
     // else's on the first engine (not in CI) still leaves the split even.
     let others = lab_containers(&d).await;
     let started = Instant::now();
-    let made = run_with(&["create", "--count", "4", "--name", "itfleet", "--haproxy"]);
+    // --publish-host for the second engine: what it names is kept on its labs and used.
+    let publish_host = format!("{tcp}=127.0.0.2");
+    let made = run_with(&[
+        "create",
+        "--count",
+        "4",
+        "--name",
+        "itfleet",
+        "--haproxy",
+        "--publish-host",
+        &publish_host,
+    ]);
     eprintln!(
         "class of 4 over two engines made in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -235,6 +246,29 @@ async fn a_class_over_two_engines_is_made_used_listed_reset_and_removed_on_both(
             "{lab} is not shown on {engine}:\n{list}"
         );
     }
+
+    // Where each lab's ports are reached: the first engine's on loopback; the second's as
+    // --publish-host said, kept on its nodes.
+    for lab in CLASS {
+        let run = run_with(&["status", "-n", lab, "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&run.stdout).expect("status JSON");
+        let (engine, host) = if on_first.contains(&lab) {
+            ("default", "127.0.0.1")
+        } else {
+            (tcp.as_str(), "127.0.0.2")
+        };
+        assert_eq!(status["engine"], engine, "{run}");
+        assert_eq!(status["host"], host, "{run}");
+    }
+    let node = d2
+        .inspect_container(&at(far[0], "pgha1"), None)
+        .await
+        .expect("the far lab's first node");
+    let labels = node.config.and_then(|c| c.labels).unwrap_or_default();
+    assert_eq!(
+        labels.get(pgha_lab::labels::REACH).map(String::as_str),
+        Some("127.0.0.2")
+    );
 
     // A lab of the second engine: its connection strings name 127.0.0.2, and psql on this host
     // gets the primary through them.
