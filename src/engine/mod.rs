@@ -178,7 +178,11 @@ fn unavailable(target: &Target, err: bollard::errors::Error, ssh_said: Option<St
         format!("the Docker Engine {name} ({url})")
     };
     if let Some(said) = ssh_said.filter(|s| !s.is_empty()) {
-        let said = said.lines().last().unwrap_or_default().to_string();
+        let said = said
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim_end_matches('.');
         return Error::DockerUnavailable(format!(
             "{engine} cannot be reached over ssh: {said}. Check that `ssh {}` logs in without a \
              prompt (a key or an agent; lab runs ssh in batch mode) and that `docker` runs \

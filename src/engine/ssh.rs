@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::process::Command;
 use tokio::task::JoinHandle;
@@ -31,6 +31,14 @@ impl Drop for Bridge {
     }
 }
 
+/// How many connections are carried at once over the one ssh connection: sshd refuses a
+/// connection's sessions beyond its MaxSessions (10 by default), which a destroy's removals
+/// all at once would pass; the master's own counts too.
+const SESSIONS: usize = 8;
+
+/// How long a connection whose client has gone is left to end by itself.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The environment variable naming an ssh config file to use instead of ~/.ssh/config (for a
 /// test's own sshd; users' own config is read as ssh always reads it).
 pub const SSH_CONFIG: &str = "PGHA_LAB_SSH_CONFIG";
@@ -47,11 +55,19 @@ impl Bridge {
             .map_err(Error::io(format!("listen on {}", socket.display())))?;
         let args = ssh_args(user, host, port, &dir.path().join("master"));
         let said = Arc::new(Mutex::new(String::new()));
+        let sessions = Arc::new(tokio::sync::Semaphore::new(SESSIONS));
         let serve = tokio::spawn({
             let said = said.clone();
             async move {
                 while let Ok((conn, _)) = listener.accept().await {
-                    tokio::spawn(relay(conn, args.clone(), said.clone()));
+                    let (args, said, sessions) = (args.clone(), said.clone(), sessions.clone());
+                    tokio::spawn(async move {
+                        // Held while the connection lasts; a request beyond waits its turn.
+                        let Ok(_session) = sessions.acquire_owned().await else {
+                            return;
+                        };
+                        relay(conn, args, said).await;
+                    });
                 }
             }
         });
@@ -127,7 +143,7 @@ fn ssh_args(
 }
 
 /// Carries one connection through its own `ssh … dial-stdio`.
-async fn relay(mut conn: tokio::net::UnixStream, args: Vec<String>, said: Arc<Mutex<String>>) {
+async fn relay(conn: tokio::net::UnixStream, args: Vec<String>, said: Arc<Mutex<String>>) {
     let child = Command::new("ssh")
         .args(&args)
         .stdin(Stdio::piped())
@@ -144,7 +160,7 @@ async fn relay(mut conn: tokio::net::UnixStream, args: Vec<String>, said: Arc<Mu
             return;
         }
     };
-    let (Some(stdin), Some(stdout), Some(mut stderr)) =
+    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         return;
@@ -154,9 +170,27 @@ async fn relay(mut conn: tokio::net::UnixStream, args: Vec<String>, said: Arc<Mu
         let _ = stderr.read_to_string(&mut text).await;
         text
     });
-    let mut remote = tokio::io::join(stdout, stdin);
-    let _ = tokio::io::copy_bidirectional(&mut conn, &mut remote).await;
-    drop(remote);
+    let (mut from_client, mut to_client) = conn.into_split();
+    let to_ssh = async move {
+        let _ = tokio::io::copy(&mut from_client, &mut stdin).await;
+        // Closing the pipe is ssh's end of input (a pipe's shutdown closes nothing): it passes
+        // the half-close on, and the engine then ends its side.
+        drop(stdin);
+    };
+    let from_ssh = async move {
+        let _ = tokio::io::copy(&mut stdout, &mut to_client).await;
+        let _ = to_client.shutdown().await;
+    };
+    tokio::pin!(from_ssh);
+    tokio::select! {
+        () = &mut from_ssh => {}
+        () = to_ssh => {
+            // The client has gone: what the engine still sends is no one's; a moment for it,
+            // then the connection ends whatever it does.
+            let _ = tokio::time::timeout(LINGER, from_ssh).await;
+        }
+    }
+    let _ = child.start_kill();
     let _ = child.wait().await;
     if let Ok(text) = errors.await
         && !text.trim().is_empty()

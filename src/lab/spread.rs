@@ -158,15 +158,24 @@ where
         });
     }
     let results = futures_util::future::join_all(runs).await;
-    let failed: Vec<String> = results
-        .iter()
-        .filter_map(|r| r.as_ref().err().map(ToString::to_string))
-        .collect();
-    match results.into_iter().find_map(|r| r.err()) {
-        None => Ok(()),
-        Some(Error::Interrupted | Error::InterruptedAfter(_)) => {
-            Err(Error::InterruptedAfter(failed.join("; ")))
-        }
-        Some(_) => Err(Error::Failed(failed.join("; "))),
+    let mut errors: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
+    if errors.len() <= 1 {
+        return errors.pop().map_or(Ok(()), Err);
     }
+    // Several engines' shares failed: one error saying each, in their own words.
+    let interrupted = errors
+        .iter()
+        .any(|e| matches!(e, Error::Interrupted | Error::InterruptedAfter(_)));
+    let said: Vec<String> = errors
+        .iter()
+        .map(|e| match e {
+            Error::Failed(s) | Error::InterruptedAfter(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    Err(if interrupted {
+        Error::InterruptedAfter(said.join("; "))
+    } else {
+        Error::Failed(said.join("; "))
+    })
 }

@@ -386,6 +386,34 @@ async fn engines_are_reached_every_way_and_a_bad_one_is_named_before_anything_is
         assert!(row["memory_bytes"].as_u64().unwrap() > 0, "{row}");
     }
 
+    // A lab made, used and removed over ssh (every request through `ssh … docker system
+    // dial-stdio`, execs and uploads among them), leaving no ssh behind.
+    let d2 = e2.docker().await;
+    sweep(&d2, &["itssh"]).await;
+    let _sweep2 = Sweep2(d2.clone(), vec!["itssh".to_string()]);
+    let over_ssh = |args: &[&str]| {
+        // --engine first: what follows exec's `--` is the node's command.
+        let mut all = vec!["--engine", ssh];
+        all.extend(args);
+        let run = lab_env(&all, &good);
+        assert!(run.ok(), "lab {} failed:\n{run}", all.join(" "));
+        run
+    };
+    over_ssh(&["create", "-n", "itssh", "--stage", "access"]);
+    let run = over_ssh(&["exec", "-n", "itssh", "pgha2", "--", "hostname"]);
+    assert_eq!(run.stdout.trim(), "pgha2", "{run}");
+    over_ssh(&["destroy", "-n", "itssh"]);
+    assert_eq!(labelled(&d2, "itssh").await, (0, 0, 0));
+    let ssh_left = Command::new("pgrep")
+        .args(["-f", "docker system dial-stdio"])
+        .output()
+        .expect("pgrep runs");
+    assert!(
+        ssh_left.stdout.is_empty(),
+        "ssh processes left: {}",
+        String::from_utf8_lossy(&ssh_left.stdout)
+    );
+
     // A CA that did not sign the daemon's certificate.
     let wrong = tempfile::tempdir().unwrap();
     for file in ["cert.pem", "key.pem"] {
