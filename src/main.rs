@@ -978,19 +978,9 @@ async fn create(
             .iter()
             .find(|s| s.name == name)
             .expect("a spec per name");
-        let (options, interrupt) = (&options, &interrupt);
-        async move {
-            let lock = lock::lab(
-                engine,
-                &name,
-                "a create",
-                args.wait,
-                &progress,
-                Some(interrupt),
-            )
-            .await?;
-            lab::create(engine, &progress, spec, options, interrupt, &lock).await
-        }
+        create_one(
+            engine, name, progress, spec, &options, args.wait, &interrupt,
+        )
     })
     .await
 }
@@ -1107,18 +1097,27 @@ async fn create_over(fleet: &Fleet, progress: &Progress, args: &Create) -> Resul
                 ..options.clone()
             };
             async move {
-                let lock = lock::lab(
-                    &engine,
-                    &name,
-                    "a create",
-                    args.wait,
-                    &progress,
-                    Some(interrupt),
+                create_one(
+                    &engine, name, progress, spec, &options, args.wait, interrupt,
                 )
-                .await?;
-                lab::create(&engine, &progress, spec, &options, interrupt, &lock).await
+                .await
             }
         },
     )
     .await
+}
+
+/// One lab of a create, under its lock.
+async fn create_one(
+    engine: &Engine,
+    name: String,
+    progress: Progress,
+    spec: &spec::LabSpec,
+    options: &lab::CreateOptions,
+    wait: bool,
+    interrupt: &Interrupt,
+) -> Result<()> {
+    let purpose = "a create";
+    let lock = lock::lab(engine, &name, purpose, wait, &progress, Some(interrupt)).await?;
+    lab::create(engine, &progress, spec, options, interrupt, &lock).await
 }

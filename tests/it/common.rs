@@ -175,11 +175,24 @@ pub async fn labelled(d: &Docker, lab: &str) -> (usize, usize, usize) {
 pub struct Sweep {
     labs: Vec<String>,
     tag: Option<String>,
+    /// The engine to sweep: this machine's default one when None.
+    engine: Option<Docker>,
+}
+
+impl Sweep {
+    /// Sweeps `labs` off the engine `d` when dropped (a second engine's labs).
+    pub fn on(d: Docker, labs: &[&str]) -> Sweep {
+        Sweep {
+            labs: labs.iter().map(|l| l.to_string()).collect(),
+            tag: None,
+            engine: Some(d),
+        }
+    }
 }
 
 impl Drop for Sweep {
     fn drop(&mut self) {
-        let (labs, tag) = (self.labs.clone(), self.tag.clone());
+        let (labs, tag, engine) = (self.labs.clone(), self.tag.clone(), self.engine.clone());
         // The test's own runtime may be gone or panicking: a fresh one on its own thread.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -187,7 +200,10 @@ impl Drop for Sweep {
                 .build()
                 .expect("a runtime for the sweep");
             runtime.block_on(async {
-                let d = docker().await;
+                let d = match engine {
+                    Some(d) => d,
+                    None => docker().await,
+                };
                 let labs: Vec<&str> = labs.iter().map(String::as_str).collect();
                 sweep(&d, &labs).await;
                 if let Some(tag) = tag {
@@ -212,6 +228,7 @@ pub async fn setup(labs: &[&str], tag: Option<&str>) -> (Docker, Sweep) {
     let guard = Sweep {
         labs: labs.iter().map(|l| l.to_string()).collect(),
         tag: tag.map(str::to_string),
+        engine: None,
     };
     (d, guard)
 }

@@ -86,26 +86,6 @@ fn lab_tls_ok(e2: &Engine2, args: &[&str]) -> Run {
     run
 }
 
-/// Sweeps the class off the second engine when dropped, as `Sweep` does on the first.
-struct Sweep2(Docker, Vec<String>);
-
-impl Drop for Sweep2 {
-    fn drop(&mut self) {
-        let (d, labs) = (self.0.clone(), self.1.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for the sweep");
-            runtime.block_on(async {
-                let labs: Vec<&str> = labs.iter().map(String::as_str).collect();
-                sweep(&d, &labs).await;
-            });
-        })
-        .join();
-    }
-}
-
 /// Sends `signal` to a process (SIGSTOP / SIGCONT the second engine).
 fn signal(pid: &str, signal: &str) {
     let ok = Command::new("kill")
@@ -148,7 +128,7 @@ async fn a_class_over_two_engines_is_made_used_listed_reset_and_removed_on_both(
     let e2 = Engine2::start();
     let d2 = e2.docker().await;
     sweep(&d2, &CLASS).await;
-    let _sweep2 = Sweep2(d2.clone(), CLASS.iter().map(|s| s.to_string()).collect());
+    let _sweep2 = Sweep::on(d2.clone(), &CLASS);
     // The second engine starts without the image (as a fresh one has none), so that the create
     // ships it.
     let _ = d2
@@ -390,7 +370,7 @@ async fn engines_are_reached_every_way_and_a_bad_one_is_named_before_anything_is
     // dial-stdio`, execs and uploads among them), leaving no ssh behind.
     let d2 = e2.docker().await;
     sweep(&d2, &["itssh"]).await;
-    let _sweep2 = Sweep2(d2.clone(), vec!["itssh".to_string()]);
+    let _sweep2 = Sweep::on(d2.clone(), &["itssh"]);
     let over_ssh = |args: &[&str]| {
         // --engine first: what follows exec's `--` is the node's command.
         let mut all = vec!["--engine", ssh];
