@@ -122,15 +122,8 @@ mod tests {
                 error: None,
             },
             EngineRow {
-                engine: "teach2".into(),
-                url: "ssh://ops@teach2".into(),
-                host: None,
-                version: None,
-                api: None,
-                cpus: None,
-                memory_bytes: None,
-                labs: None,
                 error: Some("nothing answers".into()),
+                ..EngineRow::unknown("teach2".into(), "ssh://ops@teach2".into())
             },
         ];
         let t = text(&rows);
