@@ -508,8 +508,9 @@ pub struct Class {
 pub struct Sheet {
     #[command(flatten)]
     pub class: Class,
-    /// The host name or address trainees connect to [default: the address the labs publish
-    /// on, or this machine's primary address for 0.0.0.0].
+    /// The host name or address trainees connect to [default: where each lab's ports are
+    /// reached: its --publish-host, its engine's machine, the address it publishes on, or this
+    /// machine's primary address for 0.0.0.0].
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
     /// JSON for scripts instead of text for people.
