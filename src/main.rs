@@ -1041,28 +1041,28 @@ async fn create_over(fleet: &Fleet, progress: &Progress, args: &Create) -> Resul
     let spread = lab::spread::place(&engines, &names).await?;
     // Each lab's request for the engine it goes to (its default publish address).
     let mut specs = Vec::new();
-    for (engine, share) in &spread.shares {
+    for lab::spread::Share { engine, labs, .. } in &spread.shares {
         let publish = engine.target().default_publish().to_string();
         let remote = !engine.is_local();
         let reach = fleet::publish_host(&args.publish_host, engine.name(), &fleet.names())?;
-        for mut spec in create_specs(args, share, &publish, remote)? {
+        for mut spec in create_specs(args, labs, &publish, remote)? {
             spec.reach.clone_from(&reach);
             specs.push(spec);
         }
     }
-    for (engine, share) in &spread.shares {
+    for lab::spread::Share { engine, labs, .. } in &spread.shares {
         progress.line(format!(
             "{} lab(s) on {}: {}",
-            share.len(),
+            labs.len(),
             engine.name(),
-            share.join(", ")
+            labs.join(", ")
         ));
     }
     if args.dry_run {
-        for (engine, share) in &spread.shares {
+        for lab::spread::Share { engine, labs, .. } in &spread.shares {
             let mine: Vec<spec::LabSpec> = specs
                 .iter()
-                .filter(|s| share.contains(&s.name))
+                .filter(|s| labs.contains(&s.name))
                 .cloned()
                 .collect();
             terminal::out(&format!("on {}:", engine.name()));

@@ -16,18 +16,17 @@ use crate::error::{Error, Result};
 /// How often the bytes moved so far are reported.
 const TICK: Duration = Duration::from_secs(1);
 
-/// Copies image `reference` from engine `from` to engine `to` (named `from_label` and
-/// `to_label` in what is reported), reporting the bytes moved about once a second, and checks
+/// Copies image `reference` from engine `from` to engine `to` (each named as the user names it
+/// in what is reported), reporting the bytes moved about once a second, and checks
 /// that the target then has it under the same id. Returns the bytes moved: 0 when the target
 /// already had that very image.
 pub async fn ship(
     from: &Engine,
-    from_label: &str,
     to: &Engine,
-    to_label: &str,
     reference: &str,
     progress: &mut dyn FnMut(&str),
 ) -> Result<u64> {
+    let (from_label, to_label) = (from.name(), to.name());
     let failed = |cause: String| shipping_failed(reference, from_label, to_label, &cause);
     let source = from
         .image(reference)

@@ -6,16 +6,23 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineInfo};
 use crate::error::{Error, Result};
 use crate::image;
 use crate::interrupt::Interrupt;
 use crate::plan::placement::{self, Room};
 use crate::progress::Progress;
 
-/// Where each lab goes: the engines in the order given, and each one's share of `names`.
+/// Where each lab goes: the engines with a share, in the order given.
 pub struct Spread {
-    pub shares: Vec<(Engine, Vec<String>)>,
+    pub shares: Vec<Share>,
+}
+
+/// One engine's share of a class, with what its daemon said of itself when it was placed.
+pub struct Share {
+    pub engine: Engine,
+    pub labs: Vec<String>,
+    info: EngineInfo,
 }
 
 /// Places `names` over `engines` by room (see `plan::placement`); a lab that exists already
@@ -44,16 +51,18 @@ pub async fn place(engines: &[Engine], names: &[String]) -> Result<Spread> {
     let placed = placement::place(&rooms, names, &existing)?;
     let shares = engines
         .iter()
-        .map(|engine| {
-            let share = names
+        .zip(answers)
+        .map(|(engine, (info, _))| Share {
+            labs: names
                 .iter()
                 .zip(&placed)
                 .filter(|(_, e)| e.as_str() == engine.name())
                 .map(|(n, _)| n.clone())
-                .collect();
-            (engine.clone(), share)
+                .collect(),
+            engine: engine.clone(),
+            info,
         })
-        .filter(|(_, share): &(Engine, Vec<String>)| !share.is_empty())
+        .filter(|share| !share.labs.is_empty())
         .collect();
     Ok(Spread { shares })
 }
@@ -68,7 +77,7 @@ pub async fn ship_image(
 ) -> Result<()> {
     let mut with = None;
     let mut without = Vec::new();
-    for (engine, _) in &spread.shares {
+    for Share { engine, .. } in &spread.shares {
         match engine.image(tag).await? {
             Some(_) if with.is_none() => with = Some(engine.clone()),
             Some(_) => {}
@@ -102,7 +111,7 @@ pub async fn ship_image(
 async fn ship(source: &Engine, target: &Engine, progress: &Progress, tag: &str) -> Result<()> {
     let step = progress.step(format!("image {tag} to {}", target.name()));
     let mut say = |line: &str| step.detail(line);
-    let moved = image::ship(source, source.name(), target, target.name(), tag, &mut say).await?;
+    let moved = image::ship(source, target, tag, &mut say).await?;
     step.done(format!(
         "shipped from {} ({:.0} MB)",
         source.name(),
@@ -144,14 +153,13 @@ where
 {
     let mut machines: BTreeMap<String, Arc<tokio::sync::Mutex<()>>> = BTreeMap::new();
     let mut runs = Vec::new();
-    for (engine, share) in &spread.shares {
-        let info = engine.info().await?;
+    for Share { engine, labs, info } in &spread.shares {
         let machine = machines.entry(info.name.clone()).or_default().clone();
         let at_once = usize::try_from(info.cpus).unwrap_or(1).max(1);
         let make = make.clone();
         let engine = engine.clone();
         runs.push(async move {
-            super::class::each_at(progress, share, at_once, interrupt, |name, progress| {
+            super::class::each_at(progress, labs, at_once, interrupt, |name, progress| {
                 make(engine.clone(), name, progress, machine.clone())
             })
             .await
