@@ -169,7 +169,8 @@ impl Fleet {
 /// `--publish-host` for the engine called `engine` (of `engines`, all given): its ENGINE=HOST,
 /// else a HOST given alone; an ENGINE= naming no engine given is refused.
 pub fn publish_host(given: &[String], engine: &str, engines: &[String]) -> Result<Option<String>> {
-    let mut alone = None;
+    // Every entry is checked, whichever engine is asked for, so one call refuses them all.
+    let (mut own, mut alone) = (None, None);
     for given in given {
         match given.split_once('=') {
             Some((name, _)) if !engines.iter().any(|e| e == name) => {
@@ -185,7 +186,9 @@ pub fn publish_host(given: &[String], engine: &str, engines: &[String]) -> Resul
                      engine {name}."
                 )));
             }
-            Some((name, host)) if name == engine => return Ok(Some(host.to_string())),
+            Some((name, host)) if name == engine => {
+                own.get_or_insert_with(|| host.to_string());
+            }
             Some(_) => {}
             None if given.is_empty() || given.contains(char::is_whitespace) => {
                 return Err(Error::Invalid(format!(
@@ -195,7 +198,7 @@ pub fn publish_host(given: &[String], engine: &str, engines: &[String]) -> Resul
             None => alone = Some(given.clone()),
         }
     }
-    Ok(alone)
+    Ok(own.or(alone))
 }
 
 /// Says, once per engine that did not answer, that it did not and why (on stderr), so that a

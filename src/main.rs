@@ -71,9 +71,6 @@ async fn run(cli: Cli) -> Result<i32> {
             let (publish, remote) = fleet.default_publish();
             let mut specs = create_specs(args, &lab_names(args)?, &publish, remote)?;
             let names = fleet.names();
-            for name in &names {
-                fleet::publish_host(&args.publish_host, name, &names)?;
-            }
             let reach = fleet::publish_host(&args.publish_host, &names[0], &names)?;
             for spec in &mut specs {
                 spec.reach.clone_from(&reach);
@@ -499,10 +496,11 @@ async fn destroy(engine: &Engine, progress: &Progress, args: &cli::Destroy) -> R
 async fn destroy_all(fleet: &Fleet, progress: &Progress, args: &cli::Destroy) -> Result<i32> {
     let (engines, down) = fleet.reach().await;
     fleet::report_down(progress, &down);
+    let keep = of_class(args.class.as_deref());
     let mut found = Vec::new();
     for engine in &engines {
         let mut names = lab::all_names(engine).await?;
-        names.retain(|n| args.class.as_deref().is_none_or(|c| lab::in_class(n, c)));
+        names.retain(|n| keep(n));
         found.push((engine, names));
     }
     let listed: Vec<String> = found
@@ -555,6 +553,11 @@ fn nothing_to_do(
     fleet::exit_code(down)
 }
 
+/// Which labs `--class PREFIX` takes (without it, `--all`: every lab).
+fn of_class(class: Option<&str>) -> impl Fn(&str) -> bool + '_ {
+    move |name| class.is_none_or(|c| lab::in_class(name, c))
+}
+
 /// "alice" on one engine, "alice (teach2)" when a command spans several.
 fn on_engine(lab: &str, engine: &Engine, fleet: &Fleet) -> String {
     if fleet.several() {
@@ -583,16 +586,10 @@ async fn reset(engine: &Engine, progress: &Progress, args: &cli::Reset) -> Resul
 /// `lab reset --all`: every lab on every engine given, each under its own lock; a lab another
 /// command is changing, or an engine that does not answer, is reported and the others reset.
 async fn reset_all(fleet: &Fleet, progress: &Progress, args: &cli::Reset) -> Result<i32> {
-    let (engines, down) = fleet.reach().await;
-    fleet::report_down(progress, &down);
+    let (found, down) = labs_on(fleet, progress, of_class(args.class.as_deref())).await?;
     let mut at: std::collections::BTreeMap<String, &Engine> = Default::default();
-    for engine in &engines {
-        let all = model::all(engine).await?;
-        let class = args.class.as_deref();
-        for lab in all
-            .into_iter()
-            .filter(|l| class.is_none_or(|c| lab::in_class(&l.name, c)))
-        {
+    for (engine, labs) in &found {
+        for lab in labs {
             if let Some(other) = at.insert(lab.name.clone(), engine) {
                 return Err(Error::Invalid(format!(
                     "a lab called {} is on two engines ({} and {}); reset them one engine at \
@@ -666,15 +663,36 @@ async fn engines(fleet: &Fleet, progress: &Progress, args: &cli::List) -> Result
     } else {
         terminal::out(lab::engines_text(&rows).trim_end());
     }
-    let down: Vec<_> = rows.iter().filter(|r| r.error.is_some()).collect();
-    for r in &down {
-        progress.line(format!(
-            "engine {} is unreachable: {}",
-            r.engine,
-            r.error.as_deref().unwrap_or_default()
-        ));
+    let down: Vec<fleet::Down> = rows
+        .iter()
+        .filter_map(|r| {
+            let error = r.error.clone()?;
+            Some(fleet::Down {
+                engine: r.engine.clone(),
+                error,
+            })
+        })
+        .collect();
+    fleet::report_down(progress, &down);
+    Ok(fleet::exit_code(&down))
+}
+
+/// Each engine given that answers, with its labs that `keep` keeps by name; those that did not
+/// answer are said on stderr and returned.
+async fn labs_on(
+    fleet: &Fleet,
+    progress: &Progress,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(Vec<(Engine, Vec<model::Lab>)>, Vec<fleet::Down>)> {
+    let (engines, down) = fleet.reach().await;
+    fleet::report_down(progress, &down);
+    let mut found = Vec::new();
+    for engine in engines {
+        let mut labs = model::all(&engine).await?;
+        labs.retain(|l| keep(&l.name));
+        found.push((engine, labs));
     }
-    Ok(if down.is_empty() { 0 } else { 1 })
+    Ok((found, down))
 }
 
 /// The labs of a class (`--name PREFIX`, or `--all`) on every engine given that answers, with
@@ -684,17 +702,8 @@ async fn class_labs(
     progress: &Progress,
     class: &cli::Class,
 ) -> Result<(Vec<(Engine, Vec<model::Lab>)>, Vec<fleet::Down>)> {
-    let (engines, down) = fleet.reach().await;
-    fleet::report_down(progress, &down);
-    let mut found = Vec::new();
-    for engine in engines {
-        let labs: Vec<model::Lab> = model::all(&engine)
-            .await?
-            .into_iter()
-            .filter(|l| class.all || lab::in_class(&l.name, &class.prefix))
-            .collect();
-        found.push((engine, labs));
-    }
+    let keep = |name: &str| class.all || lab::in_class(name, &class.prefix);
+    let (found, down) = labs_on(fleet, progress, keep).await?;
     if found.iter().all(|(_, labs)| labs.is_empty()) {
         let prefix = &class.prefix;
         let which = if class.all {
@@ -881,7 +890,7 @@ fn create_specs(
     // course's `postgres` would be open to that whole network.
     let given = args.password.is_some() || args.password_file.is_some();
     let generate = exposed || (beyond && remote && !given);
-    if exposed && (args.password.is_some() || args.password_file.is_some()) {
+    if exposed && given {
         return Err(Error::Invalid(format!(
             "--access with --publish {publish} gives each lab a postgres password of its own, so that \
              no trainee can open another's database; --password, --password-file and \
