@@ -185,6 +185,18 @@ pub enum Command {
     /// lost. Asks first unless --yes.
     #[command(after_help = "Example:\n  lab restore --time '2026-12-03 12:34:56.789+00'")]
     Restore(Restore),
+    /// Exercises: a fault to find and fix with the course's tools, judged by the lab's state.
+    ///
+    /// Exercises: `start` breaks the lab (or every lab of a class) quietly, the way real faults
+    /// do, and prints only the symptom a user would report; the trainee diagnoses and repairs
+    /// it with the course's own tools; `status` judges the repair by what the cluster shows
+    /// (never by which command was typed), `hint` gives the next of three hints, `stop` puts
+    /// the lab back whatever was done (a reset as the last resort, and says so).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  lab exercise list\n  lab exercise start quorum-lost\n  lab exercise status   # exit 0 solved, 1 not yet, 2 none runs\n  lab exercise hint\n  lab exercise stop\n  lab exercise start lagging-replica --class class   # every trainee's lab\n  lab exercise status --class class                 # who solved what, in how long"
+    )]
+    Exercise(ExerciseCommand),
     /// A class's access: the trainees' sheet, and new credentials.
     #[command(
         subcommand,
@@ -243,6 +255,10 @@ pub const GROUPS: &[(&str, &[&str])] = &[
         ],
     ),
     ("Measured drills (what a client saw)", &["drill"]),
+    (
+        "Exercises (a fault to find and fix, judged by the lab's state)",
+        &["exercise"],
+    ),
     ("Backup and restore", &["backup", "backups", "restore"]),
     (
         "A class (one lab per trainee, each with its own way in, on one engine or several)",
@@ -763,6 +779,96 @@ pub struct Drill {
     /// JSON for scripts instead of text for people.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ExerciseCommand {
+    /// Every exercise: its name, symptom, difficulty and the guide section it practises.
+    #[command(after_help = "Example:\n  lab exercise list")]
+    List(ExerciseList),
+    /// Break the lab quietly and print the symptom a user would report.
+    #[command(
+        after_help = "Exit codes: 0 started; 1 it could not be made (what it had done is taken back); 2 refused\n  (the lab is not healthy, stopped, busy, or another exercise runs).\n\nExamples:\n  lab exercise start split-brain\n  lab exercise start quorum-lost --all   # every lab on the engine"
+    )]
+    Start(ExerciseStart),
+    /// Solved or not, what is still wrong, and the time taken.
+    #[command(
+        after_help = "Exit codes: 0 solved; 1 not solved yet; 2 no exercise runs (with --all or --class: 0 every\n  running one solved, 1 one is not, 2 none runs).\n\nExamples:\n  lab exercise status\n  lab exercise status --class class"
+    )]
+    Status(ExerciseStatus),
+    /// The next hint of three, from the course's diagnosis steps to the repair.
+    #[command(after_help = "Example:\n  lab exercise hint")]
+    Hint(Status),
+    /// Name the writes a split-brain lost, by their order ids.
+    #[command(after_help = "Example:\n  lab exercise answer 412 587 903")]
+    Answer(ExerciseAnswer),
+    /// Put the lab back to healthy, whatever was done (a reset as the last resort).
+    #[command(
+        after_help = "Exit codes: 0 the lab is healthy again; 1 it could not be put back; 2 no exercise runs, or\n  the lab is busy.\n\nExamples:\n  lab exercise stop\n  lab exercise stop --class class"
+    )]
+    Stop(ExerciseStop),
+}
+
+#[derive(Args)]
+pub struct ExerciseList {
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Every lab of the engines given, or a class's.
+#[derive(Args)]
+pub struct Many {
+    /// Every lab on the Docker Engine (or on every engine given).
+    #[arg(long, conflicts_with = "class")]
+    pub all: bool,
+    /// A class's labs: PREFIX and PREFIX-a, PREFIX-b, ... on every engine given.
+    #[arg(long, value_name = "PREFIX")]
+    pub class: Option<String>,
+}
+
+impl Many {
+    pub fn any(&self) -> bool {
+        self.all || self.class.is_some()
+    }
+}
+
+#[derive(Args)]
+pub struct ExerciseStart {
+    /// Which exercise (`lab exercise list`).
+    pub exercise: crate::exercise::Exercise,
+    #[command(flatten)]
+    pub lab: Changing,
+    #[command(flatten)]
+    pub many: Many,
+}
+
+#[derive(Args)]
+pub struct ExerciseStatus {
+    #[command(flatten)]
+    pub lab: Target,
+    #[command(flatten)]
+    pub many: Many,
+    /// JSON for scripts instead of text for people.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ExerciseAnswer {
+    #[command(flatten)]
+    pub lab: Target,
+    /// The order ids that were lost.
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<i64>,
+}
+
+#[derive(Args)]
+pub struct ExerciseStop {
+    #[command(flatten)]
+    pub lab: Changing,
+    #[command(flatten)]
+    pub many: Many,
 }
 
 /// What `lab drill` runs: one of the fault drills, or the point-in-time restore.

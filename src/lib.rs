@@ -15,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod engine;
 pub mod error;
+pub mod exercise;
 pub mod fault;
 pub mod fleet;
 pub mod image;

@@ -5,14 +5,16 @@ use std::io::Write;
 
 use clap::FromArgMatches;
 
-use pgha_lab::cli::{self, ClassCommand, Cli, Command, Create, EtcdCommand, ImageCommand};
+use pgha_lab::cli::{
+    self, ClassCommand, Cli, Command, Create, EtcdCommand, ExerciseCommand, ImageCommand,
+};
 use pgha_lab::engine::Engine;
 use pgha_lab::error::{Error, Result};
 use pgha_lab::fleet::{self, Fleet};
 use pgha_lab::interrupt::{self, Interrupt};
 use pgha_lab::lock::{self, LabLock};
 use pgha_lab::progress::Progress;
-use pgha_lab::{image, lab, model, plot, render, serve, spec, terminal};
+use pgha_lab::{exercise, image, lab, model, plot, render, serve, spec, terminal};
 
 #[tokio::main]
 async fn main() {
@@ -98,6 +100,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Destroy(a) if a.all || a.class.is_some() => {
             return destroy_all(&fleet, &progress, a).await;
         }
+        Command::Exercise(command) => return exercise(&fleet, &progress, command).await,
         _ => {}
     }
     let engine = match lab_of(&cli.command) {
@@ -213,7 +216,8 @@ async fn run(cli: Cli) -> Result<i32> {
         | Command::Man(_)
         | Command::List(_)
         | Command::Engines(_)
-        | Command::Class(_) => {}
+        | Command::Class(_)
+        | Command::Exercise(_) => {}
     }
     Ok(0)
 }
@@ -587,20 +591,7 @@ async fn reset(engine: &Engine, progress: &Progress, args: &cli::Reset) -> Resul
 /// command is changing, or an engine that does not answer, is reported and the others reset.
 async fn reset_all(fleet: &Fleet, progress: &Progress, args: &cli::Reset) -> Result<i32> {
     let (found, down) = labs_on(fleet, progress, of_class(args.class.as_deref())).await?;
-    let mut at: std::collections::BTreeMap<String, &Engine> = Default::default();
-    for (engine, labs) in &found {
-        for lab in labs {
-            if let Some(other) = at.insert(lab.name.clone(), engine) {
-                return Err(Error::Invalid(format!(
-                    "a lab called {} is on two engines ({} and {}); reset them one engine at \
-                     a time with --engine.",
-                    lab.name,
-                    other.name(),
-                    engine.name()
-                )));
-            }
-        }
-    }
+    let at = one_engine_each(&found, "reset")?;
     if at.is_empty() {
         return Ok(nothing_to_do(progress, args.class.as_deref(), fleet, &down));
     }
@@ -628,6 +619,159 @@ async fn reset_all(fleet: &Fleet, progress: &Progress, args: &cli::Reset) -> Res
     });
     interrupt::finishing(&interrupt, progress, "the reset", work).await?;
     Ok(fleet::exit_code(&down))
+}
+
+/// Each lab found with its engine; a name on two engines is refused, for a command over
+/// several (`verb` them one engine at a time).
+fn one_engine_each<'a>(
+    found: &'a [(Engine, Vec<model::Lab>)],
+    verb: &str,
+) -> Result<std::collections::BTreeMap<String, &'a Engine>> {
+    let mut at: std::collections::BTreeMap<String, &Engine> = Default::default();
+    for (engine, labs) in found {
+        for lab in labs {
+            if let Some(other) = at.insert(lab.name.clone(), engine) {
+                return Err(Error::Invalid(format!(
+                    "a lab called {} is on two engines ({} and {}); {verb} them one engine at \
+                     a time with --engine.",
+                    lab.name,
+                    other.name(),
+                    engine.name()
+                )));
+            }
+        }
+    }
+    Ok(at)
+}
+
+/// `lab exercise ...`: of one lab, or with --all / --class of every lab on the engines given.
+async fn exercise(fleet: &Fleet, progress: &Progress, command: &ExerciseCommand) -> Result<i32> {
+    use lab::exercise as ex;
+    match command {
+        ExerciseCommand::List(args) => {
+            print_report(args.json, &exercise::listed(), "the exercises", |l| {
+                exercise::list_text(l)
+            })?;
+            Ok(0)
+        }
+        ExerciseCommand::Start(a) if a.many.any() => {
+            let (found, down) = labs_on(fleet, progress, of_class(a.many.class.as_deref())).await?;
+            let at = one_engine_each(&found, "start exercises on")?;
+            if at.is_empty() {
+                return Ok(nothing_to_do(
+                    progress,
+                    a.many.class.as_deref(),
+                    fleet,
+                    &down,
+                ));
+            }
+            let names: Vec<String> = at.keys().cloned().collect();
+            let interrupt = Interrupt::listen();
+            let purpose = format!("the exercise {}", a.exercise.name());
+            let work = lab::each_lab(progress, &names, &interrupt, |name, progress| {
+                let (interrupt, engine, purpose) = (&interrupt, at[&name], &purpose);
+                async move {
+                    let wait = a.lab.wait;
+                    let lock =
+                        lock::lab(engine, &name, purpose, wait, &progress, Some(interrupt)).await?;
+                    let symptom = ex::start(engine, &progress, &lock, a.exercise).await?;
+                    terminal::out(&format!("{name}: {symptom}"));
+                    Ok(())
+                }
+            });
+            interrupt::finishing(&interrupt, progress, "the exercise's start", work).await?;
+            Ok(fleet::exit_code(&down))
+        }
+        ExerciseCommand::Start(a) => {
+            let engine = fleet.holding(&a.lab.name).await?;
+            let purpose = format!("the exercise {}", a.exercise.name());
+            let lock = hold(&engine, progress, &a.lab, &purpose).await?;
+            let work = ex::start(&engine, progress, &lock, a.exercise);
+            terminal::out(&finishing(progress, "the exercise's start", work).await?);
+            Ok(0)
+        }
+        ExerciseCommand::Status(a) if a.many.any() => {
+            let (found, down) = labs_on(fleet, progress, of_class(a.many.class.as_deref())).await?;
+            let mut rows = Vec::new();
+            for (engine, labs) in &found {
+                for lab in labs {
+                    rows.push(match ex::judged(engine, lab).await {
+                        Ok(status) => ex::Row::of(&lab.name, status),
+                        Err(e) => ex::Row::failed(&lab.name, &e),
+                    });
+                }
+            }
+            print_report(a.json, &rows, "the exercises' status", |r| ex::table(r))?;
+            let code = ex::class_code(&rows);
+            Ok(if code == 0 {
+                fleet::exit_code(&down)
+            } else {
+                code
+            })
+        }
+        ExerciseCommand::Status(a) => {
+            let engine = fleet.holding(&a.lab.name).await?;
+            let status = ex::status(&engine, &a.lab.name).await?;
+            print_report(a.json, &status, "the exercise's status", |s| s.text())?;
+            Ok(if status.solved { 0 } else { 1 })
+        }
+        ExerciseCommand::Hint(a) => {
+            let engine = fleet.holding(&a.lab.name).await?;
+            terminal::out(&ex::hint(&engine, &a.lab.name).await?);
+            Ok(0)
+        }
+        ExerciseCommand::Answer(a) => {
+            let engine = fleet.holding(&a.lab.name).await?;
+            let said = ex::answer(&engine, &a.lab.name, a.ids.clone()).await?;
+            progress.line(said);
+            Ok(0)
+        }
+        ExerciseCommand::Stop(a) if a.many.any() => {
+            let (found, down) = labs_on(fleet, progress, of_class(a.many.class.as_deref())).await?;
+            let at = one_engine_each(&found, "stop exercises on")?;
+            let mut names = Vec::new();
+            for (name, engine) in &at {
+                let lab = model::get(engine, name).await?;
+                if ex::running(engine, &lab).await?.is_some() {
+                    names.push(name.clone());
+                }
+            }
+            if names.is_empty() {
+                progress.line(format!(
+                    "no exercise runs on {}; nothing to do",
+                    where_(fleet)
+                ));
+                return Ok(fleet::exit_code(&down));
+            }
+            let interrupt = Interrupt::listen();
+            let work = lab::each_lab(progress, &names, &interrupt, |name, progress| {
+                let (interrupt, engine) = (&interrupt, at[&name]);
+                async move {
+                    let purpose = "stopping an exercise";
+                    let lock = lock::lab(
+                        engine,
+                        &name,
+                        purpose,
+                        a.lab.wait,
+                        &progress,
+                        Some(interrupt),
+                    )
+                    .await?;
+                    progress.line(ex::stop(engine, &progress, &lock).await?);
+                    Ok(())
+                }
+            });
+            interrupt::finishing(&interrupt, progress, "the exercise's stop", work).await?;
+            Ok(fleet::exit_code(&down))
+        }
+        ExerciseCommand::Stop(a) => {
+            let engine = fleet.holding(&a.lab.name).await?;
+            let lock = hold(&engine, progress, &a.lab, "stopping an exercise").await?;
+            let work = ex::stop(&engine, progress, &lock);
+            progress.line(finishing(progress, "the exercise's stop", work).await?);
+            Ok(0)
+        }
+    }
 }
 
 /// `lab list`: the labs of every engine given (with an engine column when there are several);
@@ -1024,6 +1168,7 @@ fn lab_of(command: &Command) -> Option<&str> {
         | Command::Engines(_)
         | Command::Serve(_)
         | Command::Class(_)
+        | Command::Exercise(_)
         | Command::Image(_)
         | Command::Completions(_)
         | Command::Man(_) => return None,

@@ -8,7 +8,7 @@ use crate::services::catalog;
 
 /// The image `lab create` uses unless told otherwise. The part after "17-g" is the generation:
 /// raise it whenever `docker/` changes, so labs never silently run on an older definition.
-pub const IMAGE: &str = "pgha-lab:17-g16";
+pub const IMAGE: &str = "pgha-lab:17-g17";
 /// Where a registry is reachable, the image builds on this.
 pub const REGISTRY_BASE: (&str, &str) = ("debian", "trixie-slim");
 /// Where none is, on this: Debian trixie debootstrapped from the package mirror and imported.
@@ -176,6 +176,11 @@ const FILES: &[(&str, &str, u32)] = &[
     (
         "rootfs/usr/local/sbin/labFacts",
         include_str!("../../docker/rootfs/usr/local/sbin/labFacts"),
+        0o755,
+    ),
+    (
+        "rootfs/usr/local/sbin/labExercise",
+        include_str!("../../docker/rootfs/usr/local/sbin/labExercise"),
         0o755,
     ),
     (

@@ -13,6 +13,7 @@ mod destroy;
 mod drill;
 mod drills;
 mod engines;
+pub mod exercise;
 mod metrics;
 mod pitr;
 mod power;
