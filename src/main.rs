@@ -135,7 +135,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Check(args) => {
             let report = lab::check(engine, &args.lab.name).await?;
             print_report(args.json, &report, "the check", |r| r.text())?;
-            return Ok(if report.done { 0 } else { 1 });
+            return Ok(if report.passed() { 0 } else { 1 });
         }
         Command::Connect(args) => {
             let connection = lab::connect(engine, &args.lab.name).await?;

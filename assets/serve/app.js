@@ -142,6 +142,20 @@ function stepCell(step) {
     el("span", { class: "sub", text: step.done + "/" + step.total + " done" + (step.command ? " · " + step.command.command : "") }));
 }
 
+// "4m 05s", "42s", as `lab exercise status` says it.
+function span(seconds) {
+  return seconds >= 60 ? Math.floor(seconds / 60) + "m " + String(seconds % 60).padStart(2, "0") + "s" : seconds + "s";
+}
+
+function exerciseCell(x) {
+  if (!x) return el("span", { class: "muted", text: "none" });
+  const state = x.solved
+    ? el("span", { class: "pill good", text: "✓ solved in " + span(x.took ?? x.elapsed) })
+    : el("span", { class: "pill change", text: "not solved · " + span(x.elapsed) });
+  return el("span", {}, el("span", { class: "exercise-name", text: x.exercise }), state,
+    el("span", { class: "sub", text: x.hints + "/3 hints" + (x.wrong.length ? " · " + x.wrong[0] : "") }));
+}
+
 function drillCell(d) {
   if (!d) return el("span", { class: "muted", text: "none" });
   const down = d.write_downtime == null ? "writes did not come back" : d.write_downtime.toFixed(2) + " s down";
@@ -161,13 +175,14 @@ function drawClass(cls) {
       el("span", { class: "sub", text: "leader " + (r.etcd.leader || "none") })) : "—"),
     el("td", { class: "haproxy" }, r.haproxy ?? "—"),
     el("td", { class: "step" }, stepCell(r.step)),
+    el("td", { class: "exercise" }, exerciseCell(r.exercise)),
     el("td", {}, ago(r.last_reset)),
     el("td", {}, drillCell(r.last_drill)),
     el("td", { class: "actions" },
       el("button", { type: "button", class: "small danger", "data-action": "reset", disabled: !!(r.action && r.action.running), on: { click: () => resetLab(r.lab) } }, "Reset…"),
       el("button", { type: "button", class: "small", "data-action": "check", disabled: !!(r.action && r.action.running), on: { click: () => checkLab(r.lab) } }, "Check"),
       r.action ? el("span", { class: "sub" }, actionText(r.action)) : null)));
-  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 10, class: "muted", text: "There is no lab on this Docker Engine yet: `lab create --count N` makes a class." })));
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 11, class: "muted", text: "There is no lab on this Docker Engine yet: `lab create --count N` makes a class." })));
   replace("rows", rows);
   document.getElementById("class-note").textContent = cls.labs.length + (cls.labs.length === 1 ? " lab" : " labs");
 }

@@ -30,7 +30,7 @@ const SCOPE: &str = "pgha_patroni_cluster";
 const WRONG_NETWORK: &str = "10.0.1.0/24";
 
 /// What `lab exercise status` reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Status {
     pub lab: String,
     pub exercise: Exercise,

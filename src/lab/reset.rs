@@ -280,6 +280,12 @@ pub async fn reset(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resu
         seconds(started.elapsed())
     ));
     super::records::note_reset(engine, progress, name, started.elapsed().as_secs_f64()).await;
+    // Whatever exercise ran, its fault is gone with the rest.
+    if let Err(e) = super::exercise::forget(engine, &lab).await {
+        progress.line(format!(
+            "note: lab {name}'s exercise could not be marked as ended ({e}); `lab exercise stop              --name {name}` ends it"
+        ));
+    }
     Ok(())
 }
 

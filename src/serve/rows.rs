@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::lab::watch::events::{Event, Presence, Snapshot, Tone};
 use crate::lab::{CheckReport, Next};
+use crate::lab::exercise::Status as ExerciseStatus;
 use crate::lab::{LastDrill, LastReset};
 
 /// How many events a lab page keeps.
@@ -109,6 +110,8 @@ pub struct Row {
     /// Where HAProxy's primary port leads; None in a lab without HAProxy.
     pub haproxy: Option<String>,
     pub step: Option<Step>,
+    /// The exercise running on the lab, as `lab exercise status` judges it.
+    pub exercise: Option<ExerciseStatus>,
     pub last_reset: Option<u64>,
     pub last_drill: Option<LastDrill>,
     pub action: Option<Action>,
@@ -149,6 +152,7 @@ pub fn row(view: &LabView) -> Row {
         etcd: None,
         haproxy: None,
         step: view.course.as_ref().map(|c| step(&c.report)),
+        exercise: view.course.as_ref().and_then(|c| c.report.exercise.clone()),
         last_reset: view.last_reset.as_ref().map(|r| r.at),
         last_drill: view
             .last_drill
@@ -377,6 +381,7 @@ mod tests {
                 lab: "a".into(),
                 done: false,
                 steps: vec![],
+                exercise: None,
             },
             at: 0,
         });
@@ -422,6 +427,7 @@ mod tests {
                 s("etcd", false, true),
                 s("patroni", false, false),
             ],
+            exercise: None,
         };
         let step = step(&report);
         assert_eq!((step.done, step.total), (1, 3));

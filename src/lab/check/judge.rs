@@ -50,6 +50,7 @@ pub fn judge(o: &Observed) -> Report {
         lab: o.lab.clone(),
         done: steps.iter().all(|s| s.done),
         steps,
+        exercise: None,
     }
 }
 

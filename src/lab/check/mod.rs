@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::exercise::Status as ExerciseStatus;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::{self, Lab};
@@ -82,6 +83,8 @@ pub struct Report {
     pub lab: String,
     pub done: bool,
     pub steps: Vec<Step>,
+    /// The exercise running on the lab, judged (`lab exercise status`); None when none runs.
+    pub exercise: Option<ExerciseStatus>,
 }
 
 impl Report {
@@ -113,7 +116,16 @@ impl Report {
                 self.lab
             ));
         }
+        if let Some(exercise) = &self.exercise {
+            out.push_str("\n\n");
+            out.push_str(&exercise.text());
+        }
         out
+    }
+
+    /// Every step done, and the running exercise (if one) solved: `lab check`'s exit 0.
+    pub fn passed(&self) -> bool {
+        self.done && self.exercise.as_ref().is_none_or(|e| e.solved)
     }
 }
 
@@ -121,7 +133,9 @@ impl Report {
 pub async fn check(engine: &Engine, name: &str) -> Result<Report> {
     let lab = model::get(engine, name).await?;
     let observed = observe(engine, &lab).await?;
-    Ok(judge::judge(&observed))
+    let mut report = judge::judge(&observed);
+    report.exercise = super::exercise::judged(engine, &lab).await?;
+    Ok(report)
 }
 
 /// Gathers what `judge` needs, touching nothing.
