@@ -318,3 +318,265 @@ fn drilled(seen: &Seen, wrong: &mut Vec<String>) {
 pub fn ids(ids: &[i64]) -> String {
     ids.iter().map(i64::to_string).collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(role: &str, state: &str, streaming: bool) -> MemberState {
+        serde_json::from_value(serde_json::json!({
+            "role": role,
+            "state": state,
+            "replication_state": if streaming { Some("streaming") } else { None },
+        }))
+        .unwrap()
+    }
+
+    fn node(name: &str, member: Option<MemberState>, state: Option<NodeState>) -> PgNode {
+        PgNode {
+            name: name.into(),
+            state,
+            member,
+        }
+    }
+
+    fn state(name: &str, recovery: Option<bool>) -> NodeState {
+        NodeState {
+            node: name.into(),
+            postgres: recovery.is_some(),
+            patroni: true,
+            recovery,
+            replay_paused: recovery.filter(|r| *r).map(|_| false),
+            replicas: Vec::new(),
+            archiver: None,
+            ready: 0,
+            rows: None,
+        }
+    }
+
+    /// pgha1 the leader, pgha2 and pgha3 streaming.
+    fn healthy() -> Seen {
+        Seen {
+            nodes: vec![
+                node(
+                    "pgha1",
+                    Some(member("primary", "running", false)),
+                    Some(state("pgha1", Some(false))),
+                ),
+                node(
+                    "pgha2",
+                    Some(member("replica", "streaming", true)),
+                    Some(state("pgha2", Some(true))),
+                ),
+                node(
+                    "pgha3",
+                    Some(member("replica", "streaming", true)),
+                    Some(state("pgha3", Some(true))),
+                ),
+            ],
+            etcd_up: 3,
+            etcd_members: 3,
+            etcd_leader: true,
+            ..Seen::default()
+        }
+    }
+
+    fn running(exercise: Exercise) -> Running {
+        Running {
+            exercise,
+            started: 1000,
+            broken: Broken {
+                node: Some("pgha3".into()),
+                nodes: vec!["pgha2".into(), "pgha3".into()],
+                primary: "pgha1".into(),
+                scope: "pgha_patroni_cluster".into(),
+                tls: false,
+            },
+            lost: Vec::new(),
+            answer: None,
+            hints: 0,
+            solved: None,
+            saved: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_member_gone_or_not_streaming_is_not_solved_until_it_streams() {
+        let run = running(Exercise::EtcdUnreachable);
+        let mut seen = healthy();
+        seen.nodes[2].member = None;
+        let v = judge(&run, &seen);
+        assert!(!v.solved);
+        assert_eq!(
+            v.wrong,
+            ["pgha3 is not in the cluster: Patroni there does not answer"]
+        );
+        seen.nodes[2].member = Some(member("uninitialized", "stopped", false));
+        assert!(judge(&run, &seen).wrong[0].contains("uninitialized / stopped"));
+        assert!(judge(&run, &healthy()).solved);
+        let broken = running(Exercise::BrokenReplica);
+        assert!(judge(&broken, &healthy()).solved);
+    }
+
+    #[test]
+    fn quorum_needs_a_majority_a_leader_and_a_patroni_leader() {
+        let run = running(Exercise::QuorumLost);
+        let mut seen = healthy();
+        seen.etcd_up = 1;
+        seen.etcd_leader = false;
+        seen.nodes[0].member = Some(member("replica", "running", false));
+        let v = judge(&run, &seen);
+        assert_eq!(
+            v.wrong,
+            [
+                "etcd has no quorum: 1 of 3 members run, none leads",
+                "Patroni has no leader: writes fail"
+            ]
+        );
+        seen.etcd_up = 2;
+        seen.etcd_leader = true;
+        assert_eq!(
+            judge(&run, &seen).wrong.len(),
+            1,
+            "etcd is back, Patroni not yet"
+        );
+        assert!(judge(&run, &healthy()).solved);
+    }
+
+    #[test]
+    fn a_lagging_replica_is_caught_up_under_one_mebibyte_and_replaying() {
+        let run = running(Exercise::LaggingReplica);
+        let mut seen = healthy();
+        let lag = |seen: &mut Seen, bytes: f64| {
+            seen.nodes[0].state.as_mut().unwrap().replicas = vec![Replica {
+                name: "pgha3".into(),
+                state: Some("streaming".into()),
+                lag: Some(bytes),
+            }];
+        };
+        lag(&mut seen, 64.0 * CAUGHT_UP);
+        seen.nodes[2].state.as_mut().unwrap().replay_paused = Some(true);
+        let v = judge(&run, &seen);
+        assert_eq!(
+            v.wrong,
+            [
+                "pgha3 has 64.0 MiB of WAL left to replay (under 1 MiB is caught up)",
+                "replay is paused on pgha3"
+            ]
+        );
+        seen.nodes[2].state.as_mut().unwrap().replay_paused = Some(false);
+        lag(&mut seen, 1000.0);
+        assert!(judge(&run, &seen).solved);
+    }
+
+    #[test]
+    fn split_brain_needs_one_primary_the_other_streaming_and_the_lost_writes_named() {
+        let mut run = running(Exercise::SplitBrain);
+        run.lost = vec![278, 508, 740];
+        let mut seen = healthy();
+        seen.nodes[2].member = None;
+        seen.nodes[2].state = Some(NodeState {
+            patroni: false,
+            ..state("pgha3", Some(false))
+        });
+        let v = judge(&run, &seen);
+        assert_eq!(
+            v.wrong,
+            [
+                "2 answer as primaries: pgha1 and pgha3",
+                "Patroni does not run on pgha3",
+                "which writes were lost is not answered yet (`lab exercise answer ID...`)"
+            ]
+        );
+        run.answer = Some(vec![508, 278]);
+        let v = judge(&run, &healthy());
+        assert_eq!(
+            v.wrong,
+            ["the writes named as lost (508 278) are not the ones pgha3 took alone"]
+        );
+        run.answer = Some(vec![740, 508, 278]);
+        assert!(judge(&run, &healthy()).solved);
+    }
+
+    #[test]
+    fn archiving_must_succeed_after_its_last_failure_and_a_backup_follow_the_start() {
+        let run = running(Exercise::ArchiveFailing);
+        let mut seen = healthy();
+        let archiver = |seen: &mut Seen, archived: f64, failed: f64| {
+            let s = seen.nodes[0].state.as_mut().unwrap();
+            s.archiver = Some(Archiver {
+                archived: 10,
+                failed: 4,
+                last_archived: Some(archived),
+                last_failed: Some(failed),
+            });
+            s.ready = 3;
+        };
+        archiver(&mut seen, 900.0, 1010.0);
+        seen.newest_backup = Some(500);
+        let v = judge(&run, &seen);
+        assert_eq!(
+            v.wrong,
+            [
+                "archiving fails on the primary: 4 failures, 3 WAL segments waiting",
+                "no backup was taken since the exercise started"
+            ]
+        );
+        archiver(&mut seen, 1020.0, 1010.0);
+        seen.newest_backup = Some(1030);
+        assert!(judge(&run, &seen).solved);
+    }
+
+    #[test]
+    fn hba_is_solved_when_every_replica_streams_and_the_broken_rules_are_gone() {
+        let mut run = running(Exercise::HbaLockedOut);
+        let broken = vec!["host replication replicator 10.0.1.0/24 md5".to_string()];
+        run.saved = serde_json::json!({ "broken": broken });
+        let mut seen = healthy();
+        seen.nodes[1].member = Some(member("replica", "running", false));
+        seen.hba = Some(broken.clone());
+        let v = judge(&run, &seen);
+        assert_eq!(v.wrong.len(), 2, "{v:?}");
+        assert!(v.wrong[0].starts_with("pgha2 is not a streaming replica"));
+        seen = healthy();
+        seen.hba = Some(vec!["host replication replicator 0.0.0.0/0 md5".into()]);
+        assert!(judge(&run, &seen).solved);
+    }
+
+    #[test]
+    fn tune_rto_is_judged_by_the_last_kill_primary_drill_since_the_start() {
+        let run = running(Exercise::TuneRto);
+        let mut seen = healthy();
+        assert!(judge(&run, &seen).wrong[0].starts_with("no kill-primary drill"));
+        let drill = |scenario: &str, downtime: Option<f64>, lost: usize| Drilled {
+            scenario: scenario.into(),
+            at: 1100,
+            downtime,
+            lost,
+            mode: "async".into(),
+        };
+        seen.last_drill = Some(drill("switchover", Some(2.0), 0));
+        assert!(judge(&run, &seen).wrong[0].contains("not kill-primary"));
+        seen.last_drill = Some(drill("kill-primary", Some(31.5), 2));
+        assert_eq!(
+            judge(&run, &seen).wrong,
+            [
+                "the last kill-primary drill (async mode) kept writes down 31.5 s (goal: under 15 s)",
+                "the last kill-primary drill lost 2 acknowledged writes (goal: none)"
+            ]
+        );
+        seen.last_drill = Some(drill("kill-primary", Some(14.2), 0));
+        assert!(judge(&run, &seen).solved);
+    }
+
+    #[test]
+    fn a_running_exercise_reads_back_as_it_was_kept() {
+        let mut run = running(Exercise::SplitBrain);
+        run.lost = vec![1, 2];
+        let json = serde_json::to_string(&Some(&run)).unwrap();
+        let back: Option<Running> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, Some(run));
+        let stopped: Option<Running> = serde_json::from_str("null").unwrap();
+        assert_eq!(stopped, None);
+    }
+}

@@ -339,3 +339,61 @@ pub fn list_text(listed: &[Listed]) -> String {
             .map(|l| vec![l.name, l.symptom, l.difficulty, l.section]),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_command_line_and_serialised_ones() {
+        use clap::ValueEnum;
+        for e in Exercise::ALL {
+            assert_eq!(Exercise::from_name(e.name()), Some(e));
+            assert_eq!(
+                e.to_possible_value().unwrap().get_name(),
+                e.name(),
+                "clap's name"
+            );
+            assert_eq!(
+                serde_json::to_string(&e).unwrap(),
+                format!("\"{}\"", e.name())
+            );
+        }
+        assert_eq!(Exercise::from_name("nope"), None);
+    }
+
+    #[test]
+    fn every_exercise_has_its_line_and_three_hints_naming_what_broke() {
+        let broken = Broken {
+            node: Some("pgha3".into()),
+            nodes: vec!["pgha3".into(), "pgha4".into(), "pgha5".into()],
+            primary: "pgha1".into(),
+            scope: "pgha_patroni_cluster".into(),
+            tls: false,
+        };
+        let text = list_text(&listed());
+        assert_eq!(text.lines().count(), 1 + Exercise::ALL.len());
+        for e in Exercise::ALL {
+            let line = text.lines().find(|l| l.starts_with(e.name())).unwrap();
+            assert!(
+                line.contains(e.difficulty()) && line.contains(e.section()),
+                "{line}"
+            );
+            let hints = e.hints(&broken);
+            assert!(hints.iter().all(|h| !h.is_empty()));
+        }
+        assert!(
+            Exercise::BrokenReplica.hints(&broken)[2]
+                .ends_with("reinit pgha_patroni_cluster pgha3")
+        );
+        assert!(Exercise::QuorumLost.hints(&broken)[2].contains("pgha3, pgha4, pgha5"));
+        assert!(Exercise::LaggingReplica.symptom(&broken).contains("pgha3"));
+        let tls = Broken {
+            tls: true,
+            ..broken
+        };
+        assert!(
+            Exercise::EtcdUnreachable.hints(&tls)[2].contains("chmod 600 /pgha/certs/pgha3.key")
+        );
+    }
+}

@@ -5,9 +5,9 @@
 
 use serde::Serialize;
 
+use crate::lab::exercise::Status as ExerciseStatus;
 use crate::lab::watch::events::{Event, Presence, Snapshot, Tone};
 use crate::lab::{CheckReport, Next};
-use crate::lab::exercise::Status as ExerciseStatus;
 use crate::lab::{LastDrill, LastReset};
 
 /// How many events a lab page keeps.
