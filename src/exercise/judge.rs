@@ -110,8 +110,12 @@ pub struct Verdict {
 
 /// At most this much replay lag counts as caught up (the 1 MiB).
 pub const CAUGHT_UP: f64 = 1_048_576.0;
-/// The write downtime tune-rto asks for, in seconds.
-pub const RTO: f64 = 15.0;
+/// The write downtime tune-rto asks for, in seconds. Not 15: Patroni 4 raises a ttl under 20 s
+/// to 20 (its log says "adjusting"), the leader key lapses up to ttl after the kill, and the
+/// replica about to promote waits 2 s for the dead member's answer. Measured (kill-primary
+/// through HAProxy): the course's settings give 27.6 to 37.0 s, and cannot give less than about
+/// 25.6 s (20 + 2 + HAProxy's 3.6 s at best); tuned, 14.3 to 23.0 s.
+pub const RTO: f64 = 25.0;
 
 pub fn judge(run: &Running, seen: &Seen) -> Verdict {
     let node = run.broken.node.as_deref().unwrap_or_default();
@@ -561,11 +565,11 @@ mod tests {
         assert_eq!(
             judge(&run, &seen).wrong,
             [
-                "the last kill-primary drill (async mode) kept writes down 31.5 s (goal: under 15 s)",
+                "the last kill-primary drill (async mode) kept writes down 31.5 s (goal: under 25 s)",
                 "the last kill-primary drill lost 2 acknowledged writes (goal: none)"
             ]
         );
-        seen.last_drill = Some(drill("kill-primary", Some(14.2), 0));
+        seen.last_drill = Some(drill("kill-primary", Some(23.1), 0));
         assert!(judge(&run, &seen).solved);
     }
 

@@ -160,8 +160,8 @@ impl Exercise {
             Exercise::HbaLockedOut => "after this morning's security review the replicas \
                                        stopped streaming, and their lag only grows"
                 .to_string(),
-            Exercise::TuneRto => "when the primary dies, writes fail for too long: make \
-                                  `lab drill kill-primary` show under 15 s of write downtime \
+            Exercise::TuneRto => "when the primary dies, writes fail for half a minute: make \
+                                  `lab drill kill-primary` show under 25 s of write downtime \
                                   with no acknowledged write lost"
                 .to_string(),
         }
@@ -284,17 +284,23 @@ impl Exercise {
             ],
             Exercise::TuneRto => [
                 "`lab drill kill-primary` prints the write downtime and what the lab's settings \
-                 predict: the leader key lapses ttl after its last renewal, a replica promotes \
-                 within loop_wait, HAProxy then needs its checks"
+                 predict: the leader key lapses up to ttl after its last renewal, the replica \
+                 that promotes first waits 2 s for the dead member, then HAProxy's checks must \
+                 see the new primary"
                     .to_string(),
-                "patronictl -c /pgha/config/patroni.yaml show-config shows ttl, loop_wait and \
-                 retry_timeout (ttl >= loop_wait + 2 x retry_timeout); HAProxy's checks (inter, \
-                 fall, rise) are in /etc/haproxy/haproxy.cfg on the HAProxy node"
+                "patronictl -c /pgha/config/patroni.yaml show-config: ttl, loop_wait, \
+                 retry_timeout (Patroni raises a ttl under 20 to 20, and says \"adjusting\" in \
+                 its log); HAProxy's checks are the default-server line of \
+                 /pgha/config/haproxy.cfg on the HAProxy node (/etc/haproxy/haproxy.cfg links to \
+                 it); and `etcdctl endpoint status -w table`: etcd's leader dying with the \
+                 primary adds its own election"
                     .to_string(),
-                "set ttl 20, loop_wait 2, retry_timeout 5 with `patronictl edit-config -s \
-                 ttl=20 -s loop_wait=2 -s retry_timeout=5 --force`, then HAProxy's checks to \
-                 `inter 1s fall 2 rise 1` and restart it (/stopHaproxy; /startHaproxy); with no \
-                 write to lose, `lab sync on` as well"
+                "patronictl -c /pgha/config/patroni.yaml edit-config --force -s ttl=20 -s \
+                 loop_wait=10 -s retry_timeout=5; on the HAProxy node as root, default-server \
+                 inter 3s fastinter 1s downinter 1s fall 3 rise 2 on-marked-down shutdown-sessions \
+                 in /pgha/config/haproxy.cfg, then startHaproxy; keep etcd's leader off the \
+                 primary's node (etcdctl move-leader ID); `lab sync on` makes sure no \
+                 acknowledged write can be lost"
                     .to_string(),
             ],
         }

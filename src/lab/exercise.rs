@@ -358,7 +358,8 @@ async fn prepare(ctx: &Ctx<'_>, run: &mut Running) -> Result<()> {
     Ok(())
 }
 
-const HAPROXY_CFG: &str = "/etc/haproxy/haproxy.cfg";
+/// HAProxy's configuration: /etc/haproxy/haproxy.cfg links to it, and a reset restores it.
+const HAPROXY_CFG: &str = "/pgha/config/haproxy.cfg";
 
 /// `n` distinct order ids, 100 to 999, from the system's random source.
 fn random_ids(n: usize) -> Result<Vec<i64>> {
