@@ -25,9 +25,24 @@ use crate::store;
 const RECORD: &str = "exercise.json";
 const SCRIPT: &str = "/usr/local/sbin/labExercise";
 const SCOPE: &str = "pgha_patroni_cluster";
-/// The pg_hba address hba-locked-out puts in place of 0.0.0.0/0: the material's own example
-/// network, as a copy from the guide would.
-const WRONG_NETWORK: &str = "10.0.1.0/24";
+/// The pg_hba addresses hba-locked-out puts in place of 0.0.0.0/0: the material's own example
+/// network, as a copy from the guide would, or another when the lab happens to be on it.
+const WRONG_NETWORKS: [&str; 2] = ["10.0.1.0/24", "10.99.99.0/24"];
+
+/// The first of WRONG_NETWORKS none of the lab's nodes is on.
+fn wrong_network(lab: &Lab) -> &'static str {
+    let outside = |net: &str| {
+        let net: ipnet::Ipv4Net = net.parse().expect("a network");
+        !lab.nodes
+            .iter()
+            .filter_map(|n| n.ip())
+            .any(|ip| net.contains(&ip))
+    };
+    WRONG_NETWORKS
+        .into_iter()
+        .find(|n| outside(n))
+        .unwrap_or(WRONG_NETWORKS[0])
+}
 
 /// What `lab exercise status` reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -316,11 +331,12 @@ async fn prepare(ctx: &Ctx<'_>, run: &mut Running) -> Result<()> {
         }
         Exercise::HbaLockedOut => {
             let original = dynamic_hba(ctx, &primary).await?;
+            let wrong = wrong_network(ctx.lab);
             let broken: Vec<String> = original
                 .iter()
                 .map(|line| {
                     if line.contains(" replication ") && line.contains("0.0.0.0/0") {
-                        line.replace("0.0.0.0/0", WRONG_NETWORK)
+                        line.replace("0.0.0.0/0", wrong)
                     } else {
                         line.clone()
                     }
@@ -334,7 +350,11 @@ async fn prepare(ctx: &Ctx<'_>, run: &mut Running) -> Result<()> {
                     ctx.lab.name
                 )));
             }
-            run.saved = serde_json::json!({ "original": original, "broken": broken });
+            run.saved = serde_json::json!({
+                "original": original,
+                "broken": broken,
+                "wrong": wrong,
+            });
         }
         Exercise::TuneRto => {
             let d = patroni::dynamic(ctx, &primary).await?;
@@ -583,7 +603,8 @@ async fn make(ctx: &Ctx<'_>, run: &Running) -> Result<()> {
         }
         Exercise::HbaLockedOut => {
             set_hba(ctx, primary, &run.saved["broken"]).await?;
-            let address = WRONG_NETWORK.split('/').next().unwrap_or_default();
+            let wrong = run.saved["wrong"].as_str().unwrap_or(WRONG_NETWORKS[0]);
+            let address = wrong.split('/').next().unwrap_or_default();
             let loaded = until(Duration::from_secs(60), || async {
                 Ok(sql(
                     ctx,

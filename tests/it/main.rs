@@ -8,6 +8,7 @@ mod cluster;
 mod common;
 mod course;
 mod engines;
+mod exercises;
 mod faults;
 mod help;
 mod image;
