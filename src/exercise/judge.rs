@@ -35,7 +35,6 @@ pub struct NodeState {
     pub patroni: bool,
     /// pg_is_in_recovery(); None when PostgreSQL does not answer.
     pub recovery: Option<bool>,
-    pub replay_paused: Option<bool>,
     pub replicas: Vec<Replica>,
     pub archiver: Option<Archiver>,
     pub ready: usize,
@@ -222,13 +221,6 @@ fn replays(seen: &Seen, node: &str, wrong: &mut Vec<String>) {
             "the primary's pg_stat_replication shows no replay position for {node}"
         )),
     }
-    if pg_node(seen, node)
-        .and_then(|n| n.state.as_ref())
-        .and_then(|s| s.replay_paused)
-        == Some(true)
-    {
-        wrong.push(format!("replay is paused on {node}"));
-    }
 }
 
 fn split_brain(run: &Running, seen: &Seen, node: &str, wrong: &mut Vec<String>) {
@@ -350,7 +342,6 @@ mod tests {
             postgres: recovery.is_some(),
             patroni: true,
             recovery,
-            replay_paused: recovery.filter(|r| *r).map(|_| false),
             replicas: Vec::new(),
             archiver: None,
             ready: 0,
@@ -448,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lagging_replica_is_caught_up_under_one_mebibyte_and_replaying() {
+    fn a_lagging_replica_is_caught_up_under_one_mebibyte() {
         let run = running(Exercise::LaggingReplica);
         let mut seen = healthy();
         let lag = |seen: &mut Seen, bytes: f64| {
@@ -459,16 +450,11 @@ mod tests {
             }];
         };
         lag(&mut seen, 64.0 * CAUGHT_UP);
-        seen.nodes[2].state.as_mut().unwrap().replay_paused = Some(true);
         let v = judge(&run, &seen);
         assert_eq!(
             v.wrong,
-            [
-                "pgha3 has 64.0 MiB of WAL left to replay (under 1 MiB is caught up)",
-                "replay is paused on pgha3"
-            ]
+            ["pgha3 has 64.0 MiB of WAL left to replay (under 1 MiB is caught up)"]
         );
-        seen.nodes[2].state.as_mut().unwrap().replay_paused = Some(false);
         lag(&mut seen, 1000.0);
         assert!(judge(&run, &seen).solved);
     }

@@ -66,10 +66,11 @@ impl Exercise {
 
     pub fn difficulty(self) -> &'static str {
         match self {
-            Exercise::QuorumLost | Exercise::LaggingReplica => "easy",
-            Exercise::EtcdUnreachable | Exercise::BrokenReplica | Exercise::HbaLockedOut => {
-                "medium"
-            }
+            Exercise::QuorumLost => "easy",
+            Exercise::EtcdUnreachable
+            | Exercise::LaggingReplica
+            | Exercise::BrokenReplica
+            | Exercise::HbaLockedOut => "medium",
             Exercise::SplitBrain | Exercise::ArchiveFailing | Exercise::TuneRto => "hard",
         }
     }
@@ -113,7 +114,7 @@ impl Exercise {
                 "etcd's quorum and what Patroni does without it; etcdctl endpoint health"
             }
             Exercise::LaggingReplica => {
-                "pg_stat_replication's lag columns, receive versus replay, replay pause"
+                "pg_stat_replication's lag columns, received versus replayed, a delayed apply"
             }
             Exercise::BrokenReplica => "patronictl reinit: rebuilding a replica from the leader",
             Exercise::SplitBrain => {
@@ -224,9 +225,15 @@ impl Exercise {
                 ),
                 format!(
                     "on {node}: SELECT pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), \
-                     pg_is_wal_replay_paused(); does it receive the WAL and only not replay it?"
+                     pg_last_xact_replay_timestamp(); it receives the WAL and applies it late: \
+                     SHOW recovery_min_apply_delay; and where is it set? Patroni writes \
+                     postgresql.conf from /pgha/config/patroni.yaml"
                 ),
-                format!("on {node}: SELECT pg_wal_replay_resume();"),
+                format!(
+                    "on {node}: take recovery_min_apply_delay out of postgresql.parameters in \
+                     /pgha/config/patroni.yaml, then patronictl -c /pgha/config/patroni.yaml \
+                     reload {scope} {node}"
+                ),
             ],
             Exercise::BrokenReplica => [
                 format!(

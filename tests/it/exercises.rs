@@ -103,7 +103,7 @@ async fn every_exercise_is_real_repaired_as_taught_judged_solved_and_stopped() {
         );
     }
 
-    // lagging-replica: replay paused on pgha3, 64 MiB of WAL behind it.
+    // lagging-replica: pgha3 applies WAL an hour late, 64 MiB behind.
     let symptom = start("lagging-replica");
     assert!(
         symptom.contains("the replica on pgha3 is far behind"),
@@ -117,7 +117,7 @@ async fn every_exercise_is_real_repaired_as_taught_judged_solved_and_stopped() {
     .parse()
     .unwrap();
     assert!(lag > 16.0 * 1048576.0, "pgha3 is only {lag} bytes behind");
-    assert_eq!(psql("pgha3", "SELECT pg_is_wal_replay_paused()"), "t");
+    assert_eq!(psql("pgha3", "SHOW recovery_min_apply_delay"), "1h");
     let again = ex(&["start", "quorum-lost"]);
     assert_eq!(again.code, 2, "{again}");
     assert!(
@@ -139,8 +139,16 @@ async fn every_exercise_is_real_repaired_as_taught_judged_solved_and_stopped() {
             "{hint}"
         );
     }
-    assert!(ex(&["hint"]).stdout.contains("pg_wal_replay_resume()"));
-    psql("pgha3", "SELECT pg_wal_replay_resume()");
+    assert!(
+        ex(&["hint"])
+            .stdout
+            .contains("reload pgha_patroni_cluster pgha3")
+    );
+    on_ok(
+        "pgha3",
+        "sed -i '/recovery_min_apply_delay/d' /pgha/config/patroni.yaml && patronictl reload \
+         pgha_patroni_cluster pgha3 --force",
+    );
     let done = solved(60).await;
     assert!(done.stdout.contains("with 3 of 3 hints"), "{done}");
     assert!(

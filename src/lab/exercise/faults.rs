@@ -248,6 +248,9 @@ pub(super) async fn make(ctx: &Ctx<'_>, run: &Running) -> Result<()> {
         }
         Exercise::LaggingReplica => {
             script(ctx, node, &["break", "lagging-replica"], long).await?;
+            // A commit first: the replica stops at it for the hour, and everything after it
+            // (the 64 MiB) waits behind.
+            sql(ctx, primary, "SELECT txid_current()").await?;
             script(ctx, primary, &["wal", "64"], long).await?;
         }
         Exercise::BrokenReplica => {
