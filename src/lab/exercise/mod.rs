@@ -251,19 +251,21 @@ pub async fn stop(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resul
             )
         }
         Err(e) => {
-            step.done(format!("its undo did not bring the lab back ({e})"));
-            if !super::has_snapshot(engine, name).await? {
+            drop(step);
+            progress.line(format!(
+                "the exercise's undo did not bring lab {name} back ({e}); resetting it"
+            ));
+            // The reset starts stopped nodes itself, and refuses a lab without a snapshot.
+            if let Err(r) = super::reset(engine, progress, lock).await {
                 return Err(Error::Failed(format!(
-                    "exercise {} could not be undone on lab {name} ({e}), and the lab has no \
-                     snapshot to reset to (it was not made by `lab create`); `lab status --name \
-                     {name}` shows what is wrong",
+                    "exercise {} could not be undone on lab {name} ({e}), and resetting the \
+                     lab failed too: {r}",
                     run.exercise.name()
                 )));
             }
-            super::reset(engine, progress, lock).await?;
             format!(
-                "exercise {} stopped on lab {name}: its undo did not bring the lab back ({e}), \
-                 so the lab was reset to how it was made, losing what was written since",
+                "exercise {} stopped on lab {name}: its undo did not bring the lab back, so the \
+                 lab was reset to how it was made, losing what was written since",
                 run.exercise.name()
             )
         }
