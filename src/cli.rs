@@ -819,10 +819,11 @@ pub struct ExerciseList {
 /// Every lab of the engines given, or a class's.
 #[derive(Args)]
 pub struct Many {
-    /// Every lab on the Docker Engine (or on every engine given).
+    /// Every lab on the Docker Engine, or on every engine given (--name is then left aside).
     #[arg(long, conflicts_with = "class")]
     pub all: bool,
-    /// A class's labs: PREFIX and PREFIX-a, PREFIX-b, ... on every engine given.
+    /// Every lab of the class PREFIX (PREFIX and PREFIX-…, as `lab create --count N --name
+    /// PREFIX` names them), on every engine given.
     #[arg(long, value_name = "PREFIX")]
     pub class: Option<String>,
 }
@@ -1055,9 +1056,14 @@ pub struct ImageBuild {
 /// Refuses `--all` with a lab's name given on the command line (LAB_NAME in the environment is
 /// no refusal: it names the lab the other commands work on).
 pub fn all_and_name(matches: &clap::ArgMatches) -> Option<String> {
-    let (command, args) = matches
-        .subcommand()
-        .filter(|(c, _)| ["destroy", "reset"].contains(c))?;
+    let (command, args) = match matches.subcommand()? {
+        (c @ ("destroy" | "reset"), args) => (c.to_string(), args),
+        ("exercise", args) => match args.subcommand()? {
+            (sub @ ("start" | "status" | "stop"), args) => (format!("exercise {sub}"), args),
+            _ => return None,
+        },
+        _ => return None,
+    };
     let named = args.value_source("name") == Some(clap::parser::ValueSource::CommandLine);
     let all = args.try_get_one::<bool>("all").ok().flatten() == Some(&true);
     let class = args.try_get_one::<String>("class").ok().flatten().is_some();
@@ -1177,6 +1183,15 @@ mod tests {
         assert!(all_and_name(&m).is_none());
         let m = command()
             .try_get_matches_from(["lab", "stop", "-n", "x"])
+            .unwrap();
+        assert!(all_and_name(&m).is_none());
+        let m = command()
+            .try_get_matches_from(["lab", "exercise", "status", "--class", "c", "-n", "x"])
+            .unwrap();
+        let said = all_and_name(&m).unwrap();
+        assert!(said.starts_with("lab exercise status --class works on several labs"));
+        let m = command()
+            .try_get_matches_from(["lab", "exercise", "hint", "-n", "x"])
             .unwrap();
         assert!(all_and_name(&m).is_none());
     }

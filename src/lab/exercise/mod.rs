@@ -19,7 +19,7 @@ use crate::exercise::{Broken, Exercise};
 use crate::lock::LabLock;
 use crate::model::{self, Lab};
 use crate::progress::Progress;
-use crate::services::{Ctx, etcd, patroni};
+use crate::services::{Ctx, etcd, haproxy, patroni};
 use crate::store;
 use faults::{SCOPE, make, prepare, undo};
 pub use report::{Row, Status, class_code, duration, table};
@@ -274,12 +274,16 @@ pub async fn stop(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resul
     Ok(said)
 }
 
-/// Every etcd member answers and the cluster is healthy, within two minutes.
+/// Every etcd member answers, the cluster is healthy and HAProxy (where there is one) routes
+/// to it as Patroni says, within two minutes.
 async fn proven(ctx: &Ctx<'_>) -> Result<()> {
     let members: Vec<String> = ctx.lab.etcd_nodes().map(|n| n.name.clone()).collect();
     if !members.is_empty() {
         etcd::wait_healthy(ctx, &members, Duration::from_secs(60)).await?;
     }
     patroni::wait_healthy(ctx, &ctx.lab.postgres_names(), Duration::from_secs(120)).await?;
+    if ctx.lab.haproxy_node().is_some() {
+        haproxy::wait_routing(ctx, Duration::from_secs(30)).await?;
+    }
     Ok(())
 }
