@@ -607,18 +607,52 @@ async fn reset_all(fleet: &Fleet, progress: &Progress, args: &cli::Reset) -> Res
             fleet,
         )?;
     }
+    let held = Held {
+        purpose: "a reset",
+        wait: args.lab.wait,
+        what: "the reset",
+    };
+    each_locked(
+        progress,
+        &at,
+        &names,
+        held,
+        |engine, lock, progress| async move { lab::reset(engine, &progress, &lock).await },
+    )
+    .await?;
+    Ok(fleet::exit_code(&down))
+}
+
+/// How `each_locked` takes each lab's lock, and what Ctrl-C lets finish.
+struct Held<'a> {
+    purpose: &'a str,
+    wait: bool,
+    what: &'a str,
+}
+
+/// `work` on each lab of `names` (on its engine in `at`) under the lab's lock, as many at once
+/// as `each_lab` runs; Ctrl-C lets the labs in progress finish.
+async fn each_locked<'a, F, Fut>(
+    progress: &Progress,
+    at: &std::collections::BTreeMap<String, &'a Engine>,
+    names: &[String],
+    held: Held<'_>,
+    work: F,
+) -> Result<()>
+where
+    F: Fn(&'a Engine, LabLock, Progress) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     let interrupt = Interrupt::listen();
-    let work = lab::each_lab(progress, &names, &interrupt, |name, progress| {
-        let (interrupt, engine) = (&interrupt, at[&name]);
+    let job = lab::each_lab(progress, names, &interrupt, |name, progress| {
+        let (interrupt, engine, work) = (&interrupt, at[&name], &work);
+        let (purpose, wait) = (held.purpose, held.wait);
         async move {
-            let wait = args.lab.wait;
-            let lock =
-                lock::lab(engine, &name, "a reset", wait, &progress, Some(interrupt)).await?;
-            lab::reset(engine, &progress, &lock).await
+            let lock = lock::lab(engine, &name, purpose, wait, &progress, Some(interrupt)).await?;
+            work(engine, lock, progress).await
         }
     });
-    interrupt::finishing(&interrupt, progress, "the reset", work).await?;
-    Ok(fleet::exit_code(&down))
+    interrupt::finishing(&interrupt, progress, held.what, job).await
 }
 
 /// Each lab found with its engine; a name on two engines is refused, for a command over
@@ -666,20 +700,24 @@ async fn exercise(fleet: &Fleet, progress: &Progress, command: &ExerciseCommand)
                 ));
             }
             let names: Vec<String> = at.keys().cloned().collect();
-            let interrupt = Interrupt::listen();
             let purpose = format!("the exercise {}", a.exercise.name());
-            let work = lab::each_lab(progress, &names, &interrupt, |name, progress| {
-                let (interrupt, engine, purpose) = (&interrupt, at[&name], &purpose);
-                async move {
-                    let wait = a.lab.wait;
-                    let lock =
-                        lock::lab(engine, &name, purpose, wait, &progress, Some(interrupt)).await?;
+            let held = Held {
+                purpose: &purpose,
+                wait: a.lab.wait,
+                what: "the exercise's start",
+            };
+            each_locked(
+                progress,
+                &at,
+                &names,
+                held,
+                |engine, lock, progress| async move {
                     let symptom = ex::start(engine, &progress, &lock, a.exercise).await?;
-                    terminal::out(&format!("{name}: {symptom}"));
+                    terminal::out(&format!("{}: {symptom}", lock.lab()));
                     Ok(())
-                }
-            });
-            interrupt::finishing(&interrupt, progress, "the exercise's start", work).await?;
+                },
+            )
+            .await?;
             Ok(fleet::exit_code(&down))
         }
         ExerciseCommand::Start(a) => {
@@ -743,25 +781,22 @@ async fn exercise(fleet: &Fleet, progress: &Progress, command: &ExerciseCommand)
                 ));
                 return Ok(fleet::exit_code(&down));
             }
-            let interrupt = Interrupt::listen();
-            let work = lab::each_lab(progress, &names, &interrupt, |name, progress| {
-                let (interrupt, engine) = (&interrupt, at[&name]);
-                async move {
-                    let purpose = "stopping an exercise";
-                    let lock = lock::lab(
-                        engine,
-                        &name,
-                        purpose,
-                        a.lab.wait,
-                        &progress,
-                        Some(interrupt),
-                    )
-                    .await?;
+            let held = Held {
+                purpose: "stopping an exercise",
+                wait: a.lab.wait,
+                what: "the exercise's stop",
+            };
+            each_locked(
+                progress,
+                &at,
+                &names,
+                held,
+                |engine, lock, progress| async move {
                     progress.line(ex::stop(engine, &progress, &lock).await?);
                     Ok(())
-                }
-            });
-            interrupt::finishing(&interrupt, progress, "the exercise's stop", work).await?;
+                },
+            )
+            .await?;
             Ok(fleet::exit_code(&down))
         }
         ExerciseCommand::Stop(a) => {
@@ -894,26 +929,23 @@ async fn rotate(fleet: &Fleet, progress: &Progress, args: &cli::Rotate) -> Resul
         }
     }
     let names: Vec<String> = at.keys().cloned().collect();
-    let interrupt = Interrupt::listen();
-    let work = lab::each_lab(progress, &names, &interrupt, |name, progress| {
-        let (interrupt, engine) = (&interrupt, at[&name]);
-        async move {
-            let purpose = "a rotation of its credentials";
-            let lock = lock::lab(
-                engine,
-                &name,
-                purpose,
-                args.wait,
-                &progress,
-                Some(interrupt),
-            )
-            .await?;
+    let held = Held {
+        purpose: "a rotation of its credentials",
+        wait: args.wait,
+        what: "the rotation",
+    };
+    each_locked(
+        progress,
+        &at,
+        &names,
+        held,
+        |engine, lock, progress| async move {
             lab::access::rotate(engine, &progress, &lock)
                 .await
                 .map(drop)
-        }
-    });
-    interrupt::finishing(&interrupt, progress, "the rotation", work).await?;
+        },
+    )
+    .await?;
     Ok(fleet::exit_code(&down))
 }
 

@@ -133,38 +133,20 @@ pub fn refuse_target(target: f64, stops: &[i64], now: f64) -> Option<String> {
     None
 }
 
-/// psql on `node` as postgres with `sql` passed as one argument (no shell quoting); its output.
-async fn psql(ctx: &Ctx<'_>, node: &str, sql: &str) -> Result<String> {
-    let out = ctx
-        .exec(
-            node,
-            "postgres",
-            &["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            Duration::from_secs(60),
-        )
-        .await?;
-    if out.ok() {
-        Ok(out.stdout.trim().to_string())
-    } else {
-        Err(Error::Failed(format!(
-            "psql on {node} failed ({sql}): {}",
-            out.said()
-        )))
-    }
-}
-
 /// Closes the primary's current WAL segment and waits until pgBackRest has archived it, so
 /// a recovery finds everything written so far; the segment's name.
 async fn archive_now(ctx: &Ctx<'_>, primary: &str) -> Result<String> {
-    let segment = psql(ctx, primary, "SELECT pg_walfile_name(pg_switch_wal())").await?;
+    let segment = ctx
+        .psql(primary, "SELECT pg_walfile_name(pg_switch_wal())")
+        .await?;
     let started = Instant::now();
     loop {
-        let last = psql(
-            ctx,
-            primary,
-            "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-        )
-        .await?;
+        let last = ctx
+            .psql(
+                primary,
+                "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+            )
+            .await?;
         // Segment names sort as their order within a timeline.
         if last.len() >= 24 && last[..24] >= *segment.as_str() {
             return Ok(segment);
@@ -443,8 +425,7 @@ pub async fn drill(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resu
         &mut steps,
         &format!("make {TABLE} with {ROWS} known rows"),
         async {
-            psql(
-                &ctx,
+            ctx.psql(
                 &primary,
                 &format!(
                     "DROP TABLE IF EXISTS {TABLE}; CREATE TABLE {TABLE} AS SELECT g AS id, \
@@ -452,7 +433,7 @@ pub async fn drill(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resu
                 ),
             )
             .await?;
-            let f = psql(&ctx, &primary, &fingerprint).await?;
+            let f = ctx.psql(&primary, &fingerprint).await?;
             Ok((f.clone(), format!("on {primary}: {f}")))
         },
     )
@@ -462,7 +443,7 @@ pub async fn drill(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resu
         Ok(((), format!("{seg} archived")))
     })
     .await?;
-    let target = psql(&ctx, &primary, "SELECT now()").await?;
+    let target = ctx.psql(&primary, "SELECT now()").await?;
     // The drop must come strictly after the time noted.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     timed(
@@ -470,7 +451,7 @@ pub async fn drill(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resu
         &mut steps,
         &format!("the accident: DROP TABLE {TABLE}"),
         async {
-            psql(&ctx, &primary, &format!("DROP TABLE {TABLE}")).await?;
+            ctx.psql(&primary, &format!("DROP TABLE {TABLE}")).await?;
             Ok(((), format!("dropped after {target}")))
         },
     )
@@ -484,7 +465,7 @@ pub async fn drill(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resu
         .await?
         .unwrap_or(primary);
     let after = timed(progress, &mut steps, &format!("read {TABLE} back"), async {
-        let f = psql(&ctx, &now_primary, &fingerprint).await?;
+        let f = ctx.psql(&now_primary, &fingerprint).await?;
         Ok((f.clone(), format!("on {now_primary}: {f}")))
     })
     .await?;

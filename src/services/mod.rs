@@ -122,6 +122,27 @@ impl<'a> Ctx<'a> {
             .await)
     }
 
+    /// psql on `node` as postgres with `sql` passed as one argument (no shell quoting), which
+    /// must succeed; its output.
+    pub async fn psql(&self, node: &str, sql: &str) -> Result<String> {
+        let out = self
+            .exec(
+                node,
+                "postgres",
+                &["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                Duration::from_secs(60),
+            )
+            .await?;
+        if out.ok() {
+            Ok(out.stdout.trim().to_string())
+        } else {
+            Err(Error::Failed(format!(
+                "psql on {node} failed ({sql}): {}",
+                out.said()
+            )))
+        }
+    }
+
     /// Runs a node-side probe (`argv`: a script in the image and its arguments) as `user`, and
     /// reads the one JSON object it prints into `T`.
     pub async fn probe<T: serde::de::DeserializeOwned>(

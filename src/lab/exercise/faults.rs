@@ -142,26 +142,6 @@ async fn script(ctx: &Ctx<'_>, node: &str, args: &[&str], within: Duration) -> R
     }
 }
 
-/// SQL on `node` as postgres, which must succeed; its output.
-async fn sql(ctx: &Ctx<'_>, node: &str, query: &str) -> Result<String> {
-    let out = ctx
-        .exec(
-            node,
-            "postgres",
-            &["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", query],
-            Duration::from_secs(60),
-        )
-        .await?;
-    if out.ok() {
-        Ok(out.stdout.trim().to_string())
-    } else {
-        Err(Error::Failed(format!(
-            "SQL on {node} failed: {} ({query})",
-            out.said()
-        )))
-    }
-}
-
 /// The pg_hba lines of Patroni's dynamic configuration.
 pub(super) async fn dynamic_hba(ctx: &Ctx<'_>, node: &str) -> Result<Vec<String>> {
     let out = ctx
@@ -250,7 +230,7 @@ pub(super) async fn make(ctx: &Ctx<'_>, run: &Running) -> Result<()> {
             script(ctx, node, &["break", "lagging-replica"], long).await?;
             // A commit first: the replica stops at it for the hour, and everything after it
             // (the 64 MiB) waits behind.
-            sql(ctx, primary, "SELECT txid_current()").await?;
+            ctx.psql(primary, "SELECT txid_current()").await?;
             script(ctx, primary, &["wal", "64"], long).await?;
         }
         Exercise::BrokenReplica => {
@@ -259,8 +239,7 @@ pub(super) async fn make(ctx: &Ctx<'_>, run: &Running) -> Result<()> {
         Exercise::SplitBrain => {
             let kept: Vec<i64> =
                 serde_json::from_value(run.saved["kept"].clone()).unwrap_or_default();
-            sql(
-                ctx,
+            ctx.psql(
                 primary,
                 &format!(
                     "DROP TABLE IF EXISTS exercise_orders; CREATE TABLE exercise_orders (id int \
@@ -288,8 +267,7 @@ pub(super) async fn make(ctx: &Ctx<'_>, run: &Running) -> Result<()> {
                 .iter()
                 .map(|id| format!("({id}, 'written on {primary}')"))
                 .collect();
-            sql(
-                ctx,
+            ctx.psql(
                 primary,
                 &format!("INSERT INTO exercise_orders VALUES {}", values.join(", ")),
             )
@@ -319,12 +297,14 @@ pub(super) async fn make(ctx: &Ctx<'_>, run: &Running) -> Result<()> {
             let wrong = run.saved["wrong"].as_str().unwrap_or(WRONG_NETWORKS[0]);
             let address = wrong.split('/').next().unwrap_or_default();
             let loaded = until(Duration::from_secs(60), || async {
-                Ok(sql(
-                    ctx,
-                    primary,
-                    &format!("SELECT count(*) FROM pg_hba_file_rules WHERE address = '{address}'"),
-                )
-                .await?
+                Ok(ctx
+                    .psql(
+                        primary,
+                        &format!(
+                            "SELECT count(*) FROM pg_hba_file_rules WHERE address = '{address}'"
+                        ),
+                    )
+                    .await?
                     != "0")
             })
             .await?;
@@ -334,8 +314,7 @@ pub(super) async fn make(ctx: &Ctx<'_>, run: &Running) -> Result<()> {
             )?;
             // Streaming connections made before the change stand; the replicas' next ones are
             // refused.
-            sql(
-                ctx,
+            ctx.psql(
                 primary,
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_replication",
             )
