@@ -274,6 +274,17 @@ function drawTrainee(v) {
     if (v.course_error) replace("steps", el("li", { class: "muted", text: "Your lab cannot be judged now: " + v.course_error }));
     return;
   }
+  // What is still wrong says nothing the trainee could not see; the hints stay the
+  // instructor's to give (`lab exercise hint`).
+  const x = v.course.report.exercise;
+  replace("exercise", x
+    ? el("div", {},
+      el("div", {}, el("strong", { text: x.exercise }), " ",
+        x.solved ? el("span", { class: "pill good", text: "✓ solved in " + span(x.took ?? x.elapsed) })
+          : el("span", { class: "pill change", text: "not solved yet · " + span(x.elapsed) })),
+      el("div", { class: "small", text: "Reported: " + x.symptom }),
+      x.wrong.length ? el("ul", { class: "problems" }, x.wrong.map((w) => el("li", { text: w }))) : null)
+    : el("div", { class: "muted", text: "No exercise runs in your lab." }));
   const steps = v.course.report.steps;
   let past = false;
   replace("steps", steps.map((st) => {

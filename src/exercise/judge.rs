@@ -150,10 +150,9 @@ pub fn judge(run: &Running, seen: &Seen) -> Verdict {
                 let broken: Vec<String> =
                     serde_json::from_value(broken.clone()).unwrap_or_default();
                 if *hba == broken {
+                    // Said without naming the cause: the trainee's page shows it too.
                     wrong.push(
-                        "pg_hba in Patroni's configuration is still the one that refuses the \
-                         replicas"
-                            .into(),
+                        "the replicas would be refused again at their next connection".into(),
                     );
                 }
             }
