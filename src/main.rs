@@ -768,10 +768,11 @@ async fn exercise(fleet: &Fleet, progress: &Progress, command: &ExerciseCommand)
             let (found, down) = labs_on(fleet, progress, of_class(a.many.class.as_deref())).await?;
             let at = one_engine_each(&found, "stop exercises on")?;
             let mut names = Vec::new();
-            for (name, engine) in &at {
-                let lab = model::get(engine, name).await?;
-                if ex::running(engine, &lab).await?.is_some() {
-                    names.push(name.clone());
+            for (engine, labs) in &found {
+                for lab in labs {
+                    if ex::running(engine, lab).await?.is_some() {
+                        names.push(lab.name.clone());
+                    }
                 }
             }
             if names.is_empty() {

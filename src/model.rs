@@ -63,6 +63,11 @@ impl Node {
             .any(|e| e.network == network)
     }
 
+    /// Stopped, or cut off from the lab network: nothing in the lab can reach it.
+    pub fn out_of_reach(&self, network: &str) -> bool {
+        !self.running() || self.partitioned(network)
+    }
+
     /// The host port its PostgreSQL is published on.
     pub fn port(&self) -> Option<u16> {
         self.host_port(POSTGRES_PORT)

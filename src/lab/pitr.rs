@@ -200,7 +200,7 @@ async fn check_target(engine: &Engine, lab: &Lab, target: &str) -> Result<String
     };
     let stopped: Vec<&str> = lab
         .postgres_nodes()
-        .filter(|n| !n.running() || n.partitioned(&lab.network))
+        .filter(|n| n.out_of_reach(&lab.network))
         .map(|n| n.name.as_str())
         .collect();
     if !stopped.is_empty() {

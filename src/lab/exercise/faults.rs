@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::exercise::Exercise;
 use crate::exercise::judge::{NodeState, Running};
 use crate::model::Lab;
-use crate::services::{Ctx, catalog, patroni};
+use crate::services::{Ctx, catalog, patroni, wait_for};
 
 pub(super) const SCRIPT: &str = "/usr/local/sbin/labExercise";
 pub(super) const SCOPE: &str = "pgha_patroni_cluster";
@@ -112,17 +112,11 @@ fn random_ids(n: usize) -> Result<Vec<i64>> {
     Ok(ids)
 }
 
+/// A file of `node`, through the Engine API's archive call as the lab's records are read.
 async fn read_file(ctx: &Ctx<'_>, node: &str, path: &str) -> Result<String> {
-    let out = ctx
-        .exec(node, "root", &["cat", path], Duration::from_secs(15))
-        .await?;
-    if !out.ok() {
-        return Err(Error::Failed(format!(
-            "{path} on {node} could not be read: {}",
-            out.said()
-        )));
-    }
-    Ok(out.stdout)
+    let bytes = ctx.engine.download(ctx.lab.container(node), path).await?;
+    let bytes = bytes.ok_or_else(|| Error::Failed(format!("{path} is missing on {node}")))?;
+    String::from_utf8(bytes).map_err(|_| Error::Failed(format!("{path} on {node} is not text")))
 }
 
 /// `labExercise ARGS...` on `node`, as root, which must succeed.
@@ -184,16 +178,12 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,
 {
-    let started = std::time::Instant::now();
-    loop {
-        if check().await? {
-            return Ok(true);
-        }
-        if started.elapsed() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let held = wait_for(deadline, Duration::from_secs(1), || {
+        let checked = check();
+        async move { Ok(if checked.await? { Ok(()) } else { Err(()) }) }
+    })
+    .await?;
+    Ok(held.is_ok())
 }
 
 pub(super) async fn node_state(ctx: &Ctx<'_>, node: &str) -> Result<NodeState> {
@@ -378,7 +368,7 @@ pub(super) async fn undo(ctx: &Ctx<'_>, run: &Running) -> Result<String> {
                 && read_file(ctx, &h.name, HAPROXY_CFG).await? != cfg
             {
                 ctx.upload(&h.name, &[(HAPROXY_CFG, cfg, 0o644)]).await?;
-                ctx.stop(&catalog::HAPROXY, &[&h.name]).await?;
+                // startHaproxy restarts a running HAProxy, as the guide's systemctl restart.
                 ctx.start(&catalog::HAPROXY, &[&h.name]).await?;
             }
             "Patroni's settings and HAProxy's configuration put back".into()

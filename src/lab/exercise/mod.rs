@@ -64,7 +64,7 @@ pub async fn start(
     let stopped: Vec<&str> = lab
         .nodes
         .iter()
-        .filter(|n| !n.running() || n.partitioned(&lab.network))
+        .filter(|n| n.out_of_reach(&lab.network))
         .map(|n| n.name.as_str())
         .collect();
     if !stopped.is_empty() {
@@ -138,9 +138,8 @@ pub async fn start(
             Ok(exercise.symptom(&run.broken))
         }
         Err(e) => {
-            let back = undo(&ctx, &run).await.and(Ok(()));
-            let back = match back {
-                Ok(()) => forget(engine, &lab).await,
+            let back = match undo(&ctx, &run).await {
+                Ok(_) => forget(engine, &lab).await,
                 Err(e) => Err(e),
             };
             Err(Error::Failed(match back {
@@ -242,20 +241,22 @@ pub async fn stop(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resul
         Ok(did) => proven(&ctx).await.map(|()| did),
         Err(e) => Err(e),
     };
-    let said = match undone {
+    match undone {
         Ok(did) => {
             step.done(&did);
-            format!(
+            forget(engine, &lab).await?;
+            Ok(format!(
                 "exercise {} stopped on lab {name}: {did}; the cluster is healthy",
                 run.exercise.name()
-            )
+            ))
         }
         Err(e) => {
             drop(step);
             progress.line(format!(
                 "the exercise's undo did not bring lab {name} back ({e}); resetting it"
             ));
-            // The reset starts stopped nodes itself, and refuses a lab without a snapshot.
+            // The reset starts stopped nodes itself, refuses a lab without a snapshot, and
+            // ends the exercise once it is done.
             if let Err(r) = super::reset(engine, progress, lock).await {
                 return Err(Error::Failed(format!(
                     "exercise {} could not be undone on lab {name} ({e}), and resetting the \
@@ -263,15 +264,13 @@ pub async fn stop(engine: &Engine, progress: &Progress, lock: &LabLock) -> Resul
                     run.exercise.name()
                 )));
             }
-            format!(
+            Ok(format!(
                 "exercise {} stopped on lab {name}: its undo did not bring the lab back, so the \
                  lab was reset to how it was made, losing what was written since",
                 run.exercise.name()
-            )
+            ))
         }
-    };
-    forget(engine, &lab).await?;
-    Ok(said)
+    }
 }
 
 /// Every etcd member answers, the cluster is healthy and HAProxy (where there is one) routes

@@ -2,7 +2,7 @@
 
 use super::faults::{dynamic_hba, node_state};
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exercise::Exercise;
 use crate::exercise::judge::{Drilled, PgNode, Running, Seen};
 use crate::lab::records;
@@ -10,22 +10,22 @@ use crate::services::{Ctx, etcd, patroni, pgbackrest};
 
 /// Gathers what the judge reads for `run`, touching nothing.
 pub(super) async fn see(engine: &Engine, ctx: &Ctx<'_>, run: &Running) -> Result<Seen> {
-    let nodes = futures_util::future::try_join_all(ctx.lab.postgres_nodes().map(|n| async move {
+    let nodes = futures_util::future::join_all(ctx.lab.postgres_nodes().map(|n| async move {
         if !n.running() {
-            return Ok::<_, Error>(PgNode {
+            return PgNode {
                 name: n.name.clone(),
                 state: None,
                 member: None,
-            });
+            };
         }
         let (state, member) = tokio::join!(node_state(ctx, &n.name), patroni::member(ctx, &n.name));
-        Ok(PgNode {
+        PgNode {
             name: n.name.clone(),
             state: state.ok(),
             member: member.ok().flatten(),
-        })
+        }
     }))
-    .await?;
+    .await;
     let mut seen = Seen {
         nodes,
         ..Seen::default()
